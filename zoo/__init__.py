@@ -1,0 +1,32 @@
+"""zoo: a plugin-based deep-learning task zoo on JAX.
+
+Importing `zoo` is cheap: it loads neither JAX nor any task. The public API:
+
+  zoo.Task, zoo.Dataset, zoo.Metrics   the task contract (zoo.task)
+  zoo.TaskConfig, zoo.TrainConfig ...  typed configs (zoo.config)
+  zoo.register_task, zoo.get_task      the registry (zoo.registry)
+  zoo.fit                              the harness (zoo.harness.trainer)
+"""
+
+import importlib
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "Task": "zoo.task", "Dataset": "zoo.task", "Metrics": "zoo.task", "masked_mean": "zoo.task",
+    "TaskConfig": "zoo.config", "TrainConfig": "zoo.config", "OptimizerConfig": "zoo.config",
+    "EarlyStoppingConfig": "zoo.config",
+    "register_task": "zoo.registry", "get_task": "zoo.registry", "task_names": "zoo.registry",
+    "fit": "zoo.harness.trainer",
+    "ZooError": "zoo.errors",
+}
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'zoo' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -1,0 +1,56 @@
+"""`zoo list` and `zoo info`: what tasks, models, data sets and config fields exist."""
+
+from __future__ import annotations
+
+import fnmatch
+
+from rich.console import Console
+from rich.table import Table
+
+
+def add_commands(sub, common) -> None:
+    ls = sub.add_parser("list", parents=[common], help="tasks with their models and data sets")
+    ls.add_argument("pattern", nargs="?", default="*", help="wildcard filter on task names")
+    ls.set_defaults(handler=_list)
+    info = sub.add_parser("info", parents=[common], help="a task's config fields, data sets, metrics")
+    info.add_argument("task")
+    info.set_defaults(handler=_info)
+
+
+def _list(args, rest) -> int:
+    from zoo.cli.commands import _no_extra
+    from zoo.registry import get_task, task_names
+
+    _no_extra(rest)
+    table = Table("task", "models", "data sets", "metric", "description")
+    for name in task_names():
+        if not fnmatch.fnmatch(name, args.pattern):
+            continue
+        cls = get_task(name)
+        table.add_row(name, ", ".join(cls.models), ", ".join(cls.datasets),
+                      f"{cls.metric} ({cls.metric_mode})", cls.description)
+    Console().print(table)
+    return 0
+
+
+def _info(args, rest) -> int:
+    from zoo.cli.commands import _no_extra
+    from zoo.config import fields_table
+    from zoo.registry import get_task
+
+    _no_extra(rest)
+    cls = get_task(args.task)
+    console = Console()
+    console.print(f"[bold]{cls.name}[/bold]: {cls.description}")
+    console.print(f"models: {', '.join(cls.models) or '-'}")
+    console.print(f"primary metric: {cls.metric} ({cls.metric_mode}); early stopping and the "
+                  f"best checkpoint follow it")
+    datasets = Table("data set (--data)", "description")
+    for spec, text in cls.datasets.items():
+        datasets.add_row(spec, text)
+    console.print(datasets)
+    fields = Table("config key (--set KEY=VALUE)", "type", "default", "doc")
+    for row in fields_table(cls.Config()):
+        fields.add_row(*row)
+    console.print(fields)
+    return 0

@@ -1,0 +1,131 @@
+"""`zoo run`, `zoo eval` and `zoo predict`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from zoo.errors import ZooError
+
+
+def add_commands(sub, common: argparse.ArgumentParser) -> None:
+    run = sub.add_parser("run", parents=[common], help="train, validate, checkpoint and test a task",
+                         description="Train TASK with per-epoch validation, early stopping and "
+                                     "checkpoints, then report test metrics. Re-running on the "
+                                     "same --workdir resumes where it stopped.")
+    run.add_argument("task", help="task name (see `zoo list`)")
+    run.add_argument("--model", help="model name (see `zoo info TASK`)")
+    run.add_argument("--data", help="data set spec (see `zoo info TASK`)")
+    run.add_argument("--epochs", type=int, help="shorthand for --set train.epochs=N")
+    run.add_argument("--batch-size", type=int, help="global batch size (train.batch_size)")
+    run.add_argument("--lr", type=float, help="learning rate (optimizer.lr)")
+    run.add_argument("--seed", type=int, help="seed for init, data order and augmentation")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                     help="override any config field, type-checked (repeatable), "
+                          "e.g. --set optimizer.name=adamw")
+    run.add_argument("--smoke", action="store_true", help="the task's tiny config (seconds)")
+    _add_workdir(run)
+    _add_device(run)
+    run.add_argument("--quiet", action="store_true", help="no progress output")
+    run.set_defaults(handler=_run)
+
+    ev = sub.add_parser("eval", parents=[common], help="metrics of a trained workdir",
+                        description="Evaluate the best checkpoint of a trained workdir.")
+    ev.add_argument("task", help="task name")
+    _add_workdir(ev)
+    _add_device(ev)
+    ev.add_argument("--split", default="test", choices=("train", "val", "test"))
+    ev.add_argument("--json", action="store_true", help="print metrics as JSON")
+    ev.set_defaults(handler=_eval)
+
+    predict = sub.add_parser("predict", parents=[common], add_help=False,
+                             help="predict with a trained model (task-specific arguments)",
+                             description="Run a trained model on your inputs. "
+                                         "`zoo predict TASK --help` lists TASK's arguments.")
+    predict.add_argument("task", help="task name")
+    predict.set_defaults(handler=_predict)
+
+
+def _add_workdir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workdir", type=Path,
+                        help="run directory (default: runs/TASK); holds checkpoints and logs")
+
+
+def _add_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu", "tpu"),
+                        help="accelerator kind; all local devices of it form the data mesh")
+
+
+def _no_extra(rest: list[str]) -> None:
+    if rest:
+        raise ZooError(f"unrecognized arguments: {' '.join(rest)} (see --help)")
+
+
+def _workdir(args) -> Path:
+    return args.workdir or Path("runs") / args.task
+
+
+def build_config(task_cls, args) -> object:
+    """The task's config with the command line's shorthands and --set overrides applied."""
+    from zoo.config import apply_overrides
+
+    config = task_cls.Config.smoke() if args.smoke else task_cls.Config()
+    shorthands = {"model": args.model, "data": args.data, "train.epochs": args.epochs,
+                  "train.batch_size": args.batch_size, "optimizer.lr": args.lr,
+                  "train.seed": args.seed}
+    overrides = [f"{k}={v}" for k, v in shorthands.items() if v is not None]
+    config = apply_overrides(config, overrides + args.overrides)
+    if task_cls.models and config.model not in task_cls.models:
+        from zoo.errors import unknown
+
+        raise unknown(f"model for {task_cls.name}:", config.model, task_cls.models)
+    return config
+
+
+def _run(args, rest) -> int:
+    _no_extra(rest)
+    from zoo.registry import get_task
+
+    task_cls = get_task(args.task)
+    config = build_config(task_cls, args)
+    from zoo.harness.trainer import fit
+
+    fit(task_cls(config), _workdir(args), device=args.device, quiet=args.quiet)
+    return 0
+
+
+def _eval(args, rest) -> int:
+    _no_extra(rest)
+    from zoo.harness.inference import evaluate_workdir
+    from zoo.registry import get_task
+
+    get_task(args.task)
+    metrics = evaluate_workdir(_workdir(args), args.task, split=args.split, device=args.device)
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+    else:
+        for key, value in metrics.items():
+            print(f"{args.split}/{key}: {value:.4f}" if isinstance(value, float)
+                  else f"{args.split}/{key}: {value}")
+    return 0
+
+
+def _predict(args, rest) -> int:
+    from zoo.registry import get_task
+
+    task_cls = get_task(args.task)
+    parser = argparse.ArgumentParser(prog=f"zoo predict {args.task}",
+                                     description=f"Predict with a trained {args.task} model.")
+    task_cls.add_predict_arguments(parser)
+    _add_workdir(parser)
+    task_args = parser.parse_args(rest)
+    args.workdir = task_args.workdir
+    from zoo.harness.inference import load_model
+
+    task, model, info = load_model(_workdir(args), args.task)
+    print(task.predict(model, info, task_args))
+    return 0
+
+
+__all__ = ["add_commands", "build_config"]

@@ -1,0 +1,58 @@
+"""The `zoo` command: parses arguments, dispatches, and turns errors into one line.
+
+Heavy imports (JAX, tasks) happen inside the commands, so `zoo --help` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from zoo.cli import catalog, commands
+from zoo.errors import ZooError
+
+EPILOG = """examples:
+  zoo run classification                          LeNet on the embedded MNIST sample
+  zoo run classification --model resnet --data folder:./imgs --set optimizer.lr=3e-4
+  zoo eval classification --workdir runs/classification
+  zoo predict classification digit.png --top-k 3
+  zoo run mytask --plugin ./my_task.py            your own task, the same harness
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--plugin", action="append", default=[], metavar="FILE.py",
+                        help="import a Python file that registers tasks (repeatable)")
+    common.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    parser = argparse.ArgumentParser(
+        prog="zoo", description="A plugin-based deep-learning task zoo on JAX.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter, parents=[common])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands.add_commands(sub, common)
+    catalog.add_commands(sub, common)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    try:
+        for path in args.plugin:
+            from zoo.registry import load_plugin_file
+
+            load_plugin_file(path)
+        return args.handler(args, rest) or 0
+    except ZooError as e:
+        if args.debug:
+            raise
+        print(f"zoo: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("zoo: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,195 @@
+"""Typed run configuration and type-checked `--set key.path=value` overrides.
+
+A task's config is a frozen dataclass tree. Its harness sections (`train`, `optimizer`,
+`early_stopping`) are shared by every task; the task adds its own fields beside them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from zoo.errors import ZooError, unknown
+
+OptimizerName = Literal["sgd", "momentum", "nesterov", "adam", "adamw"]
+ScheduleName = Literal["constant", "cosine", "warmup_cosine", "step"]
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """Optimizer and learning-rate schedule (built with optax)."""
+
+    name: OptimizerName = "adam"
+    lr: float = 1e-3
+    schedule: ScheduleName = "cosine"
+    warmup_epochs: float = 0.0
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    grad_clip_norm: float = 0.0  # 0 disables clipping
+
+
+@dataclass(frozen=True)
+class EarlyStoppingConfig:
+    """Stop when the validation metric has not improved for `patience` epochs."""
+
+    metric: str = ""  # empty: the task's primary metric
+    patience: int = 5  # 0 disables early stopping
+    min_delta: float = 0.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The loop itself: epochs, batch size, seed, checkpoint and logging cadence."""
+
+    epochs: int = 10
+    batch_size: int = 128  # global: the same on any number of devices
+    eval_batch_size: int = 256
+    seed: int = 0
+    log_every: int = 50  # steps between progress/TensorBoard updates
+    max_examples: int = 0  # caps every split (0: all); smoke configs use it to keep tests quick
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """Base of every task config. Subclasses add task fields and override defaults."""
+
+    model: str = ""
+    data: str = ""
+    train: TrainConfig = TrainConfig()
+    optimizer: OptimizerConfig = OptimizerConfig()
+    early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
+
+    @classmethod
+    def smoke(cls) -> TaskConfig:
+        """A tiny variant that runs in seconds, for tests. Subclasses shrink further."""
+        return cls(train=dataclasses.replace(cls().train, epochs=1, max_examples=256,
+                                             batch_size=32, eval_batch_size=64, log_every=2))
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """The config as plain JSON-able data."""
+    return dataclasses.asdict(config)
+
+
+def from_dict(cls: type, data: dict[str, Any]) -> Any:
+    """Rebuilds a config of type `cls` from `to_dict` output, ignoring unknown keys."""
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            continue
+        value = data[f.name]
+        if dataclasses.is_dataclass(hints[f.name]) and isinstance(value, dict):
+            value = from_dict(hints[f.name], value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+def fields_table(config: Any, prefix: str = "") -> list[tuple[str, str, str, str]]:
+    """Rows of (key, type, default, doc) for every leaf field, for `zoo info`."""
+    rows = []
+    hints = typing.get_type_hints(type(config))
+    docs = _field_comments(type(config))
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        key = prefix + f.name
+        if dataclasses.is_dataclass(value):
+            rows.extend(fields_table(value, key + "."))
+        else:
+            rows.append((key, _type_name(hints[f.name]), json.dumps(value), docs.get(f.name, "")))
+    return rows
+
+
+def apply_overrides(config: Any, overrides: list[str]) -> Any:
+    """Applies `key.path=value` strings, converting each value to the field's type.
+
+    Raises:
+      ZooError: for a malformed override, an unknown key or a value of the wrong type.
+    """
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ZooError(f"--set {item!r} is not of the form key.path=value "
+                           f"(e.g. --set optimizer.lr=3e-4)")
+        config = _replace_path(config, key.strip().split("."), raw.strip(), key.strip())
+    return config
+
+
+def _replace_path(config: Any, path: list[str], raw: str, full_key: str) -> Any:
+    names = [f.name for f in dataclasses.fields(config)]
+    name = path[0]
+    if name not in names:
+        prefix = full_key[: len(full_key) - len(".".join(path))]
+        raise unknown("config key", full_key, [prefix + n for n in names])
+    current = getattr(config, name)
+    if len(path) > 1:
+        if not dataclasses.is_dataclass(current):
+            raise ZooError(f"config key {full_key!r}: {name!r} has no sub-fields")
+        return dataclasses.replace(config, **{name: _replace_path(current, path[1:], raw, full_key)})
+    if dataclasses.is_dataclass(current):
+        raise ZooError(f"config key {full_key!r} is a section; set one of its fields, "
+                       f"e.g. {full_key}.{dataclasses.fields(current)[0].name}=...")
+    annotation = typing.get_type_hints(type(config))[name]
+    return dataclasses.replace(config, **{name: parse_value(raw, annotation, full_key)})
+
+
+def parse_value(raw: str, annotation: Any, key: str) -> Any:
+    """Converts the string `raw` to `annotation` (bool, int, float, str, Literal, tuple)."""
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        choices = typing.get_args(annotation)
+        if raw not in choices:
+            raise unknown(f"value for {key}:", raw, choices)
+        return raw
+    if origin is tuple:
+        (item_type, *_) = typing.get_args(annotation)
+        parts = [p for p in raw.strip("()[] ").split(",") if p.strip()]
+        return tuple(parse_value(p.strip(), item_type, key) for p in parts)
+    if annotation is bool:
+        lowered = raw.lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ZooError(f"--set {key}={raw}: expected true or false")
+    if annotation in (int, float, str):
+        try:
+            value = annotation(raw)
+        except ValueError:
+            raise ZooError(f"--set {key}={raw}: expected {annotation.__name__}, "
+                           f"e.g. --set {key}={annotation(1)}") from None
+        return value
+    raise ZooError(f"--set {key}: fields of type {annotation} cannot be set from the command line")
+
+
+def _type_name(annotation: Any) -> str:
+    if typing.get_origin(annotation) is Literal:
+        return "|".join(typing.get_args(annotation))
+    if typing.get_origin(annotation) is tuple:
+        return f"tuple[{_type_name(typing.get_args(annotation)[0])}]"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _field_comments(cls: type) -> dict[str, str]:
+    """Field docs: the trailing `# comment` on each field's line in the class source."""
+    import inspect
+
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            lines = inspect.getsource(klass).splitlines()
+        except (OSError, TypeError):
+            continue
+        for line in lines:
+            head, _, comment = line.partition("#")
+            name = head.split(":")[0].strip()
+            if comment and name.isidentifier() and ":" in head:
+                docs[name] = comment.strip()
+    return docs

@@ -1,0 +1,1 @@
+"""The train/eval harness shared by every task: loop, steps, checkpoints, logs."""

@@ -1,0 +1,40 @@
+"""The shared model library. Architectures here know nothing of tasks.
+
+`CLASSIFIERS` maps a model name to its class and the arguments of that variant: a table,
+not one function per variant. Every classifier takes `(input_shape, num_classes, *,
+activation, rngs)` and maps NHWC images to logits.
+"""
+
+import functools
+from collections.abc import Callable, Sequence
+
+from flax import nnx
+
+from zoo.errors import unknown
+from zoo.models.activations import ACTIVATIONS, get_activation
+from zoo.models.lenet import MLP, LeNet
+from zoo.models.resnet import ResNet, ResNetBackbone
+
+CLASSIFIERS: dict[str, Callable[..., nnx.Module]] = {
+    "lenet": LeNet,
+    "mlp": MLP,  # LeNet-300-100
+    "resnet": ResNet,  # 3 stages of 2 blocks, widths 16/32/64 (ResNet-14)
+    "resnet-wide": functools.partial(ResNet, widths=(32, 64, 128)),
+}
+
+
+def create_classifier(name: str, input_shape: Sequence[int], num_classes: int, *,
+                      activation: str = "relu", rngs: nnx.Rngs) -> nnx.Module:
+    """Builds the classifier called `name` (see `CLASSIFIERS`).
+
+    Example:
+      model = create_classifier("lenet", (28, 28, 1), 10, rngs=nnx.Rngs(0))
+    """
+    if name not in CLASSIFIERS:
+        raise unknown("model", name, CLASSIFIERS)
+    get_activation(activation)  # fail early, with suggestions, on a bad name
+    return CLASSIFIERS[name](tuple(input_shape), num_classes, activation=activation, rngs=rngs)
+
+
+__all__ = ["ACTIVATIONS", "CLASSIFIERS", "LeNet", "MLP", "ResNet", "ResNetBackbone",
+           "create_classifier", "get_activation"]

@@ -1,0 +1,52 @@
+"""LeNet and a multi-layer perceptron: the deck's classic MNIST networks."""
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from zoo.models.activations import get_activation
+from zoo.models.layers import max_pool_2x2
+
+
+class LeNet(nnx.Module):
+    """LeNet as in the original MXNet example: conv 20 and 50 (5x5), dense 500.
+
+    Convolutions are VALID; any input size of at least 16x16 works.
+    """
+
+    def __init__(self, input_shape: Sequence[int], num_classes: int, *,
+                 activation: str = "relu", filters: Sequence[int] = (20, 50),
+                 hidden: int = 500, rngs: nnx.Rngs):
+        h, w, c = input_shape
+        self.act = get_activation(activation)
+        self.conv1 = nnx.Conv(c, filters[0], (5, 5), padding="VALID", rngs=rngs)
+        self.conv2 = nnx.Conv(filters[0], filters[1], (5, 5), padding="VALID", rngs=rngs)
+        flat = ((h - 4) // 2 - 4) // 2 * (((w - 4) // 2 - 4) // 2) * filters[1]
+        self.fc1 = nnx.Linear(flat, hidden, rngs=rngs)
+        self.fc2 = nnx.Linear(hidden, num_classes, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = max_pool_2x2(self.act(self.conv1(x)))
+        x = max_pool_2x2(self.act(self.conv2(x)))
+        x = self.act(self.fc1(x.reshape(x.shape[0], -1)))
+        return self.fc2(x)
+
+
+class MLP(nnx.Module):
+    """A fully connected network on flattened input (LeNet-300-100 by default)."""
+
+    def __init__(self, input_shape: Sequence[int], num_classes: int, *,
+                 activation: str = "relu", hidden: Sequence[int] = (300, 100),
+                 rngs: nnx.Rngs):
+        self.act = get_activation(activation)
+        sizes = [int(jnp.prod(jnp.array(input_shape))), *hidden]
+        self.hidden = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes, sizes[1:])])
+        self.head = nnx.Linear(sizes[-1], num_classes, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = x.reshape(x.shape[0], -1)
+        for layer in self.hidden:
+            x = self.act(layer(x))
+        return self.head(x)

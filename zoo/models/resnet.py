@@ -1,0 +1,75 @@
+"""A small pre-activation-free ResNet for 32x32+ colour images, and its backbone.
+
+The backbone returns the feature map of every stage, so dense-prediction heads
+(segmentation, detection) reuse it instead of keeping a private copy.
+"""
+
+from collections.abc import Sequence
+
+import jax
+from flax import nnx
+
+from zoo.models.activations import get_activation
+from zoo.models.layers import global_avg_pool
+
+
+class ResidualBlock(nnx.Module):
+    """Two 3x3 conv-BN layers with an identity (or 1x1 projected) shortcut."""
+
+    def __init__(self, cin: int, cout: int, stride: int, act, *, rngs: nnx.Rngs):
+        self.act = act
+        self.conv1 = nnx.Conv(cin, cout, (3, 3), strides=stride, use_bias=False, rngs=rngs)
+        self.bn1 = nnx.BatchNorm(cout, momentum=0.9, rngs=rngs)
+        self.conv2 = nnx.Conv(cout, cout, (3, 3), use_bias=False, rngs=rngs)
+        self.bn2 = nnx.BatchNorm(cout, momentum=0.9, scale_init=nnx.initializers.zeros, rngs=rngs)
+        self.project = (nnx.Conv(cin, cout, (1, 1), strides=stride, use_bias=False, rngs=rngs)
+                        if stride != 1 or cin != cout else None)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        y = self.act(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        shortcut = self.project(x) if self.project is not None else x
+        return self.act(y + shortcut)
+
+
+class ResNetBackbone(nnx.Module):
+    """Stem plus stages; stage i (i > 0) halves the resolution. Returns every stage's map."""
+
+    def __init__(self, in_channels: int, *, widths: Sequence[int] = (16, 32, 64),
+                 blocks: int = 2, activation: str = "relu", rngs: nnx.Rngs):
+        act = get_activation(activation)
+        self.act = act
+        self.widths = tuple(widths)
+        self.stem = nnx.Conv(in_channels, widths[0], (3, 3), use_bias=False, rngs=rngs)
+        self.stem_bn = nnx.BatchNorm(widths[0], momentum=0.9, rngs=rngs)
+        stages, cin = [], widths[0]
+        for i, width in enumerate(widths):
+            stage = [ResidualBlock(cin if j == 0 else width, width,
+                                   2 if (i > 0 and j == 0) else 1, act, rngs=rngs)
+                     for j in range(blocks)]
+            stages.append(nnx.List(stage))
+            cin = width
+        self.stages = nnx.List(stages)
+
+    def __call__(self, x: jax.Array) -> list[jax.Array]:
+        x = self.act(self.stem_bn(self.stem(x)))
+        features = []
+        for stage in self.stages:
+            for block in stage:
+                x = block(x)
+            features.append(x)
+        return features
+
+
+class ResNet(nnx.Module):
+    """ResNet classifier: backbone, global average pool, linear head."""
+
+    def __init__(self, input_shape: Sequence[int], num_classes: int, *,
+                 activation: str = "relu", widths: Sequence[int] = (16, 32, 64),
+                 blocks: int = 2, rngs: nnx.Rngs):
+        self.backbone = ResNetBackbone(input_shape[-1], widths=widths, blocks=blocks,
+                                       activation=activation, rngs=rngs)
+        self.head = nnx.Linear(widths[-1], num_classes, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.head(global_avg_pool(self.backbone(x)[-1]))

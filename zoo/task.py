@@ -1,0 +1,157 @@
+"""The Task contract: everything the harness needs to know about one kind of problem.
+
+A task supplies data, a model, a loss and metrics; the harness (`zoo.harness`) owns the
+loop, compilation, devices, checkpoints and logging. Every method that runs on device is
+written for one batch and traced once under `jax.jit` by the harness, so it must be pure
+JAX (no Python branching on array values, no host I/O).
+
+Six kinds of task fit it (see docs/architecture.md): classification, detection and
+segmentation use the default `train_step`; OCR and translation put padding masks in
+their batches and decode inside `eval_step`; a GAN overrides `make_optimizer` (two
+optimizers) and `train_step` (two alternating updates in one compiled step).
+"""
+
+from __future__ import annotations
+
+import abc
+import argparse
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from zoo.config import TaskConfig
+
+Batch = dict[str, jax.Array]
+
+
+@dataclasses.dataclass
+class Dataset:
+    """In-memory splits plus the facts a model and `predict` need about them.
+
+    Attributes:
+      splits: "train", "val", "test" -> {field: array with a leading example axis}.
+      info: JSON-able facts saved with every checkpoint (class names, input shape,
+        vocabulary...), so `eval` and `predict` need no access to the data.
+    """
+
+    splits: dict[str, dict[str, np.ndarray]]
+    info: dict[str, Any]
+
+    def size(self, split: str) -> int:
+        return len(next(iter(self.splits[split].values())))
+
+
+class Metrics:
+    """Host-side accumulator of `eval_step` outputs over a split.
+
+    The default sums every output and divides by the summed "count": right for any
+    metric that is a mean over examples. Tasks whose metrics need every prediction at
+    once (mAP, BLEU, CER) subclass it.
+    """
+
+    def __init__(self) -> None:
+        self._sums: dict[str, float] = {}
+
+    def update(self, batch: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray]) -> None:
+        del batch
+        for key, value in outputs.items():
+            self._sums[key] = self._sums.get(key, 0.0) + float(np.sum(value))
+
+    def compute(self) -> dict[str, Any]:
+        count = max(self._sums.get("count", 0.0), 1.0)
+        return {k: v / count for k, v in self._sums.items() if k != "count"}
+
+
+class Task(abc.ABC):
+    """Base class of every task plugin. Subclass it and register it.
+
+    Class attributes describe the task for `zoo list` / `zoo info`; the config instance
+    given to the constructor selects model and data.
+    """
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    Config: ClassVar[type[TaskConfig]] = TaskConfig
+    models: ClassVar[tuple[str, ...]] = ()
+    datasets: ClassVar[Mapping[str, str]] = {}  # data spec -> one-line description
+    metric: ClassVar[str] = "loss"  # primary validation metric: early stopping, best checkpoint
+    metric_mode: ClassVar[Literal["min", "max"]] = "min"
+
+    def __init__(self, config: TaskConfig | None = None):
+        self.config = config if config is not None else self.Config()
+
+    # -- data and model ---------------------------------------------------------------
+
+    @abc.abstractmethod
+    def load_data(self) -> Dataset:
+        """Loads (or generates) the splits named by `config.data`. Runs on the host."""
+
+    @abc.abstractmethod
+    def build_model(self, info: Mapping[str, Any], rngs: nnx.Rngs) -> nnx.Module:
+        """Builds `config.model` from the shared model library for data described by `info`."""
+
+    def make_optimizer(self, model: nnx.Module, tx: optax.GradientTransformation) -> nnx.Object:
+        """Wraps `tx` around the trainable parameters. A GAN returns one per network."""
+        return nnx.Optimizer(model, tx, wrt=nnx.Param)
+
+    # -- compiled per-batch functions ----------------------------------------------------
+
+    def augment(self, batch: Batch, rng: jax.Array) -> Batch:
+        """Training-time augmentation on device, inside the compiled step. Default: none."""
+        del rng
+        return batch
+
+    @abc.abstractmethod
+    def loss(self, model: nnx.Module, batch: Batch, rng: jax.Array) -> tuple[jax.Array, dict]:
+        """Mean training loss of one batch, and extra scalars to log."""
+
+    def train_step(self, model: nnx.Module, optimizer: nnx.Object, batch: Batch,
+                   rng: jax.Array) -> dict[str, jax.Array]:
+        """One update: mutates `model` and `optimizer` in place, returns scalars to log.
+
+        The harness traces this once under `jax.jit` with the state donated. Override it
+        for anything other than one loss and one optimizer (e.g. a GAN).
+        """
+        aug_rng, loss_rng = jax.random.split(rng)
+        batch = self.augment(batch, aug_rng)
+        grad_fn = nnx.value_and_grad(lambda m: self.loss(m, batch, loss_rng), has_aux=True)
+        (loss, aux), grads = grad_fn(model)
+        optimizer.update(model, grads)
+        return {"loss": loss, "grad_norm": optax.global_norm(grads), **aux}
+
+    @abc.abstractmethod
+    def eval_step(self, model: nnx.Module, batch: Batch) -> dict[str, jax.Array]:
+        """Outputs for one evaluation batch, fed to `Metrics.update` on the host.
+
+        Batches carry a float "mask" (0 for padding rows): sum only over real rows. With
+        the default `Metrics`, return sums and a "count".
+        """
+
+    def new_metrics(self, info: Mapping[str, Any]) -> Metrics:
+        """A fresh accumulator for one pass over a split."""
+        del info
+        return Metrics()
+
+    # -- prediction from the command line ---------------------------------------------
+
+    @classmethod
+    def add_predict_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        """Adds this task's `zoo predict` arguments (inputs, output files, options)."""
+        parser.add_argument("inputs", nargs="+", help="input files")
+
+    def predict(self, model: nnx.Module, info: Mapping[str, Any],
+                args: argparse.Namespace) -> str:
+        """Runs `zoo predict` and returns the text to print."""
+        raise NotImplementedError(f"task {self.name!r} has no predict")
+
+
+def masked_mean(values: jax.Array, mask: jax.Array) -> jax.Array:
+    """Mean of `values` over rows where `mask` is 1 (safe when the mask is all zero)."""
+    mask = mask.astype(values.dtype)
+    return jnp.sum(values * mask) / jnp.maximum(jnp.sum(mask), 1.0)
