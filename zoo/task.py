@@ -123,7 +123,7 @@ class Task(abc.ABC):
         grad_fn = nnx.value_and_grad(lambda m: self.loss(m, batch, loss_rng), has_aux=True)
         (loss, aux), grads = grad_fn(model)
         optimizer.update(model, grads)
-        return {"loss": loss, "grad_norm": optax.global_norm(grads), **aux}
+        return {"loss": loss, "grad_norm": optax.tree.norm(grads), **aux}
 
     @abc.abstractmethod
     def eval_step(self, model: nnx.Module, batch: Batch) -> dict[str, jax.Array]:

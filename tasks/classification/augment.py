@@ -12,7 +12,7 @@ def random_affine(images: jax.Array, rng: jax.Array, *, max_rotate_deg: float = 
     k_rot, k_scale, k_shift = jax.random.split(rng, 3)
     angle = jnp.deg2rad(max_rotate_deg) * jax.random.uniform(k_rot, (n,), minval=-1, maxval=1)
     scale = 1.0 + max_scale * jax.random.uniform(k_scale, (n,), minval=-1, maxval=1)
-    shift = max_shift * jnp.array([h, w]) * jax.random.uniform(k_shift, (n, 2), minval=-1, maxval=1)
+    shift = max_shift * jnp.array([[h, w]]) * jax.random.uniform(k_shift, (n, 2), minval=-1, maxval=1)
     return jax.vmap(_warp)(images, angle, scale, shift)
 
 

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import fnmatch
 
+import sys
+
 from rich.console import Console
 from rich.table import Table
+
+
+def console() -> Console:
+    """A rich console; wide when piped, so names are never cut in logs or tests."""
+    return Console() if sys.stdout.isatty() else Console(width=200)
 
 
 def add_commands(sub, common) -> None:
@@ -29,7 +36,7 @@ def _list(args, rest) -> int:
         cls = get_task(name)
         table.add_row(name, ", ".join(cls.models), ", ".join(cls.datasets),
                       f"{cls.metric} ({cls.metric_mode})", cls.description)
-    Console().print(table)
+    console().print(table)
     return 0
 
 
@@ -40,17 +47,17 @@ def _info(args, rest) -> int:
 
     _no_extra(rest)
     cls = get_task(args.task)
-    console = Console()
-    console.print(f"[bold]{cls.name}[/bold]: {cls.description}")
-    console.print(f"models: {', '.join(cls.models) or '-'}")
-    console.print(f"primary metric: {cls.metric} ({cls.metric_mode}); early stopping and the "
+    out = console()
+    out.print(f"[bold]{cls.name}[/bold]: {cls.description}")
+    out.print(f"models: {', '.join(cls.models) or '-'}")
+    out.print(f"primary metric: {cls.metric} ({cls.metric_mode}); early stopping and the "
                   f"best checkpoint follow it")
     datasets = Table("data set (--data)", "description")
     for spec, text in cls.datasets.items():
         datasets.add_row(spec, text)
-    console.print(datasets)
+    out.print(datasets)
     fields = Table("config key (--set KEY=VALUE)", "type", "default", "doc")
     for row in fields_table(cls.Config()):
         fields.add_row(*row)
-    console.print(fields)
+    out.print(fields)
     return 0

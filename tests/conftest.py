@@ -1,0 +1,23 @@
+"""Test-wide JAX settings: several simulated CPU devices and strict rank promotion.
+
+Set before JAX initialises its backends, so every test (and the harness's mesh) sees
+the same 4 CPU devices: sharding code paths are exercised on a 2-core machine.
+"""
+
+import os
+
+os.environ.setdefault("ZOO_TEST_DEVICES", "4")
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                           f" --xla_force_host_platform_device_count={os.environ['ZOO_TEST_DEVICES']}")
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+jax.config.update("jax_numpy_rank_promotion", "raise")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_zoo_home(tmp_path_factory, monkeypatch):
+    """Each test session gets its own cache, shared across tests (data caches are reused)."""
+    home = tmp_path_factory.getbasetemp() / "zoo-home"
+    monkeypatch.setenv("ZOO_HOME", str(home))
