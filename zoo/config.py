@@ -26,7 +26,7 @@ class OptimizerConfig:
     lr: float = 1e-3
     schedule: ScheduleName = "cosine"
     warmup_epochs: float = 0.0
-    momentum: float = 0.9
+    momentum: float = 0.9  # SGD momentum; Adam's b1 (GANs use 0.5)
     weight_decay: float = 0.0
     grad_clip_norm: float = 0.0  # 0 disables clipping
 

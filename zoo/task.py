@@ -8,7 +8,8 @@ JAX (no Python branching on array values, no host I/O).
 Six kinds of task fit it (see docs/architecture.md): classification, detection and
 segmentation use the default `train_step`; OCR and translation put padding masks in
 their batches and decode inside `eval_step`; a GAN overrides `make_optimizer` (two
-optimizers) and `train_step` (two alternating updates in one compiled step).
+optimizers) and `train_step` (two alternating updates in one compiled step), and
+writes sample images from `on_epoch_end`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import abc
 import argparse
 import dataclasses
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import jax
@@ -107,9 +109,13 @@ class Task(abc.ABC):
         del rng
         return batch
 
-    @abc.abstractmethod
     def loss(self, model: nnx.Module, batch: Batch, rng: jax.Array) -> tuple[jax.Array, dict]:
-        """Mean training loss of one batch, and extra scalars to log."""
+        """Mean training loss of one batch, and extra scalars to log.
+
+        Needed by the default `train_step`; a task that overrides `train_step` with
+        losses of its own (a GAN) need not define it.
+        """
+        raise NotImplementedError(f"task {self.name!r} defines neither loss nor train_step")
 
     def train_step(self, model: nnx.Module, optimizer: nnx.Object, batch: Batch,
                    rng: jax.Array) -> dict[str, jax.Array]:
@@ -137,6 +143,20 @@ class Task(abc.ABC):
         """A fresh accumulator for one pass over a split."""
         del info
         return Metrics()
+
+    # -- host-side hooks ----------------------------------------------------------------
+
+    def on_epoch_end(self, model: nnx.Module, info: Mapping[str, Any], workdir: Path,
+                     epoch: int) -> None:
+        """Called after each epoch's validation and checkpoint, e.g. to write samples.
+
+        Args:
+          model: the current model in evaluation mode; read it, do not keep it.
+          info: `Dataset.info`.
+          workdir: the run directory.
+          epoch: the number of epochs completed (1 after the first).
+        """
+        del model, info, workdir, epoch
 
     # -- prediction from the command line ---------------------------------------------
 

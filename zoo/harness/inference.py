@@ -10,7 +10,7 @@ from flax import nnx
 from zoo.config import from_dict
 from zoo.harness.checkpoints import BEST, CheckpointStore
 from zoo.harness.optim import make_optimizer
-from zoo.harness.steps import merge_train_state, split_train_state
+from zoo.harness.steps import eval_view, merge_train_state, split_train_state
 from zoo.harness.trainer import evaluate, open_session
 from zoo.harness.workdir import require_run
 from zoo.errors import ZooError
@@ -49,8 +49,7 @@ def load_model(workdir: Path, task_name: str | None = None) -> tuple[Task, nnx.M
         store.close()
     nnx.replace_by_pure_dict(state, restored)
     model, _ = merge_train_state(graphdef, state)
-    return task, nnx.view(model, deterministic=True, use_running_average=True,
-                          raise_if_not_found=False), info
+    return task, eval_view(model), info
 
 
 def evaluate_workdir(workdir: Path, task_name: str | None = None, *, split: str = "test",

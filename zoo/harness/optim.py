@@ -35,9 +35,9 @@ def make_optimizer(cfg: OptimizerConfig, total_steps: int, steps_per_epoch: int)
     elif cfg.name in ("momentum", "nesterov"):
         tx = optax.sgd(lr, momentum=cfg.momentum, nesterov=cfg.name == "nesterov")
     elif cfg.name == "adam":
-        tx = optax.adam(lr)
+        tx = optax.adam(lr, b1=cfg.momentum)
     elif cfg.name == "adamw":
-        tx = optax.adamw(lr, weight_decay=cfg.weight_decay)
+        tx = optax.adamw(lr, b1=cfg.momentum, weight_decay=cfg.weight_decay)
     else:
         raise ZooError(f"unknown optimizer {cfg.name!r}")
     if cfg.weight_decay and cfg.name != "adamw":

@@ -55,12 +55,16 @@ def _eval_step(state: State, batch: dict, *, graphdef: nnx.GraphDef, task: Task)
     return task.eval_step(model, batch)
 
 
+def eval_view(model: nnx.Module) -> nnx.Module:
+    """`model` in evaluation mode: dropout off, batch norm on its running statistics."""
+    return nnx.view(model, deterministic=True, use_running_average=True,
+                    raise_if_not_found=False)
+
+
 def build_steps(task: Task, model: nnx.Module, optimizer: nnx.Object, *, seed: int) -> Steps:
     """Jits the task's train and eval steps for this model's graph structure."""
     graphdef, _ = split_train_state(model, optimizer)
-    eval_view = nnx.view(model, deterministic=True, use_running_average=True,
-                         raise_if_not_found=False)
-    eval_graphdef, _ = nnx.split(eval_view)
+    eval_graphdef, _ = nnx.split(eval_view(model))
     train = jax.jit(functools.partial(_train_step, graphdef=graphdef, task=task, seed=seed),
                     donate_argnums=0)
     evaluate = jax.jit(functools.partial(_eval_step, graphdef=eval_graphdef, task=task))

@@ -25,7 +25,8 @@ from zoo.harness import reports
 from zoo.harness.checkpoints import BEST, LATEST, CheckpointStore
 from zoo.harness.optim import make_optimizer
 from zoo.harness.progress import EpochProgress
-from zoo.harness.steps import Steps, build_steps, compile_steps, split_train_state
+from zoo.harness.steps import (Steps, build_steps, compile_steps, eval_view, merge_train_state,
+                               split_train_state)
 from zoo.harness.workdir import check_task, config_differences, read_run, write_run
 from zoo.task import Dataset, Task
 from zoo_hardware import placement
@@ -214,6 +215,8 @@ class _Trainer:
         self.tensorboard.scalars(loop.step, {k: v for k, v in row.items() if k.startswith("val/")})
         self._checkpoint(best=improved)
         reports.write_history(self.workdir, loop.history)
+        model, _ = merge_train_state(session.graphdef, session.state)
+        session.task.on_epoch_end(eval_view(model), session.data.info, self.workdir, loop.epoch)
 
     def _checkpoint(self, *, best: bool) -> None:
         meta = dataclasses.asdict(self.loop)
