@@ -8,6 +8,8 @@ from flax import nnx
 
 from zoo.errors import ZooError
 from zoo.models import ACTIVATIONS, CLASSIFIERS, create_classifier, get_activation
+from zoo.models.copies import Average, Frozen, retyped_copy, update_average
+from zoo.models.dcgan import Discriminator, Generator, Upsample
 from zoo.models.layers import max_pool_2x2
 
 DECK_ACTIVATIONS = ["identity", "binary_step", "logistic", "tanh", "arctan", "softsign", "relu"]
@@ -50,3 +52,52 @@ def test_lenet_has_the_decks_layer_sizes():
     model = create_classifier("lenet", (28, 28, 1), 10, rngs=nnx.Rngs(0))
     assert model.conv1.kernel.shape == (5, 5, 1, 20) and model.conv2.kernel.shape == (5, 5, 20, 50)
     assert model.fc1.kernel.shape == (800, 500) and model.fc2.kernel.shape == (500, 10)
+
+
+@pytest.mark.parametrize("num_classes", [0, 10])
+@pytest.mark.parametrize("shape", [(28, 28, 1), (32, 32, 3)])
+def test_dcgan_shapes_range_and_conditioning(num_classes, shape):
+    rngs = nnx.Rngs(0)
+    g = Generator(16, shape, num_classes=num_classes, width=8, rngs=rngs)
+    d = Discriminator(shape, num_classes=num_classes, width=8, rngs=rngs)
+    z = jax.random.normal(jax.random.key(0), (4, 16))
+    a, b = jnp.zeros(4, jnp.int32), jnp.ones(4, jnp.int32)
+    images = g(z, a)
+    assert images.shape == (4, *shape) and float(jnp.abs(images).max()) <= 1.0
+    assert d(images, a).shape == (4,)
+    conditioned = not np.allclose(g(z, a), g(z, b)) and not np.allclose(d(images, a), d(images, b))
+    assert conditioned == bool(num_classes)
+
+
+def test_dcgan_refuses_sides_not_divisible_by_4():
+    with pytest.raises(ZooError, match="divisible by 4"):
+        Generator(16, (30, 30, 1), rngs=nnx.Rngs(0))
+
+
+def test_upsample_starts_as_nearest_neighbour():
+    """ICNR: the four sub-pixels of each output start equal, so no checkerboard."""
+    up = Upsample(3, 5, rngs=nnx.Rngs(0))
+    y = up(jax.random.normal(jax.random.key(0), (2, 4, 6, 3)))
+    assert y.shape == (2, 8, 12, 5)
+    for dy, dx in ((0, 1), (1, 0), (1, 1)):
+        np.testing.assert_allclose(y[:, dy::2, dx::2], y[:, ::2, ::2], rtol=1e-6)
+
+
+def test_retyped_copy_computes_the_same_but_trains_nothing():
+    model = create_classifier("lenet", (28, 28, 1), 10, rngs=nnx.Rngs(0))
+    copy = retyped_copy(model, Frozen)
+    x = jax.random.uniform(jax.random.key(0), (2, 28, 28, 1))
+    np.testing.assert_array_equal(copy(x), model(x))
+    assert not jax.tree.leaves(nnx.state(copy, nnx.Param))
+    model.fc2.bias[...] = model.fc2.bias[...] + 1.0  # own buffers: the copy does not follow
+    assert not np.allclose(copy(x), model(x))
+
+
+def test_update_average_moves_every_variable_toward_the_module():
+    model = nnx.BatchNorm(3, rngs=nnx.Rngs(0))  # parameters and statistics alike
+    average = retyped_copy(model, Average)
+    model.scale[...] = jnp.full(3, 3.0)
+    model.mean[...] = jnp.full(3, 2.0)
+    update_average(average, model, 0.75)
+    np.testing.assert_allclose(average.scale[...], 1.5)  # 0.75 * 1 + 0.25 * 3
+    np.testing.assert_allclose(average.mean[...], 0.5)  # 0.75 * 0 + 0.25 * 2

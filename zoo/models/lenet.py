@@ -27,11 +27,14 @@ class LeNet(nnx.Module):
         self.fc1 = nnx.Linear(flat, hidden, rngs=rngs)
         self.fc2 = nnx.Linear(hidden, num_classes, rngs=rngs)
 
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def features(self, x: jax.Array) -> jax.Array:
+        """The penultimate (dense 500) activations: an embedding for Frechet distances."""
         x = max_pool_2x2(self.act(self.conv1(x)))
         x = max_pool_2x2(self.act(self.conv2(x)))
-        x = self.act(self.fc1(x.reshape(x.shape[0], -1)))
-        return self.fc2(x)
+        return self.act(self.fc1(x.reshape(x.shape[0], -1)))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.fc2(self.features(x))
 
 
 class MLP(nnx.Module):
