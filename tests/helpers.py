@@ -22,8 +22,8 @@ def zoo_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
     return result
 
 
-def latest_params(workdir: Path, which: str = "latest") -> dict[str, np.ndarray]:
-    """The flattened model parameters of a workdir's newest checkpoint."""
+def latest_params(workdir: Path, which: str = "latest", part: str | None = "model") -> dict[str, np.ndarray]:
+    """The flattened `part` of a workdir's newest checkpoint (None: model and optimizer)."""
     import orbax.checkpoint as ocp
 
     directory = workdir / "checkpoints" / which
@@ -40,5 +40,6 @@ def latest_params(workdir: Path, which: str = "latest") -> dict[str, np.ndarray]
         else:
             flat[prefix] = np.asarray(node)
 
-    walk(restored["state"]["model"], "")
+    state = restored["state"]
+    walk(state[part] if part else state, "")
     return flat
