@@ -15,18 +15,10 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
                                      "checkpoints, then report test metrics. Re-running on the "
                                      "same --workdir resumes where it stopped.")
     run.add_argument("task", help="task name (see `zoo list`)")
-    run.add_argument("--model", help="model name (see `zoo info TASK`)")
-    run.add_argument("--data", help="data set spec (see `zoo info TASK`)")
-    run.add_argument("--epochs", type=int, help="shorthand for --set train.epochs=N")
-    run.add_argument("--batch-size", type=int, help="global batch size (train.batch_size)")
-    run.add_argument("--lr", type=float, help="learning rate (optimizer.lr)")
-    run.add_argument("--seed", type=int, help="seed for init, data order and augmentation")
-    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
-                     help="override any config field, type-checked (repeatable), "
-                          "e.g. --set optimizer.name=adamw")
-    run.add_argument("--smoke", action="store_true", help="the task's tiny config (seconds)")
+    add_config_arguments(run)
     _add_workdir(run)
     _add_device(run)
+    add_runtime_arguments(run)
     run.add_argument("--quiet", action="store_true", help="no progress output")
     run.set_defaults(handler=_run)
 
@@ -35,6 +27,7 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
     ev.add_argument("task", help="task name")
     _add_workdir(ev)
     _add_device(ev)
+    add_runtime_arguments(ev)
     ev.add_argument("--split", default="test", choices=("train", "val", "test"))
     ev.add_argument("--json", action="store_true", help="print metrics as JSON")
     ev.set_defaults(handler=_eval)
@@ -57,6 +50,48 @@ def _add_device(parser: argparse.ArgumentParser) -> None:
                         help="accelerator kind; all local devices of it form the data mesh")
 
 
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that choose a task's config (shared by `run` and `profile`)."""
+    parser.add_argument("--model", help="model name (see `zoo info TASK`)")
+    parser.add_argument("--data", help="data set spec (see `zoo info TASK`)")
+    parser.add_argument("--epochs", type=int, help="shorthand for --set train.epochs=N")
+    parser.add_argument("--batch-size", type=int, help="global batch size (train.batch_size)")
+    parser.add_argument("--lr", type=float, help="learning rate (optimizer.lr)")
+    parser.add_argument("--seed", type=int, help="seed for init, data order and augmentation")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"),
+                        help="compute dtype (train.dtype); parameters stay float32, "
+                             "float16 adds loss scaling")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        dest="overrides", help="override any config field, type-checked "
+                                               "(repeatable), e.g. --set optimizer.name=adamw")
+    parser.add_argument("--smoke", action="store_true", help="the task's tiny config (seconds)")
+
+
+def add_runtime_arguments(parser: argparse.ArgumentParser, *, mesh: bool = True) -> None:
+    """Placement and multi-process options (`run`, `eval`, `devices`)."""
+    if mesh:
+        parser.add_argument("--mesh", metavar="data=N[,model=M]",
+                            help="device mesh: batches split over `data`, large parameters "
+                                 "over `model` (default: every device on data)")
+    parser.add_argument("--num-processes", type=int, metavar="N",
+                        help="processes (hosts) in a multi-process run; start one per host")
+    parser.add_argument("--process-id", type=int, metavar="I", help="this process, 0..N-1")
+    parser.add_argument("--coordinator", metavar="HOST:PORT",
+                        help="process 0's address, the same in every process")
+
+
+def start_runtime(args) -> None:
+    """Joins a multi-process run if asked, and turns on the persistent compilation cache.
+
+    Runs before anything touches a JAX device.
+    """
+    from zoo.paths import cache_dir
+    from zoo_hardware import compilation, distributed
+
+    distributed.initialize(args.num_processes, args.process_id, args.coordinator)
+    compilation.enable_persistent_cache(cache_dir("jax-cache"))
+
+
 def _no_extra(rest: list[str]) -> None:
     if rest:
         raise ZooError(f"unrecognized arguments: {' '.join(rest)} (see --help)")
@@ -73,7 +108,7 @@ def build_config(task_cls, args) -> object:
     config = task_cls.Config.smoke() if args.smoke else task_cls.Config()
     shorthands = {"model": args.model, "data": args.data, "train.epochs": args.epochs,
                   "train.batch_size": args.batch_size, "optimizer.lr": args.lr,
-                  "train.seed": args.seed}
+                  "train.seed": args.seed, "train.dtype": args.dtype}
     overrides = [f"{k}={v}" for k, v in shorthands.items() if v is not None]
     config = apply_overrides(config, overrides + args.overrides)
     if task_cls.models and config.model not in task_cls.models:
@@ -89,9 +124,10 @@ def _run(args, rest) -> int:
 
     task_cls = get_task(args.task)
     config = build_config(task_cls, args)
+    start_runtime(args)
     from zoo.harness.trainer import fit
 
-    fit(task_cls(config), _workdir(args), device=args.device, quiet=args.quiet)
+    fit(task_cls(config), _workdir(args), device=args.device, mesh=args.mesh, quiet=args.quiet)
     return 0
 
 
@@ -101,7 +137,13 @@ def _eval(args, rest) -> int:
     from zoo.registry import get_task
 
     get_task(args.task)
-    metrics = evaluate_workdir(_workdir(args), args.task, split=args.split, device=args.device)
+    start_runtime(args)
+    metrics = evaluate_workdir(_workdir(args), args.task, split=args.split, device=args.device,
+                               mesh=args.mesh)
+    from zoo_hardware.distributed import is_primary
+
+    if not is_primary():
+        return 0
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:
@@ -128,4 +170,5 @@ def _predict(args, rest) -> int:
     return 0
 
 
-__all__ = ["add_commands", "build_config"]
+__all__ = ["add_commands", "add_config_arguments", "add_runtime_arguments", "build_config",
+           "start_runtime"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from zoo.cli import catalog, commands
+from zoo.cli import catalog, commands, hardware
 from zoo.errors import ZooError
 
 EPILOG = """examples:
@@ -17,6 +17,9 @@ EPILOG = """examples:
   zoo eval classification --workdir runs/classification
   zoo predict classification digit.png --top-k 3
   zoo run mytask --plugin ./my_task.py            your own task, the same harness
+  zoo run classification --mesh data=8 --dtype bfloat16     8 devices, mixed precision
+  zoo profile classification --hardware v100,h100,tpu-v5e   FLOPs, bytes, roofline times
+  zoo devices                                     backends, devices, memory, processes
 """
 
 
@@ -31,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     commands.add_commands(sub, common)
     catalog.add_commands(sub, common)
+    hardware.add_commands(sub, common)
     return parser
 
 
