@@ -10,12 +10,13 @@ from __future__ import annotations
 import collections
 import dataclasses
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
+import optax
 from flax import nnx
 
 from zoo.config import to_dict
@@ -44,6 +45,36 @@ class LoopState:
     history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
+@dataclasses.dataclass(frozen=True)
+class Adapter:
+    """Changes a run makes to a task's model and optimizer without the task knowing.
+
+    Compression uses it to fine-tune any task under pruning masks, shared weights or
+    fake quantization, and to load compressed weights for eval and predict.
+
+    Attributes:
+      params: model state (a pure dict) loaded into the new model before the optimizer
+        is built, so optimizer wrappers initialise from these weights.
+      edit_model: changes the freshly built model in place (e.g. quantized layer ops).
+      wrap_optimizer: wraps the run's optax transformation (e.g. to keep masks).
+    """
+
+    params: Any = None
+    edit_model: Callable[[nnx.Module], None] | None = None
+    wrap_optimizer: Callable[[optax.GradientTransformation], optax.GradientTransformation] | None = None
+
+    def build(self, task: Task, info: Mapping[str, Any], rngs: nnx.Rngs) -> nnx.Module:
+        """The task's model with this adapter's edits and weights applied."""
+        model = task.build_model(info, rngs)
+        if self.edit_model is not None:
+            self.edit_model(model)
+        if self.params is not None:
+            state = nnx.state(model)
+            nnx.replace_by_pure_dict(state, self.params)
+            nnx.update(model, state)
+        return model
+
+
 @dataclasses.dataclass
 class Session:
     """A task with its data, mesh, model, optimizer and compiled steps, ready to run."""
@@ -62,7 +93,8 @@ def limit(arrays: Mapping[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
     return {k: v[:n] if n else v for k, v in arrays.items()}
 
 
-def open_session(task: Task, *, device: str = "auto", training: bool = True) -> Session:
+def open_session(task: Task, *, device: str = "auto", training: bool = True,
+                 adapter: Adapter | None = None) -> Session:
     """Loads data and builds, places and compiles everything a run (or an eval) needs."""
     cfg = task.config
     data = task.load_data()
@@ -79,7 +111,10 @@ def open_session(task: Task, *, device: str = "auto", training: bool = True) -> 
         raise ZooError(f"the train split has {data.size('train')} examples, fewer than one "
                        f"batch of {cfg.train.batch_size}; lower --batch-size")
     tx = make_optimizer(cfg.optimizer, spe * cfg.train.epochs, spe)
-    model = task.build_model(data.info, nnx.Rngs(cfg.train.seed))
+    adapter = adapter or Adapter()
+    if adapter.wrap_optimizer is not None:
+        tx = adapter.wrap_optimizer(tx)
+    model = adapter.build(task, data.info, nnx.Rngs(cfg.train.seed))
     optimizer = task.make_optimizer(model, tx)
     graphdef, state = split_train_state(model, optimizer)
     state = placement.put_replicated(state, mesh)
@@ -117,11 +152,12 @@ def evaluate(session: Session, split: str) -> dict[str, Any]:
 
 
 def fit(task: Task, workdir: str | Path, *, device: str = "auto", quiet: bool = False,
-        init_state: Any = None) -> dict[str, Any]:
+        init_state: Any = None, adapter: Adapter | None = None) -> dict[str, Any]:
     """Trains `task` in `workdir` (resuming if it holds a run), tests, writes metrics.json.
 
     Args:
       init_state: optional pretrained train-state pure dict to start from (fresh runs only).
+      adapter: optional changes to the task's model and optimizer (see `Adapter`).
 
     Returns:
       The contents written to metrics.json.
@@ -137,7 +173,7 @@ def fit(task: Task, workdir: str | Path, *, device: str = "auto", quiet: bool = 
                            f"({', '.join(changed)}); repeat its options to resume, "
                            f"or use a new --workdir")
     progress = EpochProgress(cfg.train.epochs, quiet=quiet)
-    session = open_session(task, device=device)
+    session = open_session(task, device=device, adapter=adapter)
     progress.log(f"{task.name}: model {cfg.model}, data {cfg.data} "
                  f"({session.data.size('train')}/{session.data.size('val')}/"
                  f"{session.data.size('test')} train/val/test), {session.mesh.size} "
