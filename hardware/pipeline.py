@@ -51,7 +51,7 @@ class Plan:
       scope: rank weights "global"ly or per "layer".
       scheme: weight/activation quantization (None: float weights).
       finetune_epochs: epochs of fine-tuning per phase (0: one-shot / post-training).
-      finetune_lr: peak learning rate of fine-tuning (0: a tenth of the task's).
+      finetune_lr: peak learning rate of fine-tuning (0: half the task's).
       calibration_batches: training batches used to calibrate activation ranges.
     """
 
@@ -142,7 +142,7 @@ class _Tuner:
         cfg = task.config
         self.finetune = type(task)(dataclasses.replace(
             cfg, train=dataclasses.replace(cfg.train, epochs=max(plan.finetune_epochs, 1)),
-            optimizer=dataclasses.replace(cfg.optimizer, lr=plan.finetune_lr or cfg.optimizer.lr / 10,
+            optimizer=dataclasses.replace(cfg.optimizer, lr=plan.finetune_lr or cfg.optimizer.lr / 2,
                                           warmup_epochs=0.0),
             early_stopping=dataclasses.replace(cfg.early_stopping, patience=0)))
 
@@ -152,7 +152,7 @@ class _Tuner:
         if not plan.finetune_epochs:
             return pruning.apply_masks(state, pruning.magnitude_masks(state, plan.prune, scope=plan.scope))
         total = self._steps() * plan.finetune_epochs
-        end = max(1, total * 2 // 3)  # the last third recovers at the final sparsity
+        end = max(1, total // 2)  # the second half recovers at the final sparsity
         every = max(1, end // 16)
         schedule = pruning.gradual_schedule(plan.prune, end_step=end, every=every)
         return self._fit("prune", Adapter(params=state, wrap_optimizer=lambda tx: pruning.masked(

@@ -37,7 +37,7 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
     cmd.add_argument("--finetune-epochs", type=int, default=0, metavar="N",
                      help="fine-tuning epochs per phase (0: one-shot, post-training)")
     cmd.add_argument("--finetune-lr", type=float, default=0.0,
-                     help="peak fine-tuning learning rate (default: a tenth of the task's)")
+                     help="peak fine-tuning learning rate (default: half the task's)")
     _add_device(cmd)
     cmd.set_defaults(handler=_compress)
 

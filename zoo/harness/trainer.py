@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
@@ -69,8 +70,8 @@ class Adapter:
         if self.edit_model is not None:
             self.edit_model(model)
         if self.params is not None:
-            state = nnx.state(model)
-            nnx.replace_by_pure_dict(state, self.params)
+            state = nnx.state(model)  # copies: a train step donates (consumes) its state
+            nnx.replace_by_pure_dict(state, jax.tree.map(lambda x: jnp.array(x, copy=True), self.params))
             nnx.update(model, state)
         return model
 
