@@ -21,7 +21,7 @@ from rich.table import Table
 from zoo.data import loader
 from zoo.harness.trainer import Session
 from zoo.task import Task
-from zoo_hardware import compression
+from zoo_hardware import compression, placement
 from zoo_hardware.quantization import Quantized
 
 
@@ -70,8 +70,8 @@ def latency_ms(before: Session, after: Session, *, rounds: int = 7, calls: int =
     machine falls on both alike.
     """
     batch = next(loader.eval_batches(before.data.splits["test"], before.task.config.train.eval_batch_size))
-    placed = {"before": (before, jax.device_put(batch, before.mesh.devices.flat[0])),
-              "after": (after, jax.device_put(batch, after.mesh.devices.flat[0]))}
+    placed = {"before": (before, placement.put_batch(batch, before.mesh)),
+              "after": (after, placement.put_batch(batch, after.mesh))}
     times: dict[str, list[float]] = {k: [] for k in placed}
     for name, (session, b) in placed.items():  # warm-up
         jax.block_until_ready(session.steps.evaluate(session.state, b))

@@ -182,10 +182,10 @@ def test_bad_scheme_is_a_one_line_error(text):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """LeNet after 3 epochs on the embedded digits (about 15 s on a quiet machine)."""
+    """LeNet after 3 epochs on 1,500 of the embedded digits (a few seconds when quiet)."""
     workdir = tmp_path_factory.mktemp("cls")
     zoo_cli("run", "classification", "--workdir", str(workdir), "--epochs", "3", "--quiet",
-            check=True)
+            "--set", "train.max_examples=1500", check=True)
     return workdir
 
 
@@ -195,15 +195,15 @@ def _report(out):
 
 def test_prune_and_share_keeps_accuracy_through_eval_and_predict(trained, tmp_path):
     out = tmp_path / "small"
-    result = zoo_cli("compress", "classification", "--workdir", str(trained), "--prune", "0.9",
+    result = zoo_cli("compress", "classification", "--workdir", str(trained), "--prune", "0.75",
                      "--quantize", "kmeans:4", "--finetune-epochs", "1", "--out", str(out),
                      check=True)
     assert "file on disk" in result.stdout
     report = _report(out)
     assert report["total"]["bytes_after"] == (out / "model.zc").stat().st_size
-    assert report["total"]["ratio"] > 25 and report["total"]["sparsity"] == pytest.approx(0.9, abs=0.01)
+    assert report["total"]["ratio"] > 12 and report["total"]["sparsity"] == pytest.approx(0.75, abs=0.01)
     assert all(row["codes"] == 16 for row in report["layers"])
-    assert report["drop_points"] <= 2.0
+    assert report["drop_points"] <= 1.5
     evaluated = zoo_cli("eval", "classification", "--workdir", str(out), "--json", check=True)
     assert json.loads(evaluated.stdout)["accuracy"] == pytest.approx(report["after"]["accuracy"])
     assert not list(out.glob(".finetune-*")), "fine-tuning workdirs are removed when done"
