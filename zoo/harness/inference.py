@@ -34,11 +34,10 @@ def _best_store(workdir: Path) -> CheckpointStore:
     return store
 
 
-def load_model(workdir: Path, task_name: str | None = None) -> tuple[Task, nnx.Module, dict[str, Any]]:
-    """The best checkpoint's model, ready for prediction, with its data-set info."""
+def restore_best(workdir: Path, task_name: str | None = None) -> tuple[Task, nnx.Module, dict[str, Any]]:
+    """The task, the best checkpoint's model (training mode) and the run record."""
     task, record = task_from_run(workdir, task_name)
-    info = record["info"]
-    model = task.build_model(info, nnx.Rngs(0))
+    model = task.build_model(record["info"], nnx.Rngs(0))
     # The optimizer is rebuilt only to give the checkpoint's tree its exact shape.
     optimizer = task.make_optimizer(model, make_optimizer(task.config.optimizer, 1, 1))
     graphdef, state = split_train_state(model, optimizer)
@@ -49,8 +48,18 @@ def load_model(workdir: Path, task_name: str | None = None) -> tuple[Task, nnx.M
         store.close()
     nnx.replace_by_pure_dict(state, restored)
     model, _ = merge_train_state(graphdef, state)
-    return task, nnx.view(model, deterministic=True, use_running_average=True,
-                          raise_if_not_found=False), info
+    return task, model, record
+
+
+def inference_view(model: nnx.Module) -> nnx.Module:
+    """The model with dropout off and batch statistics frozen, for predict."""
+    return nnx.view(model, deterministic=True, use_running_average=True, raise_if_not_found=False)
+
+
+def load_model(workdir: Path, task_name: str | None = None) -> tuple[Task, nnx.Module, dict[str, Any]]:
+    """The best checkpoint's model, ready for prediction, with its data-set info."""
+    task, model, record = restore_best(workdir, task_name)
+    return task, inference_view(model), record["info"]
 
 
 def evaluate_workdir(workdir: Path, task_name: str | None = None, *, split: str = "test",

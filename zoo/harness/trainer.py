@@ -27,6 +27,7 @@ from zoo.harness.optim import make_optimizer
 from zoo.harness.progress import EpochProgress
 from zoo.harness.steps import Steps, build_steps, compile_steps, split_train_state
 from zoo.harness.workdir import check_task, config_differences, read_run, write_run
+from zoo.hub import weights
 from zoo.task import Dataset, Task
 from zoo_hardware import placement
 
@@ -117,11 +118,13 @@ def evaluate(session: Session, split: str) -> dict[str, Any]:
 
 
 def fit(task: Task, workdir: str | Path, *, device: str = "auto", quiet: bool = False,
-        init_state: Any = None) -> dict[str, Any]:
+        init_params: Mapping[str, np.ndarray] | None = None) -> dict[str, Any]:
     """Trains `task` in `workdir` (resuming if it holds a run), tests, writes metrics.json.
 
     Args:
-      init_state: optional pretrained train-state pure dict to start from (fresh runs only).
+      init_params: model weights by path to start from, e.g. pretrained ones from
+        `zoo.hub` (fresh runs only). Layers whose shapes differ (a new head) keep their
+        fresh initialisation; the log says which.
 
     Returns:
       The contents written to metrics.json.
@@ -152,8 +155,10 @@ def fit(task: Task, workdir: str | Path, *, device: str = "auto", quiet: bool = 
         nnx.replace_by_pure_dict(session.state, state)
         loop = LoopState(**meta)
         progress.log(f"resumed from {workdir} at epoch {loop.epoch}, step {loop.step}")
-    elif init_state is not None:
-        nnx.replace_by_pure_dict(session.state, init_state)
+    elif init_params is not None:
+        report = weights.load_into(session.state["model"], init_params, strict=False)
+        session.state = placement.put_replicated(session.state, session.mesh)
+        progress.log(f"initialised from pretrained weights: {report}")
     trainer = _Trainer(session, loop, progress, store, workdir)
     t0 = time.perf_counter()
     try:
