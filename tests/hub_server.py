@@ -12,6 +12,7 @@ import http.server
 import ssl
 import threading
 import time
+from pathlib import Path
 
 
 @dataclasses.dataclass
@@ -49,6 +50,12 @@ class HubServer:
         self.url = f"{scheme}://127.0.0.1:{self._httpd.server_address[1]}"
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
         self._thread.start()
+
+    def add_folder(self, folder: Path, prefix: str) -> None:
+        """Serves every file under `folder` at `prefix/RELATIVE_PATH`, as a static host would."""
+        for path in folder.rglob("*"):
+            if path.is_file():
+                self.routes[f"{prefix}/{path.relative_to(folder).as_posix()}"] = Route(path.read_bytes())
 
     def requests_for(self, path: str) -> list[dict[str, str]]:
         """The headers of every request made for `path`."""

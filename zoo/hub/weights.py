@@ -25,7 +25,7 @@ FORMAT_KEY, FORMAT = "zoo.format", "1"
 
 def variables(state: nnx.State) -> dict[str, nnx.Variable]:
     """A model state's variables by path, RNG state left out (it is not a weight)."""
-    return {"/".join(map(str, path)): var for path, var in state.flat_state()
+    return {"/".join(map(str, path)): var for path, var in nnx.to_flat_state(state)
             if not isinstance(var, nnx.RngState)}
 
 
