@@ -19,7 +19,7 @@ from zoo.errors import ZooError
 from zoo.harness.trainer import fit
 from zoo.hub import index, pretrained, weights
 from zoo.hub.publish import publish
-from zoo.models import LeNet
+from zoo.models import MLP, LeNet
 from zoo_tasks.classification import data
 
 from helpers import EXAMPLE_PLUGIN, zoo_cli
@@ -50,6 +50,13 @@ def test_weights_round_trip_and_a_new_head_reinitialises_only_the_head(tmp_path)
     assert np.array_equal(target.fc2.kernel[...], fresh_head)
     with pytest.raises(ZooError, match="do not fit this model.*fc2"):
         weights.load_into(nnx.state(LeNet((28, 28, 1), 3, rngs=nnx.Rngs(1))), loaded, strict=True)
+    with pytest.raises(ZooError, match="do not fit this model: loaded 0 of"):  # even to fine-tune
+        weights.load_into(nnx.state(MLP((28, 28, 1), 10, rngs=nnx.Rngs(1))), loaded, strict=False)
+
+
+def test_pretrained_and_model_must_agree():
+    with pytest.raises(ZooError, match="lenet weight but --model is mlp"):
+        pretrained.find("classification", "lenet", model="mlp")
 
 
 class _RunsCode:

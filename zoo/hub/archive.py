@@ -9,10 +9,12 @@ refused whole and nothing is written.
 
 from __future__ import annotations
 
+import functools
 import shutil
 import stat
 import tarfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 from zoo.errors import ZooError
@@ -29,28 +31,29 @@ def extract(archive: Path, dest: Path) -> None:
     """
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as zf:
-            members = [(_checked(archive, m.filename, _zip_kind(m)), m) for m in zf.infolist()]
-            dest.mkdir(parents=True)
-            for name, member in members:
-                if member.is_dir():
-                    (dest / name).mkdir(parents=True, exist_ok=True)
-                else:
-                    with zf.open(member) as src:
-                        _write(src, dest / name)
+            _write_all(dest, [(_checked(archive, m.filename, _zip_kind(m)), m.is_dir(),
+                               functools.partial(zf.open, m)) for m in zf.infolist()])
         return
     try:
         tf = tarfile.open(archive)
     except tarfile.TarError:
         raise ZooError(f"{archive}: not a tar or zip archive") from None
     with tf:
-        members = [(_checked(archive, m.name, _tar_kind(m)), m) for m in tf.getmembers()]
-        dest.mkdir(parents=True)
-        for name, member in members:
-            if member.isdir():
-                (dest / name).mkdir(parents=True, exist_ok=True)
-            else:
-                with tf.extractfile(member) as src:
-                    _write(src, dest / name)
+        _write_all(dest, [(_checked(archive, m.name, _tar_kind(m)), m.isdir(),
+                           functools.partial(tf.extractfile, m)) for m in tf.getmembers()])
+
+
+def _write_all(dest: Path, members: list[tuple[PurePosixPath, bool, Callable]]) -> None:
+    """Writes checked members: (relative path, is a folder, opener of its bytes)."""
+    dest.mkdir(parents=True)
+    for name, is_dir, open_member in members:
+        path = dest / name
+        if is_dir:
+            path.mkdir(parents=True, exist_ok=True)
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open_member() as src, open(path, "wb") as out:
+            shutil.copyfileobj(src, out, CHUNK)
 
 
 def _checked(archive: Path, name: str, kind: str) -> PurePosixPath:
@@ -85,9 +88,3 @@ def _zip_kind(member: zipfile.ZipInfo) -> str:
     if file_type not in (0, stat.S_IFREG, stat.S_IFDIR):
         return "device or special file"
     return "dir" if member.is_dir() else "file"
-
-
-def _write(src, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as out:
-        shutil.copyfileobj(src, out, CHUNK)

@@ -32,6 +32,13 @@ def check_name(kind: str, value: str) -> str:
     return value
 
 
+def check_format(fmt: Any, label: str) -> None:
+    """Refuses cards and indexes written by a newer zoo (or malformed)."""
+    if not isinstance(fmt, int) or fmt > FORMAT:
+        raise ZooError(f"{label} has format {fmt!r}; this zoo reads format {FORMAT} "
+                       f"(upgrade zoo)")
+
+
 @dataclass(frozen=True)
 class Card:
     """One weights entry (model card). Field order is the order written to index.json."""
@@ -77,9 +84,7 @@ class Card:
         if not isinstance(data, dict):
             raise ZooError(f"{where}: an entry is not a JSON object")
         label = f"{where}: entry {data.get('task')}/{data.get('model')}:{data.get('tag')}"
-        if data.get("format", FORMAT) > FORMAT:
-            raise ZooError(f"{label} has card format {data['format']}; this zoo reads "
-                           f"format {FORMAT}: upgrade zoo")
+        check_format(data.get("format", FORMAT), label)
         known = {f.name for f in dataclasses.fields(cls)}
         missing = {"task", "model", "tag", "file", "urls"} - set(data)
         if missing:
@@ -95,6 +100,9 @@ class Card:
         sha = data.get("sha256")
         if sha is not None and not (isinstance(sha, str) and _SHA256.fullmatch(sha)):
             raise ZooError(f"{label}: sha256 {sha!r} is not 64 lowercase hex digits")
+        for key in ("metrics", "config", "info", "versions"):
+            if not isinstance(data.get(key, {}), dict):
+                raise ZooError(f"{label}: {key!r} must be a JSON object")
         size = data.get("size")
         if size is not None and not (isinstance(size, int) and size >= 0):
             raise ZooError(f"{label}: size {size!r} is not a byte count")

@@ -37,6 +37,10 @@ class MirrorError(Exception):
     """One address failed; the next mirror is tried."""
 
 
+class Interrupted(Exception):
+    """A response body stopped coming: a dropped connection or a read timeout."""
+
+
 @dataclass(frozen=True)
 class Target:
     """What a download must produce: the final path, its size and sha256, a label."""
@@ -107,15 +111,17 @@ def download(addresses: Sequence[str], target: Target) -> None:
 def read_bytes(address: str, *, limit: int = 16 << 20) -> bytes:
     """A small file (a hub index) read whole into memory, at most `limit` bytes."""
     if not urls.is_remote(address):
-        path = Path(address)
-        if not path.is_file():
+        if not Path(address).is_file():
             raise MirrorError("no such file")
-        return path.read_bytes()[: limit + 1]
+        return Path(address).read_bytes()
     response = _get(address, {})
     with response:
         if response.status_code != 200:
             raise MirrorError(f"HTTP {response.status_code}")
-        data = b"".join(_chunks(response, limit + 1))
+        try:
+            data = b"".join(_chunks(response, limit + 1))
+        except Interrupted as e:
+            raise MirrorError(f"the download broke off ({e})") from None
     if len(data) > limit:
         raise MirrorError(f"larger than {limit >> 20} MiB; not a hub index")
     return data
@@ -154,7 +160,7 @@ def _fetch_one(address: str, target: Target) -> None:
             f.close()
             part.unlink()
             raise
-        except Exception as e:  # requests/urllib3 raise many types for a dropped stream
+        except Interrupted as e:
             f.flush()
             raise MirrorError(_interrupted(e, received, expected)) from None
         f.flush()
@@ -167,10 +173,10 @@ def _fetch_one(address: str, target: Target) -> None:
                           f"again to resume")
 
 
-def _interrupted(error: Exception, received: int, size: int | None) -> str:
+def _interrupted(error: Interrupted, received: int, size: int | None) -> str:
     of = f" of {size:,}" if size is not None else ""
-    cause = ("no data for %.0f s (timed out)" % timeout_s() if "timed out" in str(error).lower()
-             or "timeout" in type(error).__name__.lower() else "the connection dropped")
+    cause = (f"no data for {timeout_s():.0f} s (timed out)" if "timed out" in str(error).lower()
+             else "the connection dropped")
     return (f"download truncated: {cause} after {received:,}{of} bytes; the partial file "
             f"is kept, run the same command again to resume")
 
@@ -223,13 +229,19 @@ def _content_range(header: str) -> tuple[int | None, int | None]:
 
 
 def _chunks(response, limit: int | None = None) -> Iterator[bytes]:
+    """A response's body; `Interrupted` if it stops coming (timeout, dropped connection)."""
+    import requests
+
     with response:
         received = 0
-        for chunk in response.iter_content(CHUNK):
-            yield chunk
-            received += len(chunk)
-            if limit is not None and received >= limit:
-                return
+        try:
+            for chunk in response.iter_content(CHUNK):
+                yield chunk
+                received += len(chunk)
+                if limit is not None and received >= limit:
+                    return
+        except requests.RequestException as e:
+            raise Interrupted(_reason(e)) from None
 
 
 def _get(url: str, headers: dict[str, str]):

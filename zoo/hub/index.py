@@ -17,7 +17,7 @@ from pathlib import Path
 
 from zoo.errors import ZooError, unknown
 from zoo.hub import cache, fetch, urls
-from zoo.hub.card import FORMAT, Card
+from zoo.hub.card import FORMAT, Card, check_format
 
 EMBEDDED = Path(__file__).parent / "embedded"
 
@@ -81,9 +81,7 @@ def parse(raw: bytes, url: str) -> Index:
         raise ZooError(f"hub index {url}: not valid JSON ({e})") from None
     if not isinstance(data, dict) or not isinstance(data.get("entries"), list):
         raise ZooError(f"hub index {url}: expected {{\"format\": {FORMAT}, \"entries\": [...]}}")
-    if data.get("format", FORMAT) > FORMAT:
-        raise ZooError(f"hub index {url} has format {data['format']}; this zoo reads "
-                       f"format {FORMAT}: upgrade zoo")
+    check_format(data.get("format", FORMAT), f"hub index {url}")
     cards = tuple(Card.from_json(entry, f"hub index {url}") for entry in data["entries"])
     names = [c.name for c in cards]
     duplicates = sorted({n for n in names if names.count(n) > 1})

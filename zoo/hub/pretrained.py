@@ -13,6 +13,7 @@ import numpy as np
 from flax import nnx
 
 from zoo.config import TaskConfig, from_dict
+from zoo.errors import ZooError
 from zoo.hub import cache, index, weights
 from zoo.hub.card import Card
 from zoo.task import Task
@@ -23,8 +24,14 @@ def find(task_name: str, spec: str, *, model: str | None = None) -> tuple[index.
 
     An empty spec takes the first card of the task (of `model`, when the command line
     names one); a spec without a tag the first card of that model.
+
+    Raises:
+      ZooError: no such card, or `spec` and `model` name different models.
     """
     name, _, tag = spec.partition(":")
+    if name and model and name != model:
+        raise ZooError(f"--pretrained {spec} is a {name} weight but --model is {model}; "
+                       f"drop one of them")
     hub = index.load()
     return hub, hub.find(task_name, name or model, tag or None)
 

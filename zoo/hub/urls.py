@@ -82,8 +82,3 @@ def resolve(url: str, index: str) -> str:
     if Path(url).is_absolute():
         return url
     return str(Path(index).parent / url)
-
-
-def host(url: str) -> str:
-    """A short name for where `url` points, for messages."""
-    return urlsplit(url).netloc or str(Path(url).parent)

@@ -94,7 +94,7 @@ def load_into(state: nnx.State, tensors: Mapping[str, np.ndarray], *,
         and predict); otherwise report (for fine-tuning).
 
     Raises:
-      ZooError: in strict mode, naming what does not fit.
+      ZooError: naming what does not fit, in strict mode or when nothing fits at all.
     """
     targets = variables(state)
     mismatched: dict[str, list[str]] = {}
@@ -114,6 +114,6 @@ def load_into(state: nnx.State, tensors: Mapping[str, np.ndarray], *,
             loaded.append(path)
     report = LoadReport(tuple(loaded), {k: ", ".join(v) for k, v in mismatched.items()},
                         tuple(sorted(set(tensors) - set(targets))), len(targets))
-    if strict and (report.reinitialised or report.unused):
+    if (strict and (report.reinitialised or report.unused)) or not loaded:
         raise ZooError(f"the weights do not fit this model: {report}")
     return report
