@@ -55,7 +55,8 @@ class HubServer:
         """Serves every file under `folder` at `prefix/RELATIVE_PATH`, as a static host would."""
         for path in folder.rglob("*"):
             if path.is_file():
-                self.routes[f"{prefix}/{path.relative_to(folder).as_posix()}"] = Route(path.read_bytes())
+                route = f"{prefix}/{path.relative_to(folder).as_posix()}"
+                self.routes[route] = Route(path.read_bytes())
 
     def requests_for(self, path: str) -> list[dict[str, str]]:
         """The headers of every request made for `path`."""

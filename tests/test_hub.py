@@ -1,6 +1,7 @@
 """Pretrained weights end to end: weight files, publish -> serve -> pull -> eval, the
 embedded hub's claims, and `--pretrained` in predict, eval and run."""
 
+import importlib.metadata
 import json
 import os
 import pathlib
@@ -25,7 +26,7 @@ from zoo_tasks.classification import data
 from helpers import EXAMPLE_PLUGIN, zoo_cli
 from hub_server import HubServer
 
-EMBEDDED_CARD = index.load(str(index.EMBEDDED)).find("classification", "lenet", "mnist-sample")
+EMBEDDED = index.load(str(index.EMBEDDED))
 
 
 @pytest.fixture(autouse=True)
@@ -46,7 +47,8 @@ def test_weights_round_trip_and_a_new_head_reinitialises_only_the_head(tmp_path)
     assert list(report.reinitialised) == ["fc2"] and len(report.loaded) == 6
     assert "re-initialised fc2 (bias (10,) -> (3,), kernel (500, 10) -> (500, 3))" in str(report)
     for layer in ("conv1", "conv2", "fc1"):
-        assert np.array_equal(getattr(target, layer).kernel[...], getattr(source, layer).kernel[...])
+        loaded_kernel = getattr(target, layer).kernel[...]
+        assert np.array_equal(loaded_kernel, getattr(source, layer).kernel[...])
     assert np.array_equal(target.fc2.kernel[...], fresh_head)
     with pytest.raises(ZooError, match="do not fit this model.*fc2"):
         weights.load_into(nnx.state(LeNet((28, 28, 1), 3, rngs=nnx.Rngs(1))), loaded, strict=True)
@@ -102,15 +104,27 @@ def test_publish_serve_pull_and_eval_reproduces_the_card(tmp_path, monkeypatch):
     assert len(server.requests_for("/zoo/spirals/mlp-v1.safetensors")) == 1
 
 
-def test_embedded_card_reproduces_its_metrics_offline():
-    result = zoo_cli("eval", "classification", "--pretrained", "lenet:mnist-sample", "--json",
-                     env={"ZOO_OFFLINE": "1"}, check=True)
-    measured, claimed = json.loads(result.stdout), EMBEDDED_CARD.metrics["values"]
-    assert EMBEDDED_CARD.metrics == {"dataset": "mnist-sample", "split": "test",
-                                     "values": claimed}
-    assert measured["accuracy"] == pytest.approx(claimed["accuracy"], abs=0.002)
-    assert measured["loss"] == pytest.approx(claimed["loss"], rel=0.01)
-    assert claimed["accuracy"] >= 0.98
+@pytest.mark.parametrize("card", EMBEDDED.cards, ids=lambda card: card.name)
+def test_embedded_cards_reproduce_their_metrics_offline(card):
+    result = zoo_cli("eval", card.task, "--pretrained", f"{card.model}:{card.tag}", "--split",
+                     card.metrics["split"], "--json", env={"ZOO_OFFLINE": "1"}, check=True)
+    measured, claimed = json.loads(result.stdout), card.metrics["values"]
+    assert claimed and card.metrics["dataset"] == card.config["data"]
+    for name, value in claimed.items():
+        assert measured[name] == pytest.approx(value, rel=0.01, abs=0.002), name
+
+
+def test_embedded_lenet_card():
+    card = EMBEDDED.find("classification", "lenet", "mnist-sample")
+    assert card.metrics["values"]["accuracy"] >= 0.98 and card.size < 2_000_000
+
+
+def test_every_built_in_task_has_an_embedded_weight():
+    built_in = [ep.name for ep in importlib.metadata.entry_points(group=registry.ENTRY_POINT_GROUP)
+                if ep.value.startswith("zoo_tasks.")]
+    missing = sorted(set(built_in) - {card.task for card in EMBEDDED.cards})
+    assert not missing, (f"publish a weight for {missing}: zoo run TASK --workdir runs/TASK && "
+                         f"zoo publish runs/TASK --hub zoo/hub/embedded --tag TAG (docs/hub.md)")
 
 
 def _digits(folder, labels_wanted, per_class):
@@ -123,8 +137,8 @@ def _digits(folder, labels_wanted, per_class):
 
 def test_predict_with_pretrained_weights_offline(tmp_path):
     _digits(tmp_path, [3, 7], per_class=1)
-    result = zoo_cli("predict", "classification", str(tmp_path / "3" / os.listdir(tmp_path / "3")[0]),
-                     str(tmp_path / "7" / os.listdir(tmp_path / "7")[0]), "--pretrained",
+    three, seven = (next((tmp_path / d).iterdir()) for d in ("3", "7"))
+    result = zoo_cli("predict", "classification", str(three), str(seven), "--pretrained",
                      env={"ZOO_OFFLINE": "1"}, check=True)
     predicted = [line.split(": ")[1].split(" ")[0] for line in result.stdout.splitlines()]
     assert predicted == ["3", "7"]

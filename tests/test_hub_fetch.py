@@ -256,5 +256,6 @@ def test_hostile_hub_address_and_redirect_are_refused(monkeypatch):
         index.load()
     with pytest.raises(fetch.MirrorError, match="'..'"):
         fetch.next_url("http://a.example/hub/x.bin", "../../admin/x.bin")
-    assert urls.from_hf("hf://org/repo@v2/t/x.bin") == "https://huggingface.co/org/repo/resolve/v2/t/x.bin"
-    assert urls.index_url("hf://org/repo") == "https://huggingface.co/org/repo/resolve/main/index.json"
+    hf = "https://huggingface.co/org/repo/resolve"
+    assert urls.from_hf("hf://org/repo@v2/t/x.bin") == f"{hf}/v2/t/x.bin"
+    assert urls.index_url("hf://org/repo") == f"{hf}/main/index.json"

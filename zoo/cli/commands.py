@@ -91,8 +91,10 @@ def build_config(task_cls, args, base=None) -> object:
 
     if base is None:
         config = task_cls.Config.smoke() if args.smoke else task_cls.Config()
+    elif args.smoke:
+        config = dataclasses.replace(base, train=task_cls.Config.smoke().train)
     else:
-        config = dataclasses.replace(base, train=task_cls.Config.smoke().train) if args.smoke else base
+        config = base
     shorthands = {"model": args.model, "data": args.data, "train.epochs": args.epochs,
                   "train.batch_size": args.batch_size, "optimizer.lr": args.lr,
                   "train.seed": args.seed}

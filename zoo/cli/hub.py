@@ -16,7 +16,8 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
                     help="wildcard on TASK/MODEL:TAG, e.g. 'classification/*'")
     ls.set_defaults(handler=_list)
 
-    pull = sub.add_parser("pull", parents=[common], help="download and verify weights into the cache",
+    pull = sub.add_parser("pull", parents=[common],
+                          help="download and verify weights into the cache",
                           description="Fetch a published weight into the cache ($ZOO_HOME/hub), "
                                       "verified against its card's sha256.")
     pull.add_argument("name", metavar="TASK[/MODEL[:TAG]]", help="e.g. classification/lenet")
