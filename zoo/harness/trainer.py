@@ -104,6 +104,16 @@ def prefetch(batches: Iterator[dict], mesh: jax.sharding.Mesh, depth: int = 2) -
         yield queue.popleft()
 
 
+def train_steps(session: Session, batches: Iterator[dict], first_step: int) -> Iterator[tuple[int, dict]]:
+    """The hot loop: feeds prefetched batches to the compiled step, yields (steps done, scalars).
+
+    Scalars stay on device; the caller decides when (rarely) to fetch them.
+    """
+    for step, batch in enumerate(prefetch(batches, session.mesh), start=first_step):
+        session.state, out = session.steps.train(session.state, batch, np.int32(step))
+        yield step + 1, out
+
+
 def evaluate(session: Session, split: str) -> dict[str, Any]:
     """The task's metrics over a whole split of `session.data` (padding masked out)."""
     host_batches = list(loader.eval_batches(session.data.splits[split],
@@ -191,10 +201,9 @@ class _Trainer:
         outputs = []
         batches = loader.train_batches(session.data.splits["train"], bs, seed=cfg.train.seed,
                                        epoch=loop.epoch, start=start)
-        for i, batch in enumerate(prefetch(batches, session.mesh), start=start + 1):
-            session.state, out = session.steps.train(session.state, batch, np.int32(loop.step))
+        for loop.step, out in train_steps(session, batches, loop.step):
             outputs.append(out)
-            loop.step += 1
+            i = loop.step - loop.epoch * spe
             if i % cfg.train.log_every == 0:
                 values = jax.device_get(out)
                 self.progress.advance(i, (i - start) * bs, values)
