@@ -204,10 +204,11 @@ class _Trainer:
         for loop.step, out in train_steps(session, batches, loop.step):
             outputs.append(out)
             i = loop.step - loop.epoch * spe
-            if i % cfg.train.log_every == 0:
+            values = None
+            if i % cfg.train.log_every == 0:  # the only host sync inside an epoch
                 values = jax.device_get(out)
-                self.progress.advance(i, (i - start) * bs, values)
                 self.tensorboard.scalars(loop.step, {f"train/{k}": v for k, v in values.items()})
+            self.progress.advance(i, (i - start) * bs, values)
         train = _mean(jax.device_get(outputs))
         val = evaluate(session, "val")
         row = {"epoch": loop.epoch + 1, "step": loop.step,
@@ -218,7 +219,6 @@ class _Trainer:
         loop.epoch += 1
         improved = _update_early_stopping(session.task, loop, val)
         loop.finished = loop.finished or loop.epoch >= cfg.train.epochs
-        self.progress.advance(spe, (spe - start) * bs, None)
         self.progress.end_epoch(loop.epoch - 1, {k: v for k, v in row.items() if "/" in k})
         self.tensorboard.scalars(loop.step, {k: v for k, v in row.items() if k.startswith("val/")})
         self._checkpoint(best=improved)
