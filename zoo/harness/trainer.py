@@ -105,6 +105,16 @@ def prefetch(batches: Iterator[dict], mesh: jax.sharding.Mesh, depth: int = 2) -
         yield queue.popleft()
 
 
+def train_steps(session: Session, batches: Iterator[dict], first_step: int) -> Iterator[tuple[int, dict]]:
+    """The hot loop: feeds prefetched batches to the compiled step, yields (steps done, scalars).
+
+    Scalars stay on device; the caller decides when (rarely) to fetch them.
+    """
+    for step, batch in enumerate(prefetch(batches, session.mesh), start=first_step):
+        session.state, out = session.steps.train(session.state, batch, np.int32(step))
+        yield step + 1, out
+
+
 def evaluate(session: Session, split: str) -> dict[str, Any]:
     """The task's metrics over a whole split of `session.data` (padding masked out)."""
     host_batches = list(loader.eval_batches(session.data.splits[split],
@@ -196,14 +206,14 @@ class _Trainer:
         outputs = []
         batches = loader.train_batches(session.data.splits["train"], bs, seed=cfg.train.seed,
                                        epoch=loop.epoch, start=start)
-        for i, batch in enumerate(prefetch(batches, session.mesh), start=start + 1):
-            session.state, out = session.steps.train(session.state, batch, np.int32(loop.step))
+        for loop.step, out in train_steps(session, batches, loop.step):
             outputs.append(out)
-            loop.step += 1
-            if i % cfg.train.log_every == 0:
+            i = loop.step - loop.epoch * spe
+            values = None
+            if i % cfg.train.log_every == 0:  # the only host sync inside an epoch
                 values = jax.device_get(out)
-                self.progress.advance(i, (i - start) * bs, values)
                 self.tensorboard.scalars(loop.step, {f"train/{k}": v for k, v in values.items()})
+            self.progress.advance(i, (i - start) * bs, values)
         train = _mean(jax.device_get(outputs))
         val = evaluate(session, "val")
         row = {"epoch": loop.epoch + 1, "step": loop.step,
@@ -214,7 +224,6 @@ class _Trainer:
         loop.epoch += 1
         improved = _update_early_stopping(session.task, loop, val)
         loop.finished = loop.finished or loop.epoch >= cfg.train.epochs
-        self.progress.advance(spe, (spe - start) * bs, None)
         self.progress.end_epoch(loop.epoch - 1, {k: v for k, v in row.items() if "/" in k})
         self.tensorboard.scalars(loop.step, {k: v for k, v in row.items() if k.startswith("val/")})
         self._checkpoint(best=improved)
