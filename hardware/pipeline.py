@@ -30,7 +30,7 @@ from zoo.data import loader
 from zoo.errors import ZooError
 from zoo.harness import reports
 from zoo.harness.checkpoints import LATEST, CheckpointStore
-from zoo.harness.inference import evaluate_workdir, load_model
+from zoo.harness.inference import evaluate_workdir
 from zoo.harness.trainer import Adapter, evaluate, fit, open_session
 from zoo.harness.workdir import read_run, write_run
 from zoo.task import Task
@@ -68,13 +68,17 @@ class Plan:
         return out
 
 
-def compress(source: Path, out: Path, plan: Plan, *, task_name: str | None = None,
-             device: str = "auto", log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Compresses the trained workdir `source` into `out`; returns the report.
+def compress(loaded: tuple[Task, nnx.Module, dict[str, Any]], source: str, out: Path,
+             plan: Plan, *, device: str = "auto", log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Compresses a trained model into the workdir `out`; returns the report.
+
+    Args:
+      loaded: (task, model, data-set info), as `inference.load_model` returns for a
+        workdir or `zoo.hub.pretrained.load_model` for published weights.
+      source: where the model came from, for the report.
 
     Raises:
-      ZooError: for a bad plan, a source without a trained model, or an `out` that
-        already holds a run.
+      ZooError: for a bad plan or an `out` that already holds a run.
     """
     if not 0.0 <= plan.prune < 1.0:
         raise ZooError(f"--prune {plan.prune}: give the fraction of weights to remove, in [0, 1)")
@@ -82,7 +86,7 @@ def compress(source: Path, out: Path, plan: Plan, *, task_name: str | None = Non
         raise ZooError("nothing to do: give --prune FRACTION and/or --quantize SCHEME")
     if (out / "run.json").exists():
         raise ZooError(f"{out} already holds a run (run.json); choose a new --out")
-    task, model, info = load_model(source, task_name)
+    task, model, info = loaded
     state = nnx.to_pure_dict(nnx.state(model))
     params = set(compression.flatten(nnx.to_pure_dict(nnx.state(model, nnx.Param))))
     work = out / f".finetune-{_digest(source, plan)}"
@@ -107,7 +111,7 @@ def compress(source: Path, out: Path, plan: Plan, *, task_name: str | None = Non
     compression.write(out / WEIGHTS, state, quantized, meta)
     write_run(out, task.name, task.config, info)
     record = read_run(out)
-    record["compressed"] = {"weights": WEIGHTS, "source": str(source), "plan": plan.describe()}
+    record["compressed"] = {"weights": WEIGHTS, "source": source, "plan": plan.describe()}
     reports.write_json(out / "run.json", record)
 
     acc_after = evaluate_workdir(out, task.name, device=device)  # the `zoo eval` path
@@ -239,8 +243,8 @@ def _kernels(state: dict, params: set) -> list:
     return [a for p, a in compression.flatten(state).items() if p in params]
 
 
-def _digest(source: Path, plan: Plan) -> str:
-    text = json.dumps({"source": str(Path(source).resolve()), **plan.describe()}, sort_keys=True)
+def _digest(source: str, plan: Plan) -> str:
+    text = json.dumps({"source": source, **plan.describe()}, sort_keys=True)
     return hashlib.sha1(text.encode()).hexdigest()[:10]
 
 

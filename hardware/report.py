@@ -25,7 +25,7 @@ from zoo_hardware import compression, placement
 from zoo_hardware.quantization import Quantized
 
 
-def build_report(task: Task, source: Path, weights: Path, plan, state: Mapping,
+def build_report(task: Task, source: str, weights: Path, plan, state: Mapping,
                  quantized: Mapping, params: set, accuracy: tuple[Mapping, Mapping],
                  latency: Mapping[str, float]) -> dict[str, Any]:
     """The contents of compression.json; sizes are measured on the files."""
@@ -52,7 +52,7 @@ def build_report(task: Task, source: Path, weights: Path, plan, state: Mapping,
     zeros = sum(r["sparsity"] * r["params"] for r in layers)
     metric = task.metric
     return {
-        "task": task.name, "model": task.config.model, "source": str(source), "weights": str(weights),
+        "task": task.name, "model": task.config.model, "source": source, "weights": str(weights),
         "plan": plan.describe(), "layers": layers, "other_tensors": other,
         "total": {"params": weights + other["params"], "sparsity": zeros / max(weights, 1),
                   "bits_per_weight": 8 * size / max(weights + other["params"], 1),

@@ -237,3 +237,18 @@ def test_compress_misuse_is_a_one_line_error(trained, tmp_path):
         out = [] if "--out" in args else ["--out", str(tmp_path / "x")]
         result = zoo_cli("compress", "classification", "--workdir", str(trained), *args, *out)
         assert result.returncode == 2 and message in result.stderr, (args, result.stderr)
+
+
+@pytest.mark.slow
+def test_lenet_beats_deep_compression_within_half_a_point(tmp_path):
+    """The README's claims: >= 40x on disk with <= 0.5 point drop; int8 PTQ <= 0.3 point drop."""
+    source = tmp_path / "cls"
+    zoo_cli("run", "classification", "--workdir", str(source), "--quiet", check=True, timeout=1200)
+    zoo_cli("compress", "classification", "--workdir", str(source), "--prune", "0.92", "--quantize",
+            "kmeans:5", "--finetune-epochs", "8", "--out", str(tmp_path / "small"), check=True,
+            timeout=1200)
+    report = _report(tmp_path / "small")
+    assert report["total"]["ratio"] >= 40 and report["drop_points"] <= 0.5
+    zoo_cli("compress", "classification", "--workdir", str(source), "--quantize", "int8",
+            "--out", str(tmp_path / "int8"), check=True, timeout=1200)
+    assert _report(tmp_path / "int8")["drop_points"] <= 0.3

@@ -9,13 +9,14 @@ EXAMPLES = """examples:
   zoo compress classification --workdir runs/cls --prune 0.92 --quantize kmeans:5 \\
       --finetune-epochs 3 --out runs/cls-small     Deep Compression: prune, share, encode
   zoo compress classification --workdir runs/cls --quantize int8     post-training int8
+  zoo compress classification --pretrained --quantize int8 --out runs/cls-int8   hub weights
   zoo compress classification --workdir runs/cls --quantize binary --finetune-epochs 3
   zoo eval classification --workdir runs/cls-small                   the compressed model
 """
 
 
 def add_commands(sub, common: argparse.ArgumentParser) -> None:
-    from zoo.cli.commands import _add_device, _add_workdir
+    from zoo.cli.commands import _add_device, _add_pretrained, _add_workdir
 
     cmd = sub.add_parser("compress", parents=[common], help="prune and quantize a trained model",
                          description="Prune, quantize and entropy-code a trained workdir into "
@@ -25,7 +26,9 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
                          epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     cmd.add_argument("task", help="task name")
     _add_workdir(cmd)
-    cmd.add_argument("--out", type=Path, help="output workdir (default: WORKDIR-compressed)")
+    _add_pretrained(cmd, "compress published weights instead of a trained --workdir")
+    cmd.add_argument("--out", type=Path,
+                     help="output workdir (default: WORKDIR-compressed, runs/TASK-compressed)")
     cmd.add_argument("--prune", type=float, default=0.0, metavar="FRACTION",
                      help="fraction of weights to remove by magnitude, e.g. 0.92")
     cmd.add_argument("--prune-scope", choices=("global", "layer"), default="global",
@@ -52,15 +55,27 @@ def _compress(args, rest) -> int:
     from zoo_hardware.report import print_report
 
     _no_extra(rest)
-    get_task(args.task)
+    task_cls = get_task(args.task)
     if args.finetune_epochs < 0:
         raise ZooError(f"--finetune-epochs {args.finetune_epochs}: must be 0 or more")
     scheme = parse_scheme(args.quantize, args.act_bits) if args.quantize else None
     plan = Plan(prune=args.prune, scope=args.prune_scope, scheme=scheme,
                 finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr)
-    source = _workdir(args)
-    out = args.out or source.with_name(source.name + "-compressed")
-    report = compress(source, out, plan, task_name=args.task, device=args.device,
+    if args.pretrained is None:
+        from zoo.harness.inference import load_model
+
+        workdir = _workdir(args)
+        loaded, source = load_model(workdir, args.task), str(workdir)
+    else:
+        from zoo.hub import pretrained
+
+        if args.workdir is not None:
+            raise ZooError("--pretrained compresses published weights; drop --workdir")
+        hub, card = pretrained.find(args.task, args.pretrained)
+        loaded = pretrained.load_model(task_cls, hub, card, allow_unverified=args.allow_unverified)
+        source = f"hub:{card.task}/{card.model}:{card.tag}"
+    out = args.out or _workdir(args).with_name(_workdir(args).name + "-compressed")
+    report = compress(loaded, source, out, plan, device=args.device,
                       log=lambda m: console().print(m, markup=False, highlight=False))
     print_report(report, console())
     return 0

@@ -43,14 +43,13 @@ def _compressed(workdir: Path, record: dict[str, Any]) -> Adapter | None:
     return load_adapter(workdir, record["compressed"])
 
 
-def load_model(workdir: Path, task_name: str | None = None) -> tuple[Task, nnx.Module, dict[str, Any]]:
-    """The best checkpoint's (or compressed) model, ready for prediction, with its data info."""
+def restore_best(workdir: Path, task_name: str | None = None) -> tuple[Task, nnx.Module, dict[str, Any]]:
+    """The task, the best checkpoint's (or compressed) model (training mode) and the run record."""
     task, record = task_from_run(workdir, task_name)
-    info = record["info"]
     compressed = _compressed(workdir, record)
     if compressed is not None:
-        return task, _eval_view(compressed.build(task, info, nnx.Rngs(0))), info
-    model = task.build_model(info, nnx.Rngs(0))
+        return task, compressed.build(task, record["info"], nnx.Rngs(0)), record
+    model = task.build_model(record["info"], nnx.Rngs(0))
     # The optimizer is rebuilt only to give the checkpoint's tree its exact shape.
     optimizer = task.make_optimizer(model, make_optimizer(task.config.optimizer, 1, 1))
     graphdef, state = split_train_state(model, optimizer)
@@ -61,11 +60,18 @@ def load_model(workdir: Path, task_name: str | None = None) -> tuple[Task, nnx.M
         store.close()
     nnx.replace_by_pure_dict(state, restored)
     model, _ = merge_train_state(graphdef, state)
-    return task, _eval_view(model), info
+    return task, model, record
 
 
-def _eval_view(model: nnx.Module) -> nnx.Module:
+def inference_view(model: nnx.Module) -> nnx.Module:
+    """The model with dropout off and batch statistics frozen, for predict."""
     return nnx.view(model, deterministic=True, use_running_average=True, raise_if_not_found=False)
+
+
+def load_model(workdir: Path, task_name: str | None = None) -> tuple[Task, nnx.Module, dict[str, Any]]:
+    """The best checkpoint's model, ready for prediction, with its data-set info."""
+    task, model, record = restore_best(workdir, task_name)
+    return task, inference_view(model), record["info"]
 
 
 def evaluate_workdir(workdir: Path, task_name: str | None = None, *, split: str = "test",

@@ -29,6 +29,7 @@ from zoo.harness.optim import make_optimizer
 from zoo.harness.progress import EpochProgress
 from zoo.harness.steps import Steps, build_steps, compile_steps, split_train_state
 from zoo.harness.workdir import check_task, config_differences, read_run, write_run
+from zoo.hub import weights
 from zoo.task import Dataset, Task
 from zoo_hardware import placement
 
@@ -140,6 +141,16 @@ def prefetch(batches: Iterator[dict], mesh: jax.sharding.Mesh, depth: int = 2) -
         yield queue.popleft()
 
 
+def train_steps(session: Session, batches: Iterator[dict], first_step: int) -> Iterator[tuple[int, dict]]:
+    """The hot loop: feeds prefetched batches to the compiled step, yields (steps done, scalars).
+
+    Scalars stay on device; the caller decides when (rarely) to fetch them.
+    """
+    for step, batch in enumerate(prefetch(batches, session.mesh), start=first_step):
+        session.state, out = session.steps.train(session.state, batch, np.int32(step))
+        yield step + 1, out
+
+
 def evaluate(session: Session, split: str) -> dict[str, Any]:
     """The task's metrics over a whole split of `session.data` (padding masked out)."""
     host_batches = list(loader.eval_batches(session.data.splits[split],
@@ -153,11 +164,14 @@ def evaluate(session: Session, split: str) -> dict[str, Any]:
 
 
 def fit(task: Task, workdir: str | Path, *, device: str = "auto", quiet: bool = False,
-        init_state: Any = None, adapter: Adapter | None = None) -> dict[str, Any]:
+        init_params: Mapping[str, np.ndarray] | None = None,
+        adapter: Adapter | None = None) -> dict[str, Any]:
     """Trains `task` in `workdir` (resuming if it holds a run), tests, writes metrics.json.
 
     Args:
-      init_state: optional pretrained train-state pure dict to start from (fresh runs only).
+      init_params: model weights by path to start from, e.g. pretrained ones from
+        `zoo.hub` (fresh runs only). Layers whose shapes differ (a new head) keep their
+        fresh initialisation; the log says which.
       adapter: optional changes to the task's model and optimizer (see `Adapter`).
 
     Returns:
@@ -189,8 +203,10 @@ def fit(task: Task, workdir: str | Path, *, device: str = "auto", quiet: bool = 
         nnx.replace_by_pure_dict(session.state, state)
         loop = LoopState(**meta)
         progress.log(f"resumed from {workdir} at epoch {loop.epoch}, step {loop.step}")
-    elif init_state is not None:
-        nnx.replace_by_pure_dict(session.state, init_state)
+    elif init_params is not None:
+        report = weights.load_into(session.state["model"], init_params, strict=False)
+        session.state = placement.put_replicated(session.state, session.mesh)
+        progress.log(f"initialised from pretrained weights: {report}")
     trainer = _Trainer(session, loop, progress, store, workdir)
     t0 = time.perf_counter()
     try:
@@ -228,14 +244,14 @@ class _Trainer:
         outputs = []
         batches = loader.train_batches(session.data.splits["train"], bs, seed=cfg.train.seed,
                                        epoch=loop.epoch, start=start)
-        for i, batch in enumerate(prefetch(batches, session.mesh), start=start + 1):
-            session.state, out = session.steps.train(session.state, batch, np.int32(loop.step))
+        for loop.step, out in train_steps(session, batches, loop.step):
             outputs.append(out)
-            loop.step += 1
-            if i % cfg.train.log_every == 0:
+            i = loop.step - loop.epoch * spe
+            values = None
+            if i % cfg.train.log_every == 0:  # the only host sync inside an epoch
                 values = jax.device_get(out)
-                self.progress.advance(i, (i - start) * bs, values)
                 self.tensorboard.scalars(loop.step, {f"train/{k}": v for k, v in values.items()})
+            self.progress.advance(i, (i - start) * bs, values)
         train = _mean(jax.device_get(outputs))
         val = evaluate(session, "val")
         row = {"epoch": loop.epoch + 1, "step": loop.step,
@@ -246,7 +262,6 @@ class _Trainer:
         loop.epoch += 1
         improved = _update_early_stopping(session.task, loop, val)
         loop.finished = loop.finished or loop.epoch >= cfg.train.epochs
-        self.progress.advance(spe, (spe - start) * bs, None)
         self.progress.end_epoch(loop.epoch - 1, {k: v for k, v in row.items() if "/" in k})
         self.tensorboard.scalars(loop.step, {k: v for k, v in row.items() if k.startswith("val/")})
         self._checkpoint(best=improved)
