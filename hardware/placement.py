@@ -16,6 +16,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from zoo.errors import ZooError, unknown
+from zoo_hardware.sharding import state_shardings
 
 DEVICE_KINDS = ("auto", "cpu", "gpu", "tpu")
 AXES = ("data", "model")
@@ -150,6 +151,11 @@ def put_state(tree: Any, shardings: Any) -> Any:
     return jax.tree.map(lambda x, s: jax.make_array_from_callback(np.shape(x), s,
                                                                   lambda i: np.asarray(x)[i]),
                         host, shardings)
+
+
+def place_state(tree: Any, mesh: Mesh) -> Any:
+    """Places a train state on `mesh` by the sharding rule (see `sharding`)."""
+    return put_state(tree, state_shardings(tree, mesh))
 
 
 def fetch(tree: Any) -> Any:

@@ -10,12 +10,14 @@ from __future__ import annotations
 import collections
 import dataclasses
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 from flax import nnx
 
 from zoo.config import to_dict
@@ -27,8 +29,9 @@ from zoo.harness.optim import make_run_optimizer
 from zoo.harness.progress import EpochProgress
 from zoo.harness.steps import Steps, build_steps, compile_steps, split_train_state
 from zoo.harness.workdir import check_task, config_differences, read_run, write_run
+from zoo.hub import weights
 from zoo.task import Dataset, Task
-from zoo_hardware import distributed, placement, precision, sharding
+from zoo_hardware import distributed, placement, precision
 
 
 @dataclasses.dataclass
@@ -42,6 +45,36 @@ class LoopState:
     bad_epochs: int = 0
     finished: bool = False
     history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass(frozen=True)
+class Adapter:
+    """Changes a run makes to a task's model and optimizer without the task knowing.
+
+    Compression uses it to fine-tune any task under pruning masks, shared weights or
+    fake quantization, and to load compressed weights for eval and predict.
+
+    Attributes:
+      params: model state (a pure dict) loaded into the new model before the optimizer
+        is built, so optimizer wrappers initialise from these weights.
+      edit_model: changes the freshly built model in place (e.g. quantized layer ops).
+      wrap_optimizer: wraps the run's optax transformation (e.g. to keep masks).
+    """
+
+    params: Any = None
+    edit_model: Callable[[nnx.Module], None] | None = None
+    wrap_optimizer: Callable[[optax.GradientTransformation], optax.GradientTransformation] | None = None
+
+    def build(self, task: Task, info: Mapping[str, Any], rngs: nnx.Rngs) -> nnx.Module:
+        """The task's model with this adapter's edits and weights applied."""
+        model = task.build_model(info, rngs)
+        if self.edit_model is not None:
+            self.edit_model(model)
+        if self.params is not None:
+            state = nnx.state(model)  # copies: a train step donates (consumes) its state
+            nnx.replace_by_pure_dict(state, jax.tree.map(lambda x: jnp.array(x, copy=True), self.params))
+            nnx.update(model, state)
+        return model
 
 
 @dataclasses.dataclass
@@ -63,7 +96,7 @@ def limit(arrays: Mapping[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
 
 
 def open_session(task: Task, *, device: str = "auto", mesh: str | None = None,
-                 training: bool = True) -> Session:
+                 training: bool = True, adapter: Adapter | None = None) -> Session:
     """Loads data and builds, places and compiles everything a run (or an eval) needs.
 
     Args:
@@ -85,13 +118,16 @@ def open_session(task: Task, *, device: str = "auto", mesh: str | None = None,
         raise ZooError(f"the train split has {data.size('train')} examples, fewer than one "
                        f"batch of {cfg.train.batch_size}; lower --batch-size")
     tx = make_run_optimizer(cfg, spe * cfg.train.epochs, spe)
-    model = task.build_model(data.info, nnx.Rngs(cfg.train.seed))
+    adapter = adapter or Adapter()
+    if adapter.wrap_optimizer is not None:
+        tx = adapter.wrap_optimizer(tx)
+    model = adapter.build(task, data.info, nnx.Rngs(cfg.train.seed))
     precision.check_model(model, precision.get_policy(cfg.train.dtype), task.name)
     optimizer = task.make_optimizer(model, tx)
     graphdef, state = split_train_state(model, optimizer)
-    shardings = sharding.state_shardings(state, mesh)
-    state = placement.put_state(state, shardings)
-    steps = build_steps(task, model, optimizer, seed=cfg.train.seed, state_sharding=shardings,
+    state = placement.place_state(state, mesh)
+    steps = build_steps(task, model, optimizer, seed=cfg.train.seed,
+                        state_sharding=jax.tree.map(lambda x: x.sharding, state),
                         scalar_sharding=placement.replicated(mesh))
     train_batch = None
     if training:
@@ -116,6 +152,16 @@ def prefetch(batches: Iterator[dict], mesh: jax.sharding.Mesh, depth: int = 2) -
         yield queue.popleft()
 
 
+def train_steps(session: Session, batches: Iterator[dict], first_step: int) -> Iterator[tuple[int, dict]]:
+    """The hot loop: feeds prefetched batches to the compiled step, yields (steps done, scalars).
+
+    Scalars stay on device; the caller decides when (rarely) to fetch them.
+    """
+    for step, batch in enumerate(prefetch(batches, session.mesh), start=first_step):
+        session.state, out = session.steps.train(session.state, batch, np.int32(step))
+        yield step + 1, out
+
+
 def evaluate(session: Session, split: str) -> dict[str, Any]:
     """The task's metrics over a whole split of `session.data` (padding masked out)."""
     host_batches = list(loader.eval_batches(session.data.splits[split],
@@ -130,14 +176,18 @@ def evaluate(session: Session, split: str) -> dict[str, Any]:
 
 
 def fit(task: Task, workdir: str | Path, *, device: str = "auto", mesh: str | None = None,
-        quiet: bool = False, init_state: Any = None) -> dict[str, Any]:
+        quiet: bool = False, init_params: Mapping[str, np.ndarray] | None = None,
+        adapter: Adapter | None = None) -> dict[str, Any]:
     """Trains `task` in `workdir` (resuming if it holds a run), tests, writes metrics.json.
 
     In a multi-process run every process calls `fit`; only process 0 writes reports.
 
     Args:
       mesh: the device mesh, e.g. "data=4,model=2" (default: every device on `data`).
-      init_state: optional pretrained train-state pure dict to start from (fresh runs only).
+      init_params: model weights by path to start from, e.g. pretrained ones from
+        `zoo.hub` (fresh runs only). Layers whose shapes differ (a new head) keep their
+        fresh initialisation; the log says which.
+      adapter: optional changes to the task's model and optimizer (see `Adapter`).
 
     Returns:
       The contents written to metrics.json.
@@ -154,7 +204,7 @@ def fit(task: Task, workdir: str | Path, *, device: str = "auto", mesh: str | No
                            f"or use a new --workdir")
     primary = distributed.is_primary()
     progress = EpochProgress(cfg.train.epochs, quiet=quiet or not primary)
-    session = open_session(task, device=device, mesh=mesh)
+    session = open_session(task, device=device, mesh=mesh, adapter=adapter)
     progress.log(f"{task.name}: model {cfg.model}, data {cfg.data} "
                  f"({session.data.size('train')}/{session.data.size('val')}/"
                  f"{session.data.size('test')} train/val/test), "
@@ -171,8 +221,10 @@ def fit(task: Task, workdir: str | Path, *, device: str = "auto", mesh: str | No
         nnx.replace_by_pure_dict(session.state, state)
         loop = LoopState(**meta)
         progress.log(f"resumed from {workdir} at epoch {loop.epoch}, step {loop.step}")
-    elif init_state is not None:
-        nnx.replace_by_pure_dict(session.state, init_state)
+    elif init_params is not None:
+        report = weights.load_into(session.state["model"], init_params, strict=False)
+        session.state = placement.place_state(session.state, session.mesh)
+        progress.log(f"initialised from pretrained weights: {report}")
     trainer = _Trainer(session, loop, progress, store, workdir)
     t0 = time.perf_counter()
     try:
@@ -213,14 +265,14 @@ class _Trainer:
         batches = loader.train_batches(session.data.splits["train"], bs, seed=cfg.train.seed,
                                        epoch=loop.epoch, start=start,
                                        rows=placement.process_rows(session.mesh, bs))
-        for i, batch in enumerate(prefetch(batches, session.mesh), start=start + 1):
-            session.state, out = session.steps.train(session.state, batch, np.int32(loop.step))
+        for loop.step, out in train_steps(session, batches, loop.step):
             outputs.append(out)
-            loop.step += 1
-            if i % cfg.train.log_every == 0:
+            i = loop.step - loop.epoch * spe
+            values = None
+            if i % cfg.train.log_every == 0:  # the only host sync inside an epoch
                 values = jax.device_get(out)
-                self.progress.advance(i, (i - start) * bs, values)
                 self.tensorboard.scalars(loop.step, {f"train/{k}": v for k, v in values.items()})
+            self.progress.advance(i, (i - start) * bs, values)
         train = _mean(jax.device_get(outputs))
         val = evaluate(session, "val")
         row = {"epoch": loop.epoch + 1, "step": loop.step,
@@ -231,7 +283,6 @@ class _Trainer:
         loop.epoch += 1
         improved = _update_early_stopping(session.task, loop, val)
         loop.finished = loop.finished or loop.epoch >= cfg.train.epochs
-        self.progress.advance(spe, (spe - start) * bs, None)
         self.progress.end_epoch(loop.epoch - 1, {k: v for k, v in row.items() if "/" in k})
         self.tensorboard.scalars(loop.step, {k: v for k, v in row.items() if k.startswith("val/")})
         self._checkpoint(best=improved)
