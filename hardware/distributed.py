@@ -39,8 +39,9 @@ def initialize(num_processes: int | None, process_id: int | None,
                        f"{num_processes - 1} (a different one in each process)")
     host, _, port = (coordinator or "").rpartition(":")
     if not host or not port.isdigit():
-        raise ZooError(f"--coordinator {coordinator!r}: give process 0's HOST:PORT, the same "
-                       f"in every process, e.g. --coordinator 10.0.0.1:12345")
+        given = f"--coordinator {coordinator!r} is not" if coordinator else "needs"
+        raise ZooError(f"--num-processes {num_processes} {given} HOST:PORT, process 0's "
+                       f"address, the same in every process (e.g. 10.0.0.1:12345)")
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
                                process_id=process_id, initialization_timeout=CONNECT_SECONDS,

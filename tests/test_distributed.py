@@ -19,13 +19,15 @@ import pytest
 from flax import nnx
 
 from zoo.config import apply_overrides
+from zoo.errors import ZooError
 from zoo.harness.checkpoints import BEST, CheckpointStore
 from zoo.harness.trainer import evaluate, fit, open_session
+from zoo_hardware import distributed
 
 from helpers import EXAMPLE_PLUGIN, flatten, latest_params, zoo_cli
 
 OVERRIDES = ["points=512", "hidden=128", "train.epochs=2", "train.batch_size=32"]
-CLI_ARGS = ["run", "spirals", "--plugin", str(EXAMPLE_PLUGIN), "--quiet",
+CLI_ARGS = ["run", "spirals", "--plugin", str(EXAMPLE_PLUGIN),
             *[a for o in OVERRIDES for a in ("--set", o)]]
 
 
@@ -42,6 +44,21 @@ def one_device(spirals, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("one-device")
     fit(_task(spirals), workdir, mesh="data=1", quiet=True)
     return workdir
+
+
+def _run_on_8_devices(workdir: Path, home: Path) -> str:
+    """`zoo run` on 8 simulated devices in a fresh process; returns its log, one line."""
+    result = zoo_cli(*CLI_ARGS, "--mesh", "data=8", "--workdir", str(workdir),
+                     env={"ZOO_HOME": str(home), **_xla_devices(8)}, check=True)
+    return " ".join(result.stderr.split())
+
+
+@pytest.fixture(scope="module")
+def eight_devices(tmp_path_factory):
+    """A run on 8 devices, with its own (so far empty) zoo home and compilation cache."""
+    root = tmp_path_factory.mktemp("eight-devices")
+    log = _run_on_8_devices(root / "run", root / "home")
+    return root, log
 
 
 def assert_same_training(expected: Path, actual: Path) -> None:
@@ -65,21 +82,20 @@ def test_more_devices_train_like_one(spirals, one_device, tmp_path, mesh):
 
 
 def test_eight_devices_train_like_one_and_their_checkpoint_restores_on_one(
-        spirals, one_device, tmp_path):
-    zoo_cli(*CLI_ARGS, "--mesh", "data=8", "--workdir", str(tmp_path), env=_xla_devices(8),
-            check=True)
-    assert_same_training(one_device, tmp_path)
+        spirals, one_device, eight_devices):
+    workdir = eight_devices[0] / "run"
+    assert_same_training(one_device, workdir)
     session = open_session(_task(spirals), mesh="data=1", training=False)
     target = nnx.to_pure_dict(session.state)
-    store = CheckpointStore(tmp_path)
+    store = CheckpointStore(workdir)
     restored, _ = store.restore(BEST, target)
     store.close()
-    saved, wanted = latest_params(tmp_path, BEST), flatten(target["model"])
+    saved, wanted = latest_params(workdir, BEST), flatten(target["model"])
     for key, value in flatten(restored["model"]).items():
         assert value.sharding == wanted[key].sharding  # on the one-device mesh asked for
         np.testing.assert_array_equal(np.asarray(value), saved[key])
     nnx.replace_by_pure_dict(session.state, restored)
-    written = json.loads((tmp_path / "metrics.json").read_text())["metrics"]
+    written = json.loads((workdir / "metrics.json").read_text())["metrics"]
     assert evaluate(session, "test") == pytest.approx(written)
 
 
@@ -87,8 +103,8 @@ def test_two_processes_train_like_one_and_only_process_0_writes_reports(one_devi
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    command = [sys.executable, "-m", "zoo.cli.main", *CLI_ARGS, "--workdir", str(tmp_path),
-               "--num-processes", "2", "--coordinator", f"127.0.0.1:{port}"]
+    command = [sys.executable, "-m", "zoo.cli.main", *CLI_ARGS, "--quiet", "--workdir",
+               str(tmp_path), "--num-processes", "2", "--coordinator", f"127.0.0.1:{port}"]
     env = {**os.environ, **_xla_devices(1)}
     procs = [subprocess.Popen([*command, "--process-id", str(i)], env=env, text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in (0, 1)]
@@ -104,12 +120,28 @@ def test_two_processes_train_like_one_and_only_process_0_writes_reports(one_devi
     assert (tmp_path / "metrics.json").exists() and (tmp_path / "run.json").exists()
 
 
-def test_second_run_loads_its_programs_from_the_compilation_cache(tmp_path):
-    env = {"ZOO_HOME": str(tmp_path / "home"), **_xla_devices(1)}
-    args = ["run", "spirals", "--plugin", str(EXAMPLE_PLUGIN), "--smoke"]
-    first = zoo_cli(*args, "--workdir", str(tmp_path / "a"), env=env, check=True)
-    cache = tmp_path / "home" / "jax-cache"
-    assert any(cache.iterdir()), "the first run wrote nothing to the cache"
-    assert "from the compilation cache" not in first.stderr
-    second = zoo_cli(*args, "--workdir", str(tmp_path / "b"), env=env, check=True)
-    assert "2 program(s) from the compilation cache" in " ".join(second.stderr.split())
+def test_second_run_loads_its_programs_from_the_compilation_cache(eight_devices):
+    root, first = eight_devices
+    assert "compiled in" in first and "from the compilation cache" not in first
+    assert any((root / "home" / "jax-cache").iterdir()), "the first run cached nothing"
+    second = _run_on_8_devices(root / "again", root / "home")
+    assert "(2 program(s) from the compilation cache)" in second, second
+
+
+
+@pytest.mark.parametrize("count, index, coordinator, message", [
+    (2, 0, None, "needs HOST:PORT"),
+    (2, 2, "h:1", "between 0 and 1"),
+    (2, 0, "h", "'h' is not HOST:PORT"),
+    (None, 1, None, "needs --num-processes"),
+])
+def test_bad_multi_process_options_are_refused_before_connecting(count, index, coordinator,
+                                                                  message):
+    with pytest.raises(ZooError, match=message):
+        distributed.initialize(count, index, coordinator)
+
+
+def test_bad_mesh_is_a_one_line_error():
+    result = zoo_cli(*CLI_ARGS, "--mesh", "data=2,modle=2")
+    assert result.returncode == 2 and "did you mean 'model'" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr

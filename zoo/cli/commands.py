@@ -59,7 +59,7 @@ def _add_pretrained(parser: argparse.ArgumentParser, help: str) -> None:
 
 def _add_device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu", "tpu"),
-                        help="accelerator kind; all local devices of it form the data mesh")
+                        help="accelerator kind; its devices form the mesh (see --mesh)")
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
