@@ -22,7 +22,7 @@ DEVICE_KINDS = ("auto", "cpu", "gpu", "tpu")
 AXES = ("data", "model")
 
 
-def local_devices(kind: str = "auto") -> list[jax.Device]:
+def run_devices(kind: str = "auto") -> list[jax.Device]:
     """Every device of `kind` in the run, on all processes ('auto': JAX's default backend).
 
     Raises:
@@ -67,7 +67,7 @@ def make_mesh(kind: str = "auto", spec: str | None = None) -> Mesh:
     A single process may use a prefix of its devices (`--mesh data=2` on 8); a
     multi-process mesh must use every device, so that each process holds a share.
     """
-    devices = local_devices(kind)
+    devices = run_devices(kind)
     shape = parse_mesh(spec)
     model = shape.get("model", 1)
     if "data" not in shape and len(devices) % model:
