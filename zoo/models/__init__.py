@@ -12,8 +12,10 @@ from flax import nnx
 
 from zoo.errors import unknown
 from zoo.models.activations import ACTIVATIONS, get_activation
+from zoo.models.detector import CenterNet
 from zoo.models.lenet import MLP, LeNet
 from zoo.models.resnet import ResNet, ResNetBackbone
+from zoo.models.unet import UNet, UNetDecoder
 
 CLASSIFIERS: dict[str, Callable[..., nnx.Module]] = {
     "lenet": LeNet,
@@ -36,5 +38,5 @@ def create_classifier(name: str, input_shape: Sequence[int], num_classes: int, *
     return CLASSIFIERS[name](tuple(input_shape), num_classes, activation=activation, rngs=rngs)
 
 
-__all__ = ["ACTIVATIONS", "CLASSIFIERS", "LeNet", "MLP", "ResNet", "ResNetBackbone",
-           "create_classifier", "get_activation"]
+__all__ = ["ACTIVATIONS", "CLASSIFIERS", "CenterNet", "LeNet", "MLP", "ResNet", "ResNetBackbone",
+           "UNet", "UNetDecoder", "create_classifier", "get_activation"]
