@@ -64,7 +64,8 @@ def test_masks_and_boxes_describe_the_same_digits(small):
 def test_clutter_changes_pixels_not_labels():
     cfg = dataclasses.replace(SMALL, train=8, val=2, test=2)
     clean, cluttered = scenes.generate(cfg), scenes.generate(dataclasses.replace(cfg, clutter=4))
-    np.testing.assert_array_equal(clean["train"]["segmentation"], cluttered["train"]["segmentation"])
+    np.testing.assert_array_equal(clean["train"]["segmentation"],
+                                  cluttered["train"]["segmentation"])
     np.testing.assert_array_equal(clean["train"]["boxes"], cluttered["train"]["boxes"])
     assert (cluttered["train"]["image"] > clean["train"]["image"]).any()
 

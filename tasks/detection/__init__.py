@@ -35,16 +35,16 @@ class DetectionConfig(TaskConfig):
     level: int = 1  # the heads run at stage `level`'s resolution: stride stem_stride * 2**level
     head_width: int = 64  # channels of the shared head convolution
     activation: str = "relu"  # see zoo.models.ACTIVATIONS
-    image_size: int = 128  # coco: images are letterboxed to this square side (scenes: scenes.canvas)
+    image_size: int = 128  # coco: images are letterboxed to this square side
     max_detections: int = 32  # detections kept per image (top heatmap peaks)
     nms_iou: float = 0.5  # greedy NMS over the peaks at this IoU (0: peaks only)
-    class_agnostic_nms: bool = True  # one box per object whatever its class; false for data with overlapping objects of different classes
+    class_agnostic_nms: bool = True  # false where objects of different classes overlap
     size_weight: float = 0.1  # weight of the box-size L1 loss against the heatmap loss
     scenes: SceneConfig = SceneConfig()
-    train: TrainConfig = TrainConfig(epochs=8, batch_size=32, eval_batch_size=100)
+    train: TrainConfig = TrainConfig(epochs=12, batch_size=32, eval_batch_size=100)
     optimizer: OptimizerConfig = OptimizerConfig(name="adam", lr=3e-3, schedule="cosine",
                                                  warmup_epochs=0.3)
-    early_stopping: EarlyStoppingConfig = EarlyStoppingConfig(patience=3)
+    early_stopping: EarlyStoppingConfig = EarlyStoppingConfig(patience=4)
 
     @classmethod
     def smoke(cls) -> DetectionConfig:
@@ -105,8 +105,10 @@ class DetectionTask(Task):
 
     @classmethod
     def add_predict_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("inputs", nargs="+", metavar="IMAGE", help="image files (any size or mode)")
-        parser.add_argument("--out", help="PNG with the boxes drawn (a directory for several images)")
+        parser.add_argument("inputs", nargs="+", metavar="IMAGE",
+                            help="image files (any size or mode)")
+        parser.add_argument("--out",
+                            help="PNG with the boxes drawn (a directory for several images)")
         parser.add_argument("--min-score", type=float, default=0.3,
                             help="print and draw detections scoring at least this (default 0.3)")
 

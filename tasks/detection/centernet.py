@@ -6,6 +6,8 @@ centre's offset within that cell and the box size, both in cells (Zhou et al., 2
 with a validity mask, so every batch has one shape and one compiled program.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -101,6 +103,6 @@ def decode(outputs: dict[str, jax.Array], *, stride: int, k: int, nms_iou: float
     half = gather_cells(outputs["size"], cell) * (stride / 2.0)
     boxes = jnp.concatenate([centre - half, centre + half], -1)
     if nms_iou > 0:
-        scores = jax.vmap(lambda bx, s, cl: nms(bx, s, cl, iou_threshold=nms_iou,
-                                                class_agnostic=class_agnostic))(boxes, scores, classes)
+        suppress = functools.partial(nms, iou_threshold=nms_iou, class_agnostic=class_agnostic)
+        scores = jax.vmap(suppress)(boxes, scores, classes)
     return {"boxes": boxes, "scores": scores, "classes": classes}

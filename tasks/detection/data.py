@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from zoo.data import scenes
-from zoo.data.images import letterbox, load_image
+from zoo.data.images import image_info, letterbox, load_image
 from zoo.data.loader import split_indices
 from zoo.errors import ZooError, unknown
 from zoo.task import Dataset
@@ -31,7 +31,7 @@ def load(spec: str, scene_cfg: scenes.SceneConfig, image_size: int) -> Dataset:
         splits = scenes.load_scenes(scene_cfg)
         fields = ("image", "boxes", "classes", "box_valid")
         data = {s: {k: a[k] for k in fields} for s, a in splits.items()}
-        return Dataset(data, _info(scenes.CLASSES, data["train"]["image"], spec, dark=True))
+        return Dataset(data, image_info(scenes.CLASSES, data["train"]["image"], spec))
     if spec.startswith("coco:"):
         ann, sep, images_dir = spec.removeprefix("coco:").partition(":")
         if not sep or not ann or not images_dir:
@@ -84,7 +84,7 @@ def load_coco(ann_path: Path, images_dir: Path, size: int, spec: str) -> Dataset
     data = {s: {"image": images[j], "boxes": boxes[j], "classes": classes[j],
                 "box_valid": valid[j]} for s, j in idx.items()}
     names = [str(c.get("name", c["id"])) for c in categories]
-    return Dataset(data, _info(names, images, spec, dark=bool(images.mean() < 128)))
+    return Dataset(data, image_info(names, images, spec))
 
 
 def _read_json(path: Path) -> dict:
@@ -116,7 +116,3 @@ def _checked_boxes(anns: list, shape: tuple, ann_path: Path, file_name: str) -> 
         out[j] = [max(x, 0), max(y, 0), min(x + bw, w), min(y + bh, h)]
     return out
 
-
-def _info(classes, images, spec, *, dark: bool) -> dict:
-    return {"classes": list(classes), "input_shape": list(images.shape[1:]), "data": spec,
-            "dark_background": dark}

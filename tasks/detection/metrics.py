@@ -49,7 +49,8 @@ def coco_map(truth: Sequence[tuple[np.ndarray, np.ndarray]],
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
-    precision = evaluator.eval["precision"][:, :, :, 0, -1]  # (iou, recall, class), all areas, 100 dets
+    # (iou threshold, recall, class) at area "all" and the most detections (100)
+    precision = evaluator.eval["precision"][:, :, :, 0, -1]
     per_class = []
     for c in range(num_classes):
         p = precision[:, :, c]

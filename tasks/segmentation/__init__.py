@@ -36,10 +36,10 @@ class SegmentationConfig(TaskConfig):
     image_size: int = 128  # masks: data is resized to this square side (scenes: scenes.canvas)
     num_classes: int = 0  # masks: data: labels 0..N-1 (0: the largest label found + 1)
     scenes: SceneConfig = SceneConfig()
-    train: TrainConfig = TrainConfig(epochs=8, batch_size=16, eval_batch_size=100)
+    train: TrainConfig = TrainConfig(epochs=12, batch_size=16, eval_batch_size=100)
     optimizer: OptimizerConfig = OptimizerConfig(name="adam", lr=3e-3, schedule="cosine",
                                                  warmup_epochs=0.3)
-    early_stopping: EarlyStoppingConfig = EarlyStoppingConfig(patience=3)
+    early_stopping: EarlyStoppingConfig = EarlyStoppingConfig(patience=4)
 
     @classmethod
     def smoke(cls) -> SegmentationConfig:
@@ -52,7 +52,7 @@ class SegmentationTask(Task):
     """Labels every pixel with a class; reports test `miou`, per-class IoU, pixel accuracy."""
 
     name = "segmentation"
-    description = "semantic segmentation (U-Net on the ResNet backbone) of digit scenes or your masks"
+    description = "semantic segmentation (U-Net on the ResNet backbone) of digit scenes or masks"
     Config = SegmentationConfig
     models = ("unet",)
     datasets = data.DATASETS
@@ -88,7 +88,8 @@ class SegmentationTask(Task):
 
     @classmethod
     def add_predict_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("inputs", nargs="+", metavar="IMAGE", help="image files (any size or mode)")
+        parser.add_argument("inputs", nargs="+", metavar="IMAGE",
+                            help="image files (any size or mode)")
         parser.add_argument("--out", help="colour overlay PNG (a directory for several images)")
         parser.add_argument("--mask-out", help="class-index mask PNG, palette mode (a directory "
                                                "for several images)")
@@ -97,10 +98,10 @@ class SegmentationTask(Task):
         h, w, c = info["input_shape"]
         overlays = output_paths(args.inputs, args.out, "-overlay.png") if args.out else None
         masks = output_paths(args.inputs, args.mask_out, "-mask.png") if args.mask_out else None
-        lines = []
+        dark, lines = info.get("dark_background", False), []
         for i, path in enumerate(args.inputs):
             image = load_image(path, None, c)
-            small = match_background(load_image(path, (h, w), c), info.get("dark_background", False))
+            small = match_background(load_image(path, (h, w), c), dark)
             labels = np.asarray(jnp.argmax(model(to_unit_range(jnp.asarray(small[None]))), -1)[0])
             labels = data.resize_mask(labels.astype(np.uint8), image.shape[:2])
             counts = np.bincount(labels.ravel(), minlength=len(info["classes"]))

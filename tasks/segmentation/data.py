@@ -7,7 +7,7 @@ from PIL import Image
 
 from zoo.data import scenes
 from zoo.data.draw import IGNORE
-from zoo.data.images import IMAGE_SUFFIXES, load_image
+from zoo.data.images import IMAGE_SUFFIXES, image_info, load_image
 from zoo.data.loader import split_indices
 from zoo.errors import ZooError, unknown
 from zoo.task import Dataset
@@ -28,7 +28,7 @@ def load(spec: str, scene_cfg: scenes.SceneConfig, image_size: int, num_classes:
         splits = scenes.load_scenes(scene_cfg)
         data = {s: {"image": a["image"], "label": a["segmentation"]} for s, a in splits.items()}
         classes = ["background", *scenes.CLASSES]
-        return Dataset(data, _info(classes, data["train"]["image"], spec, dark=True))
+        return Dataset(data, image_info(classes, data["train"]["image"], spec, ignore_index=IGNORE))
     if spec.startswith("masks:"):
         images_dir, sep, masks_dir = spec.removeprefix("masks:").partition(":")
         if not sep or not images_dir or not masks_dir:
@@ -76,7 +76,7 @@ def load_masks(images_dir: Path, masks_dir: Path, size: int, num_classes: int,
     idx = split_indices(n, {"train": n - n_val - n_test, "val": n_val, "test": n_test}, SPLIT_SEED)
     images = np.stack(images)
     data = {s: {"image": images[i], "label": labels[i]} for s, i in idx.items()}
-    return Dataset(data, _info(classes, images, spec, dark=bool(images.mean() < 128)))
+    return Dataset(data, image_info(classes, images, spec, ignore_index=IGNORE))
 
 
 def read_mask(path: Path, image_path: Path) -> np.ndarray:
@@ -109,7 +109,3 @@ def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         return mask
     return np.asarray(Image.fromarray(mask).resize(size[::-1], Image.Resampling.NEAREST))
 
-
-def _info(classes, images, spec, *, dark: bool) -> dict:
-    return {"classes": classes, "input_shape": list(images.shape[1:]), "data": spec,
-            "dark_background": dark, "ignore_index": IGNORE}

@@ -65,6 +65,12 @@ def unletterbox(boxes: np.ndarray, scale: np.ndarray, offset: np.ndarray) -> np.
     return (boxes - np.tile(offset, 2)) / np.tile(scale, 2)
 
 
+def image_info(classes: Sequence[str], images: np.ndarray, spec: str, **extra) -> dict:
+    """The `Dataset.info` of an image data set: what a model and `predict` need to know."""
+    return {"classes": list(classes), "input_shape": list(images.shape[1:]), "data": spec,
+            "dark_background": bool(images.mean() < 128), **extra}
+
+
 def to_unit_range(images):
     """uint8 pixels to float32 in [0, 1]; works on numpy and JAX arrays alike, so batches
     travel as uint8 (4x less to transfer) and are converted on device."""
@@ -89,7 +95,8 @@ def output_paths(inputs: Sequence[str | Path], out: str | Path, suffix: str) -> 
     return [out / f"{Path(p).stem}{suffix}" for p in inputs]
 
 
-def image_folder(root: str | Path, size: Sequence[int], channels: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def image_folder(root: str | Path, size: Sequence[int],
+                 channels: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Loads `root/<class>/<image>` into (images uint8 NHWC, labels int32, class names).
 
     Raises:
