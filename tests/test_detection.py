@@ -221,3 +221,12 @@ def test_predict_draws_boxes_and_prints_json(trained, tmp_path):
     best = [max((float(iou_matrix(jnp.array([d["box"]]), jnp.array([t]))[0, 0])
                  for d in found["detections"]), default=0) for t in truth]
     assert min(best) > 0.3  # each digit has a box on it, in the original image's pixels
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+def test_default_run_reaches_the_stated_map50(tmp_path):
+    """The README's claim: a fresh `zoo run detection` reaches mAP@0.5 >= 0.90 on test."""
+    zoo_cli("run", "detection", "--workdir", str(tmp_path), "--quiet", check=True, timeout=3600)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())["metrics"]
+    assert metrics["map50"] >= 0.90, metrics

@@ -196,3 +196,13 @@ def test_predict_writes_an_overlay_and_a_readable_mask(trained, tmp_path):
     mask = data.read_mask(tmp_path / "mask.png", tmp_path / "scene.png")
     assert mask.shape == (64, 64) and mask.max() <= 10
     assert ((mask > 0) == (image >= 128)).mean() > 0.9  # digits found where the ink is
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+def test_default_run_reaches_the_stated_miou(tmp_path):
+    """The README's claim: a fresh `zoo run segmentation` reaches mIoU >= 0.80 on test."""
+    zoo_cli("run", "segmentation", "--workdir", str(tmp_path), "--quiet", check=True,
+            timeout=3600)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())["metrics"]
+    assert metrics["miou"] >= 0.80, metrics

@@ -18,7 +18,8 @@ from zoo.data.draw import draw_boxes
 from zoo.data.images import (letterbox, load_image, match_background, output_paths,
                              to_unit_range, unletterbox)
 from zoo.data.scenes import SceneConfig
-from zoo.models import CenterNet, get_activation
+from zoo.errors import ZooError
+from zoo.models import BackboneConfig, CenterNet
 from zoo.task import Batch, Dataset, Task
 from zoo_tasks.detection import centernet, data
 from zoo_tasks.detection.metrics import DetectionMetrics
@@ -28,13 +29,9 @@ from zoo_tasks.detection.metrics import DetectionMetrics
 class DetectionConfig(TaskConfig):
     model: str = "centernet"
     data: str = "scenes"  # scenes | coco:ANN.json:IMAGES/
-    width: int = 16  # channels of the first backbone stage; each later stage doubles them
-    stages: int = 4  # backbone stages; each after the first halves the resolution
-    blocks: int = 1  # residual blocks per stage
-    stem_stride: int = 2  # 2: the backbone starts at half resolution
-    level: int = 1  # the heads run at stage `level`'s resolution: stride stem_stride * 2**level
+    backbone: BackboneConfig = BackboneConfig()
+    level: int = 1  # heads run at backbone stage `level`: stride stem_stride * 2**level
     head_width: int = 64  # channels of the shared head convolution
-    activation: str = "relu"  # see zoo.models.ACTIVATIONS
     image_size: int = 128  # coco: images are letterboxed to this square side
     max_detections: int = 32  # detections kept per image (top heatmap peaks)
     nms_iou: float = 0.5  # greedy NMS over the peaks at this IoU (0: peaks only)
@@ -48,10 +45,9 @@ class DetectionConfig(TaskConfig):
 
     @classmethod
     def smoke(cls) -> DetectionConfig:
-        return dataclasses.replace(super().smoke(), width=8, stages=3, head_width=16,
-                                   image_size=32, max_detections=8,
-                                   scenes=SceneConfig(canvas=32, max_digits=2, train=64,
-                                                      val=32, test=32))
+        return dataclasses.replace(super().smoke(), head_width=16, image_size=32,
+                                   max_detections=8, scenes=SceneConfig.smoke(),
+                                   backbone=BackboneConfig(width=8, stages=3))
 
 
 class DetectionTask(Task):
@@ -70,12 +66,11 @@ class DetectionTask(Task):
 
     def build_model(self, info: Mapping[str, Any], rngs: nnx.Rngs) -> nnx.Module:
         cfg = self.config
-        get_activation(cfg.activation)  # fail early, with suggestions, on a bad name
-        widths = tuple(cfg.width * 2 ** i for i in range(cfg.stages))
-        return CenterNet(info["input_shape"][-1], len(info["classes"]), widths=widths,
-                         blocks=cfg.blocks, level=min(cfg.level, cfg.stages - 1),
-                         stem_stride=cfg.stem_stride, head_width=cfg.head_width,
-                         activation=cfg.activation, rngs=rngs)
+        if not 0 <= cfg.level < cfg.backbone.stages:
+            raise ZooError(f"--set level={cfg.level}: the heads need a backbone stage, "
+                           f"0..{cfg.backbone.stages - 1}")
+        return CenterNet(info["input_shape"][-1], len(info["classes"]), level=cfg.level,
+                         head_width=cfg.head_width, **cfg.backbone.kwargs(), rngs=rngs)
 
     def loss(self, model, batch, rng):
         del rng

@@ -18,7 +18,7 @@ from zoo.config import EarlyStoppingConfig, OptimizerConfig, TaskConfig, TrainCo
 from zoo.data.draw import IGNORE, overlay_mask, save_label_png
 from zoo.data.images import load_image, match_background, output_paths, to_unit_range
 from zoo.data.scenes import SceneConfig
-from zoo.models import UNet, get_activation
+from zoo.models import BackboneConfig, UNet
 from zoo.task import Batch, Dataset, Task, masked_mean
 from zoo_tasks.segmentation import data
 from zoo_tasks.segmentation.metrics import SegmentationMetrics, confusion_matrix
@@ -28,11 +28,7 @@ from zoo_tasks.segmentation.metrics import SegmentationMetrics, confusion_matrix
 class SegmentationConfig(TaskConfig):
     model: str = "unet"
     data: str = "scenes"  # scenes | masks:IMAGES/:MASKS/
-    width: int = 16  # channels of the first backbone stage; each later stage doubles them
-    stages: int = 4  # backbone stages; each after the first halves the resolution
-    blocks: int = 1  # residual blocks per stage
-    stem_stride: int = 2  # 2: the encoder starts at half resolution, a last layer restores it
-    activation: str = "relu"  # see zoo.models.ACTIVATIONS
+    backbone: BackboneConfig = BackboneConfig()  # the U-Net's encoder
     image_size: int = 128  # masks: data is resized to this square side (scenes: scenes.canvas)
     num_classes: int = 0  # masks: data: labels 0..N-1 (0: the largest label found + 1)
     scenes: SceneConfig = SceneConfig()
@@ -43,9 +39,8 @@ class SegmentationConfig(TaskConfig):
 
     @classmethod
     def smoke(cls) -> SegmentationConfig:
-        return dataclasses.replace(super().smoke(), width=8, stages=3, image_size=32,
-                                   scenes=SceneConfig(canvas=32, max_digits=2, train=64,
-                                                      val=32, test=32))
+        return dataclasses.replace(super().smoke(), image_size=32, scenes=SceneConfig.smoke(),
+                                   backbone=BackboneConfig(width=8, stages=3))
 
 
 class SegmentationTask(Task):
@@ -64,12 +59,8 @@ class SegmentationTask(Task):
         return data.load(cfg.data, cfg.scenes, cfg.image_size, cfg.num_classes)
 
     def build_model(self, info: Mapping[str, Any], rngs: nnx.Rngs) -> nnx.Module:
-        cfg = self.config
-        get_activation(cfg.activation)  # fail early, with suggestions, on a bad name
-        widths = tuple(cfg.width * 2 ** i for i in range(cfg.stages))
-        return UNet(info["input_shape"][-1], len(info["classes"]), widths=widths,
-                    blocks=cfg.blocks, stem_stride=cfg.stem_stride,
-                    activation=cfg.activation, rngs=rngs)
+        return UNet(info["input_shape"][-1], len(info["classes"]),
+                    **self.config.backbone.kwargs(), rngs=rngs)
 
     def loss(self, model, batch, rng):
         del rng

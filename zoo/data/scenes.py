@@ -47,6 +47,11 @@ class SceneConfig:
     test: int = 1000  # test scenes
     seed: int = 0  # layout seed (the digit images per split stay disjoint for any seed)
 
+    @classmethod
+    def smoke(cls) -> "SceneConfig":
+        """A few small scenes, for tests that only need the plumbing to run."""
+        return cls(canvas=32, max_digits=2, train=64, val=32, test=32)
+
 
 def load_scenes(cfg: SceneConfig) -> dict[str, dict[str, np.ndarray]]:
     """The three splits of scenes for `cfg`, generated once and then read from cache.

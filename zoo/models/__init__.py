@@ -14,7 +14,7 @@ from zoo.errors import unknown
 from zoo.models.activations import ACTIVATIONS, get_activation
 from zoo.models.detector import CenterNet
 from zoo.models.lenet import MLP, LeNet
-from zoo.models.resnet import ResNet, ResNetBackbone
+from zoo.models.resnet import BackboneConfig, ResNet, ResNetBackbone
 from zoo.models.unet import UNet, UNetDecoder
 
 CLASSIFIERS: dict[str, Callable[..., nnx.Module]] = {
@@ -38,5 +38,5 @@ def create_classifier(name: str, input_shape: Sequence[int], num_classes: int, *
     return CLASSIFIERS[name](tuple(input_shape), num_classes, activation=activation, rngs=rngs)
 
 
-__all__ = ["ACTIVATIONS", "CLASSIFIERS", "CenterNet", "LeNet", "MLP", "ResNet", "ResNetBackbone",
+__all__ = ["ACTIVATIONS", "BackboneConfig", "CLASSIFIERS", "CenterNet", "LeNet", "MLP", "ResNet", "ResNetBackbone",
            "UNet", "UNetDecoder", "create_classifier", "get_activation"]

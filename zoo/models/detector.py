@@ -7,6 +7,7 @@ sub-cell offset of the centre and the box size. What those maps mean (targets, l
 decoding) belongs to the task.
 """
 
+import math
 from collections.abc import Sequence
 
 import jax
@@ -35,7 +36,7 @@ class CenterNet(nnx.Module):
                                        stem_stride=stem_stride, activation=activation, rngs=rngs)
         self.decoder = UNetDecoder(widths, act, stop=level, rngs=rngs)
         self.neck = ConvBN(widths[level], head_width, act, rngs=rngs)
-        bias = nnx.initializers.constant(float(-jax.numpy.log((1 - PRIOR) / PRIOR)))
+        bias = nnx.initializers.constant(-math.log((1 - PRIOR) / PRIOR))
         self.heatmap = nnx.Conv(head_width, num_classes, (1, 1), bias_init=bias, rngs=rngs)
         self.offset = nnx.Conv(head_width, 2, (1, 1), rngs=rngs)
         self.size = nnx.Conv(head_width, 2, (1, 1), rngs=rngs)

@@ -4,13 +4,33 @@ The backbone returns the feature map of every stage, so dense-prediction heads
 (segmentation, detection) reuse it instead of keeping a private copy.
 """
 
+import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
 import jax
 from flax import nnx
 
 from zoo.models.activations import get_activation
 from zoo.models.layers import global_avg_pool
+
+
+@dataclasses.dataclass(frozen=True)
+class BackboneConfig:
+    """The `ResNetBackbone` of a dense model, as a config section (`--set backbone.width=32`)."""
+
+    width: int = 16  # channels of the first stage; each later stage doubles them
+    stages: int = 4  # stages; each after the first halves the resolution
+    blocks: int = 1  # residual blocks per stage
+    stem_stride: int = 2  # 2: start at half resolution (about 3x less compute)
+    activation: str = "relu"  # see zoo.models.ACTIVATIONS
+
+    def kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for `ResNetBackbone` and the models built on it."""
+        get_activation(self.activation)  # fail early, with suggestions, on a bad name
+        return {"widths": tuple(self.width * 2 ** i for i in range(self.stages)),
+                "blocks": self.blocks, "stem_stride": self.stem_stride,
+                "activation": self.activation}
 
 
 class ResidualBlock(nnx.Module):
