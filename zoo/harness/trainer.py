@@ -10,12 +10,14 @@ from __future__ import annotations
 import collections
 import dataclasses
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 from flax import nnx
 
 from zoo.config import to_dict
@@ -27,6 +29,7 @@ from zoo.harness.optim import make_optimizer
 from zoo.harness.progress import EpochProgress
 from zoo.harness.steps import Steps, build_steps, compile_steps, split_train_state
 from zoo.harness.workdir import check_task, config_differences, read_run, write_run
+from zoo.hub import weights
 from zoo.task import Dataset, Task
 from zoo_hardware import placement
 
@@ -42,6 +45,36 @@ class LoopState:
     bad_epochs: int = 0
     finished: bool = False
     history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass(frozen=True)
+class Adapter:
+    """Changes a run makes to a task's model and optimizer without the task knowing.
+
+    Compression uses it to fine-tune any task under pruning masks, shared weights or
+    fake quantization, and to load compressed weights for eval and predict.
+
+    Attributes:
+      params: model state (a pure dict) loaded into the new model before the optimizer
+        is built, so optimizer wrappers initialise from these weights.
+      edit_model: changes the freshly built model in place (e.g. quantized layer ops).
+      wrap_optimizer: wraps the run's optax transformation (e.g. to keep masks).
+    """
+
+    params: Any = None
+    edit_model: Callable[[nnx.Module], None] | None = None
+    wrap_optimizer: Callable[[optax.GradientTransformation], optax.GradientTransformation] | None = None
+
+    def build(self, task: Task, info: Mapping[str, Any], rngs: nnx.Rngs) -> nnx.Module:
+        """The task's model with this adapter's edits and weights applied."""
+        model = task.build_model(info, rngs)
+        if self.edit_model is not None:
+            self.edit_model(model)
+        if self.params is not None:
+            state = nnx.state(model)  # copies: a train step donates (consumes) its state
+            nnx.replace_by_pure_dict(state, jax.tree.map(lambda x: jnp.array(x, copy=True), self.params))
+            nnx.update(model, state)
+        return model
 
 
 @dataclasses.dataclass
@@ -62,7 +95,8 @@ def limit(arrays: Mapping[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
     return {k: v[:n] if n else v for k, v in arrays.items()}
 
 
-def open_session(task: Task, *, device: str = "auto", training: bool = True) -> Session:
+def open_session(task: Task, *, device: str = "auto", training: bool = True,
+                 adapter: Adapter | None = None) -> Session:
     """Loads data and builds, places and compiles everything a run (or an eval) needs."""
     cfg = task.config
     data = task.load_data()
@@ -79,7 +113,10 @@ def open_session(task: Task, *, device: str = "auto", training: bool = True) -> 
         raise ZooError(f"the train split has {data.size('train')} examples, fewer than one "
                        f"batch of {cfg.train.batch_size}; lower --batch-size")
     tx = make_optimizer(cfg.optimizer, spe * cfg.train.epochs, spe)
-    model = task.build_model(data.info, nnx.Rngs(cfg.train.seed))
+    adapter = adapter or Adapter()
+    if adapter.wrap_optimizer is not None:
+        tx = adapter.wrap_optimizer(tx)
+    model = adapter.build(task, data.info, nnx.Rngs(cfg.train.seed))
     optimizer = task.make_optimizer(model, tx)
     graphdef, state = split_train_state(model, optimizer)
     state = placement.put_replicated(state, mesh)
@@ -127,11 +164,15 @@ def evaluate(session: Session, split: str) -> dict[str, Any]:
 
 
 def fit(task: Task, workdir: str | Path, *, device: str = "auto", quiet: bool = False,
-        init_state: Any = None) -> dict[str, Any]:
+        init_params: Mapping[str, np.ndarray] | None = None,
+        adapter: Adapter | None = None) -> dict[str, Any]:
     """Trains `task` in `workdir` (resuming if it holds a run), tests, writes metrics.json.
 
     Args:
-      init_state: optional pretrained train-state pure dict to start from (fresh runs only).
+      init_params: model weights by path to start from, e.g. pretrained ones from
+        `zoo.hub` (fresh runs only). Layers whose shapes differ (a new head) keep their
+        fresh initialisation; the log says which.
+      adapter: optional changes to the task's model and optimizer (see `Adapter`).
 
     Returns:
       The contents written to metrics.json.
@@ -147,7 +188,7 @@ def fit(task: Task, workdir: str | Path, *, device: str = "auto", quiet: bool = 
                            f"({', '.join(changed)}); repeat its options to resume, "
                            f"or use a new --workdir")
     progress = EpochProgress(cfg.train.epochs, quiet=quiet)
-    session = open_session(task, device=device)
+    session = open_session(task, device=device, adapter=adapter)
     progress.log(f"{task.name}: model {cfg.model}, data {cfg.data} "
                  f"({session.data.size('train')}/{session.data.size('val')}/"
                  f"{session.data.size('test')} train/val/test), {session.mesh.size} "
@@ -162,8 +203,10 @@ def fit(task: Task, workdir: str | Path, *, device: str = "auto", quiet: bool = 
         nnx.replace_by_pure_dict(session.state, state)
         loop = LoopState(**meta)
         progress.log(f"resumed from {workdir} at epoch {loop.epoch}, step {loop.step}")
-    elif init_state is not None:
-        nnx.replace_by_pure_dict(session.state, init_state)
+    elif init_params is not None:
+        report = weights.load_into(session.state["model"], init_params, strict=False)
+        session.state = placement.put_replicated(session.state, session.mesh)
+        progress.log(f"initialised from pretrained weights: {report}")
     trainer = _Trainer(session, loop, progress, store, workdir)
     t0 = time.perf_counter()
     try:
@@ -204,10 +247,11 @@ class _Trainer:
         for loop.step, out in train_steps(session, batches, loop.step):
             outputs.append(out)
             i = loop.step - loop.epoch * spe
-            if i % cfg.train.log_every == 0:
+            values = None
+            if i % cfg.train.log_every == 0:  # the only host sync inside an epoch
                 values = jax.device_get(out)
-                self.progress.advance(i, (i - start) * bs, values)
                 self.tensorboard.scalars(loop.step, {f"train/{k}": v for k, v in values.items()})
+            self.progress.advance(i, (i - start) * bs, values)
         train = _mean(jax.device_get(outputs))
         val = evaluate(session, "val")
         row = {"epoch": loop.epoch + 1, "step": loop.step,
@@ -218,7 +262,6 @@ class _Trainer:
         loop.epoch += 1
         improved = _update_early_stopping(session.task, loop, val)
         loop.finished = loop.finished or loop.epoch >= cfg.train.epochs
-        self.progress.advance(spe, (spe - start) * bs, None)
         self.progress.end_epoch(loop.epoch - 1, {k: v for k, v in row.items() if "/" in k})
         self.tensorboard.scalars(loop.step, {k: v for k, v in row.items() if k.startswith("val/")})
         self._checkpoint(best=improved)
