@@ -108,23 +108,37 @@ def _spec(root):
     return f"masks:{root / 'images'}:{root / 'masks'}"
 
 
-def test_masks_resize_with_their_images(tmp_path):
-    """After resizing (image bilinear, mask nearest), every pixel whose colour is a pure
-    class colour carries that class in the mask: the two stayed aligned."""
+def test_masks_are_letterboxed_with_their_images(tmp_path):
+    """After letterboxing (image bilinear, mask nearest), every pixel whose colour is a pure
+    class colour carries that class in the mask: the two stayed aligned; the padding is
+    labelled ignore."""
     for i in range(5):
         _pair(tmp_path, f"s{i}", _scene(i), mode="P" if i % 2 else "L")
     ds = data.load(_spec(tmp_path), None, image_size=24, num_classes=0)
     assert ds.info["classes"] == ["0", "1", "2", "3"] and ds.info["input_shape"] == [24, 24, 3]
     images = np.concatenate([ds.splits[s]["image"] for s in ("train", "val", "test")])
     labels = np.concatenate([ds.splits[s]["label"] for s in ("train", "val", "test")])
-    assert labels.dtype == np.uint8 and set(np.unique(labels)) <= {0, 1, 2, 3}
+    assert labels.dtype == np.uint8 and set(np.unique(labels)) == {0, 1, 2, 3, 255}
+    padding = labels == 255  # 45x30 images fill 24x16 of the 24x24 square
+    assert padding.sum() == len(labels) * 24 * 8 and (images[padding] == 0).all()
     pure = {0: [0, 0, 0], 1: [255, 0, 0], 2: [0, 255, 0], 3: [0, 0, 255]}
     checked = 0
     for cls, colour in pure.items():
-        where = (images == colour).all(-1)
+        where = (images == colour).all(-1) & ~padding
         assert (labels[where] == cls).all()
         checked += where.sum()
-    assert checked > 0.6 * labels.size
+    assert checked > 0.6 * (~padding).sum()
+
+
+def test_a_letterboxed_mask_maps_back_to_the_original_pixels():
+    from zoo.data.images import letterbox
+
+    mask = _scene(3)  # 30x45
+    square, scale, offset = letterbox(mask[..., None], 90, fill=255,
+                                      resample=Image.Resampling.NEAREST)
+    assert square.shape == (90, 90, 1) and (square[:15] == 255).all()
+    np.testing.assert_array_equal(data.unletterbox_mask(square[..., 0], scale, offset, (30, 45)),
+                                  mask)
 
 
 def test_ignore_index_survives_loading(tmp_path):

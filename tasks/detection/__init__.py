@@ -47,7 +47,7 @@ class DetectionConfig(TaskConfig):
     def smoke(cls) -> DetectionConfig:
         return dataclasses.replace(super().smoke(), head_width=16, image_size=32,
                                    max_detections=8, scenes=SceneConfig.smoke(),
-                                   backbone=BackboneConfig(width=8, stages=3))
+                                   backbone=BackboneConfig(width=8, stages=2))
 
 
 class DetectionTask(Task):

@@ -84,7 +84,8 @@ def load_coco(ann_path: Path, images_dir: Path, size: int, spec: str) -> Dataset
     data = {s: {"image": images[j], "boxes": boxes[j], "classes": classes[j],
                 "box_valid": valid[j]} for s, j in idx.items()}
     names = [str(c.get("name", c["id"])) for c in categories]
-    return Dataset(data, image_info(names, images, spec))
+    # Photos are never inverted at predict time, whatever their mean brightness.
+    return Dataset(data, image_info(names, images, spec, dark_background=False))
 
 
 def _read_json(path: Path) -> dict:

@@ -16,7 +16,8 @@ from flax import nnx
 
 from zoo.config import EarlyStoppingConfig, OptimizerConfig, TaskConfig, TrainConfig
 from zoo.data.draw import IGNORE, overlay_mask, save_label_png
-from zoo.data.images import load_image, match_background, output_paths, to_unit_range
+from zoo.data.images import (letterbox, load_image, match_background, output_paths,
+                             to_unit_range)
 from zoo.data.scenes import SceneConfig
 from zoo.models import BackboneConfig, UNet
 from zoo.task import Batch, Dataset, Task, masked_mean
@@ -29,7 +30,7 @@ class SegmentationConfig(TaskConfig):
     model: str = "unet"
     data: str = "scenes"  # scenes | masks:IMAGES/:MASKS/
     backbone: BackboneConfig = BackboneConfig()  # the U-Net's encoder
-    image_size: int = 128  # masks: data is resized to this square side (scenes: scenes.canvas)
+    image_size: int = 128  # masks: data is letterboxed to this square side
     num_classes: int = 0  # masks: data: labels 0..N-1 (0: the largest label found + 1)
     scenes: SceneConfig = SceneConfig()
     train: TrainConfig = TrainConfig(epochs=12, batch_size=16, eval_batch_size=100)
@@ -40,7 +41,7 @@ class SegmentationConfig(TaskConfig):
     @classmethod
     def smoke(cls) -> SegmentationConfig:
         return dataclasses.replace(super().smoke(), image_size=32, scenes=SceneConfig.smoke(),
-                                   backbone=BackboneConfig(width=8, stages=3))
+                                   backbone=BackboneConfig(width=8, stages=2))
 
 
 class SegmentationTask(Task):
@@ -86,15 +87,16 @@ class SegmentationTask(Task):
                                                "for several images)")
 
     def predict(self, model, info, args) -> str:
-        h, w, c = info["input_shape"]
+        size, _, c = info["input_shape"]
         overlays = output_paths(args.inputs, args.out, "-overlay.png") if args.out else None
         masks = output_paths(args.inputs, args.mask_out, "-mask.png") if args.mask_out else None
         dark, lines = info.get("dark_background", False), []
         for i, path in enumerate(args.inputs):
             image = load_image(path, None, c)
-            small = match_background(load_image(path, (h, w), c), dark)
-            labels = np.asarray(jnp.argmax(model(to_unit_range(jnp.asarray(small[None]))), -1)[0])
-            labels = data.resize_mask(labels.astype(np.uint8), image.shape[:2])
+            square, scale, offset = letterbox(image, size)
+            square = match_background(square, dark)
+            labels = np.asarray(jnp.argmax(model(to_unit_range(jnp.asarray(square[None]))), -1)[0])
+            labels = data.unletterbox_mask(labels.astype(np.uint8), scale, offset, image.shape[:2])
             counts = np.bincount(labels.ravel(), minlength=len(info["classes"]))
             found = [f"{info['classes'][k]} {counts[k] / labels.size:.1%}"
                      for k in np.argsort(-counts) if k != 0 and counts[k]]

@@ -7,7 +7,7 @@ from PIL import Image
 
 from zoo.data import scenes
 from zoo.data.draw import IGNORE
-from zoo.data.images import IMAGE_SUFFIXES, image_info, load_image
+from zoo.data.images import IMAGE_SUFFIXES, image_info, letterbox, load_image
 from zoo.data.loader import split_indices
 from zoo.errors import ZooError, unknown
 from zoo.task import Dataset
@@ -39,7 +39,10 @@ def load(spec: str, scene_cfg: scenes.SceneConfig, image_size: int, num_classes:
 
 def load_masks(images_dir: Path, masks_dir: Path, size: int, num_classes: int,
                spec: str) -> Dataset:
-    """Image/mask pairs resized to size x size (images bilinear, masks nearest), split 70/10/20.
+    """Image/mask pairs letterboxed to size x size, split 70/10/20.
+
+    Images are resized bilinearly, masks nearest-neighbour (labels are never blended)
+    with the padding labelled ignore.
 
     Raises:
       ZooError: for a missing folder or mask, a mask that is not an index PNG, a mask
@@ -56,8 +59,9 @@ def load_masks(images_dir: Path, masks_dir: Path, size: int, num_classes: int,
     images, labels = [], []
     for file in files:
         mask = read_mask(masks_dir / f"{file.stem}.png", file)
-        labels.append(resize_mask(mask, (size, size)))
-        images.append(load_image(file, (size, size), 3))
+        labels.append(letterbox(mask[..., None], size, fill=IGNORE,
+                                resample=Image.Resampling.NEAREST)[0][..., 0])
+        images.append(letterbox(load_image(file, None, 3), size)[0])
     labels = np.stack(labels)
     found = np.unique(labels[labels != IGNORE])
     if num_classes and found.size and found[-1] >= num_classes:
@@ -76,7 +80,9 @@ def load_masks(images_dir: Path, masks_dir: Path, size: int, num_classes: int,
     idx = split_indices(n, {"train": n - n_val - n_test, "val": n_val, "test": n_test}, SPLIT_SEED)
     images = np.stack(images)
     data = {s: {"image": images[i], "label": labels[i]} for s, i in idx.items()}
-    return Dataset(data, image_info(classes, images, spec, ignore_index=IGNORE))
+    # Photos are never inverted at predict time, whatever their mean brightness.
+    return Dataset(data, image_info(classes, images, spec, ignore_index=IGNORE,
+                                    dark_background=False))
 
 
 def read_mask(path: Path, image_path: Path) -> np.ndarray:
@@ -102,10 +108,10 @@ def read_mask(path: Path, image_path: Path) -> np.ndarray:
     return mask.astype(np.uint8)
 
 
-def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Nearest-neighbour resize to (h, w): labels are never blended. PIL maps pixel
-    centres as in the image's bilinear resize, so each label stays on its pixels."""
-    if mask.shape == tuple(size):
-        return mask
-    return np.asarray(Image.fromarray(mask).resize(size[::-1], Image.Resampling.NEAREST))
+def unletterbox_mask(mask: np.ndarray, scale: np.ndarray, offset: np.ndarray,
+                     size: tuple[int, int]) -> np.ndarray:
+    """The (h, w) = `size` label mask of the original image, from its letterboxed square's."""
+    (ox, oy), (nw, nh) = offset.astype(int), np.round(scale * size[::-1]).astype(int)
+    crop = mask[oy:oy + max(nh, 1), ox:ox + max(nw, 1)]
+    return np.asarray(Image.fromarray(crop).resize(size[::-1], Image.Resampling.NEAREST))
 

@@ -41,21 +41,26 @@ def load_image(path: str | Path, size: Sequence[int] | None = None, channels: in
     return array.reshape(array.shape[0], array.shape[1], channels)
 
 
-def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Fits `image` (H, W, C uint8) into a black size x size square, aspect kept, centred.
+def letterbox(image: np.ndarray, size: int, *, fill: int = 0,
+              resample: Image.Resampling = Image.Resampling.BILINEAR,
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fits `image` (H, W, C uint8) into a size x size square of `fill`, aspect kept, centred.
+
+    Label masks pass `resample=NEAREST` (labels are never blended) and their ignore
+    index as `fill`; with the same `size` they land exactly on their image's pixels.
 
     Returns:
       The square image, the (x, y) scale and the (x, y) offset that map a point of the
-      original to the square: `p * scale + offset` (`unletterbox` inverts it for boxes).
+      original to the square: `p * scale + offset` (`unletterbox` inverts it).
     """
     h, w, c = image.shape
     nw, nh = max(1, round(w * size / max(h, w))), max(1, round(h * size / max(h, w)))
     resized = image
     if (nh, nw) != (h, w):
         pil = Image.fromarray(image[..., 0] if c == 1 else image)
-        resized = np.asarray(pil.resize((nw, nh), Image.Resampling.BILINEAR)).reshape(nh, nw, c)
+        resized = np.asarray(pil.resize((nw, nh), resample)).reshape(nh, nw, c)
     ox, oy = (size - nw) // 2, (size - nh) // 2
-    out = np.zeros((size, size, c), np.uint8)
+    out = np.full((size, size, c), fill, np.uint8)
     out[oy:oy + nh, ox:ox + nw] = resized
     return out, np.array([nw / w, nh / h], np.float32), np.array([ox, oy], np.float32)
 
