@@ -23,14 +23,19 @@ def zoo_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
 
 
 SMALL_SCENES = {"canvas": 32, "max_digits": 2, "min_scale": 14, "max_scale": 24}
-# `zoo run` arguments for a short segmentation or detection training run on small scenes.
-SMALL_SCENE_RUN = [arg for key, value in {**SMALL_SCENES, "train": 1200, "val": 100,
-                                          "test": 200}.items()
-                   for arg in ("--set", f"scenes.{key}={value}")] + ["--epochs", "4", "--quiet"]
+
+
+def train_on_small_scenes(task: str, workdir: Path) -> Path:
+    """`zoo run TASK` (segmentation or detection) for 4 epochs on 1,200 small scenes."""
+    sizes = {**SMALL_SCENES, "train": 1200, "val": 100, "test": 200}
+    scene_args = [arg for key, value in sizes.items() for arg in ("--set", f"scenes.{key}={value}")]
+    zoo_cli("run", task, "--workdir", str(workdir), *scene_args, "--epochs", "4", "--quiet",
+            check=True, timeout=900)
+    return workdir
 
 
 def small_scene(seed: int = 5) -> dict[str, np.ndarray]:
-    """One test scene drawn like those of `SMALL_SCENE_RUN` (arrays with a leading axis of 1)."""
+    """One test scene drawn like `train_on_small_scenes`' (arrays with a leading axis of 1)."""
     from zoo.data.scenes import SceneConfig, generate
 
     return generate(SceneConfig(**SMALL_SCENES, train=1, val=1, test=1, seed=seed))["test"]

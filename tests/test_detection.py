@@ -13,7 +13,7 @@ from zoo_tasks.detection import centernet, data
 from zoo_tasks.detection.boxes import iou_matrix, nms
 from zoo_tasks.detection.metrics import coco_map
 
-from helpers import SMALL_SCENE_RUN, small_scene, zoo_cli
+from helpers import small_scene, train_on_small_scenes, zoo_cli
 
 
 def test_iou_matches_hand_worked_values():
@@ -190,10 +190,7 @@ def test_bad_coco_data_is_explained(tmp_path, change, message):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A CenterNet trained briefly on small 32x32 scenes (about 30 s on 2 quiet cores)."""
-    workdir = tmp_path_factory.mktemp("det")
-    zoo_cli("run", "detection", "--workdir", str(workdir), *SMALL_SCENE_RUN, check=True,
-            timeout=900)
-    return workdir
+    return train_on_small_scenes("detection", tmp_path_factory.mktemp("det"))
 
 
 def test_short_training_lowers_the_loss_and_finds_digits(trained):

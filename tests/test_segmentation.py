@@ -12,7 +12,7 @@ from zoo.errors import ZooError
 from zoo_tasks.segmentation import SegmentationConfig, SegmentationTask, data
 from zoo_tasks.segmentation.metrics import SegmentationMetrics, confusion_matrix, scores
 
-from helpers import SMALL_SCENE_RUN, small_scene, zoo_cli
+from helpers import small_scene, train_on_small_scenes, zoo_cli
 
 
 def test_confusion_matrix_and_scores_match_hand_worked_values():
@@ -177,10 +177,7 @@ def test_bad_masks_are_explained(tmp_path, problem, message):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A U-Net trained briefly on small 32x32 scenes (about 30 s on 2 quiet cores)."""
-    workdir = tmp_path_factory.mktemp("seg")
-    zoo_cli("run", "segmentation", "--workdir", str(workdir), *SMALL_SCENE_RUN, check=True,
-            timeout=900)
-    return workdir
+    return train_on_small_scenes("segmentation", tmp_path_factory.mktemp("seg"))
 
 
 def test_short_training_beats_the_all_background_baseline(trained):
