@@ -25,12 +25,12 @@ def zoo_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
 SMALL_SCENES = {"canvas": 32, "max_digits": 2, "min_scale": 14, "max_scale": 24}
 
 
-def train_on_small_scenes(task: str, workdir: Path) -> Path:
-    """`zoo run TASK` (segmentation or detection) for 4 epochs on 1,200 small scenes."""
-    sizes = {**SMALL_SCENES, "train": 1200, "val": 100, "test": 200}
+def train_on_small_scenes(task: str, workdir: Path, *extra: str, scenes: int = 1200) -> Path:
+    """`zoo run TASK` (segmentation or detection) for 4 epochs on small 32x32 scenes."""
+    sizes = {**SMALL_SCENES, "train": scenes, "val": 100, "test": 200}
     scene_args = [arg for key, value in sizes.items() for arg in ("--set", f"scenes.{key}={value}")]
     zoo_cli("run", task, "--workdir", str(workdir), *scene_args, "--epochs", "4", "--quiet",
-            check=True, timeout=900)
+            *extra, check=True, timeout=900)
     return workdir
 
 
