@@ -116,7 +116,9 @@ class Task(abc.ABC):
         """One update: mutates `model` and `optimizer` in place, returns scalars to log.
 
         The harness traces this once under `jax.jit` with the state donated. Override it
-        for anything other than one loss and one optimizer (e.g. a GAN).
+        for anything other than one loss and one optimizer (e.g. a GAN). Whatever it
+        does, the harness commits the update only if the new state and every returned
+        scalar whose name contains "loss" are finite (`train.on_nan`).
         """
         aug_rng, loss_rng = jax.random.split(rng)
         batch = self.augment(batch, aug_rng)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
 from pathlib import Path
 
 from zoo.errors import ZooError
@@ -25,6 +27,16 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
                      help="override any config field, type-checked (repeatable), "
                           "e.g. --set optimizer.name=adamw")
     run.add_argument("--smoke", action="store_true", help="the task's tiny config (seconds)")
+    run.add_argument("--checkpoint-every", type=int, metavar="STEPS",
+                     help="also checkpoint every STEPS steps mid-epoch "
+                          "(train.checkpoint_every_steps; default: at epoch ends)")
+    run.add_argument("--on-nan", choices=("raise", "skip"),
+                     help="a non-finite loss or update stops the run (raise, the default) or "
+                          "is dropped (skip, up to train.max_bad_steps in a row)")
+    run.add_argument("--debug-nans", action="store_true",
+                     help="find the operation that makes the first NaN (slow: checks every step)")
+    run.add_argument("--resume-from-last-good", action="store_true",
+                     help="move damaged checkpoints aside and resume from the newest good one")
     _add_workdir(run)
     _add_device(run)
     run.add_argument("--quiet", action="store_true", help="no progress output")
@@ -73,7 +85,9 @@ def build_config(task_cls, args) -> object:
     config = task_cls.Config.smoke() if args.smoke else task_cls.Config()
     shorthands = {"model": args.model, "data": args.data, "train.epochs": args.epochs,
                   "train.batch_size": args.batch_size, "optimizer.lr": args.lr,
-                  "train.seed": args.seed}
+                  "train.seed": args.seed,
+                  "train.checkpoint_every_steps": getattr(args, "checkpoint_every", None),
+                  "train.on_nan": getattr(args, "on_nan", None)}
     overrides = [f"{k}={v}" for k, v in shorthands.items() if v is not None]
     config = apply_overrides(config, overrides + args.overrides)
     if task_cls.models and config.model not in task_cls.models:
@@ -89,9 +103,18 @@ def _run(args, rest) -> int:
 
     task_cls = get_task(args.task)
     config = build_config(task_cls, args)
+    import jax
+
+    from zoo.harness.preemption import Preempted
     from zoo.harness.trainer import fit
 
-    fit(task_cls(config), _workdir(args), device=args.device, quiet=args.quiet)
+    jax.config.update("jax_debug_nans", args.debug_nans)
+    try:
+        fit(task_cls(config), _workdir(args), device=args.device, quiet=args.quiet,
+            last_good=args.resume_from_last_good)
+    except Preempted as e:
+        print(f"zoo: {e}; checkpoint saved in {_workdir(args)}. Resume with: "
+              f"{shlex.join(['zoo', *args.argv])}", file=sys.stderr)
     return 0
 
 
