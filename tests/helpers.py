@@ -1,5 +1,6 @@
 """Shared test utilities: running the CLI in a subprocess and reading checkpoints."""
 
+import functools
 import json
 import os
 import subprocess
@@ -118,3 +119,21 @@ def kill_and_resume(args: list[str], workdir: Path, modes: list[str], rng,
             break
     zoo_cli(*args, "--workdir", str(workdir), check=True, timeout=timeout)
     return records
+
+
+@functools.cache
+def example_task():
+    """The example plugin's task class, loaded apart from the registry.
+
+    `registry.load_plugin_file` imports a file once per process, so after another test
+    module has unregistered it, it cannot be registered again; this copy needs neither.
+    """
+    import importlib.util
+
+    from zoo import registry
+
+    spec = importlib.util.spec_from_file_location("zoo_test_example_plugin", EXAMPLE_PLUGIN)
+    module = importlib.util.module_from_spec(spec)
+    with registry.temporary_registry():  # its @register_task is undone on exit
+        spec.loader.exec_module(module)
+    return module.SpiralsTask

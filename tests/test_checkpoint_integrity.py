@@ -6,14 +6,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from zoo import registry
 from zoo.config import apply_overrides
 from zoo.errors import ZooError
 from zoo.harness.checkpoints import BEST, LATEST, CheckpointStore
 from zoo.harness.manifest import MANIFEST
 from zoo.harness.trainer import fit
 
-from helpers import EXAMPLE_PLUGIN, checkpoint_steps, latest_params
+from helpers import checkpoint_steps, example_task, latest_params
 
 STATE = {"w": jnp.arange(1000, dtype=jnp.float32), "b": {"c": jnp.ones(3)}}
 
@@ -87,9 +86,7 @@ def test_a_checkpoint_of_another_model_is_one_line(tmp_path):
 
 @pytest.fixture(scope="module")
 def spirals():
-    with registry.temporary_registry():
-        registry.load_plugin_file(EXAMPLE_PLUGIN)
-        yield registry.get_task("spirals")
+    return example_task()
 
 
 def _run(spirals, workdir, **kwargs):

@@ -41,9 +41,10 @@ def _assert_same_run(clean, other):
 
 
 def test_killed_at_random_steps_resumes_bitwise(clean, tmp_path):
-    """SIGKILL mid-save, then twice between saves; each time resumed with the same command."""
-    records = kill_and_resume(ARGS, tmp_path, ["save", "step", "step"], random.Random(0))
-    assert sum(r["landed"] for r in records) >= 2, records
+    """SIGKILL mid-save, then between saves; each time resumed with the same command.
+    (tests/test_soak.py does this many more times.)"""
+    records = kill_and_resume(ARGS, tmp_path, ["save", "step"], random.Random(0))
+    assert all(r["landed"] for r in records), records
     assert records[0]["temporary_left"], "the first kill should interrupt a save"
     assert not temporary_dirs(tmp_path)  # cleaned up by the resumed run
     assert checkpoint_steps(tmp_path)[-1] == STEPS

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from zoo import registry
 from zoo.config import apply_overrides
 from zoo.data import loader
 from zoo.errors import ZooError
@@ -20,7 +19,7 @@ from zoo.harness.steps import FINITE
 from zoo.harness.trainer import fit, open_session
 from zoo_hardware import placement
 
-from helpers import EXAMPLE_PLUGIN, checkpoint_steps, latest_params
+from helpers import checkpoint_steps, example_task, latest_params
 
 BATCH = 64
 
@@ -28,9 +27,7 @@ BATCH = 64
 @pytest.fixture(scope="module")
 def poisoned():
     """The spirals task with `poison`: training examples whose inputs are NaN."""
-    with registry.temporary_registry():
-        registry.load_plugin_file(EXAMPLE_PLUGIN)
-        spirals = registry.get_task("spirals")
+    spirals = example_task()
 
     @dataclasses.dataclass(frozen=True)
     class Config(spirals.Config):

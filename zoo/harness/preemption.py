@@ -53,6 +53,9 @@ class StopSignal:
         if self.received is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt  # asked twice: stop now, without the checkpoint
         self.received = signal.Signals(signum).name
+        # os.write, not print: a handler may interrupt a print to the same stream.
+        os.write(2, f"zoo: {self.received}: finishing this step to save a checkpoint "
+                    f"(Ctrl-C again to abort)\n".encode())
         if self._multiprocess:
             os.kill(os.getpid(), signal.SIGTERM)  # let JAX's service agree on a step
 
