@@ -1,6 +1,6 @@
 """Cost of the NaN/Inf guard in the compiled train step (`steps.commit_if_finite`).
 
-    python benchmarks/nan_guard.py [--steps 200] [--rounds 5] [--set model=mlp ...]
+    python -m benchmarks.nan_guard [--steps 200] [--rounds 5] [--set model=mlp ...]
 
 Compiles the classification task's step twice, with the guard and with it replaced by a
 pass-through, and times them in alternating rounds on the same batch; prints the median
@@ -40,13 +40,13 @@ def _time(train, state, batch, n: int) -> tuple[float, object]:
     return (time.process_time() - t0) / n, state
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--set", action="append", default=[], dest="overrides",
                         help="classification config overrides, e.g. model=resnet")
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=5)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     task_cls = get_task("classification")
     task = task_cls(apply_overrides(task_cls.Config(), args.overrides))
     sessions = {"guarded": open_session(task)}
@@ -67,7 +67,8 @@ def main() -> None:
           f"{jax.devices()[0].platform}): guarded {median['guarded']:.3f} CPU ms/step, "
           f"unguarded {median['unguarded']:.3f} CPU ms/step, "
           f"overhead {100 * (median['guarded'] / median['unguarded'] - 1):+.1f}%")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

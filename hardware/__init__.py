@@ -1,4 +1,4 @@
-"""Placement, sharding and hardware facts. Pure functions of trees and devices.
+"""Placement, sharding and compression. Pure functions of trees and devices.
 
 Imported as `zoo_hardware`; it never imports task code.
 """

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from zoo.errors import ZooError, unknown
 
 OptimizerName = Literal["sgd", "momentum", "nesterov", "adam", "adamw"]
-ScheduleName = Literal["constant", "cosine", "warmup_cosine", "step"]
+ScheduleName = Literal["constant", "cosine", "step"]  # each after `warmup_epochs` of linear warm-up
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from zoo.cli.hub import add_allow_unverified
 from zoo.errors import ZooError
 
 
@@ -37,6 +38,8 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
                      help="find the operation that makes the first NaN (slow: checks every step)")
     run.add_argument("--resume-from-last-good", action="store_true",
                      help="move damaged checkpoints aside and resume from the newest good one")
+    _add_pretrained(run, "start from published weights (fine-tune); layers of another "
+                         "shape, e.g. a new head, are re-initialised")
     _add_workdir(run)
     _add_device(run)
     run.add_argument("--quiet", action="store_true", help="no progress output")
@@ -49,6 +52,8 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
     _add_device(ev)
     ev.add_argument("--split", default="test", choices=("train", "val", "test"))
     ev.add_argument("--json", action="store_true", help="print metrics as JSON")
+    _add_pretrained(ev, "evaluate published weights on their card's data set instead of "
+                        "a workdir, beside the card's metrics")
     ev.set_defaults(handler=_eval)
 
     predict = sub.add_parser("predict", parents=[common], add_help=False,
@@ -62,6 +67,12 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
 def _add_workdir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workdir", type=Path,
                         help="run directory (default: runs/TASK); holds checkpoints and logs")
+
+
+def _add_pretrained(parser: argparse.ArgumentParser, help: str) -> None:
+    parser.add_argument("--pretrained", nargs="?", const="", metavar="MODEL[:TAG]",
+                        help=help + " (default: the task's first entry in `zoo hub list`)")
+    add_allow_unverified(parser)
 
 
 def _add_device(parser: argparse.ArgumentParser) -> None:
@@ -78,11 +89,23 @@ def _workdir(args) -> Path:
     return args.workdir or Path("runs") / args.task
 
 
-def build_config(task_cls, args) -> object:
-    """The task's config with the command line's shorthands and --set overrides applied."""
+def build_config(task_cls, args, base=None) -> object:
+    """The task's config with the command line's shorthands and --set overrides applied.
+
+    Args:
+      base: the config to start from instead of the task's default (e.g. a pretrained
+        weight's); `--smoke` then only shrinks its `train` section.
+    """
+    import dataclasses
+
     from zoo.config import apply_overrides
 
-    config = task_cls.Config.smoke() if args.smoke else task_cls.Config()
+    if base is None:
+        config = task_cls.Config.smoke() if args.smoke else task_cls.Config()
+    elif args.smoke:
+        config = dataclasses.replace(base, train=task_cls.Config.smoke().train)
+    else:
+        config = base
     shorthands = {"model": args.model, "data": args.data, "train.epochs": args.epochs,
                   "train.batch_size": args.batch_size, "optimizer.lr": args.lr,
                   "train.seed": args.seed,
@@ -102,7 +125,16 @@ def _run(args, rest) -> int:
     from zoo.registry import get_task
 
     task_cls = get_task(args.task)
-    config = build_config(task_cls, args)
+    if args.pretrained is None:
+        config, init_params = build_config(task_cls, args), None
+    else:
+        from zoo.hub import pretrained
+
+        hub, card = pretrained.find(args.task, args.pretrained, model=args.model)
+        config = build_config(task_cls, args, base=pretrained.task_config(task_cls, card))
+        init_params = pretrained.load_weights(hub, card, allow_unverified=args.allow_unverified)
+        if not args.quiet:
+            print(f"fine-tuning from {card.name}", file=sys.stderr)
     import jax
 
     from zoo.harness.preemption import Preempted
@@ -111,7 +143,7 @@ def _run(args, rest) -> int:
     jax.config.update("jax_debug_nans", args.debug_nans)
     try:
         fit(task_cls(config), _workdir(args), device=args.device, quiet=args.quiet,
-            last_good=args.resume_from_last_good)
+            init_params=init_params, last_good=args.resume_from_last_good)
     except Preempted as e:
         print(f"zoo: {e}; checkpoint saved in {_workdir(args)}. Resume with: "
               f"{shlex.join(['zoo', *args.argv])}", file=sys.stderr)
@@ -123,14 +155,28 @@ def _eval(args, rest) -> int:
     from zoo.harness.inference import evaluate_workdir
     from zoo.registry import get_task
 
-    get_task(args.task)
-    metrics = evaluate_workdir(_workdir(args), args.task, split=args.split, device=args.device)
+    task_cls = get_task(args.task)
+    claimed = {}
+    if args.pretrained is None:
+        metrics = evaluate_workdir(_workdir(args), args.task, split=args.split, device=args.device)
+    else:
+        from zoo.hub import pretrained
+
+        if args.workdir is not None:
+            raise ZooError("--pretrained evaluates published weights; drop --workdir")
+        hub, card = pretrained.find(args.task, args.pretrained)
+        metrics = pretrained.evaluate(task_cls, hub, card, split=args.split, device=args.device,
+                                      allow_unverified=args.allow_unverified)
+        if card.metrics.get("split") == args.split:
+            claimed = card.metrics.get("values", {})
+        print(f"{card.name} on {card.metrics.get('dataset')} {args.split}", file=sys.stderr)
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:
         for key, value in metrics.items():
-            print(f"{args.split}/{key}: {value:.4f}" if isinstance(value, float)
-                  else f"{args.split}/{key}: {value}")
+            line = (f"{args.split}/{key}: {value:.4f}" if isinstance(value, float)
+                    else f"{args.split}/{key}: {value}")
+            print(line + (f"  (card: {claimed[key]:.4f})" if key in claimed else ""))
     return 0
 
 
@@ -142,11 +188,21 @@ def _predict(args, rest) -> int:
                                      description=f"Predict with a trained {args.task} model.")
     task_cls.add_predict_arguments(parser)
     _add_workdir(parser)
+    _add_pretrained(parser, "predict with published weights instead of a workdir")
     task_args = parser.parse_args(rest)
     args.workdir = task_args.workdir
-    from zoo.harness.inference import load_model
+    if task_args.pretrained is None:
+        from zoo.harness.inference import load_model
 
-    task, model, info = load_model(_workdir(args), args.task)
+        task, model, info = load_model(_workdir(args), args.task)
+    else:
+        from zoo.hub import pretrained
+
+        if args.workdir is not None:
+            raise ZooError("--pretrained predicts with published weights; drop --workdir")
+        hub, card = pretrained.find(args.task, task_args.pretrained)
+        task, model, info = pretrained.load_model(task_cls, hub, card,
+                                                  allow_unverified=task_args.allow_unverified)
     print(task.predict(model, info, task_args))
     return 0
 

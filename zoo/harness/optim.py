@@ -12,7 +12,7 @@ def make_schedule(cfg: OptimizerConfig, total_steps: int, steps_per_epoch: int) 
     warmup = min(int(cfg.warmup_epochs * steps_per_epoch), total_steps - 1)
     if cfg.schedule == "constant":
         decay = optax.constant_schedule(cfg.lr)
-    elif cfg.schedule in ("cosine", "warmup_cosine"):
+    elif cfg.schedule == "cosine":
         decay = optax.cosine_decay_schedule(cfg.lr, max(total_steps - warmup, 1))
     elif cfg.schedule == "step":  # x0.1 at 50% and 75% of training
         decay = optax.piecewise_constant_schedule(

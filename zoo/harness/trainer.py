@@ -12,12 +12,14 @@ from __future__ import annotations
 import collections
 import dataclasses
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 from flax import nnx
 
 from zoo.config import validate
@@ -32,6 +34,7 @@ from zoo.harness.progress import EpochProgress
 from zoo.harness.scalars import NonFiniteStep, ScalarLog
 from zoo.harness.steps import Steps, build_steps, compile_steps, split_train_state
 from zoo.harness.workdir import check_resumable, read_run, write_run
+from zoo.hub import weights
 from zoo.task import Dataset, Task
 from zoo_hardware import placement
 
@@ -48,6 +51,36 @@ class LoopState:
     finished: bool = False
     history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     partial_epoch: dict[str, Any] = dataclasses.field(default_factory=dict)  # scalars.EpochSums
+
+
+@dataclasses.dataclass(frozen=True)
+class Adapter:
+    """Changes a run makes to a task's model and optimizer without the task knowing.
+
+    Compression uses it to fine-tune any task under pruning masks, shared weights or
+    fake quantization, and to load compressed weights for eval and predict.
+
+    Attributes:
+      params: model state (a pure dict) loaded into the new model before the optimizer
+        is built, so optimizer wrappers initialise from these weights.
+      edit_model: changes the freshly built model in place (e.g. quantized layer ops).
+      wrap_optimizer: wraps the run's optax transformation (e.g. to keep masks).
+    """
+
+    params: Any = None
+    edit_model: Callable[[nnx.Module], None] | None = None
+    wrap_optimizer: Callable[[optax.GradientTransformation], optax.GradientTransformation] | None = None
+
+    def build(self, task: Task, info: Mapping[str, Any], rngs: nnx.Rngs) -> nnx.Module:
+        """The task's model with this adapter's edits and weights applied."""
+        model = task.build_model(info, rngs)
+        if self.edit_model is not None:
+            self.edit_model(model)
+        if self.params is not None:
+            state = nnx.state(model)  # copies: a train step donates (consumes) its state
+            nnx.replace_by_pure_dict(state, jax.tree.map(lambda x: jnp.array(x, copy=True), self.params))
+            nnx.update(model, state)
+        return model
 
 
 @dataclasses.dataclass
@@ -68,7 +101,8 @@ def limit(arrays: Mapping[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
     return {k: v[:n] if n else v for k, v in arrays.items()}
 
 
-def open_session(task: Task, *, device: str = "auto", training: bool = True) -> Session:
+def open_session(task: Task, *, device: str = "auto", training: bool = True,
+                 adapter: Adapter | None = None) -> Session:
     """Loads data and builds, places and compiles everything a run (or an eval) needs."""
     cfg = task.config
     data = task.load_data()
@@ -85,7 +119,10 @@ def open_session(task: Task, *, device: str = "auto", training: bool = True) -> 
         raise ZooError(f"the train split has {data.size('train')} examples, fewer than one "
                        f"batch of {cfg.train.batch_size}; lower --batch-size")
     tx = make_optimizer(cfg.optimizer, spe * cfg.train.epochs, spe)
-    model = task.build_model(data.info, nnx.Rngs(cfg.train.seed))
+    adapter = adapter or Adapter()
+    if adapter.wrap_optimizer is not None:
+        tx = adapter.wrap_optimizer(tx)
+    model = adapter.build(task, data.info, nnx.Rngs(cfg.train.seed))
     optimizer = task.make_optimizer(model, tx)
     graphdef, state = split_train_state(model, optimizer)
     state = placement.put_replicated(state, mesh)
@@ -110,6 +147,16 @@ def prefetch(batches: Iterator[dict], mesh: jax.sharding.Mesh, depth: int = 2) -
         yield queue.popleft()
 
 
+def train_steps(session: Session, batches: Iterator[dict], first_step: int) -> Iterator[tuple[int, dict]]:
+    """The hot loop: feeds prefetched batches to the compiled step, yields (steps done, scalars).
+
+    Scalars stay on device; the caller decides when (rarely) to fetch them.
+    """
+    for step, batch in enumerate(prefetch(batches, session.mesh), start=first_step):
+        session.state, out = session.steps.train(session.state, batch, np.int32(step))
+        yield step + 1, out
+
+
 def evaluate(session: Session, split: str) -> dict[str, Any]:
     """The task's metrics over a whole split of `session.data` (padding masked out)."""
     host_batches = list(loader.eval_batches(session.data.splits[split],
@@ -123,11 +170,15 @@ def evaluate(session: Session, split: str) -> dict[str, Any]:
 
 
 def fit(task: Task, workdir: str | Path, *, device: str = "auto", quiet: bool = False,
-        init_state: Any = None, last_good: bool = False) -> dict[str, Any]:
+        init_params: Mapping[str, np.ndarray] | None = None,
+        adapter: Adapter | None = None, last_good: bool = False) -> dict[str, Any]:
     """Trains `task` in `workdir` (resuming if it holds a run), tests, writes metrics.json.
 
     Args:
-      init_state: optional pretrained train-state pure dict to start from (fresh runs only).
+      init_params: model weights by path to start from, e.g. pretrained ones from
+        `zoo.hub` (fresh runs only). Layers whose shapes differ (a new head) keep their
+        fresh initialisation; the log says which.
+      adapter: optional changes to the task's model and optimizer (see `Adapter`).
       last_good: resume from the newest checkpoint that passes its manifest, moving
         damaged ones aside (`--resume-from-last-good`); by default a damaged one stops.
 
@@ -147,7 +198,7 @@ def fit(task: Task, workdir: str | Path, *, device: str = "auto", quiet: bool = 
         check_resumable(workdir, record, task.name, cfg)
     progress = EpochProgress(cfg.train.epochs, quiet=quiet)
     with StopSignal() as stop:
-        session = open_session(task, device=device)
+        session = open_session(task, device=device, adapter=adapter)
         progress.log(f"{task.name}: model {cfg.model}, data {cfg.data} "
                      f"({session.data.size('train')}/{session.data.size('val')}/"
                      f"{session.data.size('test')} train/val/test), {session.mesh.size} "
@@ -157,7 +208,7 @@ def fit(task: Task, workdir: str | Path, *, device: str = "auto", quiet: bool = 
         store = CheckpointStore(workdir)
         with explained(store):
             write_run(workdir, task.name, cfg, session.data.info)
-            loop = _resume(store, session, progress, init_state, last_good=last_good)
+            loop = _resume(store, session, progress, init_params, last_good=last_good)
             trainer = _Trainer(session, loop, progress, store, workdir, stop)
             t0 = time.perf_counter()
             try:
@@ -173,14 +224,16 @@ def fit(task: Task, workdir: str | Path, *, device: str = "auto", quiet: bool = 
     return result
 
 
-def _resume(store: CheckpointStore, session: Session, progress: EpochProgress, init_state: Any,
-            *, last_good: bool) -> LoopState:
+def _resume(store: CheckpointStore, session: Session, progress: EpochProgress,
+            init_params: Mapping[str, np.ndarray] | None, *, last_good: bool) -> LoopState:
     """Restores the newest (verified) checkpoint into `session`; a fresh loop if none."""
     restored = store.resume(nnx.to_pure_dict(session.state), last_good=last_good,
                             log=progress.log)
     if restored is None:
-        if init_state is not None:
-            nnx.replace_by_pure_dict(session.state, init_state)
+        if init_params is not None:
+            report = weights.load_into(session.state["model"], init_params, strict=False)
+            session.state = placement.put_replicated(session.state, session.mesh)
+            progress.log(f"initialised from pretrained weights: {report}")
         return LoopState()
     state, meta = restored
     nnx.replace_by_pure_dict(session.state, state)
@@ -227,7 +280,6 @@ class _Trainer:
         loop.epoch += 1
         improved = _update_early_stopping(session.task, loop, val)
         loop.finished = loop.finished or loop.epoch >= cfg.train.epochs
-        self.progress.advance(spe, (spe - start) * cfg.train.batch_size, None)
         self.progress.end_epoch(loop.epoch - 1, {k: v for k, v in row.items() if "/" in k})
         if skipped:
             self.progress.log(f"epoch {loop.epoch}: dropped {skipped} non-finite step(s)")
@@ -236,28 +288,29 @@ class _Trainer:
         reports.write_history(self.workdir, loop.history)
 
     def _train_steps(self, start: int) -> None:
-        """Runs the epoch's steps from batch `start`, checkpointing at the step cadence."""
+        """Runs the epoch's steps from batch `start`, checkpointing at the step cadence and
+        stopping (with a checkpoint) when a stop signal has arrived."""
         session, loop, train = self.session, self.loop, self.session.task.config.train
+        spe, every = session.steps_per_epoch, train.checkpoint_every_steps
         batches = loader.train_batches(session.data.splits["train"], train.batch_size,
                                        seed=train.seed, epoch=loop.epoch, start=start)
-        for i, batch in enumerate(prefetch(batches, session.mesh), start=start + 1):
-            if self.stop.requested(loop.step):
-                self._stop()
-            try:
-                session.state, out = session.steps.train(session.state, batch,
-                                                         np.int32(loop.step))
-            except FloatingPointError as e:  # jax_debug_nans names the operation
-                raise NonFiniteStep(loop.step, nan_origin(e)) from None
-            self.scalars.add(loop.step, out)
-            loop.step += 1
-            if i % train.log_every == 0:
-                values = self.scalars.fetch()
+        try:
+            for loop.step, out in train_steps(session, batches, loop.step):
+                self.scalars.add(loop.step - 1, out)
+                i = loop.step - loop.epoch * spe
+                values = None
+                if i % train.log_every == 0:  # host syncs: here, before saves, at epoch ends
+                    values = self.scalars.fetch()
+                    if values:
+                        self.tensorboard.scalars(loop.step,
+                                                 {f"train/{k}": v for k, v in values.items()})
                 self.progress.advance(i, (i - start) * train.batch_size, values)
-                if values:
-                    self.tensorboard.scalars(loop.step, {f"train/{k}": v for k, v in values.items()})
-            every = train.checkpoint_every_steps
-            if every and loop.step % every == 0 and i < session.steps_per_epoch:
-                self._checkpoint(best=False)
+                if every and loop.step % every == 0 and i < spe:
+                    self._checkpoint(best=False)
+                if self.stop.requested(loop.step):
+                    self._stop()
+        except FloatingPointError as e:  # jax_debug_nans names the operation
+            raise NonFiniteStep(loop.step, nan_origin(e)) from None
 
     def _checkpoint(self, *, best: bool) -> None:
         """Saves the train and loop state, after the NaN policy has seen every step.
