@@ -15,9 +15,12 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 def load_image(path: str | Path, size: Sequence[int] | None = None, channels: int = 3) -> np.ndarray:
     """Reads an image as uint8 HxWxC, converting mode and optionally resizing to (h, w).
 
+    Any 8-bit mode (palette, grey+alpha, RGBA, CMYK, 1-bit) is converted; 16-bit images
+    are scaled to 8 bits; the first frame of an animation is used.
+
     Raises:
-      ZooError: naming the file, if it is missing, empty, truncated, corrupt, or so large
-        it looks like a decompression bomb.
+      ZooError: naming the file, if it is missing, empty, truncated, corrupt, so large
+        it looks like a decompression bomb, or floating-point (no fixed range).
     """
     path = Path(path)
     if not path.is_file():
@@ -28,12 +31,13 @@ def load_image(path: str | Path, size: Sequence[int] | None = None, channels: in
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
-                img = img.convert("L" if channels == 1 else "RGB")
+                img = _to_8bit(img, path).convert("L" if channels == 1 else "RGB")
                 if size is not None and img.size != (size[1], size[0]):
                     img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
                 array = np.asarray(img, dtype=np.uint8)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ZooError(f"{path}: refused, image too large ({e})") from None
+        raise ZooError(f"{path}: refused, image too large ({e}); shrink it below "
+                       f"{Image.MAX_IMAGE_PIXELS:,} pixels") from None
     except UnidentifiedImageError:
         raise ZooError(f"{path}: not a readable image (corrupt, or an unsupported format)") from None
     except (OSError, SyntaxError, ValueError) as e:
@@ -100,8 +104,18 @@ def output_paths(inputs: Sequence[str | Path], out: str | Path, suffix: str) -> 
     return [out / f"{Path(p).stem}{suffix}" for p in inputs]
 
 
-def image_folder(root: str | Path, size: Sequence[int],
-                 channels: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def _to_8bit(img: Image.Image, path: Path) -> Image.Image:
+    """16-bit and 32-bit integer images scaled to 8 bits (PIL's `convert` clips them)."""
+    if img.mode == "F":
+        raise ZooError(f"{path}: floating-point image (mode F) has no fixed range; "
+                       f"save it as an 8- or 16-bit image")
+    if img.mode == "I" or img.mode.startswith("I;16"):
+        wide = np.asarray(img, dtype=np.float64)
+        return Image.fromarray(np.clip(np.round(wide * (255 / 65535)), 0, 255).astype(np.uint8))
+    return img
+
+
+def image_folder(root: str | Path, size: Sequence[int], channels: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Loads `root/<class>/<image>` into (images uint8 NHWC, labels int32, class names).
 
     Raises:
