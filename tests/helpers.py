@@ -25,25 +25,53 @@ def zoo_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
     return result
 
 
+SMALL_SCENES = {"canvas": 32, "max_digits": 2, "min_scale": 14, "max_scale": 24}
+
+
+def train_on_small_scenes(task: str, workdir: Path, *extra: str, scenes: int = 1200) -> Path:
+    """`zoo run TASK` (segmentation or detection) for 4 epochs on small 32x32 scenes."""
+    sizes = {**SMALL_SCENES, "train": scenes, "val": 100, "test": 200}
+    scene_args = [arg for key, value in sizes.items() for arg in ("--set", f"scenes.{key}={value}")]
+    zoo_cli("run", task, "--workdir", str(workdir), *scene_args, "--epochs", "4", "--quiet",
+            *extra, check=True, timeout=900)
+    return workdir
+
+
+def small_scene(seed: int = 5) -> dict[str, np.ndarray]:
+    """One test scene drawn like `train_on_small_scenes`' (arrays with a leading axis of 1)."""
+    from zoo.data.scenes import SceneConfig, generate
+
+    return generate(SceneConfig(**SMALL_SCENES, train=1, val=1, test=1, seed=seed))["test"]
+
+
 def latest_params(workdir: Path, which: str = "latest") -> dict[str, np.ndarray]:
-    """The flattened model parameters of a workdir's newest checkpoint."""
+    """The flattened model parameters of a workdir's newest checkpoint.
+
+    Restored onto this process's first device, whatever mesh saved them.
+    """
+    import jax
     import orbax.checkpoint as ocp
 
     directory = workdir / "checkpoints" / which
     step = max(int(p.name) for p in directory.iterdir() if p.name.isdigit())
-    with ocp.CheckpointManager(directory.absolute()) as manager:
+    one_device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    with ocp.CheckpointManager(directory.absolute(), item_handlers={
+            "state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()}) as manager:
+        target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=one_device),
+                              manager.item_metadata(step)["state"])
         restored = manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore()))
+            state=ocp.args.StandardRestore(target)))
+    return {k: np.asarray(v) for k, v in flatten(restored["state"]["model"]).items()}
+
+
+def flatten(tree: dict, prefix: str = "") -> dict:
+    """A nested dict as {"/a/b": leaf}."""
     flat = {}
-
-    def walk(node, prefix):
-        if isinstance(node, dict):
-            for key, value in node.items():
-                walk(value, f"{prefix}/{key}")
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}/{key}"))
         else:
-            flat[prefix] = np.asarray(node)
-
-    walk(restored["state"]["model"], "")
+            flat[f"{prefix}/{key}"] = value
     return flat
 
 

@@ -17,6 +17,7 @@ from zoo.errors import ZooError, unknown
 
 OptimizerName = Literal["sgd", "momentum", "nesterov", "adam", "adamw"]
 ScheduleName = Literal["constant", "cosine", "step"]  # each after `warmup_epochs` of linear warm-up
+DtypeName = Literal["float32", "bfloat16", "float16"]
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,7 @@ class TrainConfig:
     seed: NonNegative = 0
     log_every: Positive = 50  # steps between progress/TensorBoard updates
     max_examples: NonNegative = 0  # caps every split (0: all); smoke configs use it to keep tests quick
+    dtype: DtypeName = "float32"  # compute dtype; parameters and optimizer state stay float32
     checkpoint_every_steps: NonNegative = 0  # also checkpoint every N steps mid-epoch (0: epoch ends only)
     on_nan: Literal["raise", "skip"] = "raise"  # a non-finite loss or update: stop, or drop that step
     max_bad_steps: Positive = 10  # on_nan=skip: stop after this many non-finite steps in a row

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 
 from zoo.data import mnist
-from zoo.data.images import image_folder, load_image
+from zoo.data.images import image_folder, image_info, load_image
 from zoo.data.loader import split_indices
 from zoo.data.tables import read_tsv
 from zoo.errors import ZooError, unknown
@@ -80,9 +80,7 @@ def _split(images, labels, classes, spec, fractions) -> Dataset:
 
 def _dataset(images, labels, classes, spec, idx) -> Dataset:
     splits = {name: {"image": images[i], "label": labels[i]} for name, i in idx.items()}
-    info = {"classes": classes, "input_shape": list(images.shape[1:]), "data": spec,
-            "dark_background": bool(images.mean() < 128)}
-    return Dataset(splits, info)
+    return Dataset(splits, image_info(classes, images, spec))
 
 
 def _resize(images: np.ndarray, size: int) -> np.ndarray:

@@ -18,16 +18,7 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
                                      "checkpoints, then report test metrics. Re-running on the "
                                      "same --workdir resumes where it stopped.")
     run.add_argument("task", help="task name (see `zoo list`)")
-    run.add_argument("--model", help="model name (see `zoo info TASK`)")
-    run.add_argument("--data", help="data set spec (see `zoo info TASK`)")
-    run.add_argument("--epochs", type=int, help="shorthand for --set train.epochs=N")
-    run.add_argument("--batch-size", type=int, help="global batch size (train.batch_size)")
-    run.add_argument("--lr", type=float, help="learning rate (optimizer.lr)")
-    run.add_argument("--seed", type=int, help="seed for init, data order and augmentation")
-    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
-                     help="override any config field, type-checked (repeatable), "
-                          "e.g. --set optimizer.name=adamw")
-    run.add_argument("--smoke", action="store_true", help="the task's tiny config (seconds)")
+    add_config_arguments(run)
     run.add_argument("--checkpoint-every", type=int, metavar="STEPS",
                      help="also checkpoint every STEPS steps mid-epoch "
                           "(train.checkpoint_every_steps; default: at epoch ends)")
@@ -42,6 +33,7 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
                          "shape, e.g. a new head, are re-initialised")
     _add_workdir(run)
     _add_device(run)
+    add_runtime_arguments(run)
     run.add_argument("--quiet", action="store_true", help="no progress output")
     run.set_defaults(handler=_run)
 
@@ -50,6 +42,7 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
     ev.add_argument("task", help="task name")
     _add_workdir(ev)
     _add_device(ev)
+    add_runtime_arguments(ev)
     ev.add_argument("--split", default="test", choices=("train", "val", "test"))
     ev.add_argument("--json", action="store_true", help="print metrics as JSON")
     _add_pretrained(ev, "evaluate published weights on their card's data set instead of "
@@ -77,7 +70,49 @@ def _add_pretrained(parser: argparse.ArgumentParser, help: str) -> None:
 
 def _add_device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu", "tpu"),
-                        help="accelerator kind; all local devices of it form the data mesh")
+                        help="accelerator kind; its devices form the mesh (see --mesh)")
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that choose a task's config (shared by `run` and `profile`)."""
+    parser.add_argument("--model", help="model name (see `zoo info TASK`)")
+    parser.add_argument("--data", help="data set spec (see `zoo info TASK`)")
+    parser.add_argument("--epochs", type=int, help="shorthand for --set train.epochs=N")
+    parser.add_argument("--batch-size", type=int, help="global batch size (train.batch_size)")
+    parser.add_argument("--lr", type=float, help="learning rate (optimizer.lr)")
+    parser.add_argument("--seed", type=int, help="seed for init, data order and augmentation")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"),
+                        help="compute dtype (train.dtype); parameters stay float32, "
+                             "float16 adds loss scaling")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        dest="overrides", help="override any config field, type-checked "
+                                               "(repeatable), e.g. --set optimizer.name=adamw")
+    parser.add_argument("--smoke", action="store_true", help="the task's tiny config (seconds)")
+
+
+def add_runtime_arguments(parser: argparse.ArgumentParser, *, mesh: bool = True) -> None:
+    """Placement and multi-process options (`run`, `eval`, `devices`)."""
+    if mesh:
+        parser.add_argument("--mesh", metavar="data=N[,model=M]",
+                            help="device mesh: batches split over `data`, large parameters "
+                                 "over `model` (default: every device on data)")
+    parser.add_argument("--num-processes", type=int, metavar="N",
+                        help="processes (hosts) in a multi-process run; start one per host")
+    parser.add_argument("--process-id", type=int, metavar="I", help="this process, 0..N-1")
+    parser.add_argument("--coordinator", metavar="HOST:PORT",
+                        help="process 0's address, the same in every process")
+
+
+def start_runtime(args) -> None:
+    """Joins a multi-process run if asked, and turns on the persistent compilation cache.
+
+    Runs before anything touches a JAX device.
+    """
+    from zoo.paths import cache_dir
+    from zoo_hardware import compilation, distributed
+
+    distributed.initialize(args.num_processes, args.process_id, args.coordinator)
+    compilation.enable_persistent_cache(cache_dir("jax-cache"))
 
 
 def _no_extra(rest: list[str]) -> None:
@@ -108,7 +143,7 @@ def build_config(task_cls, args, base=None) -> object:
         config = base
     shorthands = {"model": args.model, "data": args.data, "train.epochs": args.epochs,
                   "train.batch_size": args.batch_size, "optimizer.lr": args.lr,
-                  "train.seed": args.seed,
+                  "train.seed": args.seed, "train.dtype": args.dtype,
                   "train.checkpoint_every_steps": getattr(args, "checkpoint_every", None),
                   "train.on_nan": getattr(args, "on_nan", None)}
     overrides = [f"{k}={v}" for k, v in shorthands.items() if v is not None]
@@ -125,14 +160,18 @@ def _run(args, rest) -> int:
     from zoo.registry import get_task
 
     task_cls = get_task(args.task)
+    start_runtime(args)
     if args.pretrained is None:
         config, init_params = build_config(task_cls, args), None
     else:
         from zoo.hub import pretrained
+        from zoo_hardware.distributed import primary_first
 
         hub, card = pretrained.find(args.task, args.pretrained, model=args.model)
         config = build_config(task_cls, args, base=pretrained.task_config(task_cls, card))
-        init_params = pretrained.load_weights(hub, card, allow_unverified=args.allow_unverified)
+        with primary_first("download weights"):
+            init_params = pretrained.load_weights(hub, card,
+                                                  allow_unverified=args.allow_unverified)
         if not args.quiet:
             print(f"fine-tuning from {card.name}", file=sys.stderr)
     import jax
@@ -142,8 +181,8 @@ def _run(args, rest) -> int:
 
     jax.config.update("jax_debug_nans", args.debug_nans)
     try:
-        fit(task_cls(config), _workdir(args), device=args.device, quiet=args.quiet,
-            init_params=init_params, last_good=args.resume_from_last_good)
+        fit(task_cls(config), _workdir(args), device=args.device, mesh=args.mesh,
+            quiet=args.quiet, init_params=init_params, last_good=args.resume_from_last_good)
     except Preempted as e:
         print(f"zoo: {e}; checkpoint saved in {_workdir(args)}. Resume with: "
               f"{shlex.join(['zoo', *args.argv])}", file=sys.stderr)
@@ -156,9 +195,11 @@ def _eval(args, rest) -> int:
     from zoo.registry import get_task
 
     task_cls = get_task(args.task)
+    start_runtime(args)
     claimed = {}
     if args.pretrained is None:
-        metrics = evaluate_workdir(_workdir(args), args.task, split=args.split, device=args.device)
+        metrics = evaluate_workdir(_workdir(args), args.task, split=args.split,
+                                   device=args.device, mesh=args.mesh)
     else:
         from zoo.hub import pretrained
 
@@ -170,6 +211,10 @@ def _eval(args, rest) -> int:
         if card.metrics.get("split") == args.split:
             claimed = card.metrics.get("values", {})
         print(f"{card.name} on {card.metrics.get('dataset')} {args.split}", file=sys.stderr)
+    from zoo_hardware.distributed import is_primary
+
+    if not is_primary():
+        return 0
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:
@@ -207,4 +252,5 @@ def _predict(args, rest) -> int:
     return 0
 
 
-__all__ = ["add_commands", "build_config"]
+__all__ = ["add_commands", "add_config_arguments", "add_runtime_arguments", "build_config",
+           "start_runtime"]

@@ -45,6 +45,65 @@ def load_image(path: str | Path, size: Sequence[int] | None = None, channels: in
     return array.reshape(array.shape[0], array.shape[1], channels)
 
 
+def letterbox(image: np.ndarray, size: int, *, fill: int = 0,
+              resample: Image.Resampling = Image.Resampling.BILINEAR,
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fits `image` (H, W, C uint8) into a size x size square of `fill`, aspect kept, centred.
+
+    Label masks pass `resample=NEAREST` (labels are never blended) and their ignore
+    index as `fill`; with the same `size` they land exactly on their image's pixels.
+
+    Returns:
+      The square image, the (x, y) scale and the (x, y) offset that map a point of the
+      original to the square: `p * scale + offset` (`unletterbox` inverts it).
+    """
+    h, w, c = image.shape
+    nw, nh = max(1, round(w * size / max(h, w))), max(1, round(h * size / max(h, w)))
+    resized = image
+    if (nh, nw) != (h, w):
+        pil = Image.fromarray(image[..., 0] if c == 1 else image)
+        resized = np.asarray(pil.resize((nw, nh), resample)).reshape(nh, nw, c)
+    ox, oy = (size - nw) // 2, (size - nh) // 2
+    out = np.full((size, size, c), fill, np.uint8)
+    out[oy:oy + nh, ox:ox + nw] = resized
+    return out, np.array([nw / w, nh / h], np.float32), np.array([ox, oy], np.float32)
+
+
+def unletterbox(boxes: np.ndarray, scale: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """Maps (..., 4) x0 y0 x1 y1 boxes of a letterboxed square back to the original image."""
+    return (boxes - np.tile(offset, 2)) / np.tile(scale, 2)
+
+
+def image_info(classes: Sequence[str], images: np.ndarray, spec: str, **extra) -> dict:
+    """The `Dataset.info` of an image data set: what a model and `predict` need to know."""
+    return {"classes": list(classes), "input_shape": list(images.shape[1:]), "data": spec,
+            "dark_background": bool(images.mean() < 128), **extra}
+
+
+def to_unit_range(images):
+    """uint8 pixels to float32 in [0, 1]; works on numpy and JAX arrays alike, so batches
+    travel as uint8 (4x less to transfer) and are converted on device."""
+    return images.astype(np.float32) / 255.0
+
+
+def match_background(image: np.ndarray, dark_background: bool) -> np.ndarray:
+    """Inverts a light-background image for a model trained on dark backgrounds (MNIST)."""
+    if dark_background and image.mean() > 127:
+        return 255 - image
+    return image
+
+
+def output_paths(inputs: Sequence[str | Path], out: str | Path, suffix: str) -> list[Path]:
+    """Where `zoo predict` writes one file per input: `out` itself for a single input,
+    else `out/<input stem><suffix>` (the directory is created)."""
+    out = Path(out)
+    if len(inputs) == 1 and not out.is_dir():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return [out]
+    out.mkdir(parents=True, exist_ok=True)
+    return [out / f"{Path(p).stem}{suffix}" for p in inputs]
+
+
 def _to_8bit(img: Image.Image, path: Path) -> Image.Image:
     """16-bit and 32-bit integer images scaled to 8 bits (PIL's `convert` clips them)."""
     if img.mode == "F":

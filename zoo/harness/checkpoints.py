@@ -40,9 +40,13 @@ class CheckpointStore:
 
     def _manager(self, which: str, max_to_keep: int) -> ocp.CheckpointManager:
         seal = functools.partial(self._seal, which)
+        # In a multi-process run the managers sync processes with barriers named by step;
+        # the prefix keeps `latest` and `best` saving the same step from sharing a name.
         options = ocp.CheckpointManagerOptions(
             max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True,
-            async_options=ocp.AsyncOptions(post_finalization_callback=seal))
+            async_options=ocp.AsyncOptions(post_finalization_callback=seal),
+            multiprocessing_options=ocp.options.MultiprocessingOptions(
+                barrier_sync_key_prefix=which))
         return ocp.CheckpointManager(self.root / which, options=options)
 
     def _seal(self, which: str) -> None:

@@ -9,7 +9,7 @@ from flax import nnx
 
 from zoo.config import from_dict
 from zoo.harness.checkpoints import BEST, CheckpointStore
-from zoo.harness.optim import make_optimizer
+from zoo.harness.optim import make_run_optimizer
 from zoo.harness.steps import merge_train_state, split_train_state
 from zoo.harness.trainer import Adapter, evaluate, open_session
 from zoo.harness.workdir import require_run
@@ -51,7 +51,7 @@ def restore_best(workdir: Path, task_name: str | None = None) -> tuple[Task, nnx
         return task, compressed.build(task, record["info"], nnx.Rngs(0)), record
     model = task.build_model(record["info"], nnx.Rngs(0))
     # The optimizer is rebuilt only to give the checkpoint's tree its exact shape.
-    optimizer = task.make_optimizer(model, make_optimizer(task.config.optimizer, 1, 1))
+    optimizer = task.make_optimizer(model, make_run_optimizer(task.config, 1, 1))
     graphdef, state = split_train_state(model, optimizer)
     store = _best_store(workdir)
     try:
@@ -75,11 +75,14 @@ def load_model(workdir: Path, task_name: str | None = None) -> tuple[Task, nnx.M
 
 
 def evaluate_workdir(workdir: Path, task_name: str | None = None, *, split: str = "test",
-                     device: str = "auto") -> dict[str, Any]:
-    """Metrics of the best checkpoint (or compressed model) on `split`, on freshly loaded data."""
+                     device: str = "auto", mesh: str | None = None) -> dict[str, Any]:
+    """Metrics of the best checkpoint (or compressed model) on `split`, on freshly loaded data.
+
+    The checkpoint restores onto `mesh`, whatever mesh it was saved from.
+    """
     task, record = task_from_run(workdir, task_name)
     compressed = _compressed(workdir, record)
-    session = open_session(task, device=device, training=False, adapter=compressed)
+    session = open_session(task, device=device, mesh=mesh, training=False, adapter=compressed)
     if compressed is not None:
         return evaluate(session, split)
     store = _best_store(workdir)

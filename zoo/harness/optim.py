@@ -2,8 +2,9 @@
 
 import optax
 
-from zoo.config import OptimizerConfig
+from zoo.config import OptimizerConfig, TaskConfig
 from zoo.errors import ZooError
+from zoo_hardware.precision import get_policy
 
 
 def make_schedule(cfg: OptimizerConfig, total_steps: int, steps_per_epoch: int) -> optax.Schedule:
@@ -45,3 +46,11 @@ def make_optimizer(cfg: OptimizerConfig, total_steps: int, steps_per_epoch: int)
     if cfg.grad_clip_norm > 0:
         tx = optax.chain(optax.clip_by_global_norm(cfg.grad_clip_norm), tx)
     return tx
+
+
+def make_run_optimizer(config: TaskConfig, total_steps: int,
+                       steps_per_epoch: int) -> optax.GradientTransformation:
+    """A run's transformation: `config.optimizer`, wrapped by the `train.dtype` policy
+    (float16 adds dynamic loss scaling)."""
+    tx = make_optimizer(config.optimizer, total_steps, steps_per_epoch)
+    return get_policy(config.train.dtype).wrap_optimizer(tx)

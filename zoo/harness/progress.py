@@ -27,7 +27,7 @@ class EpochProgress:
 
     def log(self, message: str) -> None:
         if not self.quiet:
-            self.console.print(message, markup=False, highlight=False)
+            self.console.print(message, markup=False, highlight=False, soft_wrap=True)
 
     def start_epoch(self, epoch: int, steps: int, done: int = 0) -> None:
         self._t0, self._examples, self._status = time.perf_counter(), 0, ""

@@ -51,14 +51,19 @@ def plot_curves(history: Sequence[Mapping[str, Any]], path: Path) -> None:
 
 
 class TensorBoard:
-    """Scalars to TensorBoard event files under `workdir/tb` (tensorboardX, no TF)."""
+    """Scalars to TensorBoard event files under `workdir/tb` (tensorboardX, no TF).
 
-    def __init__(self, workdir: Path):
+    A disabled writer (every process but the first of a multi-process run) does nothing.
+    """
+
+    def __init__(self, workdir: Path, *, enabled: bool = True):
         from tensorboardX import SummaryWriter
 
-        self._writer = SummaryWriter(str(workdir / "tb"))
+        self._writer = SummaryWriter(str(workdir / "tb")) if enabled else None
 
     def scalars(self, step: int, values: Mapping[str, float]) -> None:
+        if self._writer is None:
+            return
         for key, value in values.items():
             self._writer.add_scalar(key, value, step)
 
@@ -69,6 +74,8 @@ class TensorBoard:
         die on a closed queue, each printing a traceback after zoo's one-line error; so
         its writers are marked closed and their threads stopped here.
         """
+        if self._writer is None:  # not process 0
+            return
         try:
             self._writer.close()
         except OSError:

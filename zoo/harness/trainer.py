@@ -28,7 +28,7 @@ from zoo.errors import ZooError
 from zoo.harness import reports
 from zoo.harness.checkpoints import BEST, LATEST, CheckpointStore
 from zoo.harness.faults import explained, nan_origin
-from zoo.harness.optim import make_optimizer
+from zoo.harness.optim import make_run_optimizer
 from zoo.harness.preemption import Preempted, StopSignal
 from zoo.harness.progress import EpochProgress
 from zoo.harness.scalars import NonFiniteStep, ScalarLog
@@ -36,7 +36,7 @@ from zoo.harness.steps import Steps, build_steps, compile_steps, split_train_sta
 from zoo.harness.workdir import check_resumable, read_run, write_run
 from zoo.hub import weights
 from zoo.task import Dataset, Task
-from zoo_hardware import placement
+from zoo_hardware import distributed, placement, precision
 
 
 @dataclasses.dataclass
@@ -101,43 +101,54 @@ def limit(arrays: Mapping[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
     return {k: v[:n] if n else v for k, v in arrays.items()}
 
 
-def open_session(task: Task, *, device: str = "auto", training: bool = True,
-                 adapter: Adapter | None = None) -> Session:
-    """Loads data and builds, places and compiles everything a run (or an eval) needs."""
+def open_session(task: Task, *, device: str = "auto", mesh: str | None = None,
+                 training: bool = True, adapter: Adapter | None = None) -> Session:
+    """Loads data and builds, places and compiles everything a run (or an eval) needs.
+
+    Args:
+      mesh: the device mesh, e.g. "data=4,model=2" (default: every device on `data`).
+    """
     cfg = task.config
-    data = task.load_data()
+    with distributed.primary_first("load data"):  # process 0 downloads, the others reuse
+        data = task.load_data()
     for split in ("train", "val", "test"):
         data.splits[split] = limit(data.splits[split], cfg.train.max_examples)
         if data.size(split) == 0:
             raise ZooError(f"data set {cfg.data!r} has an empty {split} split; "
                            f"it needs examples in train, val and test")
-    mesh = placement.make_mesh(device)
+    mesh = placement.make_mesh(device, mesh)
     placement.check_batch_size(cfg.train.batch_size, mesh)
     placement.check_batch_size(cfg.train.eval_batch_size, mesh)
     spe = loader.steps_per_epoch(data.splits["train"], cfg.train.batch_size)
     if spe == 0:
         raise ZooError(f"the train split has {data.size('train')} examples, fewer than one "
                        f"batch of {cfg.train.batch_size}; lower --batch-size")
-    tx = make_optimizer(cfg.optimizer, spe * cfg.train.epochs, spe)
+    tx = make_run_optimizer(cfg, spe * cfg.train.epochs, spe)
     adapter = adapter or Adapter()
     if adapter.wrap_optimizer is not None:
         tx = adapter.wrap_optimizer(tx)
     model = adapter.build(task, data.info, nnx.Rngs(cfg.train.seed))
+    precision.check_model(model, precision.get_policy(cfg.train.dtype), task.name)
     optimizer = task.make_optimizer(model, tx)
     graphdef, state = split_train_state(model, optimizer)
-    state = placement.put_replicated(state, mesh)
-    steps = build_steps(task, model, optimizer, seed=cfg.train.seed)
+    state = placement.place_state(state, mesh)
+    steps = build_steps(task, model, optimizer, seed=cfg.train.seed,
+                        state_sharding=jax.tree.map(lambda x: x.sharding, state),
+                        scalar_sharding=placement.replicated(mesh))
     train_batch = None
     if training:
         train_batch = placement.put_batch(next(loader.train_batches(
-            data.splits["train"], cfg.train.batch_size, seed=cfg.train.seed, epoch=0)), mesh)
+            data.splits["train"], cfg.train.batch_size, seed=cfg.train.seed, epoch=0,
+            rows=placement.process_rows(mesh, cfg.train.batch_size))), mesh)
     eval_batch = next(loader.eval_batches(data.splits["val"], cfg.train.eval_batch_size))
-    steps = compile_steps(steps, state, train_batch, placement.put_batch(eval_batch, mesh))
+    steps = compile_steps(steps, state, train_batch,
+                          placement.put_batch(placement.own_rows(eval_batch, mesh), mesh))
     return Session(task, data, mesh, graphdef, state, steps, spe)
 
 
 def prefetch(batches: Iterator[dict], mesh: jax.sharding.Mesh, depth: int = 2) -> Iterator[dict]:
-    """Keeps `depth` batches in flight to the devices ahead of the one being used."""
+    """Keeps `depth` batches (this process's rows of each) in flight to the devices ahead
+    of the one being used."""
     queue: collections.deque = collections.deque()
     for batch in batches:
         queue.append(placement.put_batch(batch, mesh))
@@ -161,20 +172,24 @@ def evaluate(session: Session, split: str) -> dict[str, Any]:
     """The task's metrics over a whole split of `session.data` (padding masked out)."""
     host_batches = list(loader.eval_batches(session.data.splits[split],
                                             session.task.config.train.eval_batch_size))
+    own = (placement.own_rows(batch, session.mesh) for batch in host_batches)
     outputs = [session.steps.evaluate(session.state, batch)
-               for batch in prefetch(iter(host_batches), session.mesh)]
+               for batch in prefetch(own, session.mesh)]
     metrics = session.task.new_metrics(session.data.info)
-    for batch, out in zip(host_batches, jax.device_get(outputs)):
+    for batch, out in zip(host_batches, placement.fetch(outputs)):
         metrics.update(batch, out)
     return metrics.compute()
 
 
-def fit(task: Task, workdir: str | Path, *, device: str = "auto", quiet: bool = False,
-        init_params: Mapping[str, np.ndarray] | None = None,
+def fit(task: Task, workdir: str | Path, *, device: str = "auto", mesh: str | None = None,
+        quiet: bool = False, init_params: Mapping[str, np.ndarray] | None = None,
         adapter: Adapter | None = None, last_good: bool = False) -> dict[str, Any]:
     """Trains `task` in `workdir` (resuming if it holds a run), tests, writes metrics.json.
 
+    In a multi-process run every process calls `fit`; only process 0 writes reports.
+
     Args:
+      mesh: the device mesh, e.g. "data=4,model=2" (default: every device on `data`).
       init_params: model weights by path to start from, e.g. pretrained ones from
         `zoo.hub` (fresh runs only). Layers whose shapes differ (a new head) keep their
         fresh initialisation; the log says which.
@@ -196,18 +211,21 @@ def fit(task: Task, workdir: str | Path, *, device: str = "auto", quiet: bool = 
     record = read_run(workdir)
     if record is not None:
         check_resumable(workdir, record, task.name, cfg)
-    progress = EpochProgress(cfg.train.epochs, quiet=quiet)
+    primary = distributed.is_primary()
+    progress = EpochProgress(cfg.train.epochs, quiet=quiet or not primary)
     with StopSignal() as stop:
-        session = open_session(task, device=device, adapter=adapter)
+        session = open_session(task, device=device, mesh=mesh, adapter=adapter)
         progress.log(f"{task.name}: model {cfg.model}, data {cfg.data} "
                      f"({session.data.size('train')}/{session.data.size('val')}/"
-                     f"{session.data.size('test')} train/val/test), {session.mesh.size} "
-                     f"{session.mesh.devices.flat[0].platform} device(s); "
-                     f"compiled in {session.steps.compile_seconds:.1f}s")
+                     f"{session.data.size('test')} train/val/test), "
+                     f"{placement.describe(session.mesh)}, {cfg.train.dtype}; "
+                     f"compiled in {session.steps.compile_seconds:.1f}s"
+                     f"{_cache_note(session.steps)}")
         workdir.mkdir(parents=True, exist_ok=True)
         store = CheckpointStore(workdir)
         with explained(store):
-            write_run(workdir, task.name, cfg, session.data.info)
+            if primary:
+                write_run(workdir, task.name, cfg, session.data.info)
             loop = _resume(store, session, progress, init_params, last_good=last_good)
             trainer = _Trainer(session, loop, progress, store, workdir, stop)
             t0 = time.perf_counter()
@@ -219,7 +237,8 @@ def fit(task: Task, workdir: str | Path, *, device: str = "auto", quiet: bool = 
               "metrics": test, "epochs": loop.epoch,
               "train_seconds": round(sum(r["seconds"] for r in loop.history), 1),
               "best_epoch": loop.best_epoch + 1, "wall_seconds": round(time.perf_counter() - t0, 1)}
-    reports.write_json(workdir / "metrics.json", result)
+    if primary:
+        reports.write_json(workdir / "metrics.json", result)
     progress.log(f"test: {_fmt(test)} -> {workdir / 'metrics.json'}")
     return result
 
@@ -232,7 +251,7 @@ def _resume(store: CheckpointStore, session: Session, progress: EpochProgress,
     if restored is None:
         if init_params is not None:
             report = weights.load_into(session.state["model"], init_params, strict=False)
-            session.state = placement.put_replicated(session.state, session.mesh)
+            session.state = placement.place_state(session.state, session.mesh)
             progress.log(f"initialised from pretrained weights: {report}")
         return LoopState()
     state, meta = restored
@@ -251,9 +270,10 @@ class _Trainer:
                  store: CheckpointStore, workdir: Path, stop: StopSignal):
         self.session, self.loop, self.progress, self.store = session, loop, progress, store
         self.workdir, self.stop = workdir, stop
+        self.primary = distributed.is_primary()
         train = session.task.config.train
         self.scalars = ScalarLog(train.on_nan, train.max_bad_steps, loop.partial_epoch)
-        self.tensorboard = reports.TensorBoard(workdir)
+        self.tensorboard = reports.TensorBoard(workdir, enabled=self.primary)
 
     def run(self) -> dict[str, Any]:
         """Trains the remaining epochs, then tests."""
@@ -285,7 +305,8 @@ class _Trainer:
             self.progress.log(f"epoch {loop.epoch}: dropped {skipped} non-finite step(s)")
         self.tensorboard.scalars(loop.step, {k: v for k, v in row.items() if k.startswith("val/")})
         self._checkpoint(best=improved)
-        reports.write_history(self.workdir, loop.history)
+        if self.primary:
+            reports.write_history(self.workdir, loop.history)
 
     def _train_steps(self, start: int) -> None:
         """Runs the epoch's steps from batch `start`, checkpointing at the step cadence and
@@ -293,7 +314,8 @@ class _Trainer:
         session, loop, train = self.session, self.loop, self.session.task.config.train
         spe, every = session.steps_per_epoch, train.checkpoint_every_steps
         batches = loader.train_batches(session.data.splits["train"], train.batch_size,
-                                       seed=train.seed, epoch=loop.epoch, start=start)
+                                       seed=train.seed, epoch=loop.epoch, start=start,
+                                       rows=placement.process_rows(session.mesh, train.batch_size))
         try:
             for loop.step, out in train_steps(session, batches, loop.step):
                 self.scalars.add(loop.step - 1, out)
@@ -365,6 +387,11 @@ def _update_early_stopping(task: Task, loop: LoopState, val: Mapping[str, Any]) 
         if es.patience and loop.bad_epochs >= es.patience:
             loop.finished = True
     return improved
+
+
+def _cache_note(steps: Steps) -> str:
+    return (f" ({steps.cached_programs} program(s) from the compilation cache)"
+            if steps.cached_programs else "")
 
 
 def _fmt(metrics: Mapping[str, Any]) -> str:

@@ -65,10 +65,11 @@ def evaluate(task_cls: type[Task], hub: index.Index, card: Card, *, split: str,
     """The card's weights evaluated on the card's data set: its claim, checked."""
     from zoo.harness.trainer import evaluate as evaluate_split
     from zoo.harness.trainer import open_session
-    from zoo_hardware import placement
+    from zoo_hardware import distributed, placement
 
-    tensors = load_weights(hub, card, allow_unverified=allow_unverified)
+    with distributed.primary_first("download weights"):
+        tensors = load_weights(hub, card, allow_unverified=allow_unverified)
     session = open_session(task_cls(task_config(task_cls, card)), device=device, training=False)
     weights.load_into(session.state["model"], tensors, strict=True)
-    session.state = placement.put_replicated(session.state, session.mesh)
+    session.state = placement.place_state(session.state, session.mesh)
     return evaluate_split(session, split)
