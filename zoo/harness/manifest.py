@@ -9,6 +9,7 @@ renamed into place together with the data, and checks it before every restore.
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 from zoo.harness.reports import write_json
@@ -56,8 +57,6 @@ def verify(directory: Path) -> None:
       DamagedCheckpoint: naming the first file that is missing, extra, truncated or
         altered, or the manifest itself when it is missing or unreadable.
     """
-    import json
-
     try:
         expected = json.loads((directory / MANIFEST).read_text())["files"]
     except FileNotFoundError:

@@ -2,10 +2,12 @@
 
 Schedulers and spot instances send SIGTERM some seconds before killing a job. In one
 process zoo's own handler just raises a flag that the loop reads between steps (no
-device sync). With several processes every one of them must save the same step, so
-JAX's preemption service (started by `jax.distributed.initialize`, which owns SIGTERM)
-picks the step and orbax's `reached_preemption` reports it; SIGINT is forwarded to that
-service as a SIGTERM. A second SIGINT aborts at once.
+device sync). Under `jax.distributed` every process must save the same step, so JAX's
+preemption service (started by `jax.distributed.initialize`, which takes SIGTERM) picks
+the step and orbax's `reached_preemption` reports it; SIGINT is forwarded to that
+service as a SIGTERM. A second SIGINT aborts at once. Whether JAX is distributed is
+asked only when needed, never by initialising a backend, so `jax.distributed` may be
+initialised after the handlers are installed.
 """
 
 from __future__ import annotations
@@ -31,14 +33,15 @@ class StopSignal:
     """Catches SIGTERM and SIGINT for the duration of a `with` block."""
 
     def __init__(self):
-        self._multiprocess = jax.process_count() > 1
         self._previous: dict[int, object] = {}
         self.received: str | None = None
 
     def __enter__(self) -> StopSignal:
         if threading.current_thread() is not threading.main_thread():
             return self  # signals reach only the main thread: nothing to catch here
-        signals = [signal.SIGINT] if self._multiprocess else [signal.SIGTERM, signal.SIGINT]
+        signals = [signal.SIGINT]
+        if not jax.distributed.is_initialized():  # else SIGTERM stays with JAX's service
+            signals.append(signal.SIGTERM)
         for sig in signals:
             self._previous[sig] = signal.signal(sig, self._handle)
         return self
@@ -56,16 +59,16 @@ class StopSignal:
         # os.write, not print: a handler may interrupt a print to the same stream.
         os.write(2, f"zoo: {self.received}: finishing this step to save a checkpoint "
                     f"(Ctrl-C again to abort)\n".encode())
-        if self._multiprocess:
+        if jax.distributed.is_initialized():
             os.kill(os.getpid(), signal.SIGTERM)  # let JAX's service agree on a step
 
     def requested(self, step: int) -> bool:
         """Whether to checkpoint and stop now, before running `step`.
 
-        Called on every process at every step: in multi-process runs it is the sync
+        Called on every process at every step: under `jax.distributed` it is the sync
         point itself, so no process may skip it.
         """
-        if self._multiprocess:
+        if jax.distributed.is_initialized():
             if ocp.multihost.reached_preemption(step):
                 self.received = self.received or "SIGTERM"
                 return True
