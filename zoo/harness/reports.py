@@ -51,19 +51,38 @@ def plot_curves(history: Sequence[Mapping[str, Any]], path: Path) -> None:
 
 
 class TensorBoard:
-    """Scalars to TensorBoard event files under `workdir/tb` (tensorboardX, no TF)."""
+    """Scalars to TensorBoard event files under `workdir/tb` (tensorboardX, no TF).
 
-    def __init__(self, workdir: Path):
+    A disabled writer (every process but the first of a multi-process run) does nothing.
+    """
+
+    def __init__(self, workdir: Path, *, enabled: bool = True):
         from tensorboardX import SummaryWriter
 
-        self._writer = SummaryWriter(str(workdir / "tb"))
+        self._writer = SummaryWriter(str(workdir / "tb")) if enabled else None
 
     def scalars(self, step: int, values: Mapping[str, float]) -> None:
+        if self._writer is None:
+            return
         for key, value in values.items():
             self._writer.add_scalar(key, value, step)
 
     def close(self) -> None:
-        self._writer.close()
+        """Flushes and closes the event files; on a full disk, drops what is pending.
+
+        After a failed flush tensorboardX would retry at exit and its writer thread would
+        die on a closed queue, each printing a traceback after zoo's one-line error; so
+        its writers are marked closed and their threads stopped here.
+        """
+        if self._writer is None:  # not process 0
+            return
+        try:
+            self._writer.close()
+        except OSError:
+            for file_writer in self._writer.all_writers.values():
+                events = file_writer.event_writer
+                events._closed = True
+                events._worker.stop()
 
 
 def _jsonable(value: Any) -> Any:

@@ -1,8 +1,10 @@
 """`fit`: train, validate each epoch, stop early, checkpoint, resume, test.
 
 The loop is the only place with Python per step, and it does no more than hand the next
-(already transferring) batch to the compiled step; scalars come back to the host every
-`log_every` steps and at epoch ends, never per step.
+(already transferring) batch to the compiled step and read a stop flag; scalars come
+back to the host every `log_every` steps, before checkpoints and at epoch ends, never
+per step. Faults are handled by small modules: `preemption` (SIGTERM/SIGINT),
+`scalars` (the NaN/Inf policy), `checkpoints` (manifests, fallback, full disks).
 """
 
 from __future__ import annotations
@@ -10,26 +12,32 @@ from __future__ import annotations
 import collections
 import dataclasses
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 from flax import nnx
 
-from zoo.config import to_dict
+from zoo.config import validate
 from zoo.data import loader
 from zoo.errors import ZooError
 from zoo.harness import reports
 from zoo.harness.checkpoints import BEST, LATEST, CheckpointStore
-from zoo.harness.optim import make_optimizer
+from zoo.harness.faults import explained, nan_origin
+from zoo.harness.optim import make_run_optimizer
+from zoo.harness.preemption import Preempted, StopSignal
 from zoo.harness.progress import EpochProgress
-from zoo.harness.steps import (Steps, build_steps, compile_steps, eval_view, merge_train_state,
-                               split_train_state)
-from zoo.harness.workdir import check_task, config_differences, read_run, write_run
+from zoo.harness.scalars import NonFiniteStep, ScalarLog
+from zoo.harness.steps import (Steps, build_steps, compile_steps, inference_view,
+                               merge_train_state, split_train_state)
+from zoo.harness.workdir import check_resumable, read_run, write_run
+from zoo.hub import weights
 from zoo.task import Dataset, Task
-from zoo_hardware import placement
+from zoo_hardware import distributed, placement, precision
 
 
 @dataclasses.dataclass
@@ -43,6 +51,37 @@ class LoopState:
     bad_epochs: int = 0
     finished: bool = False
     history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    partial_epoch: dict[str, Any] = dataclasses.field(default_factory=dict)  # scalars.EpochSums
+
+
+@dataclasses.dataclass(frozen=True)
+class Adapter:
+    """Changes a run makes to a task's model and optimizer without the task knowing.
+
+    Compression uses it to fine-tune any task under pruning masks, shared weights or
+    fake quantization, and to load compressed weights for eval and predict.
+
+    Attributes:
+      params: model state (a pure dict) loaded into the new model before the optimizer
+        is built, so optimizer wrappers initialise from these weights.
+      edit_model: changes the freshly built model in place (e.g. quantized layer ops).
+      wrap_optimizer: wraps the run's optax transformation (e.g. to keep masks).
+    """
+
+    params: Any = None
+    edit_model: Callable[[nnx.Module], None] | None = None
+    wrap_optimizer: Callable[[optax.GradientTransformation], optax.GradientTransformation] | None = None
+
+    def build(self, task: Task, info: Mapping[str, Any], rngs: nnx.Rngs) -> nnx.Module:
+        """The task's model with this adapter's edits and weights applied."""
+        model = task.build_model(info, rngs)
+        if self.edit_model is not None:
+            self.edit_model(model)
+        if self.params is not None:
+            state = nnx.state(model)  # copies: a train step donates (consumes) its state
+            nnx.replace_by_pure_dict(state, jax.tree.map(lambda x: jnp.array(x, copy=True), self.params))
+            nnx.update(model, state)
+        return model
 
 
 @dataclasses.dataclass
@@ -63,39 +102,54 @@ def limit(arrays: Mapping[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
     return {k: v[:n] if n else v for k, v in arrays.items()}
 
 
-def open_session(task: Task, *, device: str = "auto", training: bool = True) -> Session:
-    """Loads data and builds, places and compiles everything a run (or an eval) needs."""
+def open_session(task: Task, *, device: str = "auto", mesh: str | None = None,
+                 training: bool = True, adapter: Adapter | None = None) -> Session:
+    """Loads data and builds, places and compiles everything a run (or an eval) needs.
+
+    Args:
+      mesh: the device mesh, e.g. "data=4,model=2" (default: every device on `data`).
+    """
     cfg = task.config
-    data = task.load_data()
+    with distributed.primary_first("load data"):  # process 0 downloads, the others reuse
+        data = task.load_data()
     for split in ("train", "val", "test"):
         data.splits[split] = limit(data.splits[split], cfg.train.max_examples)
         if data.size(split) == 0:
             raise ZooError(f"data set {cfg.data!r} has an empty {split} split; "
                            f"it needs examples in train, val and test")
-    mesh = placement.make_mesh(device)
+    mesh = placement.make_mesh(device, mesh)
     placement.check_batch_size(cfg.train.batch_size, mesh)
     placement.check_batch_size(cfg.train.eval_batch_size, mesh)
     spe = loader.steps_per_epoch(data.splits["train"], cfg.train.batch_size)
     if spe == 0:
         raise ZooError(f"the train split has {data.size('train')} examples, fewer than one "
                        f"batch of {cfg.train.batch_size}; lower --batch-size")
-    tx = make_optimizer(cfg.optimizer, spe * cfg.train.epochs, spe)
-    model = task.build_model(data.info, nnx.Rngs(cfg.train.seed))
+    tx = make_run_optimizer(cfg, spe * cfg.train.epochs, spe)
+    adapter = adapter or Adapter()
+    if adapter.wrap_optimizer is not None:
+        tx = adapter.wrap_optimizer(tx)
+    model = adapter.build(task, data.info, nnx.Rngs(cfg.train.seed))
+    precision.check_model(model, precision.get_policy(cfg.train.dtype), task.name)
     optimizer = task.make_optimizer(model, tx)
     graphdef, state = split_train_state(model, optimizer)
-    state = placement.put_replicated(state, mesh)
-    steps = build_steps(task, model, optimizer, seed=cfg.train.seed)
+    state = placement.place_state(state, mesh)
+    steps = build_steps(task, model, optimizer, seed=cfg.train.seed,
+                        state_sharding=jax.tree.map(lambda x: x.sharding, state),
+                        scalar_sharding=placement.replicated(mesh))
     train_batch = None
     if training:
         train_batch = placement.put_batch(next(loader.train_batches(
-            data.splits["train"], cfg.train.batch_size, seed=cfg.train.seed, epoch=0)), mesh)
+            data.splits["train"], cfg.train.batch_size, seed=cfg.train.seed, epoch=0,
+            rows=placement.process_rows(mesh, cfg.train.batch_size))), mesh)
     eval_batch = next(loader.eval_batches(data.splits["val"], cfg.train.eval_batch_size))
-    steps = compile_steps(steps, state, train_batch, placement.put_batch(eval_batch, mesh))
+    steps = compile_steps(steps, state, train_batch,
+                          placement.put_batch(placement.own_rows(eval_batch, mesh), mesh))
     return Session(task, data, mesh, graphdef, state, steps, spe)
 
 
 def prefetch(batches: Iterator[dict], mesh: jax.sharding.Mesh, depth: int = 2) -> Iterator[dict]:
-    """Keeps `depth` batches in flight to the devices ahead of the one being used."""
+    """Keeps `depth` batches (this process's rows of each) in flight to the devices ahead
+    of the one being used."""
     queue: collections.deque = collections.deque()
     for batch in batches:
         queue.append(placement.put_batch(batch, mesh))
@@ -105,135 +159,219 @@ def prefetch(batches: Iterator[dict], mesh: jax.sharding.Mesh, depth: int = 2) -
         yield queue.popleft()
 
 
+def train_steps(session: Session, batches: Iterator[dict], first_step: int) -> Iterator[tuple[int, dict]]:
+    """The hot loop: feeds prefetched batches to the compiled step, yields (steps done, scalars).
+
+    Scalars stay on device; the caller decides when (rarely) to fetch them.
+    """
+    for step, batch in enumerate(prefetch(batches, session.mesh), start=first_step):
+        session.state, out = session.steps.train(session.state, batch, np.int32(step))
+        yield step + 1, out
+
+
 def evaluate(session: Session, split: str) -> dict[str, Any]:
     """The task's metrics over a whole split of `session.data` (padding masked out)."""
     host_batches = list(loader.eval_batches(session.data.splits[split],
                                             session.task.config.train.eval_batch_size))
+    own = (placement.own_rows(batch, session.mesh) for batch in host_batches)
     outputs = [session.steps.evaluate(session.state, batch)
-               for batch in prefetch(iter(host_batches), session.mesh)]
+               for batch in prefetch(own, session.mesh)]
     metrics = session.task.new_metrics(session.data.info)
-    for batch, out in zip(host_batches, jax.device_get(outputs)):
+    for batch, out in zip(host_batches, placement.fetch(outputs)):
         metrics.update(batch, out)
     return metrics.compute()
 
 
-def fit(task: Task, workdir: str | Path, *, device: str = "auto", quiet: bool = False,
-        init_state: Any = None) -> dict[str, Any]:
+def fit(task: Task, workdir: str | Path, *, device: str = "auto", mesh: str | None = None,
+        quiet: bool = False, init_params: Mapping[str, np.ndarray] | None = None,
+        adapter: Adapter | None = None, last_good: bool = False) -> dict[str, Any]:
     """Trains `task` in `workdir` (resuming if it holds a run), tests, writes metrics.json.
 
+    In a multi-process run every process calls `fit`; only process 0 writes reports.
+
     Args:
-      init_state: optional pretrained train-state pure dict to start from (fresh runs only).
+      mesh: the device mesh, e.g. "data=4,model=2" (default: every device on `data`).
+      init_params: model weights by path to start from, e.g. pretrained ones from
+        `zoo.hub` (fresh runs only). Layers whose shapes differ (a new head) keep their
+        fresh initialisation; the log says which.
+      adapter: optional changes to the task's model and optimizer (see `Adapter`).
+      last_good: resume from the newest checkpoint that passes its manifest, moving
+        damaged ones aside (`--resume-from-last-good`); by default a damaged one stops.
 
     Returns:
       The contents written to metrics.json.
+
+    Raises:
+      Preempted: after SIGTERM or SIGINT, once the checkpoint is on disk.
+      ZooError: for bad config or input, a damaged checkpoint, a non-finite step under
+        `on_nan=raise`, or a full disk (the last good checkpoint is always kept).
     """
     workdir = Path(workdir)
     cfg = task.config
+    validate(cfg)
     record = read_run(workdir)
     if record is not None:
-        check_task(workdir, record, task.name)
-        changed = config_differences(record["config"], to_dict(cfg))
-        if changed:
-            raise ZooError(f"{workdir} holds a run with a different config "
-                           f"({', '.join(changed)}); repeat its options to resume, "
-                           f"or use a new --workdir")
-    progress = EpochProgress(cfg.train.epochs, quiet=quiet)
-    session = open_session(task, device=device)
-    progress.log(f"{task.name}: model {cfg.model}, data {cfg.data} "
-                 f"({session.data.size('train')}/{session.data.size('val')}/"
-                 f"{session.data.size('test')} train/val/test), {session.mesh.size} "
-                 f"{session.mesh.devices.flat[0].platform} device(s); "
-                 f"compiled in {session.steps.compile_seconds:.1f}s")
-    workdir.mkdir(parents=True, exist_ok=True)
-    write_run(workdir, task.name, cfg, session.data.info)
-    store = CheckpointStore(workdir)
-    loop = LoopState()
-    if store.latest_step() is not None:
-        state, meta = store.restore(LATEST, nnx.to_pure_dict(session.state))
-        nnx.replace_by_pure_dict(session.state, state)
-        loop = LoopState(**meta)
-        progress.log(f"resumed from {workdir} at epoch {loop.epoch}, step {loop.step}")
-    elif init_state is not None:
-        nnx.replace_by_pure_dict(session.state, init_state)
-    trainer = _Trainer(session, loop, progress, store, workdir)
-    t0 = time.perf_counter()
-    try:
-        while not loop.finished:
-            trainer.train_epoch()
-        store.wait()
-        test = trainer.test()
-    finally:
-        trainer.close()
+        check_resumable(workdir, record, task.name, cfg)
+    primary = distributed.is_primary()
+    progress = EpochProgress(cfg.train.epochs, quiet=quiet or not primary)
+    with StopSignal() as stop:
+        session = open_session(task, device=device, mesh=mesh, adapter=adapter)
+        progress.log(f"{task.name}: model {cfg.model}, data {cfg.data} "
+                     f"({session.data.size('train')}/{session.data.size('val')}/"
+                     f"{session.data.size('test')} train/val/test), "
+                     f"{placement.describe(session.mesh)}, {cfg.train.dtype}; "
+                     f"compiled in {session.steps.compile_seconds:.1f}s"
+                     f"{_cache_note(session.steps)}")
+        workdir.mkdir(parents=True, exist_ok=True)
+        store = CheckpointStore(workdir)
+        with explained(store):
+            if primary:
+                write_run(workdir, task.name, cfg, session.data.info)
+            loop = _resume(store, session, progress, init_params, last_good=last_good)
+            trainer = _Trainer(session, loop, progress, store, workdir, stop)
+            t0 = time.perf_counter()
+            try:
+                test = trainer.run()
+            finally:
+                trainer.close()
     result = {"task": task.name, "model": cfg.model, "dataset": cfg.data, "split": "test",
               "metrics": test, "epochs": loop.epoch,
               "train_seconds": round(sum(r["seconds"] for r in loop.history), 1),
               "best_epoch": loop.best_epoch + 1, "wall_seconds": round(time.perf_counter() - t0, 1)}
-    reports.write_json(workdir / "metrics.json", result)
+    if primary:
+        reports.write_json(workdir / "metrics.json", result)
     progress.log(f"test: {_fmt(test)} -> {workdir / 'metrics.json'}")
     return result
+
+
+def _resume(store: CheckpointStore, session: Session, progress: EpochProgress,
+            init_params: Mapping[str, np.ndarray] | None, *, last_good: bool) -> LoopState:
+    """Restores the newest (verified) checkpoint into `session`; a fresh loop if none."""
+    restored = store.resume(nnx.to_pure_dict(session.state), last_good=last_good,
+                            log=progress.log)
+    if restored is None:
+        if init_params is not None:
+            report = weights.load_into(session.state["model"], init_params, strict=False)
+            session.state = placement.place_state(session.state, session.mesh)
+            progress.log(f"initialised from pretrained weights: {report}")
+        return LoopState()
+    state, meta = restored
+    nnx.replace_by_pure_dict(session.state, state)
+    loop = LoopState(**meta)
+    if not store.steps(BEST):  # the best checkpoint was damaged: the next epoch replaces it
+        loop.best_value, loop.best_epoch = None, -1
+    progress.log(f"resumed from {store.root.parent} at epoch {loop.epoch}, step {loop.step}")
+    return loop
 
 
 class _Trainer:
     """The epoch loop of one `fit` call, with its logs and checkpoints."""
 
     def __init__(self, session: Session, loop: LoopState, progress: EpochProgress,
-                 store: CheckpointStore, workdir: Path):
+                 store: CheckpointStore, workdir: Path, stop: StopSignal):
         self.session, self.loop, self.progress, self.store = session, loop, progress, store
-        self.workdir = workdir
-        self.tensorboard = reports.TensorBoard(workdir)
+        self.workdir, self.stop = workdir, stop
+        self.primary = distributed.is_primary()
+        train = session.task.config.train
+        self.scalars = ScalarLog(train.on_nan, train.max_bad_steps, loop.partial_epoch)
+        self.tensorboard = reports.TensorBoard(workdir, enabled=self.primary)
+
+    def run(self) -> dict[str, Any]:
+        """Trains the remaining epochs, then tests."""
+        while not self.loop.finished:
+            self.train_epoch()
+        self.store.wait()
+        return self.test()
 
     def train_epoch(self) -> None:
         """Trains to the end of the current epoch, validates, checkpoints, logs."""
         session, loop, cfg = self.session, self.loop, self.session.task.config
-        spe, bs = session.steps_per_epoch, cfg.train.batch_size
+        spe = session.steps_per_epoch
         start = loop.step - loop.epoch * spe
         self.progress.start_epoch(loop.epoch, spe, start)
         t0 = time.perf_counter()
-        outputs = []
-        batches = loader.train_batches(session.data.splits["train"], bs, seed=cfg.train.seed,
-                                       epoch=loop.epoch, start=start)
-        for i, batch in enumerate(prefetch(batches, session.mesh), start=start + 1):
-            session.state, out = session.steps.train(session.state, batch, np.int32(loop.step))
-            outputs.append(out)
-            loop.step += 1
-            if i % cfg.train.log_every == 0:
-                values = jax.device_get(out)
-                self.progress.advance(i, (i - start) * bs, values)
-                self.tensorboard.scalars(loop.step, {f"train/{k}": v for k, v in values.items()})
-        train = _mean(jax.device_get(outputs))
+        self._train_steps(start)
+        train, skipped = self.scalars.end_epoch()
         val = evaluate(session, "val")
         row = {"epoch": loop.epoch + 1, "step": loop.step,
-               "seconds": round(time.perf_counter() - t0, 2),
+               "seconds": round(time.perf_counter() - t0, 2), "skipped_steps": skipped,
                **{f"train/{k}": v for k, v in train.items()},
                **{f"val/{k}": v for k, v in val.items() if np.isscalar(v)}}
         loop.history.append(row)
         loop.epoch += 1
         improved = _update_early_stopping(session.task, loop, val)
         loop.finished = loop.finished or loop.epoch >= cfg.train.epochs
-        self.progress.advance(spe, (spe - start) * bs, None)
         self.progress.end_epoch(loop.epoch - 1, {k: v for k, v in row.items() if "/" in k})
+        if skipped:
+            self.progress.log(f"epoch {loop.epoch}: dropped {skipped} non-finite step(s)")
         self.tensorboard.scalars(loop.step, {k: v for k, v in row.items() if k.startswith("val/")})
         self._checkpoint(best=improved)
-        reports.write_history(self.workdir, loop.history)
-        model, _ = merge_train_state(session.graphdef, session.state)
-        session.task.on_epoch_end(eval_view(model), session.data.info, self.workdir, loop.epoch)
+        if self.primary:
+            reports.write_history(self.workdir, loop.history)
+            model, _ = merge_train_state(session.graphdef, session.state)
+            session.task.on_epoch_end(inference_view(model), session.data.info, self.workdir,
+                                      loop.epoch)
+
+    def _train_steps(self, start: int) -> None:
+        """Runs the epoch's steps from batch `start`, checkpointing at the step cadence and
+        stopping (with a checkpoint) when a stop signal has arrived."""
+        session, loop, train = self.session, self.loop, self.session.task.config.train
+        spe, every = session.steps_per_epoch, train.checkpoint_every_steps
+        batches = loader.train_batches(session.data.splits["train"], train.batch_size,
+                                       seed=train.seed, epoch=loop.epoch, start=start,
+                                       rows=placement.process_rows(session.mesh, train.batch_size))
+        try:
+            for loop.step, out in train_steps(session, batches, loop.step):
+                self.scalars.add(loop.step - 1, out)
+                i = loop.step - loop.epoch * spe
+                values = None
+                if i % train.log_every == 0:  # host syncs: here, before saves, at epoch ends
+                    values = self.scalars.fetch()
+                    if values:
+                        self.tensorboard.scalars(loop.step,
+                                                 {f"train/{k}": v for k, v in values.items()})
+                self.progress.advance(i, (i - start) * train.batch_size, values)
+                if every and loop.step % every == 0 and i < spe:
+                    self._checkpoint(best=False)
+                if self.stop.requested(loop.step):
+                    self._stop()
+        except FloatingPointError as e:  # jax_debug_nans names the operation
+            raise NonFiniteStep(loop.step, nan_origin(e)) from None
 
     def _checkpoint(self, *, best: bool) -> None:
+        """Saves the train and loop state, after the NaN policy has seen every step.
+
+        `best` is on disk before `latest` (which records it) starts, so a kill between
+        the two never leaves a `latest` pointing at a best checkpoint that is missing.
+        """
+        self.scalars.fetch()
+        self.loop.partial_epoch = self.scalars.state()
         meta = dataclasses.asdict(self.loop)
         pure = nnx.to_pure_dict(self.session.state)
         if best:
             self.store.save(BEST, self.loop.step, pure, meta)
+            self.store.wait()
         self.store.save(LATEST, self.loop.step, pure, meta)
 
+    def _stop(self) -> None:
+        """Checkpoints where the loop stands (unless just saved), then raises `Preempted`."""
+        if self.store.latest_step() != self.loop.step:
+            self._checkpoint(best=False)
+        self.store.wait()
+        raise Preempted(self.stop.received, self.loop.step, self.loop.epoch)
+
     def test(self) -> dict[str, Any]:
-        """Test metrics of the best checkpoint."""
-        state, _ = self.store.restore(BEST, nnx.to_pure_dict(self.session.state))
+        """Test metrics of the best checkpoint (the latest if the best one was damaged)."""
+        which = BEST if self.store.steps(BEST) else LATEST
+        state, _ = self.store.restore(which, nnx.to_pure_dict(self.session.state))
         nnx.replace_by_pure_dict(self.session.state, state)
         return evaluate(self.session, "test")
 
     def close(self) -> None:
-        self.tensorboard.close()
-        self.store.close()
+        try:
+            self.store.close()
+        finally:
+            self.tensorboard.close()
 
 
 def _update_early_stopping(task: Task, loop: LoopState, val: Mapping[str, Any]) -> bool:
@@ -255,9 +393,9 @@ def _update_early_stopping(task: Task, loop: LoopState, val: Mapping[str, Any]) 
     return improved
 
 
-def _mean(outputs: list[dict]) -> dict[str, float]:
-    """Per-key means of a list of scalar dicts."""
-    return {k: float(np.mean([o[k] for o in outputs])) for k in outputs[0]} if outputs else {}
+def _cache_note(steps: Steps) -> str:
+    return (f" ({steps.cached_programs} program(s) from the compilation cache)"
+            if steps.cached_programs else "")
 
 
 def _fmt(metrics: Mapping[str, Any]) -> str:

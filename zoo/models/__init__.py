@@ -2,18 +2,22 @@
 
 `CLASSIFIERS` maps a model name to its class and the arguments of that variant: a table,
 not one function per variant. Every classifier takes `(input_shape, num_classes, *,
-activation, rngs)` and maps NHWC images to logits.
+activation, dtype, rngs)` and maps NHWC images to float32 logits, computing in `dtype`.
 """
 
 import functools
 from collections.abc import Callable, Sequence
+from typing import Any
 
+import jax.numpy as jnp
 from flax import nnx
 
 from zoo.errors import unknown
 from zoo.models.activations import ACTIVATIONS, get_activation
+from zoo.models.detector import CenterNet
 from zoo.models.lenet import MLP, LeNet
-from zoo.models.resnet import ResNet, ResNetBackbone
+from zoo.models.resnet import BackboneConfig, ResNet, ResNetBackbone
+from zoo.models.unet import UNet, UNetDecoder
 
 CLASSIFIERS: dict[str, Callable[..., nnx.Module]] = {
     "lenet": LeNet,
@@ -24,7 +28,8 @@ CLASSIFIERS: dict[str, Callable[..., nnx.Module]] = {
 
 
 def create_classifier(name: str, input_shape: Sequence[int], num_classes: int, *,
-                      activation: str = "relu", rngs: nnx.Rngs) -> nnx.Module:
+                      activation: str = "relu", dtype: Any = jnp.float32,
+                      rngs: nnx.Rngs) -> nnx.Module:
     """Builds the classifier called `name` (see `CLASSIFIERS`).
 
     Example:
@@ -33,8 +38,9 @@ def create_classifier(name: str, input_shape: Sequence[int], num_classes: int, *
     if name not in CLASSIFIERS:
         raise unknown("model", name, CLASSIFIERS)
     get_activation(activation)  # fail early, with suggestions, on a bad name
-    return CLASSIFIERS[name](tuple(input_shape), num_classes, activation=activation, rngs=rngs)
+    return CLASSIFIERS[name](tuple(input_shape), num_classes, activation=activation,
+                             dtype=dtype, rngs=rngs)
 
 
-__all__ = ["ACTIVATIONS", "CLASSIFIERS", "LeNet", "MLP", "ResNet", "ResNetBackbone",
-           "create_classifier", "get_activation"]
+__all__ = ["ACTIVATIONS", "BackboneConfig", "CLASSIFIERS", "CenterNet", "LeNet", "MLP", "ResNet", "ResNetBackbone",
+           "UNet", "UNetDecoder", "create_classifier", "get_activation"]
