@@ -21,7 +21,7 @@ from zoo_tasks.gan import GanTask, judge, steps
 from zoo_tasks.gan.model import GAN
 from zoo_tasks.gan.quality import classifier_score, frechet_distance
 
-from helpers import latest_params
+from helpers import latest_params, zoo_cli
 
 SHAPE = (28, 28, 1)
 
@@ -196,3 +196,16 @@ def test_label_needs_a_conditional_model(tmp_path):
     args = argparse.Namespace(n=4, label=3, out=tmp_path / "x.png", seed=0)
     with pytest.raises(ZooError, match="needs a class-conditional model"):
         _task("model=dcgan").predict(_gan(num_classes=0), {"classes": list("0123456789")}, args)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["cdcgan", "dcgan"])
+def test_default_run_meets_the_targets(model, tmp_path):
+    """The README's claims: FD at least 10x below the untrained generator's and, for the
+    class-conditional model, the judge recognizes >= 90% of generated digits."""
+    zoo_cli("run", "gan", "--model", model, "--workdir", str(tmp_path), "--quiet", check=True,
+            timeout=3600)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())["metrics"]
+    assert metrics["fd"] * 10 <= metrics["fd_untrained"], metrics
+    if model == "cdcgan":
+        assert metrics["cond_accuracy"] >= 0.9, metrics

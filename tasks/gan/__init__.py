@@ -12,7 +12,7 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import jax
 import jax.numpy as jnp
@@ -20,10 +20,11 @@ import numpy as np
 import optax
 from flax import nnx
 
-from zoo.config import EarlyStoppingConfig, OptimizerConfig, TaskConfig, TrainConfig
+from zoo.config import (EarlyStoppingConfig, NonNegative, OptimizerConfig, Positive, Range,
+                        TaskConfig, TrainConfig)
 from zoo.errors import ZooError
-from zoo.task import Batch, Dataset, Task
 from zoo.models.copies import update_average
+from zoo.task import Batch, Dataset, Task
 from zoo_tasks.classification import data
 from zoo_tasks.gan import steps
 from zoo_tasks.gan.grid import save_grid
@@ -41,12 +42,12 @@ GRID_ROWS = 8
 class GanConfig(TaskConfig):
     model: str = "cdcgan"  # dcgan | cdcgan (class-conditional)
     data: str = "mnist-sample"  # mnist-sample | mnist | folder:PATH (sides >= 16, divisible by 4)
-    image_size: int = 0  # resize to this square size (0: the data set's own)
-    channels: int = 0  # 1 grey or 3 colour (0: the data set's own)
-    latent_dim: int = 64  # noise dimensions
-    width: int = 32  # channels of the generator's last and the discriminator's first layer
-    ema_decay: float = 0.999  # generator weight averaging; samples and metrics use the average
-    judge_epochs: int = 30  # epochs of the LeNet judge (trained once per data set, then cached)
+    image_size: NonNegative = 0  # resize to this square size (0: the data set's own)
+    channels: NonNegative = 0  # 1 grey or 3 colour (0: the data set's own)
+    latent_dim: Positive = 64  # noise dimensions
+    width: Positive = 32  # channels of the generator's last and the discriminator's first layer
+    ema_decay: Annotated[float, Range(0, 1)] = 0.999  # generator weight averaging; samples and metrics use the average
+    judge_epochs: Positive = 30  # epochs of the LeNet judge (trained once per data set, then cached)
     train: TrainConfig = TrainConfig(epochs=60, batch_size=64, log_every=20)
     optimizer: OptimizerConfig = OptimizerConfig(name="adam", lr=1e-3, momentum=0.5,
                                                  schedule="constant")
