@@ -14,7 +14,7 @@ import optax
 from flax import nnx
 
 from zoo.config import EarlyStoppingConfig, OptimizerConfig, TaskConfig, TrainConfig
-from zoo.data.images import load_image
+from zoo.data.images import load_image, to_dark_background
 from zoo.models import CLASSIFIERS, create_classifier
 from zoo.task import Batch, Dataset, Task
 from zoo_tasks.classification import augment, data
@@ -102,6 +102,4 @@ def _normalize(images: jax.Array) -> jax.Array:
 
 def _match_background(image: np.ndarray, info: Mapping[str, Any]) -> np.ndarray:
     """Inverts a light-background image for a model trained on dark backgrounds (MNIST)."""
-    if info.get("dark_background") and image.mean() > 127:
-        return 255 - image
-    return image
+    return to_dark_background(image) if info.get("dark_background") else image

@@ -41,6 +41,11 @@ def load_image(path: str | Path, size: Sequence[int] | None = None, channels: in
     return array.reshape(array.shape[0], array.shape[1], channels)
 
 
+def to_dark_background(image: np.ndarray) -> np.ndarray:
+    """Inverts a mostly light image, so ink is bright on dark (as in MNIST)."""
+    return 255 - image if image.mean() > 127 else image
+
+
 def image_folder(root: str | Path, size: Sequence[int], channels: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Loads `root/<class>/<image>` into (images uint8 NHWC, labels int32, class names).
 
