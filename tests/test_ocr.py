@@ -129,3 +129,12 @@ def test_predict_prints_the_text_of_a_line(trained, tmp_path):
                      "--beam", "4", check=True)
     text = result.stdout.strip()
     assert len(text.splitlines()) == 1 and set(text) <= set("0123456789")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(7200)  # 20 minutes on a quiet 2-core CPU; far more on a busy one
+def test_default_run_reaches_3_percent_cer(tmp_path):
+    """The README's claim: a fresh `zoo run ocr` reaches CER <= 3% on the test lines."""
+    zoo_cli("run", "ocr", "--workdir", str(tmp_path), "--quiet", check=True, timeout=7200)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["metrics"]["cer"] <= 0.03

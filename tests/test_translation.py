@@ -46,6 +46,19 @@ def test_vocabulary_comes_from_the_training_split_only(tmp_path):
     assert "\u2581common" in ds.info["src_vocab"] and ds.info["tgt_len"] == 3  # 2 + </s>
 
 
+def test_subword_vocabulary_round_trips_and_tokenizes_predict_input(tmp_path):
+    pytest.importorskip("sentencepiece")
+    file = tmp_path / "pairs.tsv"
+    pairs = data.number_pairs(300)
+    file.write_text("".join(f"{en}\t{fr}\n" for en, fr in pairs), encoding="utf-8")
+    ds = data.load(f"tsv:{file}", max_len=80, vocab_size=1000, subwords=60)
+    assert len(ds.info["src_vocab"]) < 70 and "src_subwords" in ds.info
+    train_src = set(_sentences(ds, "train", "src"))
+    assert train_src <= {en for en, _ in pairs}  # pieces detokenize to the sentences
+    pieces = data.source_tokenizer(ds.info)("three hundred and forty-two")
+    assert "".join(pieces).replace("\u2581", " ").strip() == "three hundred and forty-two"
+
+
 def test_too_small_tsv_is_explained(tmp_path):
     file = tmp_path / "pairs.tsv"
     file.write_text("a\tb\na\tc\n", encoding="utf-8")
@@ -104,3 +117,12 @@ def test_predict_translates_with_a_beam(trained):
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 2 and all(lines)
     assert "cent" in lines[0] and lines[1] == "sept"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(7200)  # 20 minutes on a quiet 2-core CPU; far more on a busy one
+def test_default_run_reaches_bleu_90(tmp_path):
+    """The README's claim: a fresh `zoo run translation` reaches BLEU >= 90 on the test split."""
+    zoo_cli("run", "translation", "--workdir", str(tmp_path), "--quiet", check=True, timeout=7200)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["metrics"]["bleu"] >= 90

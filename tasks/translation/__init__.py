@@ -15,7 +15,7 @@ import sacrebleu
 from flax import nnx
 
 from zoo.config import EarlyStoppingConfig, OptimizerConfig, TaskConfig, TrainConfig
-from zoo.data.text import Vocabulary, detokenize, tokenize
+from zoo.data.text import Vocabulary, detokenize
 from zoo.errors import ZooError
 from zoo.models.search import beam_search
 from zoo.models.seq2seq import Seq2Seq
@@ -28,11 +28,12 @@ class TranslationConfig(TaskConfig):
     model: str = "lstm-attention"
     data: str = "numbers"  # numbers | tsv:FILE
     embed: int = 64  # token embedding size
-    hidden: int = 256  # decoder LSTM units (the encoder has hidden/2 per direction)
+    hidden: int = 128  # decoder LSTM units (the encoder has hidden/2 per direction)
     layers: int = 1  # encoder BiLSTM layers
     dropout: float = 0.0  # on embeddings (try 0.2-0.3 on small real corpora)
     max_len: int = 50  # tokens per sentence; longer ones are truncated
     vocab_size: int = 16000  # most frequent training tokens kept per language
+    subwords: int = 0  # >0: sentencepiece pieces per language (pip install 'zoo[subwords]')
     beam: int = 4  # beam width of evaluation decoding (1: greedy)
     alpha: float = 0.6  # length-penalty exponent of the beam search
     train: TrainConfig = TrainConfig(epochs=12, batch_size=64, eval_batch_size=500)
@@ -58,8 +59,9 @@ class TranslationTask(Task):
     metric_mode = "max"
 
     def load_data(self) -> Dataset:
-        return data.load(self.config.data, max_len=self.config.max_len,
-                         vocab_size=self.config.vocab_size)
+        cfg = self.config
+        return data.load(cfg.data, max_len=cfg.max_len, vocab_size=cfg.vocab_size,
+                         subwords=cfg.subwords)
 
     def build_model(self, info: Mapping[str, Any], rngs: nnx.Rngs) -> nnx.Module:
         cfg = self.config
@@ -88,6 +90,7 @@ class TranslationTask(Task):
         if args.beam < 1:
             raise ZooError(f"--beam must be at least 1, got {args.beam}")
         src_vocab, tgt_vocab = Vocabulary(tuple(info["src_vocab"])), Vocabulary(tuple(info["tgt_vocab"]))
+        tokenize = data.source_tokenizer(info)
         src, _ = src_vocab.encode([tokenize(s) for s in args.inputs], info["src_len"])
         graphdef, state = nnx.split(model)
         run = jax.jit(lambda state, src: translate(nnx.merge(graphdef, state), src, beam=args.beam,
@@ -136,8 +139,8 @@ class TranslationMetrics(Metrics):
 
     def compute(self) -> dict[str, Any]:
         refs = [self.references]
-        exact = np.mean([h == r for h, r in zip(self.hypotheses, self.references)])
+        exact = sum(h == r for h, r in zip(self.hypotheses, self.references))
         return {**super().compute(),
                 "bleu": sacrebleu.corpus_bleu(self.hypotheses, refs).score,
                 "chrf": sacrebleu.corpus_chrf(self.hypotheses, refs).score,
-                "exact_match": float(exact) if self.hypotheses else 0.0}
+                "exact_match": exact / max(len(self.hypotheses), 1)}

@@ -6,6 +6,8 @@ The vocabularies are built from the training split only and travel in `Dataset.i
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from zoo.data.loader import split_indices
@@ -13,6 +15,7 @@ from zoo.data.text import Vocabulary, read_tsv, tokenize
 from zoo.errors import ZooError, unknown
 from zoo.paths import cache_dir
 from zoo.task import Dataset
+from zoo_tasks.translation import subwords as subwords_lib
 
 DATASETS = {
     "numbers": "English number phrases to French, 0 to 999,999, written by num2words "
@@ -25,8 +28,13 @@ NUMBERS = {"train": 40_000, "val": 1000, "test": 2000}
 VERSION = 1  # bump when the corpus changes: names the cache file
 
 
-def load(spec: str, *, max_len: int, vocab_size: int) -> Dataset:
-    """Tokenized, vocabulary-encoded splits of corpus `spec`."""
+def load(spec: str, *, max_len: int, vocab_size: int, subwords: int = 0) -> Dataset:
+    """Tokenized, vocabulary-encoded splits of corpus `spec`.
+
+    Args:
+      subwords: 0 for word tokens, else the size of the sentencepiece model trained per
+        language on the training split.
+    """
     if spec == "numbers":
         pairs = number_pairs(sum(NUMBERS.values()))
         sizes = NUMBERS
@@ -40,7 +48,9 @@ def load(spec: str, *, max_len: int, vocab_size: int) -> Dataset:
     else:
         raise unknown("data set", spec, DATASETS)
     index = split_indices(len(pairs), sizes, SPLIT_SEED)
-    tokens = {name: ([tokenize(pairs[i][0]) for i in idx], [tokenize(pairs[i][1]) for i in idx])
+    info: dict = {"data": spec}
+    src_tok, tgt_tok = _tokenizers(pairs, index["train"], subwords, info)
+    tokens = {name: ([src_tok(pairs[i][0]) for i in idx], [tgt_tok(pairs[i][1]) for i in idx])
               for name, idx in index.items()}
     src_vocab = Vocabulary.build(tokens["train"][0], max_size=vocab_size)
     tgt_vocab = Vocabulary.build(tokens["train"][1], max_size=vocab_size)
@@ -49,8 +59,8 @@ def load(spec: str, *, max_len: int, vocab_size: int) -> Dataset:
     splits = {name: {"src": src_vocab.encode(src, src_len)[0],
                      "tgt": tgt_vocab.encode(tgt, tgt_len, eos=True)[0]}
               for name, (src, tgt) in tokens.items()}
-    info = {"data": spec, "src_vocab": list(src_vocab.tokens), "tgt_vocab": list(tgt_vocab.tokens),
-            "src_len": src_len, "tgt_len": tgt_len}
+    info.update(src_vocab=list(src_vocab.tokens), tgt_vocab=list(tgt_vocab.tokens),
+                src_len=src_len, tgt_len=tgt_len)
     return Dataset(splits, info)
 
 
@@ -71,6 +81,24 @@ def number_pairs(count: int) -> list[tuple[str, str]]:
     tmp.write_text("".join(f"{src}\t{tgt}\n" for src, tgt in pairs), encoding="utf-8")
     tmp.replace(cached)  # atomic: a killed process never leaves a half-written cache
     return pairs
+
+
+def _tokenizers(pairs, train: np.ndarray, subwords: int, info: dict) -> tuple[Callable, Callable]:
+    """Word tokenizers, or sentencepiece models trained on the training split (kept in info)."""
+    if not subwords:
+        return tokenize, tokenize
+    out = []
+    for side, name in enumerate(("src", "tgt")):
+        info[f"{name}_subwords"] = model = subwords_lib.train([pairs[i][side] for i in train],
+                                                              subwords)
+        out.append(subwords_lib.tokenizer(model))
+    return out[0], out[1]
+
+
+def source_tokenizer(info: dict) -> Callable[[str], list[str]]:
+    """How `predict` tokenizes new source sentences: as the training data was."""
+    model = info.get("src_subwords")
+    return subwords_lib.tokenizer(model) if model else tokenize
 
 
 def _unique(pairs) -> list[tuple[str, str]]:
