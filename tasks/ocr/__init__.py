@@ -32,7 +32,7 @@ class OCRConfig(TaskConfig):
     hidden: int = 96  # LSTM units per direction
     layers: int = 2  # bidirectional LSTM layers
     beam: int = 1  # CTC decoding: 1 = best path (greedy), >1 = prefix beam search width
-    train: TrainConfig = TrainConfig(epochs=12, batch_size=32, eval_batch_size=200)
+    train: TrainConfig = TrainConfig(epochs=4, batch_size=32, eval_batch_size=200)
     optimizer: OptimizerConfig = OptimizerConfig(name="adam", lr=1e-3, schedule="cosine",
                                                  warmup_epochs=0.5, grad_clip_norm=5.0)
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig(patience=4)

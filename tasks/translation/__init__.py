@@ -36,7 +36,7 @@ class TranslationConfig(TaskConfig):
     subwords: int = 0  # >0: sentencepiece pieces per language (pip install 'zoo[subwords]')
     beam: int = 4  # beam width of evaluation decoding (1: greedy)
     alpha: float = 0.6  # length-penalty exponent of the beam search
-    train: TrainConfig = TrainConfig(epochs=12, batch_size=64, eval_batch_size=500)
+    train: TrainConfig = TrainConfig(epochs=8, batch_size=64, eval_batch_size=500)
     optimizer: OptimizerConfig = OptimizerConfig(name="adam", lr=2e-3, schedule="cosine",
                                                  warmup_epochs=0.5, grad_clip_norm=1.0)
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig(patience=4)
