@@ -2,6 +2,7 @@
 
 import json
 
+import editdistance
 import numpy as np
 import pytest
 from PIL import Image
@@ -109,26 +110,27 @@ def test_character_metrics_count_edit_distance():
 def trained(tmp_path_factory):
     """A small CRNN trained briefly on handwritten digit lines (the CLI, end to end)."""
     workdir = tmp_path_factory.mktemp("ocr")
-    zoo_cli("run", "ocr", "--data", "handwritten", "--workdir", str(workdir), "--epochs", "2",
-            "--set", "train.max_examples=3000", "--set", "hidden=48", "--set", "layers=1",
-            "--lr", "3e-3", "--quiet", check=True, timeout=900)
+    zoo_cli("run", "ocr", "--data", "handwritten", "--workdir", str(workdir), "--epochs", "3",
+            "--batch-size", "16", "--set", "train.max_examples=2000", "--set", "hidden=48",
+            "--set", "layers=1", "--lr", "3e-3", "--quiet", check=True, timeout=900)
     return workdir
 
 
 def test_short_training_learns(trained):
     metrics = json.loads((trained / "metrics.json").read_text())["metrics"]
-    assert metrics["cer"] < 0.5 and 0 <= metrics["line_accuracy"] <= 1  # untrained: ~1.0
+    assert metrics["cer"] < 0.4 and metrics["line_accuracy"] > 0.2  # untrained: 1.0 and 0
 
 
 def test_predict_prints_the_text_of_a_line(trained, tmp_path):
     images, labels = data.mnist.mnist_sample()
-    digits = [int(np.flatnonzero(labels == d)[-1]) for d in (3, 0, 7)]
-    line = np.concatenate([images[i, :, :, 0] for i in digits], axis=1)
-    Image.fromarray(255 - line).save(tmp_path / "line.png")  # black on white
+    digits = [synthetic._trim_columns(images[np.flatnonzero(labels == d)[-1], :, :, 0])
+              for d in (3, 0, 7)]
+    line = np.concatenate([np.pad(d, ((2, 2), (2, 2))) for d in digits], axis=1)
+    Image.fromarray(255 - line).resize((line.shape[1] * 2, 64)).save(tmp_path / "line.png")
     result = zoo_cli("predict", "ocr", str(tmp_path / "line.png"), "--workdir", str(trained),
-                     "--beam", "4", check=True)
+                     "--beam", "4", check=True)  # black on white at twice the size
     text = result.stdout.strip()
-    assert len(text.splitlines()) == 1 and set(text) <= set("0123456789")
+    assert len(text.splitlines()) == 1 and editdistance.eval(text, "307") <= 1
 
 
 @pytest.mark.slow
