@@ -1,4 +1,4 @@
-"""Placement, sharding and hardware facts. Pure functions of trees and devices.
+"""Placement, sharding, multi-process runs, mixed precision, hardware facts and compression.
 
 Imported as `zoo_hardware`; it never imports task code.
 """

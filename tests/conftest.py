@@ -21,3 +21,16 @@ def _isolated_zoo_home(tmp_path_factory, monkeypatch):
     """Each test session gets its own cache, shared across tests (data caches are reused)."""
     home = tmp_path_factory.getbasetemp() / "zoo-home"
     monkeypatch.setenv("ZOO_HOME", str(home))
+
+
+@pytest.fixture(scope="session")
+def spirals():
+    """The example plugin's task class, registered once for the whole session (a plugin
+    file is imported, and so registers, only once per process)."""
+    from zoo import registry
+
+    from helpers import EXAMPLE_PLUGIN
+
+    with registry.temporary_registry():
+        registry.load_plugin_file(EXAMPLE_PLUGIN)
+        yield registry.get_task("spirals")

@@ -23,22 +23,31 @@ def zoo_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
 
 
 def latest_params(workdir: Path, which: str = "latest") -> dict[str, np.ndarray]:
-    """The flattened model parameters of a workdir's newest checkpoint."""
+    """The flattened model parameters of a workdir's newest checkpoint.
+
+    Restored onto this process's first device, whatever mesh saved them.
+    """
+    import jax
     import orbax.checkpoint as ocp
 
     directory = workdir / "checkpoints" / which
     step = max(int(p.name) for p in directory.iterdir() if p.name.isdigit())
-    with ocp.CheckpointManager(directory.absolute()) as manager:
+    one_device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    with ocp.CheckpointManager(directory.absolute(), item_handlers={
+            "state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()}) as manager:
+        target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=one_device),
+                              manager.item_metadata(step)["state"])
         restored = manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore()))
+            state=ocp.args.StandardRestore(target)))
+    return {k: np.asarray(v) for k, v in flatten(restored["state"]["model"]).items()}
+
+
+def flatten(tree: dict, prefix: str = "") -> dict:
+    """A nested dict as {"/a/b": leaf}."""
     flat = {}
-
-    def walk(node, prefix):
-        if isinstance(node, dict):
-            for key, value in node.items():
-                walk(value, f"{prefix}/{key}")
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}/{key}"))
         else:
-            flat[prefix] = np.asarray(node)
-
-    walk(restored["state"]["model"], "")
+            flat[f"{prefix}/{key}"] = value
     return flat

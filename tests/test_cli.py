@@ -20,7 +20,7 @@ def test_predict_help_lists_task_arguments():
     assert "--top-k" in result.stdout and "IMAGE" in result.stdout
 
 
-def test_misuse_exits_2_with_one_line():
+def test_misuse_exits_2_with_one_line(tmp_path):
     cases = [
         (["run", "clasification"], "did you mean 'classification'"),
         (["run", "classification", "--set", "optimizer.lr=fast"], "expected float"),
@@ -31,7 +31,7 @@ def test_misuse_exits_2_with_one_line():
         (["run", "classification", "--bogus"], "unrecognized arguments: --bogus"),
     ]
     for args, message in cases:
-        result = zoo_cli(*args)
+        result = zoo_cli(*args, cwd=tmp_path)  # not where a real runs/classification may be
         assert result.returncode == 2, args
         assert message in result.stderr, (args, result.stderr)
         assert "Traceback" not in result.stderr

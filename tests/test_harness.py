@@ -11,19 +11,11 @@ import time
 import numpy as np
 import pytest
 
-from zoo import registry
 from zoo.config import apply_overrides
 from zoo.errors import ZooError
 from zoo.harness.trainer import fit
 
 from helpers import EXAMPLE_PLUGIN, latest_params, zoo_cli
-
-
-@pytest.fixture(scope="module")
-def spirals():
-    with registry.temporary_registry():
-        registry.load_plugin_file(EXAMPLE_PLUGIN)
-        yield registry.get_task("spirals")
 
 
 def _task(spirals, *overrides):

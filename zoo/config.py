@@ -15,7 +15,8 @@ from typing import Any, Literal
 from zoo.errors import ZooError, unknown
 
 OptimizerName = Literal["sgd", "momentum", "nesterov", "adam", "adamw"]
-ScheduleName = Literal["constant", "cosine", "warmup_cosine", "step"]
+ScheduleName = Literal["constant", "cosine", "step"]  # each after `warmup_epochs` of linear warm-up
+DtypeName = Literal["float32", "bfloat16", "float16"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class TrainConfig:
     seed: int = 0
     log_every: int = 50  # steps between progress/TensorBoard updates
     max_examples: int = 0  # caps every split (0: all); smoke configs use it to keep tests quick
+    dtype: DtypeName = "float32"  # compute dtype; parameters and optimizer state stay float32
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ import optax
 from flax import nnx
 
 from zoo.config import TaskConfig
+from zoo_hardware import precision
 
 Batch = dict[str, jax.Array]
 
@@ -86,6 +87,11 @@ class Task(abc.ABC):
     def __init__(self, config: TaskConfig | None = None):
         self.config = config if config is not None else self.Config()
 
+    @property
+    def compute_dtype(self) -> Any:
+        """The dtype `build_model` gives the model's layers (`--dtype`, `train.dtype`)."""
+        return precision.get_policy(self.config.train.dtype).compute_dtype
+
     # -- data and model ---------------------------------------------------------------
 
     @abc.abstractmethod
@@ -94,7 +100,10 @@ class Task(abc.ABC):
 
     @abc.abstractmethod
     def build_model(self, info: Mapping[str, Any], rngs: nnx.Rngs) -> nnx.Module:
-        """Builds `config.model` from the shared model library for data described by `info`."""
+        """Builds `config.model` from the shared model library for data described by `info`.
+
+        Pass `dtype=self.compute_dtype` to the model's layers (parameters stay float32).
+        """
 
     def make_optimizer(self, model: nnx.Module, tx: optax.GradientTransformation) -> nnx.Object:
         """Wraps `tx` around the trainable parameters. A GAN returns one per network."""
@@ -116,14 +125,21 @@ class Task(abc.ABC):
         """One update: mutates `model` and `optimizer` in place, returns scalars to log.
 
         The harness traces this once under `jax.jit` with the state donated. Override it
-        for anything other than one loss and one optimizer (e.g. a GAN).
+        for anything other than one loss and one optimizer (e.g. a GAN). Under float16 the
+        optimizer carries a loss scale: multiply the loss by `precision.loss_scale`
+        before differentiating, as here; the optimizer divides it out again.
         """
         aug_rng, loss_rng = jax.random.split(rng)
         batch = self.augment(batch, aug_rng)
-        grad_fn = nnx.value_and_grad(lambda m: self.loss(m, batch, loss_rng), has_aux=True)
-        (loss, aux), grads = grad_fn(model)
+        scale = precision.loss_scale(optimizer)
+
+        def scaled_loss(m):
+            loss, aux = self.loss(m, batch, loss_rng)
+            return loss * scale, (loss, aux)
+
+        (_, (loss, aux)), grads = nnx.value_and_grad(scaled_loss, has_aux=True)(model)
         optimizer.update(model, grads)
-        return {"loss": loss, "grad_norm": optax.tree.norm(grads), **aux}
+        return {"loss": loss, "grad_norm": optax.tree.norm(grads) / scale, **aux}
 
     @abc.abstractmethod
     def eval_step(self, model: nnx.Module, batch: Batch) -> dict[str, jax.Array]:

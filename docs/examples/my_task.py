@@ -26,15 +26,16 @@ class SpiralsConfig(zoo.TaskConfig):
 
 
 class SpiralsMLP(nnx.Module):
-    def __init__(self, hidden: int, rngs: nnx.Rngs):
-        self.layers = nnx.List([nnx.Linear(2, hidden, rngs=rngs),
-                                nnx.Linear(hidden, hidden, rngs=rngs),
-                                nnx.Linear(hidden, 2, rngs=rngs)])
+    def __init__(self, hidden: int, dtype, rngs: nnx.Rngs):
+        # Layers compute in `dtype` (--dtype); their parameters stay float32.
+        self.layers = nnx.List([nnx.Linear(2, hidden, dtype=dtype, rngs=rngs),
+                                nnx.Linear(hidden, hidden, dtype=dtype, rngs=rngs),
+                                nnx.Linear(hidden, 2, dtype=dtype, rngs=rngs)])
 
     def __call__(self, x):
         for layer in self.layers[:-1]:
             x = jnp.tanh(layer(x))
-        return self.layers[-1](x)
+        return self.layers[-1](x).astype(jnp.float32)
 
 
 def spirals(n: int, seed: int) -> dict[str, np.ndarray]:
@@ -61,7 +62,7 @@ class SpiralsTask(zoo.Task):
                             "test": spirals(n // 4, 2)}, info={"classes": ["a", "b"]})
 
     def build_model(self, info, rngs):
-        return SpiralsMLP(self.config.hidden, rngs)
+        return SpiralsMLP(self.config.hidden, self.compute_dtype, rngs)
 
     def loss(self, model, batch, rng):
         logits = model(batch["x"])

@@ -51,7 +51,8 @@ class ClassificationTask(Task):
 
     def build_model(self, info: Mapping[str, Any], rngs: nnx.Rngs) -> nnx.Module:
         return create_classifier(self.config.model, info["input_shape"], len(info["classes"]),
-                                 activation=self.config.activation, rngs=rngs)
+                                 activation=self.config.activation, dtype=self.compute_dtype,
+                                 rngs=rngs)
 
     def augment(self, batch: Batch, rng: jax.Array) -> Batch:
         images = _normalize(batch["image"])

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
+from zoo.cli.hub import add_allow_unverified
 from zoo.errors import ZooError
 
 
@@ -15,18 +17,12 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
                                      "checkpoints, then report test metrics. Re-running on the "
                                      "same --workdir resumes where it stopped.")
     run.add_argument("task", help="task name (see `zoo list`)")
-    run.add_argument("--model", help="model name (see `zoo info TASK`)")
-    run.add_argument("--data", help="data set spec (see `zoo info TASK`)")
-    run.add_argument("--epochs", type=int, help="shorthand for --set train.epochs=N")
-    run.add_argument("--batch-size", type=int, help="global batch size (train.batch_size)")
-    run.add_argument("--lr", type=float, help="learning rate (optimizer.lr)")
-    run.add_argument("--seed", type=int, help="seed for init, data order and augmentation")
-    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
-                     help="override any config field, type-checked (repeatable), "
-                          "e.g. --set optimizer.name=adamw")
-    run.add_argument("--smoke", action="store_true", help="the task's tiny config (seconds)")
+    add_config_arguments(run)
+    _add_pretrained(run, "start from published weights (fine-tune); layers of another "
+                         "shape, e.g. a new head, are re-initialised")
     _add_workdir(run)
     _add_device(run)
+    add_runtime_arguments(run)
     run.add_argument("--quiet", action="store_true", help="no progress output")
     run.set_defaults(handler=_run)
 
@@ -35,8 +31,11 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
     ev.add_argument("task", help="task name")
     _add_workdir(ev)
     _add_device(ev)
+    add_runtime_arguments(ev)
     ev.add_argument("--split", default="test", choices=("train", "val", "test"))
     ev.add_argument("--json", action="store_true", help="print metrics as JSON")
+    _add_pretrained(ev, "evaluate published weights on their card's data set instead of "
+                        "a workdir, beside the card's metrics")
     ev.set_defaults(handler=_eval)
 
     predict = sub.add_parser("predict", parents=[common], add_help=False,
@@ -52,9 +51,57 @@ def _add_workdir(parser: argparse.ArgumentParser) -> None:
                         help="run directory (default: runs/TASK); holds checkpoints and logs")
 
 
+def _add_pretrained(parser: argparse.ArgumentParser, help: str) -> None:
+    parser.add_argument("--pretrained", nargs="?", const="", metavar="MODEL[:TAG]",
+                        help=help + " (default: the task's first entry in `zoo hub list`)")
+    add_allow_unverified(parser)
+
+
 def _add_device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu", "tpu"),
-                        help="accelerator kind; all local devices of it form the data mesh")
+                        help="accelerator kind; its devices form the mesh (see --mesh)")
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that choose a task's config (shared by `run` and `profile`)."""
+    parser.add_argument("--model", help="model name (see `zoo info TASK`)")
+    parser.add_argument("--data", help="data set spec (see `zoo info TASK`)")
+    parser.add_argument("--epochs", type=int, help="shorthand for --set train.epochs=N")
+    parser.add_argument("--batch-size", type=int, help="global batch size (train.batch_size)")
+    parser.add_argument("--lr", type=float, help="learning rate (optimizer.lr)")
+    parser.add_argument("--seed", type=int, help="seed for init, data order and augmentation")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"),
+                        help="compute dtype (train.dtype); parameters stay float32, "
+                             "float16 adds loss scaling")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        dest="overrides", help="override any config field, type-checked "
+                                               "(repeatable), e.g. --set optimizer.name=adamw")
+    parser.add_argument("--smoke", action="store_true", help="the task's tiny config (seconds)")
+
+
+def add_runtime_arguments(parser: argparse.ArgumentParser, *, mesh: bool = True) -> None:
+    """Placement and multi-process options (`run`, `eval`, `devices`)."""
+    if mesh:
+        parser.add_argument("--mesh", metavar="data=N[,model=M]",
+                            help="device mesh: batches split over `data`, large parameters "
+                                 "over `model` (default: every device on data)")
+    parser.add_argument("--num-processes", type=int, metavar="N",
+                        help="processes (hosts) in a multi-process run; start one per host")
+    parser.add_argument("--process-id", type=int, metavar="I", help="this process, 0..N-1")
+    parser.add_argument("--coordinator", metavar="HOST:PORT",
+                        help="process 0's address, the same in every process")
+
+
+def start_runtime(args) -> None:
+    """Joins a multi-process run if asked, and turns on the persistent compilation cache.
+
+    Runs before anything touches a JAX device.
+    """
+    from zoo.paths import cache_dir
+    from zoo_hardware import compilation, distributed
+
+    distributed.initialize(args.num_processes, args.process_id, args.coordinator)
+    compilation.enable_persistent_cache(cache_dir("jax-cache"))
 
 
 def _no_extra(rest: list[str]) -> None:
@@ -66,14 +113,26 @@ def _workdir(args) -> Path:
     return args.workdir or Path("runs") / args.task
 
 
-def build_config(task_cls, args) -> object:
-    """The task's config with the command line's shorthands and --set overrides applied."""
+def build_config(task_cls, args, base=None) -> object:
+    """The task's config with the command line's shorthands and --set overrides applied.
+
+    Args:
+      base: the config to start from instead of the task's default (e.g. a pretrained
+        weight's); `--smoke` then only shrinks its `train` section.
+    """
+    import dataclasses
+
     from zoo.config import apply_overrides
 
-    config = task_cls.Config.smoke() if args.smoke else task_cls.Config()
+    if base is None:
+        config = task_cls.Config.smoke() if args.smoke else task_cls.Config()
+    elif args.smoke:
+        config = dataclasses.replace(base, train=task_cls.Config.smoke().train)
+    else:
+        config = base
     shorthands = {"model": args.model, "data": args.data, "train.epochs": args.epochs,
                   "train.batch_size": args.batch_size, "optimizer.lr": args.lr,
-                  "train.seed": args.seed}
+                  "train.seed": args.seed, "train.dtype": args.dtype}
     overrides = [f"{k}={v}" for k, v in shorthands.items() if v is not None]
     config = apply_overrides(config, overrides + args.overrides)
     if task_cls.models and config.model not in task_cls.models:
@@ -88,10 +147,24 @@ def _run(args, rest) -> int:
     from zoo.registry import get_task
 
     task_cls = get_task(args.task)
-    config = build_config(task_cls, args)
+    start_runtime(args)
+    if args.pretrained is None:
+        config, init_params = build_config(task_cls, args), None
+    else:
+        from zoo.hub import pretrained
+        from zoo_hardware.distributed import primary_first
+
+        hub, card = pretrained.find(args.task, args.pretrained, model=args.model)
+        config = build_config(task_cls, args, base=pretrained.task_config(task_cls, card))
+        with primary_first("download weights"):
+            init_params = pretrained.load_weights(hub, card,
+                                                  allow_unverified=args.allow_unverified)
+        if not args.quiet:
+            print(f"fine-tuning from {card.name}", file=sys.stderr)
     from zoo.harness.trainer import fit
 
-    fit(task_cls(config), _workdir(args), device=args.device, quiet=args.quiet)
+    fit(task_cls(config), _workdir(args), device=args.device, mesh=args.mesh,
+        quiet=args.quiet, init_params=init_params)
     return 0
 
 
@@ -100,14 +173,34 @@ def _eval(args, rest) -> int:
     from zoo.harness.inference import evaluate_workdir
     from zoo.registry import get_task
 
-    get_task(args.task)
-    metrics = evaluate_workdir(_workdir(args), args.task, split=args.split, device=args.device)
+    task_cls = get_task(args.task)
+    start_runtime(args)
+    claimed = {}
+    if args.pretrained is None:
+        metrics = evaluate_workdir(_workdir(args), args.task, split=args.split,
+                                   device=args.device, mesh=args.mesh)
+    else:
+        from zoo.hub import pretrained
+
+        if args.workdir is not None:
+            raise ZooError("--pretrained evaluates published weights; drop --workdir")
+        hub, card = pretrained.find(args.task, args.pretrained)
+        metrics = pretrained.evaluate(task_cls, hub, card, split=args.split, device=args.device,
+                                      allow_unverified=args.allow_unverified)
+        if card.metrics.get("split") == args.split:
+            claimed = card.metrics.get("values", {})
+        print(f"{card.name} on {card.metrics.get('dataset')} {args.split}", file=sys.stderr)
+    from zoo_hardware.distributed import is_primary
+
+    if not is_primary():
+        return 0
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:
         for key, value in metrics.items():
-            print(f"{args.split}/{key}: {value:.4f}" if isinstance(value, float)
-                  else f"{args.split}/{key}: {value}")
+            line = (f"{args.split}/{key}: {value:.4f}" if isinstance(value, float)
+                    else f"{args.split}/{key}: {value}")
+            print(line + (f"  (card: {claimed[key]:.4f})" if key in claimed else ""))
     return 0
 
 
@@ -119,13 +212,24 @@ def _predict(args, rest) -> int:
                                      description=f"Predict with a trained {args.task} model.")
     task_cls.add_predict_arguments(parser)
     _add_workdir(parser)
+    _add_pretrained(parser, "predict with published weights instead of a workdir")
     task_args = parser.parse_args(rest)
     args.workdir = task_args.workdir
-    from zoo.harness.inference import load_model
+    if task_args.pretrained is None:
+        from zoo.harness.inference import load_model
 
-    task, model, info = load_model(_workdir(args), args.task)
+        task, model, info = load_model(_workdir(args), args.task)
+    else:
+        from zoo.hub import pretrained
+
+        if args.workdir is not None:
+            raise ZooError("--pretrained predicts with published weights; drop --workdir")
+        hub, card = pretrained.find(args.task, task_args.pretrained)
+        task, model, info = pretrained.load_model(task_cls, hub, card,
+                                                  allow_unverified=task_args.allow_unverified)
     print(task.predict(model, info, task_args))
     return 0
 
 
-__all__ = ["add_commands", "build_config"]
+__all__ = ["add_commands", "add_config_arguments", "add_runtime_arguments", "build_config",
+           "start_runtime"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from zoo.cli import catalog, commands
+from zoo.cli import catalog, commands, compress, hardware, hub
 from zoo.errors import ZooError
 
 EPILOG = """examples:
@@ -16,7 +16,13 @@ EPILOG = """examples:
   zoo run classification --model resnet --data folder:./imgs --set optimizer.lr=3e-4
   zoo eval classification --workdir runs/classification
   zoo predict classification digit.png --top-k 3
+  zoo compress classification --workdir runs/cls --prune 0.92 --quantize kmeans:5 --finetune-epochs 3
+  zoo predict classification digit.png --pretrained   published weights, no training
+  zoo hub list                                    every published weight and its card
   zoo run mytask --plugin ./my_task.py            your own task, the same harness
+  zoo run classification --mesh data=8 --dtype bfloat16     8 devices, mixed precision
+  zoo profile classification --hardware v100,h100,tpu-v5e   FLOPs, bytes, roofline times
+  zoo devices                                     backends, devices, memory, processes
 """
 
 
@@ -31,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     commands.add_commands(sub, common)
     catalog.add_commands(sub, common)
+    hub.add_commands(sub, common)
+    compress.add_commands(sub, common)
+    hardware.add_commands(sub, common)
     return parser
 
 

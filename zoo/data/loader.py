@@ -3,7 +3,8 @@
 Training order is a seeded grain shuffle that differs per epoch and is random-access, so
 a run resumed at global step `s` continues with exactly the batch it would have seen:
 the data position is derived from the step, never stored. Whole batches are gathered
-with one numpy fancy-index (no per-example Python).
+with one numpy fancy-index (no per-example Python); in a multi-process run each process
+gathers only its own rows of every batch.
 """
 
 from collections.abc import Iterator, Mapping
@@ -24,12 +25,17 @@ def steps_per_epoch(arrays: Arrays, batch_size: int) -> int:
 
 
 def train_batches(arrays: Arrays, batch_size: int, *, seed: int, epoch: int,
-                  start: int = 0) -> Iterator[dict[str, np.ndarray]]:
-    """Shuffled full batches of epoch `epoch`, starting at batch `start`."""
+                  start: int = 0, rows: slice = slice(None)) -> Iterator[dict[str, np.ndarray]]:
+    """Shuffled full batches of epoch `epoch`, starting at batch `start`.
+
+    Args:
+      rows: which rows of each (global) batch to gather; default all.
+    """
     n = num_examples(arrays)
     order = grain.MapDataset.range(n).shuffle(seed=seed).repeat()[epoch * n:(epoch + 1) * n]
     batches = order.batch(batch_size, drop_remainder=True)
     for indices in batches[start:]:
+        indices = indices[rows]
         yield {k: v[indices] for k, v in arrays.items()}
 
 

@@ -25,8 +25,8 @@ class CheckpointStore:
     def __init__(self, workdir: Path):
         root = Path(workdir).absolute() / "checkpoints"
         self._managers = {
-            LATEST: _manager(root / LATEST, max_to_keep=2),
-            BEST: _manager(root / BEST, max_to_keep=1),
+            LATEST: _manager(root, LATEST, max_to_keep=2),
+            BEST: _manager(root, BEST, max_to_keep=1),
         }
 
     def latest_step(self, which: str = LATEST) -> int | None:
@@ -56,7 +56,10 @@ class CheckpointStore:
             manager.close()
 
 
-def _manager(directory: Path, max_to_keep: int) -> ocp.CheckpointManager:
-    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
-                                           cleanup_tmp_directories=True)
-    return ocp.CheckpointManager(directory, options=options)
+def _manager(root: Path, name: str, max_to_keep: int) -> ocp.CheckpointManager:
+    # In a multi-process run the managers sync processes with barriers named by step;
+    # the prefix keeps `latest` and `best` saving the same step from sharing a name.
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True,
+        multiprocessing_options=ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=name))
+    return ocp.CheckpointManager(root / name, options=options)

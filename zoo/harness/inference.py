@@ -9,9 +9,9 @@ from flax import nnx
 
 from zoo.config import from_dict
 from zoo.harness.checkpoints import BEST, CheckpointStore
-from zoo.harness.optim import make_optimizer
+from zoo.harness.optim import make_run_optimizer
 from zoo.harness.steps import merge_train_state, split_train_state
-from zoo.harness.trainer import evaluate, open_session
+from zoo.harness.trainer import Adapter, evaluate, open_session
 from zoo.harness.workdir import require_run
 from zoo.errors import ZooError
 from zoo.registry import get_task
@@ -34,13 +34,24 @@ def _best_store(workdir: Path) -> CheckpointStore:
     return store
 
 
-def load_model(workdir: Path, task_name: str | None = None) -> tuple[Task, nnx.Module, dict[str, Any]]:
-    """The best checkpoint's model, ready for prediction, with its data-set info."""
+def _compressed(workdir: Path, record: dict[str, Any]) -> Adapter | None:
+    """The weights and layer edits of a `zoo compress` output (None for a trained run)."""
+    if "compressed" not in record:
+        return None
+    from zoo_hardware.pipeline import load_adapter
+
+    return load_adapter(workdir, record["compressed"])
+
+
+def restore_best(workdir: Path, task_name: str | None = None) -> tuple[Task, nnx.Module, dict[str, Any]]:
+    """The task, the best checkpoint's (or compressed) model (training mode) and the run record."""
     task, record = task_from_run(workdir, task_name)
-    info = record["info"]
-    model = task.build_model(info, nnx.Rngs(0))
+    compressed = _compressed(workdir, record)
+    if compressed is not None:
+        return task, compressed.build(task, record["info"], nnx.Rngs(0)), record
+    model = task.build_model(record["info"], nnx.Rngs(0))
     # The optimizer is rebuilt only to give the checkpoint's tree its exact shape.
-    optimizer = task.make_optimizer(model, make_optimizer(task.config.optimizer, 1, 1))
+    optimizer = task.make_optimizer(model, make_run_optimizer(task.config, 1, 1))
     graphdef, state = split_train_state(model, optimizer)
     store = _best_store(workdir)
     try:
@@ -49,15 +60,31 @@ def load_model(workdir: Path, task_name: str | None = None) -> tuple[Task, nnx.M
         store.close()
     nnx.replace_by_pure_dict(state, restored)
     model, _ = merge_train_state(graphdef, state)
-    return task, nnx.view(model, deterministic=True, use_running_average=True,
-                          raise_if_not_found=False), info
+    return task, model, record
+
+
+def inference_view(model: nnx.Module) -> nnx.Module:
+    """The model with dropout off and batch statistics frozen, for predict."""
+    return nnx.view(model, deterministic=True, use_running_average=True, raise_if_not_found=False)
+
+
+def load_model(workdir: Path, task_name: str | None = None) -> tuple[Task, nnx.Module, dict[str, Any]]:
+    """The best checkpoint's model, ready for prediction, with its data-set info."""
+    task, model, record = restore_best(workdir, task_name)
+    return task, inference_view(model), record["info"]
 
 
 def evaluate_workdir(workdir: Path, task_name: str | None = None, *, split: str = "test",
-                     device: str = "auto") -> dict[str, Any]:
-    """Metrics of the best checkpoint on `split`, on freshly loaded data."""
-    task, _ = task_from_run(workdir, task_name)
-    session = open_session(task, device=device, training=False)
+                     device: str = "auto", mesh: str | None = None) -> dict[str, Any]:
+    """Metrics of the best checkpoint (or compressed model) on `split`, on freshly loaded data.
+
+    The checkpoint restores onto `mesh`, whatever mesh it was saved from.
+    """
+    task, record = task_from_run(workdir, task_name)
+    compressed = _compressed(workdir, record)
+    session = open_session(task, device=device, mesh=mesh, training=False, adapter=compressed)
+    if compressed is not None:
+        return evaluate(session, split)
     store = _best_store(workdir)
     try:
         restored, _ = store.restore(BEST, nnx.to_pure_dict(session.state))

@@ -2,8 +2,9 @@
 
 import optax
 
-from zoo.config import OptimizerConfig
+from zoo.config import OptimizerConfig, TaskConfig
 from zoo.errors import ZooError
+from zoo_hardware.precision import get_policy
 
 
 def make_schedule(cfg: OptimizerConfig, total_steps: int, steps_per_epoch: int) -> optax.Schedule:
@@ -12,7 +13,7 @@ def make_schedule(cfg: OptimizerConfig, total_steps: int, steps_per_epoch: int) 
     warmup = min(int(cfg.warmup_epochs * steps_per_epoch), total_steps - 1)
     if cfg.schedule == "constant":
         decay = optax.constant_schedule(cfg.lr)
-    elif cfg.schedule in ("cosine", "warmup_cosine"):
+    elif cfg.schedule == "cosine":
         decay = optax.cosine_decay_schedule(cfg.lr, max(total_steps - warmup, 1))
     elif cfg.schedule == "step":  # x0.1 at 50% and 75% of training
         decay = optax.piecewise_constant_schedule(
@@ -45,3 +46,11 @@ def make_optimizer(cfg: OptimizerConfig, total_steps: int, steps_per_epoch: int)
     if cfg.grad_clip_norm > 0:
         tx = optax.chain(optax.clip_by_global_norm(cfg.grad_clip_norm), tx)
     return tx
+
+
+def make_run_optimizer(config: TaskConfig, total_steps: int,
+                       steps_per_epoch: int) -> optax.GradientTransformation:
+    """A run's transformation: `config.optimizer`, wrapped by the `train.dtype` policy
+    (float16 adds dynamic loss scaling)."""
+    tx = make_optimizer(config.optimizer, total_steps, steps_per_epoch)
+    return get_policy(config.train.dtype).wrap_optimizer(tx)

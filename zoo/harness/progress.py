@@ -27,10 +27,10 @@ class EpochProgress:
 
     def log(self, message: str) -> None:
         if not self.quiet:
-            self.console.print(message, markup=False, highlight=False)
+            self.console.print(message, markup=False, highlight=False, soft_wrap=True)
 
     def start_epoch(self, epoch: int, steps: int, done: int = 0) -> None:
-        self._t0, self._start_step, self._examples = time.perf_counter(), done, 0
+        self._t0, self._examples, self._status = time.perf_counter(), 0, ""
         if self.interactive:
             self._bar = Progress(TextColumn(f"epoch {epoch + 1}/{self.total_epochs}"),
                                  BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -40,13 +40,13 @@ class EpochProgress:
             self._task = self._bar.add_task("train", total=steps, completed=done, status="")
 
     def advance(self, step_in_epoch: int, examples: int, values: Mapping[str, float] | None) -> None:
-        """Called every `log_every` steps with freshly fetched scalars (or None)."""
+        """Called every step; `values` are scalars freshly fetched at the log cadence, else None."""
         self._examples = examples
         if self._bar is not None:
-            status = f"{self.throughput():,.0f} ex/s"
             if values:
-                status += " " + _fmt(values)
-            self._bar.update(self._task, completed=step_in_epoch, status=status)
+                self._status = _fmt(values)
+            self._bar.update(self._task, completed=step_in_epoch,
+                             status=f"{self.throughput():,.0f} ex/s {self._status}")
 
     def throughput(self) -> float:
         return self._examples / max(time.perf_counter() - self._t0, 1e-9)

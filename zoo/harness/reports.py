@@ -51,19 +51,25 @@ def plot_curves(history: Sequence[Mapping[str, Any]], path: Path) -> None:
 
 
 class TensorBoard:
-    """Scalars to TensorBoard event files under `workdir/tb` (tensorboardX, no TF)."""
+    """Scalars to TensorBoard event files under `workdir/tb` (tensorboardX, no TF).
 
-    def __init__(self, workdir: Path):
+    A disabled writer (every process but the first of a multi-process run) does nothing.
+    """
+
+    def __init__(self, workdir: Path, *, enabled: bool = True):
         from tensorboardX import SummaryWriter
 
-        self._writer = SummaryWriter(str(workdir / "tb"))
+        self._writer = SummaryWriter(str(workdir / "tb")) if enabled else None
 
     def scalars(self, step: int, values: Mapping[str, float]) -> None:
+        if self._writer is None:
+            return
         for key, value in values.items():
             self._writer.add_scalar(key, value, step)
 
     def close(self) -> None:
-        self._writer.close()
+        if self._writer is not None:
+            self._writer.close()
 
 
 def _jsonable(value: Any) -> Any:

@@ -3,7 +3,8 @@
 Both are pure functions of (state, batch): the NNX objects are split once, outside the
 loop, and merged inside the traced function (the Flax NNX performance guide's
 "functional training loop"), so no Python object graph is walked per step. The train
-state is donated: XLA updates parameters and optimizer state in place.
+state is donated: XLA updates parameters and optimizer state in place, and keeps the
+shardings it was placed with.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from zoo.task import Task
+from zoo_hardware import compilation
 
 State = Any  # an nnx.State of {"model": ..., "optimizer": ...}
 
@@ -30,6 +32,7 @@ class Steps:
     train: Callable[[State, dict, jax.Array], tuple[State, dict]]
     evaluate: Callable[[State, dict], dict]
     compile_seconds: float = 0.0
+    cached_programs: int = 0  # of the compiled ones, loaded from the persistent cache
 
 
 def split_train_state(model: nnx.Module, optimizer: nnx.Object) -> tuple[nnx.GraphDef, State]:
@@ -55,14 +58,21 @@ def _eval_step(state: State, batch: dict, *, graphdef: nnx.GraphDef, task: Task)
     return task.eval_step(model, batch)
 
 
-def build_steps(task: Task, model: nnx.Module, optimizer: nnx.Object, *, seed: int) -> Steps:
-    """Jits the task's train and eval steps for this model's graph structure."""
+def build_steps(task: Task, model: nnx.Module, optimizer: nnx.Object, *, seed: int,
+                state_sharding: Any = None, scalar_sharding: Any = None) -> Steps:
+    """Jits the task's train and eval steps for this model's graph structure.
+
+    Args:
+      state_sharding: a tree of shardings for the train state the step returns (by
+        default XLA chooses); the step's scalars come back with `scalar_sharding`.
+    """
     graphdef, _ = split_train_state(model, optimizer)
     eval_view = nnx.view(model, deterministic=True, use_running_average=True,
                          raise_if_not_found=False)
     eval_graphdef, _ = nnx.split(eval_view)
+    out = None if state_sharding is None else (state_sharding, scalar_sharding)
     train = jax.jit(functools.partial(_train_step, graphdef=graphdef, task=task, seed=seed),
-                    donate_argnums=0)
+                    donate_argnums=0, out_shardings=out)
     evaluate = jax.jit(functools.partial(_eval_step, graphdef=eval_graphdef, task=task))
     return Steps(train=train, evaluate=evaluate)
 
@@ -73,9 +83,10 @@ def compile_steps(steps: Steps, state: State, train_batch: dict | None, eval_bat
     The compiled objects also refuse (rather than silently recompile for) a batch of
     another shape.
     """
-    t0 = time.perf_counter()
+    t0, hits = time.perf_counter(), compilation.cache_hits()
     train = steps.train
     if train_batch is not None:
         train = steps.train.lower(state, train_batch, jnp.int32(0)).compile()
     evaluate = steps.evaluate.lower(state, eval_batch).compile()
-    return Steps(train=train, evaluate=evaluate, compile_seconds=time.perf_counter() - t0)
+    return Steps(train=train, evaluate=evaluate, compile_seconds=time.perf_counter() - t0,
+                 cached_programs=compilation.cache_hits() - hits)

@@ -2,12 +2,14 @@
 
 `CLASSIFIERS` maps a model name to its class and the arguments of that variant: a table,
 not one function per variant. Every classifier takes `(input_shape, num_classes, *,
-activation, rngs)` and maps NHWC images to logits.
+activation, dtype, rngs)` and maps NHWC images to float32 logits, computing in `dtype`.
 """
 
 import functools
 from collections.abc import Callable, Sequence
+from typing import Any
 
+import jax.numpy as jnp
 from flax import nnx
 
 from zoo.errors import unknown
@@ -24,7 +26,8 @@ CLASSIFIERS: dict[str, Callable[..., nnx.Module]] = {
 
 
 def create_classifier(name: str, input_shape: Sequence[int], num_classes: int, *,
-                      activation: str = "relu", rngs: nnx.Rngs) -> nnx.Module:
+                      activation: str = "relu", dtype: Any = jnp.float32,
+                      rngs: nnx.Rngs) -> nnx.Module:
     """Builds the classifier called `name` (see `CLASSIFIERS`).
 
     Example:
@@ -33,7 +36,8 @@ def create_classifier(name: str, input_shape: Sequence[int], num_classes: int, *
     if name not in CLASSIFIERS:
         raise unknown("model", name, CLASSIFIERS)
     get_activation(activation)  # fail early, with suggestions, on a bad name
-    return CLASSIFIERS[name](tuple(input_shape), num_classes, activation=activation, rngs=rngs)
+    return CLASSIFIERS[name](tuple(input_shape), num_classes, activation=activation,
+                             dtype=dtype, rngs=rngs)
 
 
 __all__ = ["ACTIVATIONS", "CLASSIFIERS", "LeNet", "MLP", "ResNet", "ResNetBackbone",

@@ -1,6 +1,7 @@
 """LeNet and a multi-layer perceptron: the deck's classic MNIST networks."""
 
 from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -13,25 +14,27 @@ from zoo.models.layers import max_pool_2x2
 class LeNet(nnx.Module):
     """LeNet as in the original MXNet example: conv 20 and 50 (5x5), dense 500.
 
-    Convolutions are VALID; any input size of at least 16x16 works.
+    Convolutions are VALID; any input size of at least 16x16 works. Layers compute in
+    `dtype` with float32 parameters; logits come back in float32.
     """
 
     def __init__(self, input_shape: Sequence[int], num_classes: int, *,
                  activation: str = "relu", filters: Sequence[int] = (20, 50),
-                 hidden: int = 500, rngs: nnx.Rngs):
+                 hidden: int = 500, dtype: Any = jnp.float32, rngs: nnx.Rngs):
         h, w, c = input_shape
         self.act = get_activation(activation)
-        self.conv1 = nnx.Conv(c, filters[0], (5, 5), padding="VALID", rngs=rngs)
-        self.conv2 = nnx.Conv(filters[0], filters[1], (5, 5), padding="VALID", rngs=rngs)
+        self.conv1 = nnx.Conv(c, filters[0], (5, 5), padding="VALID", dtype=dtype, rngs=rngs)
+        self.conv2 = nnx.Conv(filters[0], filters[1], (5, 5), padding="VALID", dtype=dtype,
+                              rngs=rngs)
         flat = ((h - 4) // 2 - 4) // 2 * (((w - 4) // 2 - 4) // 2) * filters[1]
-        self.fc1 = nnx.Linear(flat, hidden, rngs=rngs)
-        self.fc2 = nnx.Linear(hidden, num_classes, rngs=rngs)
+        self.fc1 = nnx.Linear(flat, hidden, dtype=dtype, rngs=rngs)
+        self.fc2 = nnx.Linear(hidden, num_classes, dtype=dtype, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         x = max_pool_2x2(self.act(self.conv1(x)))
         x = max_pool_2x2(self.act(self.conv2(x)))
         x = self.act(self.fc1(x.reshape(x.shape[0], -1)))
-        return self.fc2(x)
+        return self.fc2(x).astype(jnp.float32)
 
 
 class MLP(nnx.Module):
@@ -39,14 +42,15 @@ class MLP(nnx.Module):
 
     def __init__(self, input_shape: Sequence[int], num_classes: int, *,
                  activation: str = "relu", hidden: Sequence[int] = (300, 100),
-                 rngs: nnx.Rngs):
+                 dtype: Any = jnp.float32, rngs: nnx.Rngs):
         self.act = get_activation(activation)
         sizes = [int(jnp.prod(jnp.array(input_shape))), *hidden]
-        self.hidden = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes, sizes[1:])])
-        self.head = nnx.Linear(sizes[-1], num_classes, rngs=rngs)
+        self.hidden = nnx.List([nnx.Linear(a, b, dtype=dtype, rngs=rngs)
+                                for a, b in zip(sizes, sizes[1:])])
+        self.head = nnx.Linear(sizes[-1], num_classes, dtype=dtype, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         x = x.reshape(x.shape[0], -1)
         for layer in self.hidden:
             x = self.act(layer(x))
-        return self.head(x)
+        return self.head(x).astype(jnp.float32)

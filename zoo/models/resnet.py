@@ -5,8 +5,10 @@ The backbone returns the feature map of every stage, so dense-prediction heads
 """
 
 from collections.abc import Sequence
+from typing import Any
 
 import jax
+import jax.numpy as jnp
 from flax import nnx
 
 from zoo.models.activations import get_activation
@@ -16,13 +18,17 @@ from zoo.models.layers import global_avg_pool
 class ResidualBlock(nnx.Module):
     """Two 3x3 conv-BN layers with an identity (or 1x1 projected) shortcut."""
 
-    def __init__(self, cin: int, cout: int, stride: int, act, *, rngs: nnx.Rngs):
+    def __init__(self, cin: int, cout: int, stride: int, act, *, dtype: Any = jnp.float32,
+                 rngs: nnx.Rngs):
         self.act = act
-        self.conv1 = nnx.Conv(cin, cout, (3, 3), strides=stride, use_bias=False, rngs=rngs)
-        self.bn1 = nnx.BatchNorm(cout, momentum=0.9, rngs=rngs)
-        self.conv2 = nnx.Conv(cout, cout, (3, 3), use_bias=False, rngs=rngs)
-        self.bn2 = nnx.BatchNorm(cout, momentum=0.9, scale_init=nnx.initializers.zeros, rngs=rngs)
-        self.project = (nnx.Conv(cin, cout, (1, 1), strides=stride, use_bias=False, rngs=rngs)
+        self.conv1 = nnx.Conv(cin, cout, (3, 3), strides=stride, use_bias=False, dtype=dtype,
+                              rngs=rngs)
+        self.bn1 = nnx.BatchNorm(cout, momentum=0.9, dtype=dtype, rngs=rngs)
+        self.conv2 = nnx.Conv(cout, cout, (3, 3), use_bias=False, dtype=dtype, rngs=rngs)
+        self.bn2 = nnx.BatchNorm(cout, momentum=0.9, scale_init=nnx.initializers.zeros,
+                                 dtype=dtype, rngs=rngs)
+        self.project = (nnx.Conv(cin, cout, (1, 1), strides=stride, use_bias=False,
+                                 dtype=dtype, rngs=rngs)
                         if stride != 1 or cin != cout else None)
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -33,19 +39,25 @@ class ResidualBlock(nnx.Module):
 
 
 class ResNetBackbone(nnx.Module):
-    """Stem plus stages; stage i (i > 0) halves the resolution. Returns every stage's map."""
+    """Stem plus stages; stage i (i > 0) halves the resolution. Returns every stage's map.
+
+    Layers compute in `dtype` (parameters and batch statistics stay float32).
+    """
 
     def __init__(self, in_channels: int, *, widths: Sequence[int] = (16, 32, 64),
-                 blocks: int = 2, activation: str = "relu", rngs: nnx.Rngs):
+                 blocks: int = 2, activation: str = "relu", dtype: Any = jnp.float32,
+                 rngs: nnx.Rngs):
         act = get_activation(activation)
         self.act = act
         self.widths = tuple(widths)
-        self.stem = nnx.Conv(in_channels, widths[0], (3, 3), use_bias=False, rngs=rngs)
-        self.stem_bn = nnx.BatchNorm(widths[0], momentum=0.9, rngs=rngs)
+        self.stem = nnx.Conv(in_channels, widths[0], (3, 3), use_bias=False, dtype=dtype,
+                             rngs=rngs)
+        self.stem_bn = nnx.BatchNorm(widths[0], momentum=0.9, dtype=dtype, rngs=rngs)
         stages, cin = [], widths[0]
         for i, width in enumerate(widths):
             stage = [ResidualBlock(cin if j == 0 else width, width,
-                                   2 if (i > 0 and j == 0) else 1, act, rngs=rngs)
+                                   2 if (i > 0 and j == 0) else 1, act, dtype=dtype,
+                                   rngs=rngs)
                      for j in range(blocks)]
             stages.append(nnx.List(stage))
             cin = width
@@ -62,14 +74,14 @@ class ResNetBackbone(nnx.Module):
 
 
 class ResNet(nnx.Module):
-    """ResNet classifier: backbone, global average pool, linear head."""
+    """ResNet classifier: backbone, global average pool, linear head (float32 logits)."""
 
     def __init__(self, input_shape: Sequence[int], num_classes: int, *,
                  activation: str = "relu", widths: Sequence[int] = (16, 32, 64),
-                 blocks: int = 2, rngs: nnx.Rngs):
+                 blocks: int = 2, dtype: Any = jnp.float32, rngs: nnx.Rngs):
         self.backbone = ResNetBackbone(input_shape[-1], widths=widths, blocks=blocks,
-                                       activation=activation, rngs=rngs)
-        self.head = nnx.Linear(widths[-1], num_classes, rngs=rngs)
+                                       activation=activation, dtype=dtype, rngs=rngs)
+        self.head = nnx.Linear(widths[-1], num_classes, dtype=dtype, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        return self.head(global_avg_pool(self.backbone(x)[-1]))
+        return self.head(global_avg_pool(self.backbone(x)[-1])).astype(jnp.float32)

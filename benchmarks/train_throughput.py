@@ -1,0 +1,101 @@
+"""Training throughput of zoo against a bare jax.jit loop, Keras 3 (JAX) and PyTorch.
+
+Every peer trains the same model on the same data and global batch; each runs in a fresh
+subprocess (no thread pools or caches shared between peers; peak memory per peer).
+
+  python -m benchmarks.train_throughput --model lenet
+  python -m benchmarks.train_throughput --all --out benchmarks/results.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+from benchmarks import extras, report
+from benchmarks.timing import Throughput
+
+PEERS = {  # name -> module; optional peers are skipped with a note when not installed
+    "zoo": "benchmarks.peers.zoo_harness",
+    "bare": "benchmarks.peers.bare_jax",
+    "keras": "benchmarks.peers.keras_peer",
+    "torch": "benchmarks.peers.torch_peer",
+}
+MODELS = ("lenet", "resnet")
+
+
+def run_peer(peer: str, model: str, batch_size: int, steps: int, windows: int) -> dict:
+    """Runs one peer in this process and returns its result row (used by the child)."""
+    from benchmarks.data import training_arrays
+
+    images, labels = training_arrays(model)
+    module = importlib.import_module(PEERS[peer])
+    result = module.train(model, images, labels, batch_size, steps_per_window=steps, windows=windows)
+    row = dataclasses.asdict(result)
+    row["median"] = result.median
+    row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if peer == "zoo":
+        row.update(extras.zoo_flops(model, images, labels, batch_size, result.median))
+    return row
+
+
+def spawn(args: list[str], timeout: float = 900) -> dict:
+    """Runs this module in a child process and parses its JSON line."""
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.train_throughput", *args],
+                          capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "KERAS_BACKEND": "jax"})
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"error": last}
+    return json.loads(lines[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", default="classification", choices=["classification"])
+    parser.add_argument("--model", choices=MODELS, default="lenet")
+    parser.add_argument("--all", action="store_true", help="every model, plus latency, pipeline, "
+                                                           "cold/warm start and matmul peak")
+    parser.add_argument("--peers", default=",".join(PEERS), help="comma-separated subset of "
+                                                                 + ", ".join(PEERS))
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=20, help="steps per timed window")
+    parser.add_argument("--windows", type=int, default=5, help="timed windows (median reported)")
+    parser.add_argument("--out", help="write a markdown report here")
+    parser.add_argument("--child", help=argparse.SUPPRESS)  # PEER: run one peer, print JSON
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(run_peer(args.child, args.model, args.batch_size, args.steps, args.windows)))
+        return 0
+
+    models = MODELS if args.all else (args.model,)
+    rows = []
+    for model in models:
+        for peer in args.peers.split(","):
+            t0 = time.perf_counter()
+            row = spawn(["--child", peer, "--model", model, "--batch-size", str(args.batch_size),
+                         "--steps", str(args.steps), "--windows", str(args.windows)])
+            row.setdefault("peer", peer)
+            row.setdefault("model", model)
+            rows.append(row)
+            print(report.row_line(row, time.perf_counter() - t0), flush=True)
+    sections = {"training": rows}
+    if args.all:
+        sections["extras"] = extras.measure_all(args.batch_size)
+        print(json.dumps(sections["extras"], indent=1))
+    if args.out:
+        report.write(args.out, sections, vars(args))
+        print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,254 @@
+"""`zoo compress`: prune, quantize and encode a trained workdir into a compressed one.
+
+Deep Compression's recipe, on any task: (1) magnitude pruning, gradual over a
+fine-tuning run with the masks kept by the optimizer; (2) quantization: k-means weight
+sharing with the centroids fine-tuned, or int8/int4/binary weights with activations
+calibrated on training data, post-training or with quantization-aware fine-tuning;
+(3) the `compression` file format. Each fine-tuning phase is an ordinary `fit` of the
+task through a `trainer.Adapter`, in a workdir of its own under OUT, so a killed
+compression resumes like any run.
+
+The output workdir holds run.json (marked "compressed"), model.zc, compression.json and
+metrics.json; `zoo eval`/`zoo predict` load it through `load_adapter`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from zoo.data import loader
+from zoo.errors import ZooError
+from zoo.harness import reports
+from zoo.harness.checkpoints import LATEST, CheckpointStore
+from zoo.harness.inference import evaluate_workdir
+from zoo.harness.trainer import Adapter, evaluate, fit, open_session
+from zoo.harness.workdir import read_run, write_run
+from zoo.task import Task
+from zoo_hardware import compression, pruning
+from zoo_hardware.report import build_report, latency_ms
+from zoo_hardware.quantization import (ActRange, Quantized, Scheme, calibrate, codebook_from,
+                                       quantize, quantize_layers, shared)
+
+WEIGHTS = "model.zc"
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What `zoo compress` does.
+
+    Attributes:
+      prune: fraction of the weights (kernels) to remove by magnitude (0: none).
+      scope: rank weights "global"ly or per "layer".
+      scheme: weight/activation quantization (None: float weights).
+      finetune_epochs: epochs of fine-tuning per phase (0: one-shot / post-training).
+      finetune_lr: peak learning rate of fine-tuning (0: half the task's).
+      calibration_batches: training batches used to calibrate activation ranges.
+    """
+
+    prune: float = 0.0
+    scope: pruning.Scope = "global"
+    scheme: Scheme | None = None
+    finetune_epochs: int = 0
+    finetune_lr: float = 0.0
+    calibration_batches: int = 8
+
+    def describe(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["scheme"] = str(self.scheme) if self.scheme else None
+        return out
+
+
+def compress(loaded: tuple[Task, nnx.Module, dict[str, Any]], source: str, out: Path,
+             plan: Plan, *, device: str = "auto", log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Compresses a trained model into the workdir `out`; returns the report.
+
+    Args:
+      loaded: (task, model, data-set info), as `inference.load_model` returns for a
+        workdir or `zoo.hub.pretrained.load_model` for published weights.
+      source: where the model came from, for the report.
+
+    Raises:
+      ZooError: for a bad plan or an `out` that already holds a run.
+    """
+    if not 0.0 <= plan.prune < 1.0:
+        raise ZooError(f"--prune {plan.prune}: give the fraction of weights to remove, in [0, 1)")
+    if plan.prune == 0 and plan.scheme is None:
+        raise ZooError("nothing to do: give --prune FRACTION and/or --quantize SCHEME")
+    if (out / "run.json").exists():
+        raise ZooError(f"{out} already holds a run (run.json); choose a new --out")
+    task, model, info = loaded
+    state = nnx.to_pure_dict(nnx.state(model))
+    params = set(compression.flatten(nnx.to_pure_dict(nnx.state(model, nnx.Param))))
+    work = out / f".finetune-{_digest(source, plan)}"
+    tuner = _Tuner(task, plan, work, device)
+    before = open_session(task, device=device, training=False, adapter=Adapter(params=state))
+    acc_before = evaluate(before, "test")
+    log(f"{task.name}: source {source} test {_fmt(acc_before)}")
+
+    if plan.prune:
+        state = tuner.prune(state)
+        log(f"pruned to {pruning.sparsity(_kernels(state, params)):.1%} sparsity")
+    quantized: dict[tuple, Quantized] = {}
+    ranges: dict[str, ActRange] = {}
+    if plan.scheme is not None:
+        state, quantized, ranges = tuner.quantize(state, params, info)
+        log(f"quantized {len(quantized)} kernels to {plan.scheme}")
+
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {"scheme": str(plan.scheme) if plan.scheme else None,
+            "act_bits": plan.scheme.act_bits if plan.scheme else 0,
+            "act_ranges": {k: dataclasses.asdict(v) for k, v in ranges.items()}}
+    compression.write(out / WEIGHTS, state, quantized, meta)
+    write_run(out, task.name, task.config, info)
+    record = read_run(out)
+    record["compressed"] = {"weights": WEIGHTS, "source": source, "plan": plan.describe()}
+    reports.write_json(out / "run.json", record)
+
+    acc_after = evaluate_workdir(out, task.name, device=device)  # the `zoo eval` path
+    after = open_session(task, device=device, training=False, adapter=load_adapter(out, record["compressed"]))
+    latency = latency_ms(before, after)
+    report = build_report(task, source, out / WEIGHTS, plan, state, quantized, params,
+                          (acc_before, acc_after), latency)
+    reports.write_json(out / "compression.json", report)
+    reports.write_json(out / "metrics.json", {"task": task.name, "model": task.config.model,
+                                              "dataset": task.config.data, "split": "test",
+                                              "metrics": acc_after, "compressed": True})
+    shutil.rmtree(work, ignore_errors=True)
+    return report
+
+
+def load_adapter(workdir: Path, record: Mapping[str, Any]) -> Adapter:
+    """The decoded weights (and activation quantization) of a compressed workdir."""
+    state, meta = compression.read(Path(workdir) / record["weights"])
+    ranges = {k: ActRange(**v) for k, v in meta.get("act_ranges", {}).items()}
+    edit = None
+    if meta.get("act_bits"):
+        def edit(model):
+            quantize_layers(model, act_bits=meta["act_bits"], ranges=ranges)
+    return Adapter(params=state, edit_model=edit)
+
+
+class _Tuner:
+    """The fine-tuning phases of one plan, each an ordinary `fit` in a workdir of its own."""
+
+    def __init__(self, task: Task, plan: Plan, work: Path, device: str):
+        self.task, self.plan, self.work, self.device = task, plan, work, device
+        cfg = task.config
+        self.finetune = type(task)(dataclasses.replace(
+            cfg, train=dataclasses.replace(cfg.train, epochs=max(plan.finetune_epochs, 1)),
+            optimizer=dataclasses.replace(cfg.optimizer, lr=plan.finetune_lr or cfg.optimizer.lr / 2,
+                                          warmup_epochs=0.0),
+            early_stopping=dataclasses.replace(cfg.early_stopping, patience=0)))
+
+    def prune(self, state: dict) -> dict:
+        """Gradual magnitude pruning while fine-tuning (or one-shot without epochs)."""
+        plan = self.plan
+        if not plan.finetune_epochs:
+            return pruning.apply_masks(state, pruning.magnitude_masks(state, plan.prune, scope=plan.scope))
+        total = self._steps() * plan.finetune_epochs
+        end = max(1, total // 2)  # the second half recovers at the final sparsity
+        every = max(1, end // 16)
+        schedule = pruning.gradual_schedule(plan.prune, end_step=end, every=every)
+        return self._fit("prune", Adapter(params=state, wrap_optimizer=lambda tx: pruning.masked(
+            tx, schedule=schedule, scope=plan.scope, every=every)))
+
+    def quantize(self, state: dict, params: set, info: Mapping[str, Any]
+                 ) -> tuple[dict, dict[tuple, Quantized], dict[str, ActRange]]:
+        """Quantized kernels (fine-tuned if asked) and calibrated activation ranges."""
+        scheme, flat = self.plan.scheme, compression.flatten(state)
+        kernels = [p for p in flat if p in params and pruning.prunable(flat[p])]
+        if scheme.kind == "kmeans":
+            quantized = {p: quantize(flat[p], scheme) for p in kernels}
+            state = _with_values(state, quantized)
+            ranges = self._ranges(state, info)
+            if self.plan.finetune_epochs:
+                codes = compression.unflatten({p: quantized[p].codes if p in quantized else
+                                               jnp.array(-1) for p in flat if p in params})
+                state = self._fit("kmeans", Adapter(
+                    params=state, edit_model=self._edit(ranges),
+                    wrap_optimizer=lambda tx: shared(tx, codes, bits=scheme.bits)))
+                tuned = compression.flatten(state)
+                quantized = {p: q._replace(codebook=codebook_from(tuned[p], q.codes, scheme.bits))
+                             for p, q in quantized.items()}
+        else:
+            ranges = self._ranges(state, info)
+            if self.plan.finetune_epochs:
+                state = self._fit(str(scheme), Adapter(
+                    params=state, edit_model=self._edit(ranges, weights=scheme),
+                    wrap_optimizer=lambda tx: pruning.masked(tx)))
+            flat = compression.flatten(state)
+            quantized = {p: quantize(flat[p], scheme) for p in kernels}
+        return _with_values(state, quantized), quantized, ranges
+
+    def _edit(self, ranges: Mapping[str, ActRange], weights: Scheme | None = None):
+        act_bits = self.plan.scheme.act_bits
+        if not act_bits and weights is None:
+            return None
+        return lambda model: quantize_layers(model, act_bits=act_bits, ranges=ranges, weights=weights)
+
+    def _ranges(self, state: dict, info: Mapping[str, Any]) -> dict[str, ActRange]:
+        """Activation ranges from the first training batches (none for float activations)."""
+        if not self.plan.scheme.act_bits:
+            return {}
+        model = nnx.view(Adapter(params=state).build(self.task, info, nnx.Rngs(0)),
+                         deterministic=True, use_running_average=True, raise_if_not_found=False)
+        train = self.task.load_data().splits["train"]
+        batches = list(loader.eval_batches(train, self.task.config.train.eval_batch_size))
+        batches = batches[:self.plan.calibration_batches]
+
+        def run(m):
+            for batch in batches:
+                self.task.eval_step(m, {k: jnp.asarray(v) for k, v in batch.items()})
+
+        return calibrate(model, run, bits=self.plan.scheme.act_bits)
+
+    def _steps(self) -> int:
+        cfg = self.finetune.config
+        train = self.task.load_data().splits["train"]
+        return loader.steps_per_epoch(train if not cfg.train.max_examples else
+                                      {k: v[:cfg.train.max_examples] for k, v in train.items()},
+                                      cfg.train.batch_size)
+
+    def _fit(self, phase: str, adapter: Adapter) -> dict:
+        """Fine-tunes in work/PHASE (resuming if killed); the final model state."""
+        workdir = self.work / phase.replace(":", "")
+        fit(self.finetune, workdir, device=self.device, adapter=adapter)
+        session = open_session(self.finetune, device=self.device, training=False, adapter=adapter)
+        store = CheckpointStore(workdir)
+        try:
+            restored, _ = store.restore(LATEST, nnx.to_pure_dict(session.state))
+        finally:
+            store.close()
+        return jax.tree.map(lambda x: jnp.asarray(x), restored["model"])
+
+
+def _with_values(state: dict, quantized: Mapping[tuple, Quantized]) -> dict:
+    """`state` with each quantized kernel replaced by the values its codes stand for."""
+    flat = compression.flatten(state)
+    flat.update({p: q.values() for p, q in quantized.items()})
+    return compression.unflatten(flat)
+
+
+def _kernels(state: dict, params: set) -> list:
+    return [a for p, a in compression.flatten(state).items() if p in params]
+
+
+def _digest(source: str, plan: Plan) -> str:
+    text = json.dumps({"source": source, **plan.describe()}, sort_keys=True)
+    return hashlib.sha1(text.encode()).hexdigest()[:10]
+
+
+def _fmt(metrics: Mapping[str, Any]) -> str:
+    return " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+
+

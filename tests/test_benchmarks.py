@@ -1,0 +1,44 @@
+"""Benchmarks are never timed here: each one just runs a tiny step and writes a sane row."""
+
+import pytest
+
+from benchmarks import extras, report, train_throughput
+
+
+def test_every_peer_runs_one_tiny_window_or_is_skipped_with_a_note(tmp_path, capsys):
+    out = tmp_path / "results.md"
+    assert train_throughput.main(["--model", "lenet", "--steps", "1", "--windows", "1",
+                                  "--batch-size", "32", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "| lenet | zoo harness |" in text and "| lenet | bare jax.jit |" in text
+    for line in text.splitlines():
+        if line.startswith("| lenet |") and "skipped" not in line:
+            median = float(line.split("|")[3].replace(",", ""))
+            assert median > 0
+    printed = capsys.readouterr().out
+    assert printed.count("lenet ") == len(train_throughput.PEERS)
+
+
+def test_extras_measure_something_real():
+    assert extras.matmul_peak(n=64, repeats=2) > 0
+    latency = extras.inference_latency("lenet", requests=3)
+    assert 0 < latency["p50_ms"] <= latency["p99_ms"] and latency["batch256_examples_per_s"] > 0
+    assert extras.pipeline_throughput(batch_size=256, epochs=1) > 0
+
+
+def test_report_lists_extras(tmp_path):
+    row = {"model": "lenet", "peer": "bare jax.jit", "median": 10.0, "windows": [9.0, 11.0],
+           "compile_seconds": 1.0, "peak_rss_mb": 100.0}
+    sections = {"training": [row], "extras": {
+        "matmul_peak_gflops": 100.0, "pipeline_examples_per_s": 5.0,
+        "inference": [{"model": "lenet", "p50_ms": 1.0, "p99_ms": 2.0, "batch256_examples_per_s": 3.0}],
+        "start": {"cold_s": 6.0, "warm_s": 2.0, "speedup": 3.0}}}
+    report.write(str(tmp_path / "r.md"), sections, {"all": True, "batch_size": 128, "steps": 1, "windows": 1})
+    text = (tmp_path / "r.md").read_text()
+    assert "| lenet | bare jax.jit | 10 | 1.00 |" in text and "cold 6.0 s, warm 2.0 s (3.0x)" in text
+
+
+@pytest.mark.slow
+def test_start_times_cold_then_warm():
+    start = extras.start_times()
+    assert start["cold_s"] > 0 and start["warm_s"] > 0

@@ -1,0 +1,81 @@
+"""`zoo compress`: prune, quantize and encode a trained workdir (see zoo_hardware.pipeline)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+EXAMPLES = """examples:
+  zoo compress classification --workdir runs/cls --prune 0.92 --quantize kmeans:5 \\
+      --finetune-epochs 3 --out runs/cls-small     Deep Compression: prune, share, encode
+  zoo compress classification --workdir runs/cls --quantize int8     post-training int8
+  zoo compress classification --pretrained --quantize int8 --out runs/cls-int8   hub weights
+  zoo compress classification --workdir runs/cls --quantize binary --finetune-epochs 3
+  zoo eval classification --workdir runs/cls-small                   the compressed model
+"""
+
+
+def add_commands(sub, common: argparse.ArgumentParser) -> None:
+    from zoo.cli.commands import _add_device, _add_pretrained, _add_workdir
+
+    cmd = sub.add_parser("compress", parents=[common], help="prune and quantize a trained model",
+                         description="Prune, quantize and entropy-code a trained workdir into "
+                                     "a compressed one that `zoo eval` and `zoo predict` load. "
+                                     "Prints and writes (compression.json) per-layer sparsity, "
+                                     "bits per weight, sizes on disk, accuracy and latency.",
+                         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    cmd.add_argument("task", help="task name")
+    _add_workdir(cmd)
+    _add_pretrained(cmd, "compress published weights instead of a trained --workdir")
+    cmd.add_argument("--out", type=Path,
+                     help="output workdir (default: WORKDIR-compressed, runs/TASK-compressed)")
+    cmd.add_argument("--prune", type=float, default=0.0, metavar="FRACTION",
+                     help="fraction of weights to remove by magnitude, e.g. 0.92")
+    cmd.add_argument("--prune-scope", choices=("global", "layer"), default="global",
+                     help="rank weights across all layers (default) or within each")
+    cmd.add_argument("--quantize", metavar="SCHEME",
+                     help="int8 | int4 (weights and activations) | binary | kmeans:N (weights)")
+    cmd.add_argument("--act-bits", type=int, choices=(0, 4, 8),
+                     help="activation bits (0: float; default: 8/4 for int8/int4, else float)")
+    cmd.add_argument("--finetune-epochs", type=int, default=0, metavar="N",
+                     help="fine-tuning epochs per phase (0: one-shot, post-training)")
+    cmd.add_argument("--finetune-lr", type=float, default=0.0,
+                     help="peak fine-tuning learning rate (default: half the task's)")
+    _add_device(cmd)
+    cmd.set_defaults(handler=_compress)
+
+
+def _compress(args, rest) -> int:
+    from zoo.cli.catalog import console
+    from zoo.cli.commands import _no_extra, _workdir
+    from zoo.errors import ZooError
+    from zoo.registry import get_task
+    from zoo_hardware.pipeline import Plan, compress
+    from zoo_hardware.quantization import parse_scheme
+    from zoo_hardware.report import print_report
+
+    _no_extra(rest)
+    task_cls = get_task(args.task)
+    if args.finetune_epochs < 0:
+        raise ZooError(f"--finetune-epochs {args.finetune_epochs}: must be 0 or more")
+    scheme = parse_scheme(args.quantize, args.act_bits) if args.quantize else None
+    plan = Plan(prune=args.prune, scope=args.prune_scope, scheme=scheme,
+                finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr)
+    if args.pretrained is None:
+        from zoo.harness.inference import load_model
+
+        workdir = _workdir(args)
+        loaded, source = load_model(workdir, args.task), str(workdir)
+    else:
+        from zoo.hub import pretrained
+
+        if args.workdir is not None:
+            raise ZooError("--pretrained compresses published weights; drop --workdir")
+        hub, card = pretrained.find(args.task, args.pretrained)
+        loaded = pretrained.load_model(task_cls, hub, card, allow_unverified=args.allow_unverified)
+        source = f"hub:{card.task}/{card.model}:{card.tag}"
+    out = args.out or _workdir(args).with_name(_workdir(args).name + "-compressed")
+    report = compress(loaded, source, out, plan, device=args.device,
+                      log=lambda m: console().print(m, markup=False, highlight=False))
+    print_report(report, console())
+    return 0

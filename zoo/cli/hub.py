@@ -1,0 +1,100 @@
+"""`zoo hub list`, `zoo pull` and `zoo publish`: the model hub from the command line."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from zoo.errors import ZooError
+
+
+def add_commands(sub, common: argparse.ArgumentParser) -> None:
+    hub = sub.add_parser("hub", help="published weights (ZOO_HUB: which hub)")
+    hub_sub = hub.add_subparsers(dest="hub_command", metavar="COMMAND", required=True)
+    ls = hub_sub.add_parser("list", parents=[common], help="every published weight with its card")
+    ls.add_argument("pattern", nargs="?", default="*",
+                    help="wildcard on TASK/MODEL:TAG, e.g. 'classification/*'")
+    ls.set_defaults(handler=_list)
+
+    pull = sub.add_parser("pull", parents=[common],
+                          help="download and verify weights into the cache",
+                          description="Fetch a published weight into the cache ($ZOO_HOME/hub), "
+                                      "verified against its card's sha256.")
+    pull.add_argument("name", metavar="TASK[/MODEL[:TAG]]", help="e.g. classification/lenet")
+    add_allow_unverified(pull)
+    pull.set_defaults(handler=_pull)
+
+    publish = sub.add_parser("publish", parents=[common], help="a trained workdir as a hub entry",
+                             description="Write a finished run's best weights (safetensors) "
+                                         "and its model card into a folder hub, ready to serve "
+                                         "from any static host.")
+    publish.add_argument("workdir", type=Path, help="a finished run (holds metrics.json)")
+    publish.add_argument("--hub", type=Path, required=True, help="the hub folder (created)")
+    publish.add_argument("--tag", required=True, help="the weight's tag, e.g. v1 or mnist-sample")
+    publish.add_argument("--mirror", action="append", default=[], metavar="BASE_URL",
+                         help="another host serving a copy of the hub folder (repeatable)")
+    publish.add_argument("--license", default="unspecified", help="license of the weights")
+    publish.add_argument("--source", default="", help="how they were made (default: the run)")
+    publish.add_argument("--force", action="store_true", help="replace an entry of the same name")
+    publish.set_defaults(handler=_publish)
+
+
+def add_allow_unverified(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--allow-unverified", action="store_true",
+                        help="accept hub entries without a sha256 (not recommended)")
+
+
+def megabytes(size: int | None) -> str:
+    return "?" if size is None else f"{size / 1e6:.1f} MB"
+
+
+def _list(args, rest) -> int:
+    from rich.table import Table
+
+    from zoo.cli.catalog import console
+    from zoo.cli.commands import _no_extra
+    from zoo.hub import cache, index
+
+    _no_extra(rest)
+    hub = index.load()
+    table = Table("weights", "size", "metrics", "license", "source", "cached",
+                  title=f"hub {hub.url}", title_justify="left")
+    for card in hub.matching(args.pattern):
+        values = ", ".join(f"{k} {v:.4g}" for k, v in card.metrics.get("values", {}).items())
+        where = f" ({card.metrics.get('dataset')} {card.metrics.get('split')})" if values else ""
+        table.add_row(card.name, megabytes(card.size), values + where, card.license,
+                      card.source, "yes" if cache.is_cached(card) else "no")
+    console().print(table)
+    return 0
+
+
+def _pull(args, rest) -> int:
+    from zoo.cli.commands import _no_extra
+    from zoo.hub import cache, index
+
+    _no_extra(rest)
+    task, _, model_tag = args.name.partition("/")
+    model, _, tag = model_tag.partition(":")
+    hub = index.load()
+    card = hub.find(task, model or None, tag or None)
+    path = cache.fetch_card(card, hub.url, allow_unverified=args.allow_unverified)
+    check = f"sha256 {card.sha256[:16]}... verified" if card.sha256 else "UNVERIFIED"
+    print(f"{card.name}: {path} ({megabytes(card.size)}, {check})")
+    return 0
+
+
+def _publish(args, rest) -> int:
+    from zoo.cli.commands import _no_extra
+    from zoo.hub.publish import publish
+
+    _no_extra(rest)
+    if not args.workdir.is_dir():
+        raise ZooError(f"{args.workdir}: no such run directory")
+    card = publish(args.workdir, args.hub, args.tag, mirrors=args.mirror, license=args.license,
+                   source=args.source, force=args.force)
+    values = ", ".join(f"{k}={v:.4f}" for k, v in card.metrics["values"].items())
+    print(f"published {card.name} -> {args.hub / card.urls[0]} ({megabytes(card.size)}, "
+          f"sha256 {card.sha256[:16]}...; {values} on {card.metrics['dataset']} "
+          f"{card.metrics['split']})\nserve {args.hub} from any static host, then "
+          f"ZOO_HUB=URL zoo pull {card.name}")
+    return 0

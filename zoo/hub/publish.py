@@ -1,0 +1,73 @@
+"""`zoo publish`: a finished run's best weights and model card, into a folder hub.
+
+Works for any task: the card is built from what every run leaves in its workdir
+(`run.json`: task, config, data-set facts, versions; `metrics.json`: test metrics;
+`checkpoints/best`). The folder can then be served as it is by any static host.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import jax
+import numpy as np
+from flax import nnx
+
+from zoo.errors import ZooError
+from zoo.hub import fetch, index, weights
+from zoo.hub.card import Card, check_name
+
+
+def publish(workdir: Path, hub_dir: Path, tag: str, *, mirrors: Sequence[str] = (),
+            license: str = "unspecified", source: str = "", force: bool = False) -> Card:
+    """Writes `hub_dir/TASK/MODEL-TAG.safetensors` and its card in `hub_dir/index.json`.
+
+    Args:
+      mirrors: base addresses serving a copy of `hub_dir`; the card lists the file
+        there too, after the hub's own copy.
+
+    Raises:
+      ZooError: no finished run in `workdir`, a bad tag, or the name taken (without
+        `force`).
+    """
+    from zoo.harness.inference import restore_best
+
+    workdir, hub_dir = Path(workdir), Path(hub_dir)
+    check_name("tag", tag)
+    result_path = workdir / "metrics.json"
+    if not result_path.is_file():
+        raise ZooError(f"{workdir}: no metrics.json, so the run has not finished; "
+                       f"let `zoo run` complete (it tests the best checkpoint last)")
+    result = json.loads(result_path.read_text())
+    task, model, record = restore_best(workdir)
+    cfg = task.config
+    file = f"{check_name('model', cfg.model)}-{tag}.safetensors"
+    relative = f"{task.name}/{file}"
+    dest = hub_dir / relative
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".tmp")
+    weights.save(tmp, weights.arrays(nnx.state(model)), {"zoo.card": f"{task.name}/{file}"})
+    card = Card(
+        task=task.name, model=cfg.model, tag=tag, file=file,
+        urls=(relative, *(f"{m.rstrip('/')}/{relative}" for m in mirrors)),
+        size=tmp.stat().st_size, sha256=fetch.sha256_file(tmp),
+        metrics={"dataset": result["dataset"], "split": result["split"],
+                 "values": {k: v for k, v in result["metrics"].items() if np.isscalar(v)}},
+        config=record["config"], info=record["info"],
+        params=sum(int(np.size(x)) for x in jax.tree.leaves(nnx.state(model, nnx.Param))),
+        versions=record.get("versions", {}), license=license,
+        source=source or (f"zoo run {task.name} --model {cfg.model} --data {cfg.data} "
+                          f"(seed {cfg.train.seed}): best of {result['epochs']} epochs at "
+                          f"epoch {result['best_epoch']}"),
+        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    try:
+        index.add(hub_dir, card, force=force)
+    except ZooError:
+        tmp.unlink()
+        raise
+    os.replace(tmp, dest)
+    return card
