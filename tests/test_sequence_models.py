@@ -165,8 +165,8 @@ def test_crnn_ctc_loss_is_the_same_however_much_padding():
     logits_p, frames_p = model(padded, jnp.array([24]))
     assert frames.shape == (1, 6) and frames_p.shape == (1, 16) and frames_p.sum() == 6
     np.testing.assert_allclose(logits_p[:, :6], logits, atol=1e-5)
-    np.testing.assert_allclose(ctc_loss(logits_p, frames_p, labels), ctc_loss(logits, frames, labels),
-                               rtol=1e-5)
+    np.testing.assert_allclose(ctc_loss(logits_p, frames_p, labels),
+                               ctc_loss(logits, frames, labels), rtol=1e-5)
 
 
 def test_seq2seq_logits_ignore_source_padding():

@@ -18,7 +18,7 @@ from zoo.data.images import load_image
 from zoo.errors import ZooError
 from zoo.models.crnn import CRNN
 from zoo.models.ctc import ctc_beam_search, ctc_greedy, ctc_loss
-from zoo.task import Batch, Dataset, Metrics, Task
+from zoo.task import Dataset, Metrics, Task
 from zoo_tasks.ocr import data
 
 
@@ -74,7 +74,8 @@ class OCRTask(Task):
     def eval_step(self, model, batch):
         logits, frames = model(_normalize(batch["image"]), batch["width"])
         mask = batch["mask"]
-        return {"count": mask.sum(), "loss": (ctc_loss(logits, frames, batch["label"]) * mask).sum(),
+        losses = ctc_loss(logits, frames, batch["label"])
+        return {"count": mask.sum(), "loss": (losses * mask).sum(),
                 "text": decode(logits, frames, self.config.beam)}
 
     def new_metrics(self, info: Mapping[str, Any]) -> Metrics:

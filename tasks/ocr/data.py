@@ -131,7 +131,8 @@ def _folder(root: Path, height: int, max_width: int, spec: str) -> Dataset:
     n = len(rows)
     n_val, n_test = max(1, n // 10), max(1, n // 10)
     idx = split_indices(n, {"train": n - n_val - n_test, "val": n_val, "test": n_test}, SPLIT_SEED)
-    return _dataset({s: {k: v[i] for k, v in arrays.items()} for s, i in idx.items()}, alphabet, spec)
+    splits = {s: {k: v[i] for k, v in arrays.items()} for s, i in idx.items()}
+    return _dataset(splits, alphabet, spec)
 
 
 def _dataset(splits: dict[str, dict[str, np.ndarray]], alphabet: str, spec: str) -> Dataset:

@@ -36,10 +36,10 @@ class TranslationConfig(TaskConfig):
     subwords: int = 0  # >0: sentencepiece pieces per language (pip install 'zoo[subwords]')
     beam: int = 4  # beam width of evaluation decoding (1: greedy)
     alpha: float = 0.6  # length-penalty exponent of the beam search
-    train: TrainConfig = TrainConfig(epochs=8, batch_size=64, eval_batch_size=500)
+    train: TrainConfig = TrainConfig(epochs=3, batch_size=64, eval_batch_size=500)
     optimizer: OptimizerConfig = OptimizerConfig(name="adam", lr=2e-3, schedule="cosine",
                                                  warmup_epochs=0.5, grad_clip_norm=1.0)
-    early_stopping: EarlyStoppingConfig = EarlyStoppingConfig(patience=4)
+    early_stopping: EarlyStoppingConfig = EarlyStoppingConfig(patience=2)
 
     @classmethod
     def smoke(cls) -> TranslationConfig:
@@ -89,12 +89,14 @@ class TranslationTask(Task):
     def predict(self, model, info, args) -> str:
         if args.beam < 1:
             raise ZooError(f"--beam must be at least 1, got {args.beam}")
-        src_vocab, tgt_vocab = Vocabulary(tuple(info["src_vocab"])), Vocabulary(tuple(info["tgt_vocab"]))
+        src_vocab = Vocabulary(tuple(info["src_vocab"]))
+        tgt_vocab = Vocabulary(tuple(info["tgt_vocab"]))
         tokenize = data.source_tokenizer(info)
         src, _ = src_vocab.encode([tokenize(s) for s in args.inputs], info["src_len"])
         graphdef, state = nnx.split(model)
-        run = jax.jit(lambda state, src: translate(nnx.merge(graphdef, state), src, beam=args.beam,
-                                                   alpha=self.config.alpha, max_len=info["tgt_len"]))
+        run = jax.jit(lambda state, src: translate(
+            nnx.merge(graphdef, state), src, beam=args.beam, alpha=self.config.alpha,
+            max_len=info["tgt_len"]))
         tokens = np.asarray(run(state, jnp.asarray(src)))
         return "\n".join(detokenize(tgt_vocab.decode(row)) for row in tokens)
 
@@ -111,7 +113,8 @@ def _token_loss(model: Seq2Seq, batch, rngs: nnx.Rngs | None, *, reduce: bool = 
     return (losses * mask).sum(1) / jnp.maximum(mask.sum(1), 1.0), {}
 
 
-def translate(model: Seq2Seq, src: jax.Array, *, beam: int, alpha: float, max_len: int) -> jax.Array:
+def translate(model: Seq2Seq, src: jax.Array, *, beam: int, alpha: float,
+              max_len: int) -> jax.Array:
     """Target ids [B, max_len] (</s>, then 0) by beam search; traced once per shape."""
     memory, state = model.encode(src, (src > 0).astype(jnp.float32))
     tokens, _ = beam_search(model.step_tokens, memory, state, beam=beam, max_len=max_len,

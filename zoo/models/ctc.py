@@ -61,7 +61,7 @@ def _prefix_search(logp: jax.Array, mask: jax.Array, beam: int) -> jax.Array:
     init = dict(prefix=jnp.zeros((beam, steps), jnp.int32),
                 length=jnp.zeros(beam, jnp.int32),
                 last=jnp.full(beam, -1, jnp.int32),  # -1: the empty prefix
-                blank=jnp.where(jnp.arange(beam) == 0, 0.0, neg_inf),  # log P(prefix, ends in blank)
+                blank=jnp.where(jnp.arange(beam) == 0, 0.0, neg_inf),  # log P(.., ends in blank)
                 label=jnp.full(beam, neg_inf))  # log P(prefix, ends in its last label)
 
     def frame(beams, inputs):

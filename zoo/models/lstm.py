@@ -97,7 +97,8 @@ class BiLSTM(nnx.Module):
         self.forward = nnx.List([LSTM(n, hidden, rngs=rngs) for n in sizes])
         self.backward = nnx.List([LSTM(n, hidden, rngs=rngs) for n in sizes])
 
-    def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> tuple[jax.Array, tuple[Carry, Carry]]:
+    def __call__(self, x: jax.Array,
+                 mask: jax.Array | None = None) -> tuple[jax.Array, tuple[Carry, Carry]]:
         finals = None
         for forward, backward in zip(self.forward, self.backward):
             out_f, final_f = forward(x, mask)
