@@ -1,8 +1,11 @@
 """Shared test utilities: running the CLI in a subprocess and reading checkpoints."""
 
+import functools
+import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +23,25 @@ def zoo_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
     if check and result.returncode != 0:
         raise AssertionError(f"zoo {' '.join(args)} exited {result.returncode}:\n{result.stderr}")
     return result
+
+
+SMALL_SCENES = {"canvas": 32, "max_digits": 2, "min_scale": 14, "max_scale": 24}
+
+
+def train_on_small_scenes(task: str, workdir: Path, *extra: str, scenes: int = 1200) -> Path:
+    """`zoo run TASK` (segmentation or detection) for 4 epochs on small 32x32 scenes."""
+    sizes = {**SMALL_SCENES, "train": scenes, "val": 100, "test": 200}
+    scene_args = [arg for key, value in sizes.items() for arg in ("--set", f"scenes.{key}={value}")]
+    zoo_cli("run", task, "--workdir", str(workdir), *scene_args, "--epochs", "4", "--quiet",
+            *extra, check=True, timeout=900)
+    return workdir
+
+
+def small_scene(seed: int = 5) -> dict[str, np.ndarray]:
+    """One test scene drawn like `train_on_small_scenes`' (arrays with a leading axis of 1)."""
+    from zoo.data.scenes import SceneConfig, generate
+
+    return generate(SceneConfig(**SMALL_SCENES, train=1, val=1, test=1, seed=seed))["test"]
 
 
 def latest_params(workdir: Path, which: str = "latest") -> dict[str, np.ndarray]:
@@ -51,3 +73,95 @@ def flatten(tree: dict, prefix: str = "") -> dict:
         else:
             flat[f"{prefix}/{key}"] = value
     return flat
+
+
+def zoo_process(*args: str, env: dict | None = None) -> subprocess.Popen:
+    """Starts `python -m zoo.cli.main ARGS` without waiting; output goes to pipes."""
+    return subprocess.Popen([sys.executable, "-m", "zoo.cli.main", *args],
+                            env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def checkpoint_steps(workdir: Path, which: str = "latest") -> list[int]:
+    """The finalized checkpoint steps of a workdir (temporary directories excluded)."""
+    directory = workdir / "checkpoints" / which
+    return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit()) \
+        if directory.is_dir() else []
+
+
+def temporary_dirs(workdir: Path) -> list[Path]:
+    """Orbax's half-written save directories under a workdir."""
+    return sorted((workdir / "checkpoints").rglob("*.orbax-checkpoint-tmp*"))
+
+
+def wait_until(predicate, timeout: float, poll: float = 0.005) -> bool:
+    """Polls `predicate` until it holds (True) or `timeout` seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(poll)
+    return False
+
+
+def history(workdir: Path) -> list[dict]:
+    """history.jsonl without its wall-clock column."""
+    rows = [json.loads(line) for line in (workdir / "history.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
+
+
+def kill_and_resume(args: list[str], workdir: Path, modes: list[str], rng,
+                    timeout: float = 240) -> list[dict]:
+    """Runs `zoo ARGS --workdir WORKDIR`, SIGKILLing it once per mode, then to the end.
+
+    Modes: "save" kills the moment orbax has a temporary directory (mid-save); "step"
+    kills a random few milliseconds after a new checkpoint lands (mid-epoch, between
+    saves); "start" kills at a random time in the first seconds (loading, compiling);
+    "term" sends SIGTERM instead, after a new checkpoint, and expects exit code 0.
+
+    Returns:
+      One record per signal: mode, whether it landed before the run finished, the exit
+      code, the newest checkpoint step left and whether a temporary directory was left.
+    """
+    import signal
+
+    records = []
+    for mode in modes:
+        before = checkpoint_steps(workdir)
+        proc = zoo_process(*args, "--workdir", str(workdir))
+        if mode == "save":
+            wait_until(lambda: temporary_dirs(workdir) or proc.poll() is not None, timeout, 0.001)
+        elif mode in ("step", "term"):
+            wait_until(lambda: checkpoint_steps(workdir)[-1:] > before[-1:] or
+                       proc.poll() is not None, timeout)
+            time.sleep(rng.uniform(0, 0.05))
+        else:
+            time.sleep(rng.uniform(0, 4))
+        proc.send_signal(signal.SIGTERM if mode == "term" else signal.SIGKILL)
+        proc.communicate(timeout=120)
+        finished = (workdir / "metrics.json").exists()
+        records.append({"mode": mode, "landed": not finished, "returncode": proc.returncode,
+                        "step": (checkpoint_steps(workdir) or [None])[-1],
+                        "temporary_left": bool(temporary_dirs(workdir))})
+        if finished:
+            break
+    zoo_cli(*args, "--workdir", str(workdir), check=True, timeout=timeout)
+    return records
+
+
+@functools.cache
+def example_task():
+    """The example plugin's task class, loaded apart from the registry.
+
+    `registry.load_plugin_file` imports a file once per process, so after another test
+    module has unregistered it, it cannot be registered again; this copy needs neither.
+    """
+    import importlib.util
+
+    from zoo import registry
+
+    spec = importlib.util.spec_from_file_location("zoo_test_example_plugin", EXAMPLE_PLUGIN)
+    module = importlib.util.module_from_spec(spec)
+    with registry.temporary_registry():  # its @register_task is undone on exit
+        spec.loader.exec_module(module)
+    return module.SpiralsTask

@@ -2,7 +2,7 @@
 
 import pytest
 
-from benchmarks import extras, report, train_throughput
+from benchmarks import extras, nan_guard, report, train_throughput
 
 
 def test_every_peer_runs_one_tiny_window_or_is_skipped_with_a_note(tmp_path, capsys):
@@ -36,6 +36,12 @@ def test_report_lists_extras(tmp_path):
     report.write(str(tmp_path / "r.md"), sections, {"all": True, "batch_size": 128, "steps": 1, "windows": 1})
     text = (tmp_path / "r.md").read_text()
     assert "| lenet | bare jax.jit | 10 | 1.00 |" in text and "cold 6.0 s, warm 2.0 s (3.0x)" in text
+
+
+def test_nan_guard_times_both_steps(capsys):
+    assert nan_guard.main(["--steps", "1", "--rounds", "1", "--set", "model=mlp",
+                           "--set", "train.max_examples=256", "--set", "train.batch_size=32"]) == 0
+    assert "CPU ms/step, overhead" in capsys.readouterr().out
 
 
 @pytest.mark.slow

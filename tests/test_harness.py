@@ -1,12 +1,10 @@
-"""The harness through a tiny task: learning, early stopping, resume, reproducibility."""
+"""The harness through a tiny task: learning, early stopping, resume, reproducibility.
+
+Kills, signals and other faults are in test_faults.py.
+"""
 
 import dataclasses
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
@@ -15,7 +13,7 @@ from zoo.config import apply_overrides
 from zoo.errors import ZooError
 from zoo.harness.trainer import fit
 
-from helpers import EXAMPLE_PLUGIN, latest_params, zoo_cli
+from helpers import EXAMPLE_PLUGIN, latest_params
 
 
 def _task(spirals, *overrides):
@@ -70,27 +68,6 @@ def test_resume_refuses_a_different_config(spirals, tmp_path):
     fit(_task(spirals, "train.epochs=1"), tmp_path, quiet=True)
     with pytest.raises(ZooError, match="different config .*optimizer.lr"):
         fit(_task(spirals, "train.epochs=1", "optimizer.lr=0.5"), tmp_path, quiet=True)
-
-
-def test_sigkill_mid_training_resumes_to_the_same_parameters(tmp_path):
-    """Killed with SIGKILL after some epochs and resumed: bitwise equal to one clean run."""
-    args = ["run", "spirals", "--plugin", str(EXAMPLE_PLUGIN), "--set", "points=4000",
-            "--epochs", "6", "--quiet"]
-    zoo_cli(*args, "--workdir", str(tmp_path / "clean"), check=True)
-    killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "zoo.cli.main", *args, "--workdir", str(killed)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    latest = killed / "checkpoints" / "latest"
-    while time.time() < deadline and not (latest.exists() and
-                                          any(p.name.isdigit() for p in latest.iterdir())):
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
-    assert not (killed / "metrics.json").exists(), "killed too late to test a resume"
-    zoo_cli(*args, "--workdir", str(killed), check=True)
-    clean, resumed = latest_params(tmp_path / "clean"), latest_params(killed)
-    assert all(np.array_equal(clean[k], resumed[k]) for k in clean)
 
 
 def test_batch_size_must_divide_over_devices(spirals, tmp_path):

@@ -174,7 +174,7 @@ def test_hub_list_and_pull_load_no_jax(home):
 
 @pytest.mark.parametrize("args, message", [
     (["pull", "classification/lenett"], "did you mean 'lenet'"),
-    (["pull", "segmentation"], "no published weights for task 'segmentation'"),
+    (["pull", "spirals", "--plugin", str(EXAMPLE_PLUGIN)], "no published weights for task 'spirals'"),
     (["eval", "classification", "--pretrained", "--workdir", "x"], "drop --workdir"),
     (["publish", "/nonexistent/run", "--hub", "h", "--tag", "v1"], "no such run directory"),
 ])

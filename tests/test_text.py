@@ -1,9 +1,8 @@
-"""zoo.data.text: tokenizer, vocabulary and TSV round trips and errors."""
+"""zoo.data.text: tokenizer and vocabulary round trips."""
 
 import pytest
 
-from zoo.data.text import SPACE, Vocabulary, detokenize, read_tsv, tokenize
-from zoo.errors import ZooError
+from zoo.data.text import SPACE, Vocabulary, detokenize, tokenize
 
 
 @pytest.mark.parametrize("text", [
@@ -43,15 +42,3 @@ def test_encode_truncates_to_the_length():
     vocab = Vocabulary.build([["a", "b", "c"]])
     ids, lengths = vocab.encode([["a", "b", "c"]], 2, bos=True)
     assert ids.tolist() == [[1, 4]] and lengths.tolist() == [2]
-
-
-def test_read_tsv_keeps_the_first_columns_and_names_bad_lines(tmp_path):
-    good = tmp_path / "pairs.tsv"
-    good.write_text("Go.\tVa !\tCC-BY 2.0\n\nHi.\tSalut !\n", encoding="utf-8")
-    assert read_tsv(good, 2) == [["Go.", "Va !"], ["Hi.", "Salut !"]]
-    bad = tmp_path / "bad.tsv"
-    bad.write_text("Go.\tVa !\nno tab here\n", encoding="utf-8")
-    with pytest.raises(ZooError, match=r"bad.tsv:2: expected 2 tab-separated fields, found 1"):
-        read_tsv(bad, 2)
-    with pytest.raises(ZooError, match="no such file"):
-        read_tsv(tmp_path / "missing.tsv", 2)

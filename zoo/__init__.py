@@ -3,7 +3,7 @@
 Importing `zoo` is cheap: it loads neither JAX nor any task. The public API:
 
   zoo.Task, zoo.Dataset, zoo.Metrics   the task contract (zoo.task)
-  zoo.TaskConfig, zoo.TrainConfig ...  typed configs (zoo.config)
+  zoo.TaskConfig, zoo.TrainConfig ...  typed configs (zoo.config); zoo.Range bounds a field
   zoo.register_task, zoo.get_task      the registry (zoo.registry)
   zoo.fit                              the harness (zoo.harness.trainer)
 """
@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "Task": "zoo.task", "Dataset": "zoo.task", "Metrics": "zoo.task", "masked_mean": "zoo.task",
     "TaskConfig": "zoo.config", "TrainConfig": "zoo.config", "OptimizerConfig": "zoo.config",
-    "EarlyStoppingConfig": "zoo.config",
+    "EarlyStoppingConfig": "zoo.config", "Range": "zoo.config",
     "register_task": "zoo.registry", "get_task": "zoo.registry", "task_names": "zoo.registry",
     "fit": "zoo.harness.trainer",
     "ZooError": "zoo.errors",

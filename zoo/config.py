@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from zoo.errors import ZooError, unknown
 
@@ -20,16 +21,44 @@ DtypeName = Literal["float32", "bfloat16", "float16"]
 
 
 @dataclass(frozen=True)
+class Range:
+    """Inclusive bounds of a numeric field, attached with `Annotated[int, Range(1)]`.
+
+    `validate` checks every such field of a config tree in one pass, so a value out of
+    range is one line naming the key, not a crash deep inside a run.
+    """
+
+    low: float | None = None
+    high: float | None = None
+
+    def describe(self) -> str:
+        if self.high is None:
+            return f">= {self.low:g}"
+        if self.low is None:
+            return f"<= {self.high:g}"
+        return f"in [{self.low:g}, {self.high:g}]"
+
+    def contains(self, value: float) -> bool:
+        return (math.isfinite(value) and (self.low is None or value >= self.low) and
+                (self.high is None or value <= self.high))
+
+
+Positive = Annotated[int, Range(1)]
+NonNegative = Annotated[int, Range(0)]
+NonNegativeFloat = Annotated[float, Range(0)]
+
+
+@dataclass(frozen=True)
 class OptimizerConfig:
     """Optimizer and learning-rate schedule (built with optax)."""
 
     name: OptimizerName = "adam"
-    lr: float = 1e-3
+    lr: NonNegativeFloat = 1e-3
     schedule: ScheduleName = "cosine"
-    warmup_epochs: float = 0.0
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    grad_clip_norm: float = 0.0  # 0 disables clipping
+    warmup_epochs: NonNegativeFloat = 0.0
+    momentum: Annotated[float, Range(0, 1)] = 0.9
+    weight_decay: NonNegativeFloat = 0.0
+    grad_clip_norm: NonNegativeFloat = 0.0  # 0 disables clipping
 
 
 @dataclass(frozen=True)
@@ -37,21 +66,24 @@ class EarlyStoppingConfig:
     """Stop when the validation metric has not improved for `patience` epochs."""
 
     metric: str = ""  # empty: the task's primary metric
-    patience: int = 5  # 0 disables early stopping
-    min_delta: float = 0.0
+    patience: NonNegative = 5  # 0 disables early stopping
+    min_delta: NonNegativeFloat = 0.0
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """The loop itself: epochs, batch size, seed, checkpoint and logging cadence."""
 
-    epochs: int = 10
-    batch_size: int = 128  # global: the same on any number of devices
-    eval_batch_size: int = 256
-    seed: int = 0
-    log_every: int = 50  # steps between progress/TensorBoard updates
-    max_examples: int = 0  # caps every split (0: all); smoke configs use it to keep tests quick
+    epochs: Positive = 10
+    batch_size: Positive = 128  # global: the same on any number of devices
+    eval_batch_size: Positive = 256
+    seed: NonNegative = 0
+    log_every: Positive = 50  # steps between progress/TensorBoard updates
+    max_examples: NonNegative = 0  # caps every split (0: all); smoke configs use it to keep tests quick
     dtype: DtypeName = "float32"  # compute dtype; parameters and optimizer state stay float32
+    checkpoint_every_steps: NonNegative = 0  # also checkpoint every N steps mid-epoch (0: epoch ends only)
+    on_nan: Literal["raise", "skip"] = "raise"  # a non-finite loss or update: stop, or drop that step
+    max_bad_steps: Positive = 10  # on_nan=skip: stop after this many non-finite steps in a row
 
 
 @dataclass(frozen=True)
@@ -92,10 +124,28 @@ def from_dict(cls: type, data: dict[str, Any]) -> Any:
     return cls(**kwargs)
 
 
+def validate(config: Any, prefix: str = "") -> None:
+    """Checks every `Range`-annotated field of a config tree.
+
+    Raises:
+      ZooError: naming the first key whose value is out of range, and the range.
+    """
+    hints = typing.get_type_hints(type(config), include_extras=True)
+    for f in dataclasses.fields(config):
+        value, key = getattr(config, f.name), prefix + f.name
+        if dataclasses.is_dataclass(value):
+            validate(value, key + ".")
+            continue
+        for bound in getattr(hints[f.name], "__metadata__", ()):
+            if isinstance(bound, Range) and not bound.contains(value):
+                raise ZooError(f"{key}={value} is out of range: it must be {bound.describe()} "
+                               f"(--set {key}=...)")
+
+
 def fields_table(config: Any, prefix: str = "") -> list[tuple[str, str, str, str]]:
     """Rows of (key, type, default, doc) for every leaf field, for `zoo info`."""
     rows = []
-    hints = typing.get_type_hints(type(config))
+    hints = typing.get_type_hints(type(config), include_extras=True)
     docs = _field_comments(type(config))
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
@@ -170,6 +220,9 @@ def parse_value(raw: str, annotation: Any, key: str) -> Any:
 
 
 def _type_name(annotation: Any) -> str:
+    if typing.get_origin(annotation) is Annotated:
+        base, *extras = typing.get_args(annotation)
+        return " ".join([_type_name(base), *(e.describe() for e in extras if isinstance(e, Range))])
     if typing.get_origin(annotation) is Literal:
         return "|".join(typing.get_args(annotation))
     if typing.get_origin(annotation) is tuple:

@@ -127,7 +127,9 @@ class Task(abc.ABC):
         The harness traces this once under `jax.jit` with the state donated. Override it
         for anything other than one loss and one optimizer (e.g. a GAN). Under float16 the
         optimizer carries a loss scale: multiply the loss by `precision.loss_scale`
-        before differentiating, as here; the optimizer divides it out again.
+        before differentiating, as here; the optimizer divides it out again. Whatever it
+        does, the harness commits the update only if the new state and every returned
+        scalar whose name contains "loss" are finite (`train.on_nan`).
         """
         aug_rng, loss_rng = jax.random.split(rng)
         batch = self.augment(batch, aug_rng)

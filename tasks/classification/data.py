@@ -1,12 +1,13 @@
-"""Data sets for classification: named built-ins and `folder:PATH`."""
+"""Data sets for classification: named built-ins, `folder:PATH` and `tsv:FILE`."""
 
 from pathlib import Path
 
 import numpy as np
 
 from zoo.data import mnist
-from zoo.data.images import image_folder
+from zoo.data.images import image_folder, image_info, load_image
 from zoo.data.loader import split_indices
+from zoo.data.tables import read_tsv
 from zoo.errors import ZooError, unknown
 from zoo.task import Dataset
 
@@ -15,7 +16,9 @@ DATASETS = {
     "mnist": "full MNIST, 70,000 digits (downloaded once, sha256-verified)",
     "digits": "scikit-learn's 1,797 8x8 digits (offline)",
     "folder:PATH": "your images, one sub-folder per class (any size or mode; resized)",
+    "tsv:FILE": "a list of images: columns image, label and optionally split (train/val/test)",
 }
+SPLITS = ("train", "val", "test")
 SPLIT_SEED = 20240601  # fixed: every run sees the same train/val/test split
 
 
@@ -26,10 +29,13 @@ def load(spec: str, image_size: int, channels: int) -> Dataset:
         size = image_size or 32
         images, labels, classes = image_folder(root, (size, size), channels or 3)
         return _split(images, labels, classes, spec, fractions=(0.7, 0.1, 0.2))
+    if spec.startswith("tsv:"):
+        return _from_tsv(Path(spec.removeprefix("tsv:")).expanduser(), spec,
+                         image_size or 32, channels or 3)
     sources = {"mnist-sample": mnist.mnist_sample, "mnist": mnist.mnist_full,
                "digits": mnist.sklearn_digits}
     if spec not in sources:
-        raise unknown("data set", spec, [*sources, "folder:PATH"])
+        raise unknown("data set", spec, [*sources, "folder:PATH", "tsv:FILE"])
     images, labels = sources[spec]()
     if image_size and image_size != images.shape[1]:
         images = _resize(images, image_size)
@@ -44,6 +50,25 @@ def load(spec: str, image_size: int, channels: int) -> Dataset:
     return _split(images, labels, classes, spec, fractions=(0.7, 0.1, 0.2))
 
 
+def _from_tsv(path: Path, spec: str, size: int, channels: int) -> Dataset:
+    """Images listed in a TSV (paths relative to it). With a split column, the classes
+    are the training labels: a val/test label never seen in training is an error."""
+    table = read_tsv(path, ["image", "label"], optional=["split"])
+    split = table.lookup("split", SPLITS, what="split") if "split" in table.columns else None
+    train_labels = [label for i, label in enumerate(table.columns["label"])
+                    if split is None or split[i] == 0]
+    if not train_labels:
+        raise ZooError(f"{path}: no rows with split 'train'; the model needs training images")
+    classes = sorted(set(train_labels))
+    labels = table.lookup("label", classes)
+    images = np.stack([load_image(path.parent / name, (size, size), channels)
+                       for name in table.columns["image"]])
+    if split is None:
+        return _split(images, labels, classes, spec, fractions=(0.7, 0.1, 0.2))
+    return _dataset(images, labels, classes, spec,
+                    {name: np.flatnonzero(split == i) for i, name in enumerate(SPLITS)})
+
+
 def _split(images, labels, classes, spec, fractions) -> Dataset:
     n = len(images)
     n_val, n_test = max(1, round(n * fractions[1])), max(1, round(n * fractions[2]))
@@ -55,9 +80,7 @@ def _split(images, labels, classes, spec, fractions) -> Dataset:
 
 def _dataset(images, labels, classes, spec, idx) -> Dataset:
     splits = {name: {"image": images[i], "label": labels[i]} for name, i in idx.items()}
-    info = {"classes": classes, "input_shape": list(images.shape[1:]), "data": spec,
-            "dark_background": bool(images.mean() < 128)}
-    return Dataset(splits, info)
+    return Dataset(splits, image_info(classes, images, spec))
 
 
 def _resize(images: np.ndarray, size: int) -> np.ndarray:

@@ -14,7 +14,7 @@ import numpy as np
 from flax import nnx
 
 from zoo.config import EarlyStoppingConfig, OptimizerConfig, TaskConfig, TrainConfig
-from zoo.data.images import load_image
+from zoo.data.images import load_image, to_unit_range
 from zoo.errors import ZooError
 from zoo.models.crnn import CRNN
 from zoo.models.ctc import ctc_beam_search, ctc_greedy, ctc_loss
@@ -68,11 +68,11 @@ class OCRTask(Task):
 
     def loss(self, model, batch, rng):
         del rng
-        logits, frames = model(_normalize(batch["image"]), batch["width"])
+        logits, frames = model(to_unit_range(batch["image"]), batch["width"])
         return ctc_loss(logits, frames, batch["label"]).mean(), {}
 
     def eval_step(self, model, batch):
-        logits, frames = model(_normalize(batch["image"]), batch["width"])
+        logits, frames = model(to_unit_range(batch["image"]), batch["width"])
         mask = batch["mask"]
         losses = ctc_loss(logits, frames, batch["label"])
         return {"count": mask.sum(), "loss": (losses * mask).sum(),
@@ -97,7 +97,7 @@ class OCRTask(Task):
                                  max(info["max_width"], self.config.max_width))
             image = jnp.asarray(line[None, :, :, None])
             width = jnp.asarray([line.shape[1]], jnp.int32)
-            logits, frames = model(_normalize(image), width)
+            logits, frames = model(to_unit_range(image), width)
             texts.append(ids_to_text(np.asarray(decode(logits, frames, args.beam))[0],
                                      info["alphabet"]))
         if len(texts) == 1:
@@ -138,7 +138,3 @@ class CharacterMetrics(Metrics):
         lines = self._sums.get("count", 0.0)
         return {**super().compute(), "cer": self.errors / max(self.chars, 1),
                 "line_accuracy": self.exact / max(lines, 1.0)}
-
-
-def _normalize(images: jax.Array) -> jax.Array:
-    return images.astype(jnp.float32) / 255.0

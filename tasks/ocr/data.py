@@ -14,9 +14,9 @@ import numpy as np
 from PIL import Image
 
 from zoo.data import mnist
-from zoo.data.images import load_image, to_dark_background
+from zoo.data.images import load_image, match_background
 from zoo.data.loader import split_indices
-from zoo.data.text import read_tsv
+from zoo.data.tables import read_tsv
 from zoo.errors import ZooError, unknown
 from zoo.paths import cache_dir
 from zoo.task import Dataset
@@ -105,7 +105,7 @@ def _pad(arrays: dict[str, np.ndarray], width: int, length: int) -> dict[str, np
 def fit_line(image: np.ndarray, height: int, max_width: int) -> np.ndarray:
     """A grey line image scaled to `height` (aspect kept, squeezed to `max_width` at most),
     as light ink on dark, its width rounded up to the column stride."""
-    image = to_dark_background(image)[..., 0]
+    image = match_background(image, dark_background=True)[..., 0]
     h, w = image.shape
     width = max(1, min(round(w * height / h), max_width))
     scaled = np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR))
@@ -119,7 +119,8 @@ def _folder(root: Path, height: int, max_width: int, spec: str) -> Dataset:
     if not labels_file.is_file():
         raise ZooError(f"{spec}: no {labels_file}; list each line image with its text as "
                        f"file<TAB>text")
-    rows = read_tsv(labels_file, 2)
+    table = read_tsv(labels_file, ("file", "text"), header=False)
+    rows = list(zip(table.columns["file"], table.columns["text"]))
     if len(rows) < 3:
         raise ZooError(f"{labels_file}: {len(rows)} line(s); train, val and test need at least 3")
     lines = [fit_line(load_image(root / file, channels=1), height, max_width) for file, _ in rows]

@@ -11,7 +11,8 @@ from collections.abc import Callable
 import numpy as np
 
 from zoo.data.loader import split_indices
-from zoo.data.text import Vocabulary, read_tsv, tokenize
+from zoo.data.tables import read_tsv
+from zoo.data.text import Vocabulary, tokenize
 from zoo.errors import ZooError, unknown
 from zoo.paths import cache_dir
 from zoo.task import Dataset
@@ -39,7 +40,7 @@ def load(spec: str, *, max_len: int, vocab_size: int, subwords: int = 0) -> Data
         pairs = number_pairs(sum(NUMBERS.values()))
         sizes = NUMBERS
     elif spec.startswith("tsv:"):
-        pairs = _unique(tuple(row) for row in read_tsv(spec.removeprefix("tsv:"), 2))
+        pairs = _unique(_pairs(spec.removeprefix("tsv:")))
         n = len(pairs)
         if n < 3:
             raise ZooError(f"{spec}: {n} distinct sentence pair(s); train, val and test need 3")
@@ -69,7 +70,7 @@ def number_pairs(count: int) -> list[tuple[str, str]]:
     seeded random ones up to 999,999. Cached as TSV (num2words takes seconds)."""
     cached = cache_dir("data") / f"numbers-en-fr-{count}-v{VERSION}.tsv"
     if cached.exists():
-        return [(src, tgt) for src, tgt in read_tsv(cached, 2)]
+        return _pairs(cached)
     from num2words import num2words
 
     rng = np.random.default_rng(SPLIT_SEED)
@@ -99,6 +100,12 @@ def source_tokenizer(info: dict) -> Callable[[str], list[str]]:
     """How `predict` tokenizes new source sentences: as the training data was."""
     model = info.get("src_subwords")
     return subwords_lib.tokenizer(model) if model else tokenize
+
+
+def _pairs(path) -> list[tuple[str, str]]:
+    """The first two tab-separated columns of a headerless file."""
+    table = read_tsv(path, ("source", "target"), header=False)
+    return list(zip(table.columns["source"], table.columns["target"]))
 
 
 def _unique(pairs) -> list[tuple[str, str]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -18,6 +19,16 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
                                      "same --workdir resumes where it stopped.")
     run.add_argument("task", help="task name (see `zoo list`)")
     add_config_arguments(run)
+    run.add_argument("--checkpoint-every", type=int, metavar="STEPS",
+                     help="also checkpoint every STEPS steps mid-epoch "
+                          "(train.checkpoint_every_steps; default: at epoch ends)")
+    run.add_argument("--on-nan", choices=("raise", "skip"),
+                     help="a non-finite loss or update stops the run (raise, the default) or "
+                          "is dropped (skip, up to train.max_bad_steps in a row)")
+    run.add_argument("--debug-nans", action="store_true",
+                     help="find the operation that makes the first NaN (slow: checks every step)")
+    run.add_argument("--resume-from-last-good", action="store_true",
+                     help="move damaged checkpoints aside and resume from the newest good one")
     _add_pretrained(run, "start from published weights (fine-tune); layers of another "
                          "shape, e.g. a new head, are re-initialised")
     _add_workdir(run)
@@ -132,7 +143,9 @@ def build_config(task_cls, args, base=None) -> object:
         config = base
     shorthands = {"model": args.model, "data": args.data, "train.epochs": args.epochs,
                   "train.batch_size": args.batch_size, "optimizer.lr": args.lr,
-                  "train.seed": args.seed, "train.dtype": args.dtype}
+                  "train.seed": args.seed, "train.dtype": args.dtype,
+                  "train.checkpoint_every_steps": getattr(args, "checkpoint_every", None),
+                  "train.on_nan": getattr(args, "on_nan", None)}
     overrides = [f"{k}={v}" for k, v in shorthands.items() if v is not None]
     config = apply_overrides(config, overrides + args.overrides)
     if task_cls.models and config.model not in task_cls.models:
@@ -161,10 +174,18 @@ def _run(args, rest) -> int:
                                                   allow_unverified=args.allow_unverified)
         if not args.quiet:
             print(f"fine-tuning from {card.name}", file=sys.stderr)
+    import jax
+
+    from zoo.harness.preemption import Preempted
     from zoo.harness.trainer import fit
 
-    fit(task_cls(config), _workdir(args), device=args.device, mesh=args.mesh,
-        quiet=args.quiet, init_params=init_params)
+    jax.config.update("jax_debug_nans", args.debug_nans)
+    try:
+        fit(task_cls(config), _workdir(args), device=args.device, mesh=args.mesh,
+            quiet=args.quiet, init_params=init_params, last_good=args.resume_from_last_good)
+    except Preempted as e:
+        print(f"zoo: {e}; checkpoint saved in {_workdir(args)}. Resume with: "
+              f"{shlex.join(['zoo', *args.argv])}", file=sys.stderr)
     return 0
 
 

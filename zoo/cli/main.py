@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
+    args.argv = argv  # to print the command that resumes an interrupted run
     try:
         for path in args.plugin:
             from zoo.registry import load_plugin_file

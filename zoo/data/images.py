@@ -15,9 +15,12 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 def load_image(path: str | Path, size: Sequence[int] | None = None, channels: int = 3) -> np.ndarray:
     """Reads an image as uint8 HxWxC, converting mode and optionally resizing to (h, w).
 
+    Any 8-bit mode (palette, grey+alpha, RGBA, CMYK, 1-bit) is converted; 16-bit images
+    are scaled to 8 bits; the first frame of an animation is used.
+
     Raises:
-      ZooError: naming the file, if it is missing, empty, truncated, corrupt, or so large
-        it looks like a decompression bomb.
+      ZooError: naming the file, if it is missing, empty, truncated, corrupt, so large
+        it looks like a decompression bomb, or floating-point (no fixed range).
     """
     path = Path(path)
     if not path.is_file():
@@ -28,12 +31,13 @@ def load_image(path: str | Path, size: Sequence[int] | None = None, channels: in
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
-                img = img.convert("L" if channels == 1 else "RGB")
+                img = _to_8bit(img, path).convert("L" if channels == 1 else "RGB")
                 if size is not None and img.size != (size[1], size[0]):
                     img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
                 array = np.asarray(img, dtype=np.uint8)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ZooError(f"{path}: refused, image too large ({e})") from None
+        raise ZooError(f"{path}: refused, image too large ({e}); shrink it below "
+                       f"{Image.MAX_IMAGE_PIXELS:,} pixels") from None
     except UnidentifiedImageError:
         raise ZooError(f"{path}: not a readable image (corrupt, or an unsupported format)") from None
     except (OSError, SyntaxError, ValueError) as e:
@@ -41,9 +45,74 @@ def load_image(path: str | Path, size: Sequence[int] | None = None, channels: in
     return array.reshape(array.shape[0], array.shape[1], channels)
 
 
-def to_dark_background(image: np.ndarray) -> np.ndarray:
-    """Inverts a mostly light image, so ink is bright on dark (as in MNIST)."""
-    return 255 - image if image.mean() > 127 else image
+def letterbox(image: np.ndarray, size: int, *, fill: int = 0,
+              resample: Image.Resampling = Image.Resampling.BILINEAR,
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fits `image` (H, W, C uint8) into a size x size square of `fill`, aspect kept, centred.
+
+    Label masks pass `resample=NEAREST` (labels are never blended) and their ignore
+    index as `fill`; with the same `size` they land exactly on their image's pixels.
+
+    Returns:
+      The square image, the (x, y) scale and the (x, y) offset that map a point of the
+      original to the square: `p * scale + offset` (`unletterbox` inverts it).
+    """
+    h, w, c = image.shape
+    nw, nh = max(1, round(w * size / max(h, w))), max(1, round(h * size / max(h, w)))
+    resized = image
+    if (nh, nw) != (h, w):
+        pil = Image.fromarray(image[..., 0] if c == 1 else image)
+        resized = np.asarray(pil.resize((nw, nh), resample)).reshape(nh, nw, c)
+    ox, oy = (size - nw) // 2, (size - nh) // 2
+    out = np.full((size, size, c), fill, np.uint8)
+    out[oy:oy + nh, ox:ox + nw] = resized
+    return out, np.array([nw / w, nh / h], np.float32), np.array([ox, oy], np.float32)
+
+
+def unletterbox(boxes: np.ndarray, scale: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """Maps (..., 4) x0 y0 x1 y1 boxes of a letterboxed square back to the original image."""
+    return (boxes - np.tile(offset, 2)) / np.tile(scale, 2)
+
+
+def image_info(classes: Sequence[str], images: np.ndarray, spec: str, **extra) -> dict:
+    """The `Dataset.info` of an image data set: what a model and `predict` need to know."""
+    return {"classes": list(classes), "input_shape": list(images.shape[1:]), "data": spec,
+            "dark_background": bool(images.mean() < 128), **extra}
+
+
+def to_unit_range(images):
+    """uint8 pixels to float32 in [0, 1]; works on numpy and JAX arrays alike, so batches
+    travel as uint8 (4x less to transfer) and are converted on device."""
+    return images.astype(np.float32) / 255.0
+
+
+def match_background(image: np.ndarray, dark_background: bool) -> np.ndarray:
+    """Inverts a light-background image for a model trained on dark backgrounds (MNIST)."""
+    if dark_background and image.mean() > 127:
+        return 255 - image
+    return image
+
+
+def output_paths(inputs: Sequence[str | Path], out: str | Path, suffix: str) -> list[Path]:
+    """Where `zoo predict` writes one file per input: `out` itself for a single input,
+    else `out/<input stem><suffix>` (the directory is created)."""
+    out = Path(out)
+    if len(inputs) == 1 and not out.is_dir():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return [out]
+    out.mkdir(parents=True, exist_ok=True)
+    return [out / f"{Path(p).stem}{suffix}" for p in inputs]
+
+
+def _to_8bit(img: Image.Image, path: Path) -> Image.Image:
+    """16-bit and 32-bit integer images scaled to 8 bits (PIL's `convert` clips them)."""
+    if img.mode == "F":
+        raise ZooError(f"{path}: floating-point image (mode F) has no fixed range; "
+                       f"save it as an 8- or 16-bit image")
+    if img.mode == "I" or img.mode.startswith("I;16"):
+        wide = np.asarray(img, dtype=np.float64)
+        return Image.fromarray(np.clip(np.round(wide * (255 / 65535)), 0, 255).astype(np.uint8))
+    return img
 
 
 def image_folder(root: str | Path, size: Sequence[int], channels: int) -> tuple[np.ndarray, np.ndarray, list[str]]:

@@ -1,4 +1,4 @@
-"""Text for sequence tasks: a reversible tokenizer, vocabularies, padding, TSV files.
+"""Text for sequence tasks: a reversible tokenizer and vocabularies.
 
 Token ids are dense int32 arrays padded to a fixed length with 0, so the loader gathers
 fixed-shape batches and the steps compile once; the lengths travel beside them.
@@ -10,11 +10,8 @@ import collections
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-
-from zoo.errors import ZooError
 
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
 SPACE = "\u2581"  # "▁", marks a token that follows a space (as sentencepiece does)
@@ -82,28 +79,3 @@ class Vocabulary:
             if i != 1:
                 out.append(self.tokens[i])
         return out
-
-
-def read_tsv(path: str | Path, columns: int) -> list[list[str]]:
-    """The first `columns` tab-separated fields of each non-empty line of a UTF-8 file.
-
-    Raises:
-      ZooError: naming the file and line, if it is missing or a line has too few fields.
-    """
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise ZooError(f"{path}: no such file; expected tab-separated text")
-    rows = []
-    with path.open(encoding="utf-8", errors="replace") as f:
-        for number, line in enumerate(f, 1):
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                continue
-            fields = line.split("\t")
-            if len(fields) < columns:
-                raise ZooError(f"{path}:{number}: expected {columns} tab-separated fields, "
-                               f"found {len(fields)}")
-            rows.append(fields[:columns])
-    if not rows:
-        raise ZooError(f"{path}: no lines; expected tab-separated text")
-    return rows

@@ -68,8 +68,21 @@ class TensorBoard:
             self._writer.add_scalar(key, value, step)
 
     def close(self) -> None:
-        if self._writer is not None:
+        """Flushes and closes the event files; on a full disk, drops what is pending.
+
+        After a failed flush tensorboardX would retry at exit and its writer thread would
+        die on a closed queue, each printing a traceback after zoo's one-line error; so
+        its writers are marked closed and their threads stopped here.
+        """
+        if self._writer is None:  # not process 0
+            return
+        try:
             self._writer.close()
+        except OSError:
+            for file_writer in self._writer.all_writers.values():
+                events = file_writer.event_writer
+                events._closed = True
+                events._worker.stop()
 
 
 def _jsonable(value: Any) -> Any:

@@ -4,7 +4,8 @@ Both are pure functions of (state, batch): the NNX objects are split once, outsi
 loop, and merged inside the traced function (the Flax NNX performance guide's
 "functional training loop"), so no Python object graph is walked per step. The train
 state is donated: XLA updates parameters and optimizer state in place, and keeps the
-shardings it was placed with.
+shardings it was placed with. The train step commits an update only if it is finite
+(see `commit_if_finite`), whatever the task's own `train_step` does.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from zoo.task import Task
 from zoo_hardware import compilation
 
 State = Any  # an nnx.State of {"model": ..., "optimizer": ...}
+FINITE = "finite"  # the train step's flag: the update was finite and applied
 
 
 @dataclass
@@ -47,10 +49,32 @@ def merge_train_state(graphdef: nnx.GraphDef, state: State) -> tuple[nnx.Module,
 def _train_step(state: State, batch: dict, step: jax.Array, *, graphdef: nnx.GraphDef,
                 task: Task, seed: int) -> tuple[State, dict]:
     """One optimizer update. `state` is donated; the step's rng derives from (seed, step)."""
+    before = jax.tree.leaves(state)  # the arrays themselves: the task mutates the merged objects
     model, optimizer = merge_train_state(graphdef, state)
     rng = jax.random.fold_in(jax.random.key(seed), step)
     metrics = task.train_step(model, optimizer, batch, rng)
-    return nnx.state({"model": model, "optimizer": optimizer}), metrics
+    after = nnx.state({"model": model, "optimizer": optimizer})
+    if jax.config.jax_debug_nans:  # let the NaN reach the outputs, where JAX looks for it
+        return after, {**metrics, FINITE: jnp.bool_(True)}
+    return commit_if_finite(before, after, metrics)
+
+
+def commit_if_finite(before: list[jax.Array], after: State, metrics: dict) -> tuple[State, dict]:
+    """The updated state if it and every `*loss*` scalar are finite, else the old one.
+
+    Checking the updated state rather than the gradients works for any task's
+    `train_step` (a GAN computes its own): a NaN or Inf gradient always reaches the
+    parameters or the optimizer's moments. The optimizer's step count is state too, so
+    a dropped update does not advance it. Adds the verdict to `metrics` as `FINITE`.
+    """
+    if FINITE in metrics:
+        raise ValueError(f"train_step returned {FINITE!r}, a name the harness reserves")
+    leaves, treedef = jax.tree.flatten(after)
+    checked = [x for x in leaves if jnp.issubdtype(x.dtype, jnp.inexact)]
+    checked += [v for k, v in metrics.items() if "loss" in k]
+    finite = jnp.all(jnp.stack([jnp.isfinite(x).all() for x in checked]))
+    kept = [jnp.where(finite, new, old) for new, old in zip(leaves, before, strict=True)]
+    return jax.tree.unflatten(treedef, kept), {**metrics, FINITE: finite}
 
 
 def _eval_step(state: State, batch: dict, *, graphdef: nnx.GraphDef, task: Task) -> dict:
@@ -81,11 +105,12 @@ def compile_steps(steps: Steps, state: State, train_batch: dict | None, eval_bat
     """Compiles ahead of time, timing compilation apart from stepping.
 
     The compiled objects also refuse (rather than silently recompile for) a batch of
-    another shape.
+    another shape. Under `jax_debug_nans` the train step stays a `jax.jit` function:
+    only that path re-runs a failing step op by op to name the operation.
     """
     t0, hits = time.perf_counter(), compilation.cache_hits()
     train = steps.train
-    if train_batch is not None:
+    if train_batch is not None and not jax.config.jax_debug_nans:
         train = steps.train.lower(state, train_batch, jnp.int32(0)).compile()
     evaluate = steps.evaluate.lower(state, eval_batch).compile()
     return Steps(train=train, evaluate=evaluate, compile_seconds=time.perf_counter() - t0,

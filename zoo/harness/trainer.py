@@ -1,8 +1,10 @@
 """`fit`: train, validate each epoch, stop early, checkpoint, resume, test.
 
 The loop is the only place with Python per step, and it does no more than hand the next
-(already transferring) batch to the compiled step; scalars come back to the host every
-`log_every` steps and at epoch ends, never per step.
+(already transferring) batch to the compiled step and read a stop flag; scalars come
+back to the host every `log_every` steps, before checkpoints and at epoch ends, never
+per step. Faults are handled by small modules: `preemption` (SIGTERM/SIGINT),
+`scalars` (the NaN/Inf policy), `checkpoints` (manifests, fallback, full disks).
 """
 
 from __future__ import annotations
@@ -20,15 +22,18 @@ import numpy as np
 import optax
 from flax import nnx
 
-from zoo.config import to_dict
+from zoo.config import validate
 from zoo.data import loader
 from zoo.errors import ZooError
 from zoo.harness import reports
 from zoo.harness.checkpoints import BEST, LATEST, CheckpointStore
+from zoo.harness.faults import explained, nan_origin
 from zoo.harness.optim import make_run_optimizer
+from zoo.harness.preemption import Preempted, StopSignal
 from zoo.harness.progress import EpochProgress
+from zoo.harness.scalars import NonFiniteStep, ScalarLog
 from zoo.harness.steps import Steps, build_steps, compile_steps, split_train_state
-from zoo.harness.workdir import check_task, config_differences, read_run, write_run
+from zoo.harness.workdir import check_resumable, read_run, write_run
 from zoo.hub import weights
 from zoo.task import Dataset, Task
 from zoo_hardware import distributed, placement, precision
@@ -45,6 +50,7 @@ class LoopState:
     bad_epochs: int = 0
     finished: bool = False
     history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    partial_epoch: dict[str, Any] = dataclasses.field(default_factory=dict)  # scalars.EpochSums
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,7 +183,7 @@ def evaluate(session: Session, split: str) -> dict[str, Any]:
 
 def fit(task: Task, workdir: str | Path, *, device: str = "auto", mesh: str | None = None,
         quiet: bool = False, init_params: Mapping[str, np.ndarray] | None = None,
-        adapter: Adapter | None = None) -> dict[str, Any]:
+        adapter: Adapter | None = None, last_good: bool = False) -> dict[str, Any]:
     """Trains `task` in `workdir` (resuming if it holds a run), tests, writes metrics.json.
 
     In a multi-process run every process calls `fit`; only process 0 writes reports.
@@ -188,52 +194,45 @@ def fit(task: Task, workdir: str | Path, *, device: str = "auto", mesh: str | No
         `zoo.hub` (fresh runs only). Layers whose shapes differ (a new head) keep their
         fresh initialisation; the log says which.
       adapter: optional changes to the task's model and optimizer (see `Adapter`).
+      last_good: resume from the newest checkpoint that passes its manifest, moving
+        damaged ones aside (`--resume-from-last-good`); by default a damaged one stops.
 
     Returns:
       The contents written to metrics.json.
+
+    Raises:
+      Preempted: after SIGTERM or SIGINT, once the checkpoint is on disk.
+      ZooError: for bad config or input, a damaged checkpoint, a non-finite step under
+        `on_nan=raise`, or a full disk (the last good checkpoint is always kept).
     """
     workdir = Path(workdir)
     cfg = task.config
+    validate(cfg)
     record = read_run(workdir)
     if record is not None:
-        check_task(workdir, record, task.name)
-        changed = config_differences(record["config"], to_dict(cfg))
-        if changed:
-            raise ZooError(f"{workdir} holds a run with a different config "
-                           f"({', '.join(changed)}); repeat its options to resume, "
-                           f"or use a new --workdir")
+        check_resumable(workdir, record, task.name, cfg)
     primary = distributed.is_primary()
     progress = EpochProgress(cfg.train.epochs, quiet=quiet or not primary)
-    session = open_session(task, device=device, mesh=mesh, adapter=adapter)
-    progress.log(f"{task.name}: model {cfg.model}, data {cfg.data} "
-                 f"({session.data.size('train')}/{session.data.size('val')}/"
-                 f"{session.data.size('test')} train/val/test), "
-                 f"{placement.describe(session.mesh)}, {cfg.train.dtype}; "
-                 f"compiled in {session.steps.compile_seconds:.1f}s"
-                 f"{_cache_note(session.steps)}")
-    workdir.mkdir(parents=True, exist_ok=True)
-    if primary:
-        write_run(workdir, task.name, cfg, session.data.info)
-    store = CheckpointStore(workdir)
-    loop = LoopState()
-    if store.latest_step() is not None:
-        state, meta = store.restore(LATEST, nnx.to_pure_dict(session.state))
-        nnx.replace_by_pure_dict(session.state, state)
-        loop = LoopState(**meta)
-        progress.log(f"resumed from {workdir} at epoch {loop.epoch}, step {loop.step}")
-    elif init_params is not None:
-        report = weights.load_into(session.state["model"], init_params, strict=False)
-        session.state = placement.place_state(session.state, session.mesh)
-        progress.log(f"initialised from pretrained weights: {report}")
-    trainer = _Trainer(session, loop, progress, store, workdir)
-    t0 = time.perf_counter()
-    try:
-        while not loop.finished:
-            trainer.train_epoch()
-        store.wait()
-        test = trainer.test()
-    finally:
-        trainer.close()
+    with StopSignal() as stop:
+        session = open_session(task, device=device, mesh=mesh, adapter=adapter)
+        progress.log(f"{task.name}: model {cfg.model}, data {cfg.data} "
+                     f"({session.data.size('train')}/{session.data.size('val')}/"
+                     f"{session.data.size('test')} train/val/test), "
+                     f"{placement.describe(session.mesh)}, {cfg.train.dtype}; "
+                     f"compiled in {session.steps.compile_seconds:.1f}s"
+                     f"{_cache_note(session.steps)}")
+        workdir.mkdir(parents=True, exist_ok=True)
+        store = CheckpointStore(workdir)
+        with explained(store):
+            if primary:
+                write_run(workdir, task.name, cfg, session.data.info)
+            loop = _resume(store, session, progress, init_params, last_good=last_good)
+            trainer = _Trainer(session, loop, progress, store, workdir, stop)
+            t0 = time.perf_counter()
+            try:
+                test = trainer.run()
+            finally:
+                trainer.close()
     result = {"task": task.name, "model": cfg.model, "dataset": cfg.data, "split": "test",
               "metrics": test, "epochs": loop.epoch,
               "train_seconds": round(sum(r["seconds"] for r in loop.history), 1),
@@ -244,39 +243,57 @@ def fit(task: Task, workdir: str | Path, *, device: str = "auto", mesh: str | No
     return result
 
 
+def _resume(store: CheckpointStore, session: Session, progress: EpochProgress,
+            init_params: Mapping[str, np.ndarray] | None, *, last_good: bool) -> LoopState:
+    """Restores the newest (verified) checkpoint into `session`; a fresh loop if none."""
+    restored = store.resume(nnx.to_pure_dict(session.state), last_good=last_good,
+                            log=progress.log)
+    if restored is None:
+        if init_params is not None:
+            report = weights.load_into(session.state["model"], init_params, strict=False)
+            session.state = placement.place_state(session.state, session.mesh)
+            progress.log(f"initialised from pretrained weights: {report}")
+        return LoopState()
+    state, meta = restored
+    nnx.replace_by_pure_dict(session.state, state)
+    loop = LoopState(**meta)
+    if not store.steps(BEST):  # the best checkpoint was damaged: the next epoch replaces it
+        loop.best_value, loop.best_epoch = None, -1
+    progress.log(f"resumed from {store.root.parent} at epoch {loop.epoch}, step {loop.step}")
+    return loop
+
+
 class _Trainer:
     """The epoch loop of one `fit` call, with its logs and checkpoints."""
 
     def __init__(self, session: Session, loop: LoopState, progress: EpochProgress,
-                 store: CheckpointStore, workdir: Path):
+                 store: CheckpointStore, workdir: Path, stop: StopSignal):
         self.session, self.loop, self.progress, self.store = session, loop, progress, store
-        self.workdir = workdir
+        self.workdir, self.stop = workdir, stop
         self.primary = distributed.is_primary()
+        train = session.task.config.train
+        self.scalars = ScalarLog(train.on_nan, train.max_bad_steps, loop.partial_epoch)
         self.tensorboard = reports.TensorBoard(workdir, enabled=self.primary)
+
+    def run(self) -> dict[str, Any]:
+        """Trains the remaining epochs, then tests."""
+        while not self.loop.finished:
+            self.train_epoch()
+        self.store.wait()
+        return self.test()
 
     def train_epoch(self) -> None:
         """Trains to the end of the current epoch, validates, checkpoints, logs."""
         session, loop, cfg = self.session, self.loop, self.session.task.config
-        spe, bs = session.steps_per_epoch, cfg.train.batch_size
+        spe = session.steps_per_epoch
         start = loop.step - loop.epoch * spe
         self.progress.start_epoch(loop.epoch, spe, start)
         t0 = time.perf_counter()
-        outputs = []
-        batches = loader.train_batches(session.data.splits["train"], bs, seed=cfg.train.seed,
-                                       epoch=loop.epoch, start=start,
-                                       rows=placement.process_rows(session.mesh, bs))
-        for loop.step, out in train_steps(session, batches, loop.step):
-            outputs.append(out)
-            i = loop.step - loop.epoch * spe
-            values = None
-            if i % cfg.train.log_every == 0:  # the only host sync inside an epoch
-                values = jax.device_get(out)
-                self.tensorboard.scalars(loop.step, {f"train/{k}": v for k, v in values.items()})
-            self.progress.advance(i, (i - start) * bs, values)
-        train = _mean(jax.device_get(outputs))
+        self._train_steps(start)
+        train, skipped = self.scalars.end_epoch()
         val = evaluate(session, "val")
         row = {"epoch": loop.epoch + 1, "step": loop.step,
-               "seconds": round(time.perf_counter() - t0, 2),
+               "seconds": round(time.perf_counter() - t0, 2), "skipped_steps": skipped,
                **{f"train/{k}": v for k, v in train.items()},
                **{f"val/{k}": v for k, v in val.items() if np.isscalar(v)}}
         loop.history.append(row)
@@ -284,27 +301,73 @@ class _Trainer:
         improved = _update_early_stopping(session.task, loop, val)
         loop.finished = loop.finished or loop.epoch >= cfg.train.epochs
         self.progress.end_epoch(loop.epoch - 1, {k: v for k, v in row.items() if "/" in k})
+        if skipped:
+            self.progress.log(f"epoch {loop.epoch}: dropped {skipped} non-finite step(s)")
         self.tensorboard.scalars(loop.step, {k: v for k, v in row.items() if k.startswith("val/")})
         self._checkpoint(best=improved)
         if self.primary:
             reports.write_history(self.workdir, loop.history)
 
+    def _train_steps(self, start: int) -> None:
+        """Runs the epoch's steps from batch `start`, checkpointing at the step cadence and
+        stopping (with a checkpoint) when a stop signal has arrived."""
+        session, loop, train = self.session, self.loop, self.session.task.config.train
+        spe, every = session.steps_per_epoch, train.checkpoint_every_steps
+        batches = loader.train_batches(session.data.splits["train"], train.batch_size,
+                                       seed=train.seed, epoch=loop.epoch, start=start,
+                                       rows=placement.process_rows(session.mesh, train.batch_size))
+        try:
+            for loop.step, out in train_steps(session, batches, loop.step):
+                self.scalars.add(loop.step - 1, out)
+                i = loop.step - loop.epoch * spe
+                values = None
+                if i % train.log_every == 0:  # host syncs: here, before saves, at epoch ends
+                    values = self.scalars.fetch()
+                    if values:
+                        self.tensorboard.scalars(loop.step,
+                                                 {f"train/{k}": v for k, v in values.items()})
+                self.progress.advance(i, (i - start) * train.batch_size, values)
+                if every and loop.step % every == 0 and i < spe:
+                    self._checkpoint(best=False)
+                if self.stop.requested(loop.step):
+                    self._stop()
+        except FloatingPointError as e:  # jax_debug_nans names the operation
+            raise NonFiniteStep(loop.step, nan_origin(e)) from None
+
     def _checkpoint(self, *, best: bool) -> None:
+        """Saves the train and loop state, after the NaN policy has seen every step.
+
+        `best` is on disk before `latest` (which records it) starts, so a kill between
+        the two never leaves a `latest` pointing at a best checkpoint that is missing.
+        """
+        self.scalars.fetch()
+        self.loop.partial_epoch = self.scalars.state()
         meta = dataclasses.asdict(self.loop)
         pure = nnx.to_pure_dict(self.session.state)
         if best:
             self.store.save(BEST, self.loop.step, pure, meta)
+            self.store.wait()
         self.store.save(LATEST, self.loop.step, pure, meta)
 
+    def _stop(self) -> None:
+        """Checkpoints where the loop stands (unless just saved), then raises `Preempted`."""
+        if self.store.latest_step() != self.loop.step:
+            self._checkpoint(best=False)
+        self.store.wait()
+        raise Preempted(self.stop.received, self.loop.step, self.loop.epoch)
+
     def test(self) -> dict[str, Any]:
-        """Test metrics of the best checkpoint."""
-        state, _ = self.store.restore(BEST, nnx.to_pure_dict(self.session.state))
+        """Test metrics of the best checkpoint (the latest if the best one was damaged)."""
+        which = BEST if self.store.steps(BEST) else LATEST
+        state, _ = self.store.restore(which, nnx.to_pure_dict(self.session.state))
         nnx.replace_by_pure_dict(self.session.state, state)
         return evaluate(self.session, "test")
 
     def close(self) -> None:
-        self.tensorboard.close()
-        self.store.close()
+        try:
+            self.store.close()
+        finally:
+            self.tensorboard.close()
 
 
 def _update_early_stopping(task: Task, loop: LoopState, val: Mapping[str, Any]) -> bool:
@@ -324,11 +387,6 @@ def _update_early_stopping(task: Task, loop: LoopState, val: Mapping[str, Any]) 
         if es.patience and loop.bad_epochs >= es.patience:
             loop.finished = True
     return improved
-
-
-def _mean(outputs: list[dict]) -> dict[str, float]:
-    """Per-key means of a list of scalar dicts."""
-    return {k: float(np.mean([o[k] for o in outputs])) for k in outputs[0]} if outputs else {}
 
 
 def _cache_note(steps: Steps) -> str:

@@ -12,7 +12,10 @@ from zoo.config import TaskConfig, to_dict
 from zoo.errors import ZooError
 from zoo.harness.reports import write_json
 
-RUN_FORMAT = 1  # bump when checkpoint layout or run.json changes incompatibly
+RUN_FORMAT = 2  # bump when checkpoint layout or run.json changes incompatibly (2: manifests)
+# Settings a resumed run may change: they decide when to log, save or stop, not the result.
+RESUMABLE_CHANGES = ("train.log_every", "train.checkpoint_every_steps", "train.on_nan",
+                     "train.max_bad_steps")
 
 
 def read_run(workdir: Path) -> dict[str, Any] | None:
@@ -24,9 +27,14 @@ def read_run(workdir: Path) -> dict[str, Any] | None:
         record = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise ZooError(f"{path}: not valid JSON; the workdir is damaged, use a new --workdir") from None
-    if record.get("format", 0) > RUN_FORMAT:
-        raise ZooError(f"{workdir} was written by a newer zoo (format {record.get('format')}); "
-                       f"upgrade zoo or use a new --workdir")
+    if not isinstance(record, dict) or "task" not in record:
+        raise ZooError(f"{path}: not a zoo run record; use a new --workdir")
+    found = record.get("format", 0)
+    if found != RUN_FORMAT:
+        age = "a newer" if found > RUN_FORMAT else "an older"
+        fix = "upgrade zoo" if found > RUN_FORMAT else "retrain"
+        raise ZooError(f"{workdir} was written by {age} zoo (run format {found}, this zoo "
+                       f"reads {RUN_FORMAT}); {fix} or use a new --workdir")
     return record
 
 
@@ -44,6 +52,18 @@ def check_task(workdir: Path, record: dict[str, Any], task_name: str | None) -> 
     if task_name is not None and record["task"] != task_name:
         raise ZooError(f"{workdir} holds a {record['task']!r} run, not {task_name!r}; "
                        f"use another --workdir")
+
+
+def check_resumable(workdir: Path, record: dict[str, Any], task_name: str,
+                    config: TaskConfig) -> None:
+    """A workdir can be resumed by a run of the same task with the same config."""
+    check_task(workdir, record, task_name)
+    changed = [key for key in config_differences(record["config"], to_dict(config))
+               if key not in RESUMABLE_CHANGES]
+    if changed:
+        raise ZooError(f"{workdir} holds a run with a different config "
+                       f"({', '.join(changed)}); repeat its options to resume, "
+                       f"or use a new --workdir")
 
 
 def write_run(workdir: Path, task_name: str, config: TaskConfig, info: dict[str, Any]) -> None:

@@ -14,8 +14,10 @@ from flax import nnx
 
 from zoo.errors import unknown
 from zoo.models.activations import ACTIVATIONS, get_activation
+from zoo.models.detector import CenterNet
 from zoo.models.lenet import MLP, LeNet
-from zoo.models.resnet import ResNet, ResNetBackbone
+from zoo.models.resnet import BackboneConfig, ResNet, ResNetBackbone
+from zoo.models.unet import UNet, UNetDecoder
 
 CLASSIFIERS: dict[str, Callable[..., nnx.Module]] = {
     "lenet": LeNet,
@@ -40,5 +42,5 @@ def create_classifier(name: str, input_shape: Sequence[int], num_classes: int, *
                              dtype=dtype, rngs=rngs)
 
 
-__all__ = ["ACTIVATIONS", "CLASSIFIERS", "LeNet", "MLP", "ResNet", "ResNetBackbone",
-           "create_classifier", "get_activation"]
+__all__ = ["ACTIVATIONS", "BackboneConfig", "CLASSIFIERS", "CenterNet", "LeNet", "MLP", "ResNet", "ResNetBackbone",
+           "UNet", "UNetDecoder", "create_classifier", "get_activation"]

@@ -4,6 +4,7 @@ The backbone returns the feature map of every stage, so dense-prediction heads
 (segmentation, detection) reuse it instead of keeping a private copy.
 """
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,6 +14,24 @@ from flax import nnx
 
 from zoo.models.activations import get_activation
 from zoo.models.layers import global_avg_pool
+
+
+@dataclasses.dataclass(frozen=True)
+class BackboneConfig:
+    """The `ResNetBackbone` of a dense model, as a config section (`--set backbone.width=32`)."""
+
+    width: int = 16  # channels of the first stage; each later stage doubles them
+    stages: int = 4  # stages; each after the first halves the resolution
+    blocks: int = 1  # residual blocks per stage
+    stem_stride: int = 2  # 2: start at half resolution (about 3x less compute)
+    activation: str = "relu"  # see zoo.models.ACTIVATIONS
+
+    def kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for `ResNetBackbone` and the models built on it."""
+        get_activation(self.activation)  # fail early, with suggestions, on a bad name
+        return {"widths": tuple(self.width * 2 ** i for i in range(self.stages)),
+                "blocks": self.blocks, "stem_stride": self.stem_stride,
+                "activation": self.activation}
 
 
 class ResidualBlock(nnx.Module):
@@ -42,16 +61,20 @@ class ResNetBackbone(nnx.Module):
     """Stem plus stages; stage i (i > 0) halves the resolution. Returns every stage's map.
 
     Layers compute in `dtype` (parameters and batch statistics stay float32).
+    `stem_stride=2` halves the resolution in the stem already: about 4x less compute in
+    the first stage, for inputs larger than their objects' detail needs.
     """
 
     def __init__(self, in_channels: int, *, widths: Sequence[int] = (16, 32, 64),
-                 blocks: int = 2, activation: str = "relu", dtype: Any = jnp.float32,
+                 blocks: int = 2, activation: str = "relu", stem_stride: int = 1,
+                 dtype: Any = jnp.float32,
                  rngs: nnx.Rngs):
         act = get_activation(activation)
         self.act = act
         self.widths = tuple(widths)
-        self.stem = nnx.Conv(in_channels, widths[0], (3, 3), use_bias=False, dtype=dtype,
-                             rngs=rngs)
+        self.stem_stride = stem_stride
+        self.stem = nnx.Conv(in_channels, widths[0], (3, 3), strides=stem_stride,
+                             use_bias=False, dtype=dtype, rngs=rngs)
         self.stem_bn = nnx.BatchNorm(widths[0], momentum=0.9, dtype=dtype, rngs=rngs)
         stages, cin = [], widths[0]
         for i, width in enumerate(widths):

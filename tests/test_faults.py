@@ -1,0 +1,147 @@
+"""Fault injection on real `zoo run` processes: SIGKILL, SIGTERM, a full disk, two ranks.
+
+Every process runs under a timeout, so a hang fails the test instead of the suite. The
+reference is one uninterrupted run; interrupted runs must end bitwise equal to it.
+"""
+
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from zoo.harness.manifest import verify
+
+from helpers import (EXAMPLE_PLUGIN, ROOT, checkpoint_steps, history, kill_and_resume,
+                     latest_params, temporary_dirs, wait_until, zoo_cli, zoo_process)
+
+# 62 steps an epoch, a checkpoint every 7 steps: most kills land mid-epoch.
+ARGS = ["run", "spirals", "--plugin", str(EXAMPLE_PLUGIN), "--set", "points=4000",
+        "--epochs", "3", "--checkpoint-every", "7", "--quiet"]
+STEPS = 3 * 62
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory):
+    """The uninterrupted run every interrupted one is compared with."""
+    workdir = tmp_path_factory.mktemp("clean")
+    zoo_cli(*ARGS, "--workdir", str(workdir), check=True)
+    return workdir
+
+
+def _assert_same_run(clean, other):
+    a, b = latest_params(clean), latest_params(other)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert history(clean) == history(other)  # epoch means too: partial sums are saved
+
+
+def test_killed_at_random_steps_resumes_bitwise(clean, tmp_path):
+    """SIGKILL mid-save, then between saves; each time resumed with the same command.
+    (tests/test_soak.py does this many more times.)"""
+    records = kill_and_resume(ARGS, tmp_path, ["save", "step"], random.Random(0))
+    assert all(r["landed"] for r in records), records
+    assert records[0]["temporary_left"], "the first kill should interrupt a save"
+    assert not temporary_dirs(tmp_path)  # cleaned up by the resumed run
+    assert checkpoint_steps(tmp_path)[-1] == STEPS
+    _assert_same_run(clean, tmp_path)
+
+
+def test_sigterm_checkpoints_and_exits_0_then_resumes(clean, tmp_path):
+    """SIGTERM: finish the step, save, exit 0 naming the resume command; resume bitwise,
+    and also on another device count (4 -> 2 simulated devices)."""
+    workdir = tmp_path / "run"
+    proc = zoo_process(*ARGS, "--workdir", str(workdir))
+    assert wait_until(lambda: checkpoint_steps(workdir) or proc.poll() is not None, 240)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    assert "stopped by SIGTERM at step" in stderr and "Resume with: zoo run spirals" in stderr
+    step = int(stderr.split("at step ")[1].split()[0])
+    assert 0 < step < STEPS and checkpoint_steps(workdir)[-1] == step
+    assert not (workdir / "metrics.json").exists()
+    moved = tmp_path / "other-devices"
+    shutil.copytree(workdir, moved)
+    resumed = zoo_cli(*[a for a in ARGS if a != "--quiet"], "--workdir", str(workdir), check=True)
+    assert f"step {step}" in resumed.stderr
+    _assert_same_run(clean, workdir)
+    two = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    zoo_cli(*ARGS, "--workdir", str(moved), env=two, check=True)
+    a, b = latest_params(clean), latest_params(moved)
+    assert checkpoint_steps(moved)[-1] == STEPS
+    assert all(np.allclose(a[k], b[k], rtol=1e-4, atol=1e-5) for k in a)
+
+
+DISK_FULL = """
+set -u
+mount -t tmpfs -o size=12m zoo-full "$W" || exit 77
+python -m zoo.cli.main "$@" --workdir "$W/run" 2> "$OUT/err1" &
+pid=$!
+until ls "$W/run/checkpoints/latest" 2>/dev/null | grep -qx '[0-9]*'; do
+  kill -0 $pid 2>/dev/null || break; sleep 0.02; done
+dd if=/dev/zero of="$W/filler" bs=64k 2>/dev/null
+wait $pid; echo $? > "$OUT/rc1"
+cp -r "$W/run" "$OUT/after-full"
+rm "$W/filler"
+python -m zoo.cli.main "$@" --workdir "$W/run" 2> "$OUT/err2"; echo $? > "$OUT/rc2"
+cp "$W/run/metrics.json" "$OUT/" 2>/dev/null
+"""
+
+
+@pytest.mark.skipif(not shutil.which("unshare"), reason="needs unshare to mount a tmpfs")
+def test_full_disk_while_saving_keeps_the_previous_checkpoint(tmp_path):
+    """A 12 MB tmpfs filled up after the first checkpoint: the run stops with one line
+    naming the intact checkpoint (exit 2); once space is freed, the same command resumes."""
+    mount, out = tmp_path / "mnt", tmp_path / "out"
+    mount.mkdir(), out.mkdir()
+    args = ["run", "spirals", "--plugin", str(EXAMPLE_PLUGIN), "--set", "points=4000",
+            "--epochs", "8", "--quiet"]
+    env = {**os.environ, "W": str(mount), "OUT": str(out), "PATH": os.path.dirname(sys.executable)
+           + os.pathsep + os.environ["PATH"]}
+    result = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c",
+                             DISK_FULL, "sh", *args], env=env, timeout=400, cwd=ROOT)
+    if result.returncode == 77 or not (out / "rc1").exists():
+        pytest.skip("cannot mount a tmpfs in a user namespace here")
+    err = (out / "err1").read_text()
+    assert (out / "rc1").read_text().strip() == "2", err
+    assert err.startswith("zoo: error: disk full") and "intact" in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    intact = int(err.split("checkpoint latest/")[1].split()[0])
+    assert intact in checkpoint_steps(out / "after-full")
+    verify(out / "after-full" / "checkpoints" / "latest" / str(intact))
+    assert (out / "rc2").read_text().strip() == "0", (out / "err2").read_text()
+    assert (out / "metrics.json").exists()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_two_processes_stop_at_the_same_step(sig, tmp_path):
+    """One of two jax.distributed processes is signalled: both stop at one agreed step."""
+    port = _free_port()
+    logs = [tmp_path / f"rank{i}.log" for i in range(2)]
+    procs = [subprocess.Popen([sys.executable, str(ROOT / "tests" / "preemption_worker.py"),
+                               str(port), str(i)], env={**os.environ, "XLA_FLAGS": ""},
+                              stdout=log.open("w"), stderr=subprocess.STDOUT)
+             for i, log in enumerate(logs)]
+    try:
+        assert wait_until(lambda: all("ready" in log.read_text() for log in logs), 120)
+        procs[1].send_signal(sig)
+        for p in procs:
+            p.wait(timeout=60)
+    finally:
+        for p in procs:
+            p.kill()
+    outputs = [log.read_text() for log in logs]
+    stops = [int(line.split("stops at step ")[1].split()[0])
+             for out in outputs for line in out.splitlines() if "stops at step" in line]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    assert len(stops) == 2 and stops[0] == stops[1], outputs
