@@ -64,7 +64,7 @@ class OCRTask(Task):
                            f"two halves the width: the data's column stride of 4)")
         pools = ((2, 2), (2, 2)) + ((2, 1),) * (len(cfg.conv) - 2)
         return CRNN(info["height"], 1, len(info["alphabet"]) + 1, widths=cfg.conv, pools=pools,
-                    hidden=cfg.hidden, layers=cfg.layers, rngs=rngs)
+                    hidden=cfg.hidden, layers=cfg.layers, dtype=self.compute_dtype, rngs=rngs)
 
     def loss(self, model, batch, rng):
         del rng

@@ -66,7 +66,8 @@ class TranslationTask(Task):
     def build_model(self, info: Mapping[str, Any], rngs: nnx.Rngs) -> nnx.Module:
         cfg = self.config
         return Seq2Seq(len(info["src_vocab"]), len(info["tgt_vocab"]), embed=cfg.embed,
-                       hidden=cfg.hidden, layers=cfg.layers, dropout=cfg.dropout, rngs=rngs)
+                       hidden=cfg.hidden, layers=cfg.layers, dropout=cfg.dropout,
+                       dtype=self.compute_dtype, rngs=rngs)
 
     def loss(self, model, batch, rng):
         return _token_loss(model, batch, nnx.Rngs(dropout=rng))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -24,7 +25,7 @@ from zoo.models.lstm import BiLSTM
 
 
 class CRNN(nnx.Module):
-    """Maps line images [B, H, W, C] in [0, 1] to per-frame logits [B, W / stride, classes].
+    """Maps line images [B, H, W, C] in [0, 1] to float32 logits [B, W / stride, classes].
 
     Example:
       model = CRNN(32, 1, 80, rngs=nnx.Rngs(0))
@@ -34,7 +35,8 @@ class CRNN(nnx.Module):
     def __init__(self, height: int, channels: int, num_classes: int, *,
                  widths: Sequence[int] = (32, 64, 96),
                  pools: Sequence[tuple[int, int]] = ((2, 2), (2, 2), (2, 1)),
-                 hidden: int = 128, layers: int = 2, rngs: nnx.Rngs):
+                 hidden: int = 128, layers: int = 2, dtype: Any = jnp.float32,
+                 rngs: nnx.Rngs):
         if len(widths) != len(pools):
             raise ValueError(f"one pool per conv layer: {len(widths)} widths, {len(pools)} pools")
         self.pools = tuple(tuple(p) for p in pools)
@@ -43,12 +45,14 @@ class CRNN(nnx.Module):
         if out_height < 1:
             raise ValueError(f"line height {height} is too small for pools {self.pools}")
         sizes = [channels, *widths]
-        self.convs = nnx.List([nnx.Conv(a, b, (3, 3), rngs=rngs) for a, b in zip(sizes, sizes[1:])])
+        self.convs = nnx.List([nnx.Conv(a, b, (3, 3), dtype=dtype, rngs=rngs)
+                               for a, b in zip(sizes, sizes[1:])])
         # Normalized per column (over height and channels), unlike BatchNorm, so padding
         # columns never enter a real column's statistics.
-        self.norms = nnx.List([nnx.LayerNorm(b, reduction_axes=(1, 3), rngs=rngs) for b in widths])
-        self.rnn = BiLSTM(out_height * widths[-1], hidden, layers=layers, rngs=rngs)
-        self.head = nnx.Linear(2 * hidden, num_classes, rngs=rngs)
+        self.norms = nnx.List([nnx.LayerNorm(b, reduction_axes=(1, 3), dtype=dtype, rngs=rngs)
+                               for b in widths])
+        self.rnn = BiLSTM(out_height * widths[-1], hidden, layers=layers, dtype=dtype, rngs=rngs)
+        self.head = nnx.Linear(2 * hidden, num_classes, dtype=dtype, rngs=rngs)
 
     def frames(self, widths: jax.Array) -> jax.Array:
         """Number of output frames of lines `widths` pixels wide."""
@@ -66,7 +70,7 @@ class CRNN(nnx.Module):
         columns = jnp.transpose(x, (0, 2, 1, 3)).reshape(n, w, h * c)
         mask = _column_mask(widths, scale, w)
         features, _ = self.rnn(columns, mask)
-        return self.head(features), mask
+        return self.head(features).astype(jnp.float32), mask
 
 
 def _column_mask(widths: jax.Array, scale: int, columns: int) -> jax.Array:

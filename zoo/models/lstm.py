@@ -5,10 +5,13 @@ the input projection of every time step is one large matmul hoisted out of the s
 (the scan body keeps only the recurrent matmul, as cuDNN does), and padded steps are
 masked inside the scan, so padding changes neither outputs nor final states, in either
 direction. Parameters follow `OptimizedLSTMCell`: gates i, f, g, o; orthogonal
-recurrent kernel; the forget-gate bias starts at 1 (Jozefowicz et al., 2015).
+recurrent kernel; the forget-gate bias starts at 1 (Jozefowicz et al., 2015). Matmuls
+run in `dtype`; gate nonlinearities and the carry stay float32.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -32,10 +35,12 @@ class LSTM(nnx.Module):
       outputs, (c, h) = lstm(x, mask)  # x [B, T, 16], mask [B, T] -> outputs [B, T, 32]
     """
 
-    def __init__(self, in_features: int, hidden: int, *, rngs: nnx.Rngs):
+    def __init__(self, in_features: int, hidden: int, *, dtype: Any = jnp.float32,
+                 rngs: nnx.Rngs):
         self.hidden = hidden
-        self.input = nnx.Linear(in_features, 4 * hidden, bias_init=_gate_bias_init, rngs=rngs)
-        self.recurrent = nnx.Linear(hidden, 4 * hidden, use_bias=False,
+        self.input = nnx.Linear(in_features, 4 * hidden, bias_init=_gate_bias_init, dtype=dtype,
+                                rngs=rngs)
+        self.recurrent = nnx.Linear(hidden, 4 * hidden, use_bias=False, dtype=dtype,
                                     kernel_init=nnx.initializers.orthogonal(), rngs=rngs)
 
     def initial_carry(self, batch: int) -> Carry:
@@ -45,7 +50,8 @@ class LSTM(nnx.Module):
     def cell(self, carry: Carry, input_gates: jax.Array) -> Carry:
         """One step, given the already projected input (`self.input(x_t)`)."""
         c, h = carry
-        i, f, g, o = jnp.split(input_gates + self.recurrent(h), 4, axis=-1)
+        gates = (input_gates + self.recurrent(h)).astype(jnp.float32)
+        i, f, g, o = jnp.split(gates, 4, axis=-1)
         c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
         return c, jax.nn.sigmoid(o) * jnp.tanh(c)
 
@@ -70,10 +76,10 @@ class LSTM(nnx.Module):
         """
         batch, steps = x.shape[:2]
         if mask is None:
-            mask = jnp.ones((batch, steps), x.dtype)
+            mask = jnp.ones((batch, steps), jnp.float32)
         carry = self.initial_carry(batch) if carry is None else carry
         gates = jnp.swapaxes(self.input(x), 0, 1)  # [T, B, 4H]: one matmul for all steps
-        keep = jnp.swapaxes(mask, 0, 1)[..., None].astype(x.dtype)  # [T, B, 1]
+        keep = jnp.swapaxes(mask, 0, 1)[..., None].astype(jnp.float32)  # [T, B, 1]
 
         def scan_step(carry, inputs):
             gates_t, keep_t = inputs
@@ -92,10 +98,11 @@ class BiLSTM(nnx.Module):
     carries.
     """
 
-    def __init__(self, in_features: int, hidden: int, *, layers: int = 1, rngs: nnx.Rngs):
+    def __init__(self, in_features: int, hidden: int, *, layers: int = 1,
+                 dtype: Any = jnp.float32, rngs: nnx.Rngs):
         sizes = [in_features] + [2 * hidden] * (layers - 1)
-        self.forward = nnx.List([LSTM(n, hidden, rngs=rngs) for n in sizes])
-        self.backward = nnx.List([LSTM(n, hidden, rngs=rngs) for n in sizes])
+        self.forward = nnx.List([LSTM(n, hidden, dtype=dtype, rngs=rngs) for n in sizes])
+        self.backward = nnx.List([LSTM(n, hidden, dtype=dtype, rngs=rngs) for n in sizes])
 
     def __call__(self, x: jax.Array,
                  mask: jax.Array | None = None) -> tuple[jax.Array, tuple[Carry, Carry]]:

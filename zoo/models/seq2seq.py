@@ -10,7 +10,7 @@ positions masked out) and predicts the next token. Training runs the same `step`
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -34,7 +34,7 @@ class DecoderState(NamedTuple):
 
 
 class Seq2Seq(nnx.Module):
-    """Source token ids to next-target-token logits.
+    """Source token ids to next-target-token logits (float32; layers compute in `dtype`).
 
     Example:
       model = Seq2Seq(100, 120, rngs=nnx.Rngs(0))
@@ -43,17 +43,18 @@ class Seq2Seq(nnx.Module):
     """
 
     def __init__(self, src_vocab: int, tgt_vocab: int, *, embed: int = 64, hidden: int = 256,
-                 layers: int = 1, dropout: float = 0.0, rngs: nnx.Rngs):
+                 layers: int = 1, dropout: float = 0.0, dtype: Any = jnp.float32,
+                 rngs: nnx.Rngs):
         if hidden % 2:
             raise ValueError(f"hidden must be even (two encoder directions), got {hidden}")
-        self.src_embed = nnx.Embed(src_vocab, embed, rngs=rngs)
-        self.tgt_embed = nnx.Embed(tgt_vocab, embed, rngs=rngs)
-        self.encoder = BiLSTM(embed, hidden // 2, layers=layers, rngs=rngs)
-        self.bridge = nnx.Linear(hidden, hidden, rngs=rngs)
-        self.decoder = LSTM(embed + hidden, hidden, rngs=rngs)
-        self.score = nnx.Linear(hidden, hidden, use_bias=False, rngs=rngs)
-        self.combine = nnx.Linear(2 * hidden, hidden, use_bias=False, rngs=rngs)
-        self.out = nnx.Linear(hidden, tgt_vocab, rngs=rngs)
+        self.src_embed = nnx.Embed(src_vocab, embed, dtype=dtype, rngs=rngs)
+        self.tgt_embed = nnx.Embed(tgt_vocab, embed, dtype=dtype, rngs=rngs)
+        self.encoder = BiLSTM(embed, hidden // 2, layers=layers, dtype=dtype, rngs=rngs)
+        self.bridge = nnx.Linear(hidden, hidden, dtype=dtype, rngs=rngs)
+        self.decoder = LSTM(embed + hidden, hidden, dtype=dtype, rngs=rngs)
+        self.score = nnx.Linear(hidden, hidden, use_bias=False, dtype=dtype, rngs=rngs)
+        self.combine = nnx.Linear(2 * hidden, hidden, use_bias=False, dtype=dtype, rngs=rngs)
+        self.out = nnx.Linear(hidden, tgt_vocab, dtype=dtype, rngs=rngs)
         self.dropout = nnx.Dropout(dropout)
 
     def encode(self, src: jax.Array, src_mask: jax.Array, *,
@@ -61,7 +62,7 @@ class Seq2Seq(nnx.Module):
         """Encodes source ids [B, S]; returns the memory and the decoder's first state."""
         x = self.dropout(self.src_embed(src), rngs=rngs)
         values, ((_, h_fwd), (_, h_bwd)) = self.encoder(x, src_mask)
-        h = jnp.tanh(self.bridge(jnp.concatenate([h_fwd, h_bwd], axis=-1)))
+        h = jnp.tanh(self.bridge(jnp.concatenate([h_fwd, h_bwd], axis=-1))).astype(jnp.float32)
         memory = Memory(values=values, keys=self.score(values), mask=src_mask)
         return memory, DecoderState(c=jnp.zeros_like(h), h=h, feed=jnp.zeros_like(h))
 
@@ -69,12 +70,14 @@ class Seq2Seq(nnx.Module):
              embedded: jax.Array) -> tuple[DecoderState, jax.Array]:
         """One decoder step on embedded previous tokens [B, E]: new state, logits [B, V]."""
         c, h = self.decoder.step((state.c, state.h), jnp.concatenate([embedded, state.feed], -1))
-        scores = jnp.einsum("bsg,bg->bs", memory.keys, h)
+        scores = jnp.einsum("bsg,bg->bs", memory.keys, h.astype(memory.keys.dtype))
+        scores = scores.astype(jnp.float32)
         scores = jnp.where(memory.mask > 0, scores, jnp.finfo(scores.dtype).min)
         weights = jax.nn.softmax(scores, axis=-1)
-        context = jnp.einsum("bs,bsv->bv", weights, memory.values)
-        feed = jnp.tanh(self.combine(jnp.concatenate([context, h], axis=-1)))
-        return DecoderState(c=c, h=h, feed=feed), self.out(feed)
+        context = jnp.einsum("bs,bsv->bv", weights.astype(memory.values.dtype), memory.values)
+        feed = jnp.tanh(self.combine(jnp.concatenate([context, h.astype(context.dtype)], -1)))
+        return DecoderState(c=c, h=h, feed=feed.astype(jnp.float32)), self.out(feed).astype(
+            jnp.float32)
 
     def step_tokens(self, memory: Memory, state: DecoderState,
                     tokens: jax.Array) -> tuple[DecoderState, jax.Array]:
