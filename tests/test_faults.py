@@ -53,28 +53,20 @@ def test_killed_at_random_steps_resumes_bitwise(clean, tmp_path):
 
 
 def test_sigterm_checkpoints_and_exits_0_then_resumes(clean, tmp_path):
-    """SIGTERM: finish the step, save, exit 0 naming the resume command; resume bitwise,
-    and also on another device count (4 -> 2 simulated devices)."""
-    workdir = tmp_path / "run"
-    proc = zoo_process(*ARGS, "--workdir", str(workdir))
-    assert wait_until(lambda: checkpoint_steps(workdir) or proc.poll() is not None, 240)
+    """SIGTERM: finish the step, save, exit 0 naming the resume command; resume bitwise.
+    (A checkpoint restoring on another device count: tests/test_distributed.py.)"""
+    proc = zoo_process(*ARGS, "--workdir", str(tmp_path))
+    assert wait_until(lambda: checkpoint_steps(tmp_path) or proc.poll() is not None, 240)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 0, stderr
     assert "stopped by SIGTERM at step" in stderr and "Resume with: zoo run spirals" in stderr
     step = int(stderr.split("at step ")[1].split()[0])
-    assert 0 < step < STEPS and checkpoint_steps(workdir)[-1] == step
-    assert not (workdir / "metrics.json").exists()
-    moved = tmp_path / "other-devices"
-    shutil.copytree(workdir, moved)
-    resumed = zoo_cli(*[a for a in ARGS if a != "--quiet"], "--workdir", str(workdir), check=True)
+    assert 0 < step < STEPS and checkpoint_steps(tmp_path)[-1] == step
+    assert not (tmp_path / "metrics.json").exists()
+    resumed = zoo_cli(*[a for a in ARGS if a != "--quiet"], "--workdir", str(tmp_path), check=True)
     assert f"step {step}" in resumed.stderr
-    _assert_same_run(clean, workdir)
-    two = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    zoo_cli(*ARGS, "--workdir", str(moved), env=two, check=True)
-    a, b = latest_params(clean), latest_params(moved)
-    assert checkpoint_steps(moved)[-1] == STEPS
-    assert all(np.allclose(a[k], b[k], rtol=1e-4, atol=1e-5) for k in a)
+    _assert_same_run(clean, tmp_path)
 
 
 DISK_FULL = """
@@ -142,6 +134,8 @@ def _finish(procs, timeout=300):
     return [p.returncode for p in procs], errs
 
 
+@pytest.mark.slow  # six `zoo` processes (about 40 CPU seconds); the sync point itself is
+# checked by the next test in a few seconds
 def test_sigterm_to_one_of_two_processes_stops_both_at_one_step(tmp_path):
     """Orbax's preemption sync point: both ranks save the same step and exit 0; resumed as
     two processes, the run ends bitwise equal to an uninterrupted two-process run."""
