@@ -92,7 +92,11 @@ def load_plugin_file(path: str | Path) -> None:
     # shadow (or be shadowed by) an installed package.
     digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]
     module_name = f"zoo_plugin_{path.stem}_{digest}"
-    if module_name in sys.modules:
+    if module_name in sys.modules:  # imported before: restore registrations undone since
+        for obj in vars(sys.modules[module_name]).values():
+            if (isinstance(obj, type) and obj.__module__ == module_name and _is_task(obj)
+                    and obj.name and obj.name not in _all_entries()):
+                register_task()(obj)
         return
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
@@ -162,6 +166,12 @@ def _qualified(entry: _Entry) -> str:
     if entry.entry_point is not None and entry.entry_point.dist is not None:
         return f"{entry.entry_point.dist.name}:{entry.name}"
     return entry.name
+
+
+def _is_task(obj: type) -> bool:
+    from zoo.task import Task
+
+    return issubclass(obj, Task)
 
 
 def _check_task_class(obj: object, source: str) -> type[Task]:
