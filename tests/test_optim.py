@@ -4,6 +4,7 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 import pytest
 
@@ -44,3 +45,17 @@ def test_step_schedule_divides_by_ten_twice():
 def test_non_positive_learning_rate_is_refused():
     with pytest.raises(ZooError, match="must be positive"):
         make_optimizer(dataclasses.replace(OptimizerConfig(), lr=0.0), 10, 1)
+
+
+@pytest.mark.parametrize("name, reference", [
+    ("adam", optax.adam(0.1, b1=0.5)),
+    ("adamw", optax.adamw(0.1, b1=0.5, weight_decay=0.0)),
+])
+def test_adam_b1_is_the_momentum_field(name, reference):
+    cfg = OptimizerConfig(name=name, lr=0.1, schedule="constant", momentum=0.5)
+    ours = make_optimizer(cfg, 10, 10)
+    params = jnp.ones(3)
+    s1, s2 = ours.init(params), reference.init(params)
+    for grad in (jnp.array([1.0, -2.0, 3.0]), jnp.array([-3.0, 1.0, 0.5])):
+        (u1, s1), (u2, s2) = ours.update(grad, s1, params), reference.update(grad, s2, params)
+    np.testing.assert_allclose(u1, u2, rtol=1e-6)  # b1=0.9 would differ at step 2
