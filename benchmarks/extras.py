@@ -30,11 +30,12 @@ def matmul_peak(n: int = 2048, repeats: int = 10) -> float:
     return 2 * n**3 / float(np.median(times))
 
 
-def zoo_flops(model, images, labels, batch_size, examples_per_second) -> dict:
+def zoo_flops(workload, examples_per_second) -> dict:
     """XLA's FLOP count of zoo's compiled train step, and the FLOP/s achieved."""
-    from benchmarks.peers.zoo_harness import build_session
+    from zoo.harness.trainer import open_session
 
-    session, _ = build_session(model, images, labels, batch_size)
+    session = open_session(workload.task)
+    batch_size = workload.task.config.train.batch_size
     cost = session.steps.train.cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
     flops = float(cost.get("flops", float("nan")))
@@ -47,10 +48,10 @@ def inference_latency(model: str = "lenet", requests: int = 200) -> dict:
     import jax
     from flax import nnx
 
-    from benchmarks.data import training_arrays
+    from benchmarks.workloads import image_arrays
     from zoo.models import create_classifier
 
-    images, _ = training_arrays(model)
+    images, _ = image_arrays(model)
     net = create_classifier(model, images.shape[1:], 10, rngs=nnx.Rngs(0))
     graphdef, state = nnx.split(nnx.view(net, deterministic=True, use_running_average=True,
                                          raise_if_not_found=False))
@@ -108,4 +109,5 @@ def measure_all(batch_size: int) -> dict:
     return {"matmul_peak_gflops": matmul_peak() / 1e9,
             "inference": [inference_latency(m) for m in ("lenet", "resnet")],
             "pipeline_examples_per_s": pipeline_throughput(batch_size),
+            "pipeline_batch_size": batch_size,
             "start": start_times()}

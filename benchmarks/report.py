@@ -45,31 +45,33 @@ def write(path: str, sections: dict, args: dict) -> None:
         f"- machine: {_cpu()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         f"- libraries: {_versions()}",
         f"- command: `python -m benchmarks.train_throughput "
-        f"{'--all ' if args['all'] else ''}--batch-size {args['batch_size']} "
+        f"{'--all ' if args['all'] else ''}"
+        f"{'--task %s ' % args['task'] if args.get('task', 'classification') != 'classification' else ''}"
+        f"{'--batch-size %d ' % args['batch_size'] if args.get('batch_size') else ''}"
         f"--steps {args['steps']} --windows {args['windows']}`", "",
         "## Training throughput (examples/s, median of windows after warm-up)", "",
-        "| model | peer | median ex/s | ratio to bare jax.jit | windows min-max | compile s | peak RSS MB | note |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | peer | batch | median ex/s | ratio to bare jax.jit | windows min-max | compile s | peak RSS MB | note |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     rows = sections["training"]
     bare = {r["model"]: r["median"] for r in rows if r.get("peer") == "bare jax.jit"}
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['model']} | {r['peer']} | skipped | | | | | {r['error']} |")
+            lines.append(f"| {r['model']} | {r['peer']} | | skipped | | | | | {r['error']} |")
             continue
         ratio = r["median"] / bare[r["model"]] if r["model"] in bare else float("nan")
         note = r.get("note", "")
         if "achieved_gflops" in r:
             note = (f"{r['flops_per_example'] / 1e6:.1f} MFLOP/example, "
                     f"{r['achieved_gflops']:.1f} GFLOP/s {note}").strip()
-        lines.append(f"| {r['model']} | {r['peer']} | {r['median']:,.0f} | {ratio:.2f} | "
+        lines.append(f"| {r['model']} | {r['peer']} | {r['batch_size']} | {r['median']:,.0f} | {ratio:.2f} | "
                      f"{min(r['windows']):,.0f}-{max(r['windows']):,.0f} | "
                      f"{r['compile_seconds']:.1f} | {r['peak_rss_mb']:.0f} | {note} |")
     extras = sections.get("extras")
     if extras:
         lines += ["", "## Other figures", "",
                   f"- jitted 2048x2048 float32 matmul: {extras['matmul_peak_gflops']:.0f} GFLOP/s",
-                  f"- input pipeline alone (grain shuffle + batch gather, batch {args['batch_size']}): "
+                  f"- input pipeline alone (grain shuffle + batch gather, batch {extras['pipeline_batch_size']}): "
                   f"{extras['pipeline_examples_per_s']:,.0f} examples/s"]
         for inf in extras["inference"]:
             lines.append(f"- inference {inf['model']}: batch 1 p50 {inf['p50_ms']:.2f} ms, "

@@ -1,9 +1,11 @@
 """Training throughput of zoo against a bare jax.jit loop, Keras 3 (JAX) and PyTorch.
 
 Every peer trains the same model on the same data and global batch; each runs in a fresh
-subprocess (no thread pools or caches shared between peers; peak memory per peer).
+subprocess (no thread pools or caches shared between peers; peak memory per peer). The
+sequence model (crnn, the OCR task's conv + BiLSTM + CTC) has zoo and bare-JAX peers only.
 
   python -m benchmarks.train_throughput --model lenet
+  python -m benchmarks.train_throughput --task ocr --model crnn
   python -m benchmarks.train_throughput --all --out benchmarks/results.md
 """
 
@@ -18,9 +20,9 @@ import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 
-from benchmarks import extras, report
-from benchmarks.timing import Throughput
+from benchmarks import extras, report, workloads
 
 PEERS = {  # name -> module; optional peers are skipped with a note when not installed
     "zoo": "benchmarks.peers.zoo_harness",
@@ -28,28 +30,32 @@ PEERS = {  # name -> module; optional peers are skipped with a note when not ins
     "keras": "benchmarks.peers.keras_peer",
     "torch": "benchmarks.peers.torch_peer",
 }
-MODELS = ("lenet", "resnet")
+CHECKOUT = Path(__file__).resolve().parents[1]  # where `-m benchmarks...` resolves
+TASKS = {"classification": ("lenet", "resnet"), "ocr": ("crnn",)}
 
 
 def run_peer(peer: str, model: str, batch_size: int, steps: int, windows: int) -> dict:
     """Runs one peer in this process and returns its result row (used by the child)."""
-    from benchmarks.data import training_arrays
-
-    images, labels = training_arrays(model)
-    module = importlib.import_module(PEERS[peer])
-    result = module.train(model, images, labels, batch_size, steps_per_window=steps, windows=windows)
+    workload = workloads.load(model, batch_size)
+    result = importlib.import_module(PEERS[peer]).train(workload, steps_per_window=steps,
+                                                        windows=windows)
     row = dataclasses.asdict(result)
     row["median"] = result.median
     row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if peer == "zoo":
-        row.update(extras.zoo_flops(model, images, labels, batch_size, result.median))
+        row.update(extras.zoo_flops(workload, result.median))
     return row
+
+
+def supports(peer: str, model: str) -> bool:
+    """Whether `peer` has its own version of `model` (zoo and bare JAX run every task's)."""
+    return model in getattr(importlib.import_module(PEERS[peer]), "MODELS", workloads.MODELS)
 
 
 def spawn(args: list[str], timeout: float = 900) -> dict:
     """Runs this module in a child process and parses its JSON line."""
     proc = subprocess.run([sys.executable, "-m", "benchmarks.train_throughput", *args],
-                          capture_output=True, text=True, timeout=timeout,
+                          cwd=CHECKOUT, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, "KERAS_BACKEND": "jax"})
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
@@ -60,28 +66,38 @@ def spawn(args: list[str], timeout: float = 900) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--task", default="classification", choices=["classification"])
-    parser.add_argument("--model", choices=MODELS, default="lenet")
+    parser.add_argument("--task", default="classification", choices=list(TASKS),
+                        help="the task whose model to train (default: classification)")
+    parser.add_argument("--model", choices=workloads.MODELS,
+                        help="default: the task's first (lenet for classification)")
     parser.add_argument("--all", action="store_true", help="every model, plus latency, pipeline, "
                                                            "cold/warm start and matmul peak")
     parser.add_argument("--peers", default=",".join(PEERS), help="comma-separated subset of "
                                                                  + ", ".join(PEERS))
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, help="global batch (default: the task's own, "
+                        + ", ".join(f"{m} {b}" for m, b in workloads.BATCH_SIZES.items()) + ")")
     parser.add_argument("--steps", type=int, default=20, help="steps per timed window")
     parser.add_argument("--windows", type=int, default=5, help="timed windows (median reported)")
     parser.add_argument("--out", help="write a markdown report here")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # PEER: run one peer, print JSON
     args = parser.parse_args(argv)
+    model = args.model or TASKS[args.task][0]
     if args.child:
-        print(json.dumps(run_peer(args.child, args.model, args.batch_size, args.steps, args.windows)))
+        print(json.dumps(run_peer(args.child, model, _batch(args, model), args.steps, args.windows)))
         return 0
-
-    models = MODELS if args.all else (args.model,)
+    if model not in TASKS[args.task]:
+        parser.error(f"--model {model} is not a {args.task} model; {args.task} has "
+                     f"{', '.join(TASKS[args.task])}")
+    models = workloads.MODELS if args.all else (model,)
     rows = []
     for model in models:
         for peer in args.peers.split(","):
+            if not supports(peer, model):
+                rows.append({"peer": peer, "model": model, "error": f"no {peer} version of {model}"})
+                print(report.row_line(rows[-1], 0.0), flush=True)
+                continue
             t0 = time.perf_counter()
-            row = spawn(["--child", peer, "--model", model, "--batch-size", str(args.batch_size),
+            row = spawn(["--child", peer, "--model", model, "--batch-size", str(_batch(args, model)),
                          "--steps", str(args.steps), "--windows", str(args.windows)])
             row.setdefault("peer", peer)
             row.setdefault("model", model)
@@ -89,12 +105,16 @@ def main(argv: list[str] | None = None) -> int:
             print(report.row_line(row, time.perf_counter() - t0), flush=True)
     sections = {"training": rows}
     if args.all:
-        sections["extras"] = extras.measure_all(args.batch_size)
+        sections["extras"] = extras.measure_all(args.batch_size or workloads.BATCH_SIZES["lenet"])
         print(json.dumps(sections["extras"], indent=1))
     if args.out:
         report.write(args.out, sections, vars(args))
         print(f"wrote {args.out}")
     return 0
+
+
+def _batch(args, model: str) -> int:
+    return args.batch_size or workloads.BATCH_SIZES[model]
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ from zoo_hardware.quantization import (ActRange, Quantized, Scheme, calibrate, c
                                        quantize, quantize_layers, shared)
 
 WEIGHTS = "model.zc"
+PRUNE_RAMP = 0.5  # fraction of the pruning phase spent raising sparsity; the rest recovers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,11 +132,12 @@ def load_adapter(workdir: Path, record: Mapping[str, Any]) -> Adapter:
     """The decoded weights (and activation quantization) of a compressed workdir."""
     state, meta = compression.read(Path(workdir) / record["weights"])
     ranges = {k: ActRange(**v) for k, v in meta.get("act_ranges", {}).items()}
-    edit = None
-    if meta.get("act_bits"):
-        def edit(model):
-            quantize_layers(model, act_bits=meta["act_bits"], ranges=ranges)
-    return Adapter(params=state, edit_model=edit)
+
+    def quantize_activations(model):
+        quantize_layers(model, act_bits=meta["act_bits"], ranges=ranges)
+
+    return Adapter(params=state,
+                   edit_model=quantize_activations if meta.get("act_bits") else None)
 
 
 class _Tuner:
@@ -156,7 +158,7 @@ class _Tuner:
         if not plan.finetune_epochs:
             return pruning.apply_masks(state, pruning.magnitude_masks(state, plan.prune, scope=plan.scope))
         total = self._steps() * plan.finetune_epochs
-        end = max(1, total // 2)  # the second half recovers at the final sparsity
+        end = max(1, int(total * PRUNE_RAMP))
         every = max(1, end // 16)
         schedule = pruning.gradual_schedule(plan.prune, end_step=end, every=every)
         return self._fit("prune", Adapter(params=state, wrap_optimizer=lambda tx: pruning.masked(

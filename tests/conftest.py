@@ -23,6 +23,25 @@ def _isolated_zoo_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("ZOO_HOME", str(home))
 
 
+@pytest.fixture(autouse=True)
+def _run_in_a_scratch_directory(tmp_path, monkeypatch):
+    """Tests run outside the checkout, so a default `runs/` workdir left there by
+    `zoo run` (the README's first command) can never leak into a test, nor a test's into it."""
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def trained_lenet(tmp_path_factory):
+    """A LeNet trained for 3 epochs on the embedded digits (about 15 s), shared by the
+    tests that only read it: never write into this workdir."""
+    from helpers import zoo_cli
+
+    workdir = tmp_path_factory.mktemp("cls")
+    zoo_cli("run", "classification", "--workdir", str(workdir), "--epochs", "3", "--quiet",
+            check=True)
+    return workdir
+
+
 @pytest.fixture(scope="session")
 def spirals():
     """The example plugin's task class, registered once for the whole session (a plugin

@@ -13,7 +13,7 @@ def test_every_peer_runs_one_tiny_window_or_is_skipped_with_a_note(tmp_path, cap
     assert "| lenet | zoo harness |" in text and "| lenet | bare jax.jit |" in text
     for line in text.splitlines():
         if line.startswith("| lenet |") and "skipped" not in line:
-            median = float(line.split("|")[3].replace(",", ""))
+            median = float(line.split("|")[4].replace(",", ""))
             assert median > 0
     printed = capsys.readouterr().out
     assert printed.count("lenet ") == len(train_throughput.PEERS)
@@ -27,15 +27,15 @@ def test_extras_measure_something_real():
 
 
 def test_report_lists_extras(tmp_path):
-    row = {"model": "lenet", "peer": "bare jax.jit", "median": 10.0, "windows": [9.0, 11.0],
+    row = {"model": "lenet", "peer": "bare jax.jit", "batch_size": 128, "median": 10.0, "windows": [9.0, 11.0],
            "compile_seconds": 1.0, "peak_rss_mb": 100.0}
     sections = {"training": [row], "extras": {
-        "matmul_peak_gflops": 100.0, "pipeline_examples_per_s": 5.0,
+        "matmul_peak_gflops": 100.0, "pipeline_examples_per_s": 5.0, "pipeline_batch_size": 128,
         "inference": [{"model": "lenet", "p50_ms": 1.0, "p99_ms": 2.0, "batch256_examples_per_s": 3.0}],
         "start": {"cold_s": 6.0, "warm_s": 2.0, "speedup": 3.0}}}
     report.write(str(tmp_path / "r.md"), sections, {"all": True, "batch_size": 128, "steps": 1, "windows": 1})
     text = (tmp_path / "r.md").read_text()
-    assert "| lenet | bare jax.jit | 10 | 1.00 |" in text and "cold 6.0 s, warm 2.0 s (3.0x)" in text
+    assert "| lenet | bare jax.jit | 128 | 10 | 1.00 |" in text and "cold 6.0 s, warm 2.0 s (3.0x)" in text
 
 
 def test_nan_guard_times_both_steps(capsys):

@@ -9,16 +9,7 @@ from PIL import Image
 from zoo.errors import ZooError
 from zoo_tasks.classification import data
 
-from helpers import zoo_cli
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A LeNet trained for 3 epochs on the embedded digits (about 15 s)."""
-    workdir = tmp_path_factory.mktemp("cls")
-    zoo_cli("run", "classification", "--workdir", str(workdir), "--epochs", "3", "--quiet",
-            check=True)
-    return workdir
+from helpers import EXAMPLE_PLUGIN, zoo_cli
 
 
 def _digit_png(path, index=0, invert=False):
@@ -28,24 +19,24 @@ def _digit_png(path, index=0, invert=False):
     return int(labels[index])
 
 
-def test_short_training_learns(trained):
-    metrics = json.loads((trained / "metrics.json").read_text())
+def test_short_training_learns(trained_lenet):
+    metrics = json.loads((trained_lenet / "metrics.json").read_text())
     assert metrics["metrics"]["accuracy"] > 0.85  # chance is 0.10
     assert metrics["epochs"] == 3 and metrics["dataset"] == "mnist-sample"
 
 
-def test_eval_reproduces_the_test_metrics(trained):
-    result = zoo_cli("eval", "classification", "--workdir", str(trained), "--json", check=True)
-    stored = json.loads((trained / "metrics.json").read_text())["metrics"]
+def test_eval_reproduces_the_test_metrics(trained_lenet):
+    result = zoo_cli("eval", "classification", "--workdir", str(trained_lenet), "--json", check=True)
+    stored = json.loads((trained_lenet / "metrics.json").read_text())["metrics"]
     assert json.loads(result.stdout)["accuracy"] == pytest.approx(stored["accuracy"])
 
 
-def test_predict_prints_top_k_with_probabilities(trained, tmp_path):
+def test_predict_prints_top_k_with_probabilities(trained_lenet, tmp_path):
     dark = _digit_png(tmp_path / "dark.png", index=0)
     light = _digit_png(tmp_path / "light.jpg", index=0, invert=True)  # black on white, RGB
     assert dark == light
     result = zoo_cli("predict", "classification", str(tmp_path / "dark.png"),
-                     str(tmp_path / "light.jpg"), "--workdir", str(trained), "--top-k", "3",
+                     str(tmp_path / "light.jpg"), "--workdir", str(trained_lenet), "--top-k", "3",
                      check=True)
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 2
@@ -61,29 +52,29 @@ def test_predict_prints_top_k_with_probabilities(trained, tmp_path):
     (b"", "empty file"),
     (b"not an image at all", "not a readable image"),
 ])
-def test_predict_bad_image_is_a_one_line_error(trained, tmp_path, content, message):
+def test_predict_bad_image_is_a_one_line_error(trained_lenet, tmp_path, content, message):
     bad = tmp_path / "bad.png"
     bad.write_bytes(content)
-    result = zoo_cli("predict", "classification", str(bad), "--workdir", str(trained))
+    result = zoo_cli("predict", "classification", str(bad), "--workdir", str(trained_lenet))
     assert result.returncode == 2
     assert result.stderr.strip() == f"zoo: error: {bad}: {message}" + (
         ", not an image" if message == "empty file" else
         " (corrupt, or an unsupported format)")
 
 
-def test_truncated_png_is_refused(trained, tmp_path):
+def test_truncated_png_is_refused(trained_lenet, tmp_path):
     good = tmp_path / "good.png"
     _digit_png(good)
     truncated = tmp_path / "truncated.png"
     truncated.write_bytes(good.read_bytes()[:60])
-    result = zoo_cli("predict", "classification", str(truncated), "--workdir", str(trained))
+    result = zoo_cli("predict", "classification", str(truncated), "--workdir", str(trained_lenet))
     assert result.returncode == 2 and str(truncated) in result.stderr
     assert "Traceback" not in result.stderr
 
 
-def test_workdir_of_another_task_is_refused(trained):
-    result = zoo_cli("eval", "spirals", "--plugin", "docs/examples/my_task.py",
-                     "--workdir", str(trained))
+def test_workdir_of_another_task_is_refused(trained_lenet):
+    result = zoo_cli("eval", "spirals", "--plugin", str(EXAMPLE_PLUGIN),
+                     "--workdir", str(trained_lenet))
     assert result.returncode == 2
     assert "holds a 'classification' run, not 'spirals'" in result.stderr
 

@@ -180,22 +180,13 @@ def test_bad_scheme_is_a_one_line_error(text):
 
 # -- end to end, through the CLI ------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """LeNet after 3 epochs on the embedded digits (about 15 s on a quiet machine)."""
-    workdir = tmp_path_factory.mktemp("cls")
-    zoo_cli("run", "classification", "--workdir", str(workdir), "--epochs", "3", "--quiet",
-            check=True)
-    return workdir
-
-
 def _report(out):
     return json.loads((out / "compression.json").read_text())
 
 
-def test_prune_and_share_keeps_accuracy_through_eval_and_predict(trained, tmp_path):
+def test_prune_and_share_keeps_accuracy_through_eval_and_predict(trained_lenet, tmp_path):
     out = tmp_path / "small"
-    result = zoo_cli("compress", "classification", "--workdir", str(trained), "--prune", "0.75",
+    result = zoo_cli("compress", "classification", "--workdir", str(trained_lenet), "--prune", "0.75",
                      "--quantize", "kmeans:4", "--finetune-epochs", "1", "--out", str(out),
                      check=True)
     assert "file on disk" in result.stdout
@@ -209,9 +200,9 @@ def test_prune_and_share_keeps_accuracy_through_eval_and_predict(trained, tmp_pa
     assert not list(out.glob(".finetune-*")), "fine-tuning workdirs are removed when done"
 
 
-def test_int8_post_training_quantization_of_weights_and_activations(trained, tmp_path):
+def test_int8_post_training_quantization_of_weights_and_activations(trained_lenet, tmp_path):
     out = tmp_path / "int8"
-    zoo_cli("compress", "classification", "--workdir", str(trained), "--quantize", "int8",
+    zoo_cli("compress", "classification", "--workdir", str(trained_lenet), "--quantize", "int8",
             "--out", str(out), check=True)
     report = _report(out)
     assert report["plan"]["scheme"] == "int8+a8" and abs(report["drop_points"]) <= 1.0
@@ -226,17 +217,20 @@ def test_int8_post_training_quantization_of_weights_and_activations(trained, tmp
     assert predicted.stdout.strip().startswith(f"{png}: {labels[0]} (p=")
 
 
-def test_compress_misuse_is_a_one_line_error(trained, tmp_path):
+def test_compress_misuse_is_a_one_line_error(trained_lenet, tmp_path, capsys):
+    from zoo.cli.main import main
+
     cases = [
         (["--prune", "1.5"], "in [0, 1)"),
         ([], "nothing to do"),
         (["--quantize", "int3"], "choose int8, int4, binary or kmeans:N"),
-        (["--quantize", "int8", "--out", str(trained)], "already holds a run"),
+        (["--quantize", "int8", "--out", str(trained_lenet)], "already holds a run"),
     ]
     for args, message in cases:
         out = [] if "--out" in args else ["--out", str(tmp_path / "x")]
-        result = zoo_cli("compress", "classification", "--workdir", str(trained), *args, *out)
-        assert result.returncode == 2 and message in result.stderr, (args, result.stderr)
+        code = main(["compress", "classification", "--workdir", str(trained_lenet), *args, *out])
+        err = capsys.readouterr().err
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, (args, err)
 
 
 @pytest.mark.slow

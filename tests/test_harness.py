@@ -13,7 +13,7 @@ from zoo.config import apply_overrides
 from zoo.errors import ZooError
 from zoo.harness.trainer import fit
 
-from helpers import EXAMPLE_PLUGIN, latest_params
+from helpers import latest_params
 
 
 def _task(spirals, *overrides):

@@ -131,14 +131,16 @@ def test_cli_names_the_bad_line_of_a_label_file(capsys, image_list, tmp_path):
                 "--workdir", str(tmp_path / "w"))
     assert "list.tsv:8: unknown class 'bird'" in line and "known: cat, dog" in line
     rows[6] = rows[6].replace("bird", "cat").replace("test", "tset")
-    line = _zoo(capsys, "run", "classification", "--data", _write_list(root, rows))
+    line = _zoo(capsys, "run", "classification", "--data", _write_list(root, rows),
+                "--workdir", str(tmp_path / "w"))
     assert "unknown split 'tset' (did you mean 'test'?)" in line
 
 
 def test_cli_names_a_broken_image_and_an_empty_split(capsys, image_list, tmp_path):
     root, rows = image_list
     (root / "3.png").write_bytes(_png(RGB)[:200])
-    line = _zoo(capsys, "run", "classification", "--data", _write_list(root, rows))
+    line = _zoo(capsys, "run", "classification", "--data", _write_list(root, rows),
+                "--workdir", str(tmp_path / "w"))
     assert f"{root / '3.png'}: unreadable image" in line
     (root / "3.png").write_bytes(_png(RGB))
     line = _zoo(capsys, "run", "classification", "--data",

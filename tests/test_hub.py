@@ -104,7 +104,12 @@ def test_publish_serve_pull_and_eval_reproduces_the_card(tmp_path, monkeypatch):
     assert len(server.requests_for("/zoo/spirals/mlp-v1.safetensors")) == 1
 
 
-@pytest.mark.parametrize("card", EMBEDDED.cards, ids=lambda card: card.name)
+def _reproducible(card):
+    """A card as a test case; the GAN's is slow (it first trains its LeNet judge, ~45 s)."""
+    return pytest.param(card, id=card.name, marks=[pytest.mark.slow] if card.task == "gan" else [])
+
+
+@pytest.mark.parametrize("card", [_reproducible(card) for card in EMBEDDED.cards])
 def test_embedded_cards_reproduce_their_metrics_offline(card):
     result = zoo_cli("eval", card.task, "--pretrained", f"{card.model}:{card.tag}", "--split",
                      card.metrics["split"], "--json", env={"ZOO_OFFLINE": "1"}, check=True)

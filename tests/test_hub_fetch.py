@@ -5,7 +5,6 @@ Never the internet: every test serves its hub from `hub_server.HubServer` on 127
 
 import hashlib
 import json
-import os
 import shutil
 import socket
 import subprocess

@@ -180,6 +180,8 @@ def _check_task_class(obj: object, source: str) -> type[Task]:
     if not (isinstance(obj, type) and issubclass(obj, Task)):
         raise ZooError(f"task plugin {source} is {obj!r}, not a zoo.Task subclass")
     missing = sorted(getattr(obj, "__abstractmethods__", ()))
+    if obj.loss is Task.loss and obj.train_step is Task.train_step:
+        missing = sorted([*missing, "loss (or train_step)"])
     if missing:
         raise ZooError(f"task plugin {source} does not implement {', '.join(missing)} "
                        f"(see `zoo.Task`)")

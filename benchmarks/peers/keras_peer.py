@@ -7,6 +7,8 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 
 from benchmarks.timing import Throughput  # noqa: E402
 
+MODELS = ("lenet", "resnet")  # rebuilt here layer by layer
+
 STEPS_PER_EXECUTION = 8  # tried 1, 4, 8, 32 on LeNet: 8 or more removes dispatch overhead
 
 
@@ -39,7 +41,9 @@ def _resnet(keras, shape, widths=(16, 32, 64), blocks=2):
     return keras.Model(inputs, outputs)
 
 
-def train(model, images, labels, batch_size, *, steps_per_window, windows) -> Throughput:
+def train(workload, *, steps_per_window, windows) -> Throughput:
+    model, batch_size = workload.model, workload.task.config.train.batch_size
+    images, labels = workload.train["image"], workload.train["label"]
     import keras
 
     if keras.backend.backend() != "jax":

@@ -4,6 +4,8 @@ import time
 
 from benchmarks.timing import Throughput, measure
 
+MODELS = ("lenet", "resnet")  # rebuilt here layer by layer
+
 
 def _lenet(nn, channels):
     return nn.Sequential(
@@ -36,7 +38,9 @@ def _resnet(nn, channels, widths=(16, 32, 64), blocks=2):
     return nn.Sequential(*layers)
 
 
-def train(model, images, labels, batch_size, *, steps_per_window, windows) -> Throughput:
+def train(workload, *, steps_per_window, windows) -> Throughput:
+    model, batch_size = workload.model, workload.task.config.train.batch_size
+    images, labels = workload.train["image"], workload.train["label"]
     import torch
     from torch import nn
 

@@ -51,9 +51,14 @@ class EpochProgress:
     def throughput(self) -> float:
         return self._examples / max(time.perf_counter() - self._t0, 1e-9)
 
-    def end_epoch(self, epoch: int, values: Mapping[str, float]) -> None:
+    def stop_bar(self) -> None:
+        """Takes the live bar off the terminal (also when an epoch ends in an error,
+        so the error is not drawn over)."""
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
+
+    def end_epoch(self, epoch: int, values: Mapping[str, float]) -> None:
+        self.stop_bar()
         self.log(f"epoch {epoch + 1}/{self.total_epochs} {_fmt(values)} "
                  f"({self.throughput():,.0f} ex/s, {time.perf_counter() - self._t0:.1f}s)")

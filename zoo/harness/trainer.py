@@ -368,6 +368,7 @@ class _Trainer:
         return evaluate(self.session, "test")
 
     def close(self) -> None:
+        self.progress.stop_bar()
         try:
             self.store.close()
         finally:
