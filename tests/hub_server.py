@@ -119,7 +119,11 @@ def _handler(server: HubServer) -> type[http.server.BaseHTTPRequestHandler]:
             sent = body if route.cut_after is None else body[: route.cut_after]
             self.wfile.write(sent)  # all of it, whatever Content-Length claimed
             self.wfile.flush()
-            self.close_connection = True
+            self.close_connection = True  # (announced: see `end_headers`)
+
+        def end_headers(self) -> None:
+            self.send_header("Connection", "close")  # every answer closes, as a client must know
+            super().end_headers()
 
         def _send_status(self, status: int, headers: dict[str, str] | None = None) -> None:
             self.send_response(status)

@@ -255,7 +255,10 @@ def _get(url: str, headers: dict[str, str]):
     from zoo import __version__
 
     session = requests.Session()
-    headers = {"User-Agent": f"zoo/{__version__}", "Accept-Encoding": "identity", **headers}
+    # "Connection: close": each request (after a redirect, a 503, a resume) opens its own
+    # connection, never a kept-alive one that the server may be closing at that moment.
+    headers = {"User-Agent": f"zoo/{__version__}", "Accept-Encoding": "identity",
+               "Connection": "close", **headers}
     redirects = retries = 0
     while True:
         try:
