@@ -58,11 +58,15 @@ def _example_seen_at(step: int, n: int = 1000) -> int:
     return int(next(i for i in batches(0)[step] if i in used_later))
 
 
-def test_a_non_finite_update_leaves_state_and_optimizer_untouched(poisoned):
-    session = open_session(_task(poisoned))
-    batch = next(loader.train_batches(session.data.splits["train"], BATCH, seed=0, epoch=0))
-    before = jax.tree.map(np.asarray, nnx.to_pure_dict(session.state))
+def test_a_non_finite_update_is_flagged_and_under_skip_leaves_the_state_untouched(poisoned):
+    raising = open_session(_task(poisoned))  # on_nan=raise: flagged (the run stops there)
+    batch = next(loader.train_batches(raising.data.splits["train"], BATCH, seed=0, epoch=0))
     bad = {**batch, "x": np.full_like(batch["x"], np.nan)}
+    _, out = raising.steps.train(raising.state, placement.put_batch(bad, raising.mesh), np.int32(0))
+    assert not bool(out[FINITE])
+
+    session = open_session(_task(poisoned, "train.on_nan=skip"))
+    before = jax.tree.map(np.asarray, nnx.to_pure_dict(session.state))
     state, out = session.steps.train(session.state, placement.put_batch(bad, session.mesh),
                                      np.int32(0))
     after = jax.tree.map(np.asarray, nnx.to_pure_dict(state))

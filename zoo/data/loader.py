@@ -34,8 +34,8 @@ def train_batches(arrays: Arrays, batch_size: int, *, seed: int, epoch: int,
     n = num_examples(arrays)
     order = grain.MapDataset.range(n).shuffle(seed=seed).repeat()[epoch * n:(epoch + 1) * n]
     batches = order.batch(batch_size, drop_remainder=True)
-    for indices in batches[start:]:
-        indices = indices[rows]
+    for i in range(start, len(batches)):  # by index: iterating would start grain's
+        indices = batches[i][rows]        # prefetch threads, which contend with XLA's
         yield {k: v[indices] for k, v in arrays.items()}
 
 

@@ -4,8 +4,9 @@ Both are pure functions of (state, batch): the NNX objects are split once, outsi
 loop, and merged inside the traced function (the Flax NNX performance guide's
 "functional training loop"), so no Python object graph is walked per step. The train
 state is donated: XLA updates parameters and optimizer state in place, and keeps the
-shardings it was placed with. The train step commits an update only if it is finite
-(see `commit_if_finite`), whatever the task's own `train_step` does.
+shardings it was placed with. The train step flags a non-finite update, and under
+`on_nan=skip` never commits one (see `commit_if_finite`), whatever the task's own
+`train_step` does.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def merge_train_state(graphdef: nnx.GraphDef, state: State) -> tuple[nnx.Module,
 
 
 def _train_step(state: State, batch: dict, step: jax.Array, *, graphdef: nnx.GraphDef,
-                task: Task, seed: int) -> tuple[State, dict]:
+                task: Task, seed: int, keep_old: bool) -> tuple[State, dict]:
     """One optimizer update. `state` is donated; the step's rng derives from (seed, step)."""
     before = jax.tree.leaves(state)  # the arrays themselves: the task mutates the merged objects
     model, optimizer = merge_train_state(graphdef, state)
@@ -56,16 +57,22 @@ def _train_step(state: State, batch: dict, step: jax.Array, *, graphdef: nnx.Gra
     after = nnx.state({"model": model, "optimizer": optimizer})
     if jax.config.jax_debug_nans:  # let the NaN reach the outputs, where JAX looks for it
         return after, {**metrics, FINITE: jnp.bool_(True)}
-    return commit_if_finite(before, after, metrics)
+    return commit_if_finite(before, after, metrics, keep_old=keep_old)
 
 
-def commit_if_finite(before: list[jax.Array], after: State, metrics: dict) -> tuple[State, dict]:
-    """The updated state if it and every `*loss*` scalar are finite, else the old one.
+def commit_if_finite(before: list[jax.Array], after: State, metrics: dict, *,
+                     keep_old: bool = True) -> tuple[State, dict]:
+    """Flags whether the updated state and every `*loss*` scalar are finite (`FINITE`),
+    and with `keep_old` returns the old state in place of a non-finite update.
 
     Checking the updated state rather than the gradients works for any task's
     `train_step` (a GAN computes its own): a NaN or Inf gradient always reaches the
     parameters or the optimizer's moments. The optimizer's step count is state too, so
-    a dropped update does not advance it. Adds the verdict to `metrics` as `FINITE`.
+    a dropped update does not advance it. Keeping the old state costs far more than the
+    flag: the select waits for the whole update, which serialises XLA's CPU threads
+    (LeNet: -25% examples/s on 2 cores, benchmarks/results.md). So only `on_nan=skip`,
+    which trains on after a bad step, pays for it; `raise` stops at the flagged step
+    before the next checkpoint, so the bad state is never saved.
     """
     if FINITE in metrics:
         raise ValueError(f"train_step returned {FINITE!r}, a name the harness reserves")
@@ -73,8 +80,9 @@ def commit_if_finite(before: list[jax.Array], after: State, metrics: dict) -> tu
     checked = [x for x in leaves if jnp.issubdtype(x.dtype, jnp.inexact)]
     checked += [v for k, v in metrics.items() if "loss" in k]
     finite = jnp.all(jnp.stack([jnp.isfinite(x).all() for x in checked]))
-    kept = [jnp.where(finite, new, old) for new, old in zip(leaves, before, strict=True)]
-    return jax.tree.unflatten(treedef, kept), {**metrics, FINITE: finite}
+    if keep_old:
+        leaves = [jnp.where(finite, new, old) for new, old in zip(leaves, before, strict=True)]
+    return jax.tree.unflatten(treedef, leaves), {**metrics, FINITE: finite}
 
 
 def _eval_step(state: State, batch: dict, *, graphdef: nnx.GraphDef, task: Task) -> dict:
@@ -99,7 +107,9 @@ def build_steps(task: Task, model: nnx.Module, optimizer: nnx.Object, *, seed: i
     graphdef, _ = split_train_state(model, optimizer)
     eval_graphdef, _ = nnx.split(inference_view(model))
     out = None if state_sharding is None else (state_sharding, scalar_sharding)
-    train = jax.jit(functools.partial(_train_step, graphdef=graphdef, task=task, seed=seed),
+    keep_old = task.config.train.on_nan == "skip"
+    train = jax.jit(functools.partial(_train_step, graphdef=graphdef, task=task, seed=seed,
+                                      keep_old=keep_old),
                     donate_argnums=0, out_shardings=out)
     evaluate = jax.jit(functools.partial(_eval_step, graphdef=eval_graphdef, task=task))
     return Steps(train=train, evaluate=evaluate)

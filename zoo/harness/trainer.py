@@ -36,8 +36,9 @@ from zoo.harness.steps import (Steps, build_steps, compile_steps, inference_view
                                merge_train_state, split_train_state)
 from zoo.harness.workdir import check_resumable, read_run, write_run
 from zoo.hub import weights
+from zoo.paths import cache_dir
 from zoo.task import Dataset, Task
-from zoo_hardware import distributed, placement, precision
+from zoo_hardware import compilation, distributed, placement, precision
 
 
 @dataclasses.dataclass
@@ -109,6 +110,7 @@ def open_session(task: Task, *, device: str = "auto", mesh: str | None = None,
     Args:
       mesh: the device mesh, e.g. "data=4,model=2" (default: every device on `data`).
     """
+    compilation.enable_persistent_cache(cache_dir("jax-cache"))  # library users too, not only the CLI
     cfg = task.config
     with distributed.primary_first("load data"):  # process 0 downloads, the others reuse
         data = task.load_data()
