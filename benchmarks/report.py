@@ -79,5 +79,6 @@ def write(path: str, sections: dict, args: dict) -> None:
         start = extras["start"]
         lines.append(f"- start to first train step: cold {start['cold_s']:.1f} s, warm "
                      f"{start['warm_s']:.1f} s ({start['speedup']:.1f}x)")
+    lines += ["", "What these figures say and what limits them: benchmarks/README.md."]
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")

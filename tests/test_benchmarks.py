@@ -2,7 +2,7 @@
 
 import pytest
 
-from benchmarks import extras, nan_guard, report, train_throughput
+from benchmarks import extras, lenet_ops, nan_guard, report, train_throughput
 
 
 def test_every_peer_runs_one_tiny_window_or_is_skipped_with_a_note(tmp_path, capsys):
@@ -42,6 +42,25 @@ def test_nan_guard_times_both_steps(capsys):
     assert nan_guard.main(["--steps", "1", "--rounds", "1", "--set", "model=mlp",
                            "--set", "train.max_examples=256", "--set", "train.batch_size=32"]) == 0
     assert "skip costs" in capsys.readouterr().out
+
+
+def test_lenet_ops_times_every_layer_both_ways(capsys):
+    assert lenet_ops.main(["--batch-size", "2", "--repeats", "1"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| conv")
+            or line.startswith("| fc1")]
+    assert len(rows) == 3
+    for row in rows:
+        cells = row.strip("|").split("|")[1:]
+        assert all(float(part) > 0 for cell in cells for part in cell.split("/")), row
+
+
+def test_sequence_workload_runs_on_zoo_and_bare_jax_only(tmp_path):
+    out = tmp_path / "results.md"
+    assert train_throughput.main(["--task", "ocr", "--steps", "1", "--windows", "1",
+                                  "--batch-size", "4", "--peers", "bare,keras",
+                                  "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "| crnn | bare jax.jit | 4 |" in text and "no keras version of crnn" in text
 
 
 @pytest.mark.slow
