@@ -31,7 +31,8 @@ PEERS = {  # name -> module; optional peers are skipped with a note when not ins
     "torch": "benchmarks.peers.torch_peer",
 }
 CHECKOUT = Path(__file__).resolve().parents[1]  # where `-m benchmarks...` resolves
-TASKS = {"classification": ("lenet", "resnet"), "ocr": ("crnn",)}
+TASKS = {"classification": tuple(workloads.INPUTS),  # task -> its benchmarked models
+         **{task: (model,) for model, task in workloads.SEQUENCE.items()}}
 
 
 def run_peer(peer: str, model: str, batch_size: int, steps: int, windows: int) -> dict:
