@@ -70,7 +70,7 @@ def commit_if_finite(before: list[jax.Array], after: State, metrics: dict, *,
     parameters or the optimizer's moments. The optimizer's step count is state too, so
     a dropped update does not advance it. Keeping the old state costs far more than the
     flag: the select waits for the whole update, which serialises XLA's CPU threads
-    (LeNet: -25% examples/s on 2 cores, benchmarks/results.md). So only `on_nan=skip`,
+    (LeNet: +31% wall time per step on 2 cores, benchmarks/README.md). So only `on_nan=skip`,
     which trains on after a bad step, pays for it; `raise` stops at the flagged step
     before the next checkpoint, so the bad state is never saved.
     """
