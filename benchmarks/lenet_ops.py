@@ -105,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=30)
     args = parser.parse_args(argv)
-    ours, theirs = jax_times(args.batch_size, args.repeats), torch_times(args.batch_size, args.repeats)
+    ours = jax_times(args.batch_size, args.repeats)
+    theirs = torch_times(args.batch_size, args.repeats)
     print(f"LeNet layers at batch {args.batch_size}, ms (median of {args.repeats}): "
           f"JAX/XLA {jax.__version__} | PyTorch")
     print("| layer | forward | weight gradient | input gradient |")

@@ -110,7 +110,7 @@ def open_session(task: Task, *, device: str = "auto", mesh: str | None = None,
     Args:
       mesh: the device mesh, e.g. "data=4,model=2" (default: every device on `data`).
     """
-    compilation.enable_persistent_cache(cache_dir("jax-cache"))  # library users too, not only the CLI
+    compilation.enable_persistent_cache(cache_dir("jax-cache"))  # for library users too
     cfg = task.config
     with distributed.primary_first("load data"):  # process 0 downloads, the others reuse
         data = task.load_data()
