@@ -1,5 +1,6 @@
-"""The other figures of the benchmark report: FLOP/s against the matmul peak, inference
-latency, input-pipeline throughput and cold versus warm start."""
+"""The other figures of the benchmark report: the matmul peak (for the achieved FLOP/s of
+the training rows), inference latency, input-pipeline throughput and cold versus warm
+start."""
 
 from __future__ import annotations
 
@@ -28,19 +29,6 @@ def matmul_peak(n: int = 2048, repeats: int = 10) -> float:
         f(a).block_until_ready()
         times.append(time.perf_counter() - t0)
     return 2 * n**3 / float(np.median(times))
-
-
-def zoo_flops(workload, examples_per_second) -> dict:
-    """XLA's FLOP count of zoo's compiled train step, and the FLOP/s achieved."""
-    from zoo.harness.trainer import open_session
-
-    session = open_session(workload.task)
-    batch_size = workload.task.config.train.batch_size
-    cost = session.steps.train.cost_analysis()
-    cost = cost[0] if isinstance(cost, list) else cost
-    flops = float(cost.get("flops", float("nan")))
-    return {"flops_per_example": flops / batch_size,
-            "achieved_gflops": flops / batch_size * examples_per_second / 1e9}
 
 
 def inference_latency(model: str = "lenet", requests: int = 200) -> dict:

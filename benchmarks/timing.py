@@ -18,6 +18,7 @@ class Throughput:
     windows: list[float] = field(default_factory=list)  # examples/s per window
     compile_seconds: float = float("nan")
     note: str = ""
+    flops_per_example: float | None = None  # XLA's count of the step, where the peer knows it
 
     @property
     def median(self) -> float:

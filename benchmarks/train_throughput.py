@@ -43,8 +43,8 @@ def run_peer(peer: str, model: str, batch_size: int, steps: int, windows: int) -
     row = dataclasses.asdict(result)
     row["median"] = result.median
     row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    if peer == "zoo":
-        row.update(extras.zoo_flops(workload, result.median))
+    if result.flops_per_example is not None:
+        row["achieved_gflops"] = result.flops_per_example * result.median / 1e9
     return row
 
 

@@ -36,17 +36,16 @@ class Workload:
 
 def load(model: str, batch_size: int) -> Workload:
     """The task, arrays and batch size every peer of `model` trains with."""
+    task_cls = get_task(SEQUENCE.get(model, "classification"))
+    overrides = [f"model={model}"]
     if model in INPUTS:
         images, labels = image_arrays(model)
         train = {"image": images, "label": labels}
-        task_name, info = "classification", {"classes": [str(i) for i in range(10)],
-                                             "input_shape": list(images.shape[1:])}
-        overrides = [f"model={model}", "augment=none"]
+        info = {"classes": [str(i) for i in range(10)], "input_shape": list(images.shape[1:])}
+        overrides.append("augment=none")
     else:
-        task_name, overrides = SEQUENCE[model], [f"model={model}"]
-        real = get_task(task_name)().load_data()
+        real = task_cls().load_data()
         train, info = {k: v[:EXAMPLES] for k, v in real.splits["train"].items()}, real.info
-    task_cls = get_task(task_name)
     small = {k: v[:256] for k, v in train.items()}
     dataset = Dataset({"train": train, "val": small, "test": small}, info)
     injected = type(f"Bench{task_cls.__name__}", (task_cls,), {"load_data": lambda self: dataset})

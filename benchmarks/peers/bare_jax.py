@@ -12,6 +12,7 @@ import optax
 from flax import nnx
 
 from benchmarks.timing import Throughput, measure
+from zoo.data import loader
 
 
 def train(workload, *, steps_per_window, windows) -> Throughput:
@@ -27,7 +28,7 @@ def train(workload, *, steps_per_window, windows) -> Throughput:
         optimizer.update(net, grads)
         return nnx.state((net, optimizer)), loss
 
-    n = len(next(iter(workload.train.values()))) // batch_size
+    n = loader.num_examples(workload.train) // batch_size
     batches = [jax.device_put({k: v[i * batch_size:(i + 1) * batch_size]
                                for k, v in workload.train.items()}) for i in range(n)]
     rng = jax.random.key(0)

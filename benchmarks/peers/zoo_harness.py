@@ -7,6 +7,7 @@ import jax
 from benchmarks.timing import Throughput, measure
 from zoo.data import loader
 from zoo.harness.trainer import open_session, train_steps
+from zoo_hardware import roofline
 
 
 def train(workload, *, steps_per_window, windows) -> Throughput:
@@ -22,6 +23,8 @@ def train(workload, *, steps_per_window, windows) -> Throughput:
             next(steps)
         jax.block_until_ready(session.state)
 
-    return measure("zoo harness", workload.model, batch_size, run,
-                   compile_seconds=session.steps.compile_seconds,
-                   steps_per_window=steps_per_window, windows=windows)
+    result = measure("zoo harness", workload.model, batch_size, run,
+                     compile_seconds=session.steps.compile_seconds,
+                     steps_per_window=steps_per_window, windows=windows)
+    result.flops_per_example = roofline.step_cost(session.steps.train).flops / batch_size
+    return result
