@@ -153,11 +153,8 @@ def kill_and_resume(args: list[str], workdir: Path, modes: list[str], rng,
 
 @functools.cache
 def example_task():
-    """The example plugin's task class, loaded apart from the registry.
-
-    `registry.load_plugin_file` imports a file once per process, so after another test
-    module has unregistered it, it cannot be registered again; this copy needs neither.
-    """
+    """The example plugin's task class, loaded apart from the registry: a copy that
+    tests may subclass without touching what other tests registered."""
     import importlib.util
 
     from zoo import registry

@@ -93,8 +93,10 @@ def load_plugin_file(path: str | Path) -> None:
     digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]
     module_name = f"zoo_plugin_{path.stem}_{digest}"
     if module_name in sys.modules:  # imported before: restore registrations undone since
+        from zoo.task import Task
+
         for obj in vars(sys.modules[module_name]).values():
-            if (isinstance(obj, type) and obj.__module__ == module_name and _is_task(obj)
+            if (isinstance(obj, type) and obj.__module__ == module_name and issubclass(obj, Task)
                     and obj.name and obj.name not in _all_entries()):
                 register_task()(obj)
         return
@@ -166,12 +168,6 @@ def _qualified(entry: _Entry) -> str:
     if entry.entry_point is not None and entry.entry_point.dist is not None:
         return f"{entry.entry_point.dist.name}:{entry.name}"
     return entry.name
-
-
-def _is_task(obj: type) -> bool:
-    from zoo.task import Task
-
-    return issubclass(obj, Task)
 
 
 def _check_task_class(obj: object, source: str) -> type[Task]:

@@ -6,7 +6,7 @@ import numpy as np
 
 from zoo.data import mnist
 from zoo.data.images import image_folder, image_info, load_image
-from zoo.data.loader import split_indices
+from zoo.data.loader import holdout_sizes, split_indices
 from zoo.data.tables import read_tsv
 from zoo.errors import ZooError, unknown
 from zoo.task import Dataset
@@ -71,10 +71,10 @@ def _from_tsv(path: Path, spec: str, size: int, channels: int) -> Dataset:
 
 def _split(images, labels, classes, spec, fractions) -> Dataset:
     n = len(images)
-    n_val, n_test = max(1, round(n * fractions[1])), max(1, round(n * fractions[2]))
-    if n - n_val - n_test < 1:
+    sizes = holdout_sizes(n, fractions[1], fractions[2])
+    if sizes["train"] < 1:
         raise ZooError(f"data set {spec!r} has only {n} images; it needs at least 3")
-    idx = split_indices(n, {"train": n - n_val - n_test, "val": n_val, "test": n_test}, SPLIT_SEED)
+    idx = split_indices(n, sizes, SPLIT_SEED)
     return _dataset(images, labels, classes, spec, idx)
 
 

@@ -9,14 +9,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
 from zoo.config import EarlyStoppingConfig, OptimizerConfig, TaskConfig, TrainConfig
 from zoo.data.draw import draw_boxes
-from zoo.data.images import (letterbox, load_image, match_background, output_paths,
-                             to_unit_range, unletterbox)
+from zoo.data.images import letterboxed_input, output_paths, to_unit_range, unletterbox
 from zoo.data.scenes import SceneConfig
 from zoo.errors import ZooError
 from zoo.models import BackboneConfig, CenterNet
@@ -112,11 +110,9 @@ class DetectionTask(Task):
         drawings = output_paths(args.inputs, args.out, "-boxes.png") if args.out else None
         results = []
         for i, path in enumerate(args.inputs):
-            image = load_image(path, None, c)
-            square, scale, offset = letterbox(image, size)
-            square = match_background(square, info.get("dark_background", False))
-            found = {k: np.asarray(v[0]) for k, v in self._decode(
-                model, model(to_unit_range(jnp.asarray(square[None])))).items()}
+            image, batch, scale, offset = letterboxed_input(path, size, c,
+                                                            info.get("dark_background", False))
+            found = {k: np.asarray(v[0]) for k, v in self._decode(model, model(batch)).items()}
             keep = found["scores"] >= args.min_score
             boxes = unletterbox(found["boxes"][keep], scale, offset)
             boxes = np.clip(boxes, 0, np.tile([image.shape[1], image.shape[0]], 2))

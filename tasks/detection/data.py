@@ -12,7 +12,7 @@ import numpy as np
 
 from zoo.data import scenes
 from zoo.data.images import image_info, letterbox, load_image
-from zoo.data.loader import split_indices
+from zoo.data.loader import holdout_sizes, split_indices
 from zoo.errors import ZooError, unknown
 from zoo.task import Dataset
 
@@ -79,8 +79,7 @@ def load_coco(ann_path: Path, images_dir: Path, size: int, spec: str) -> Dataset
         boxes[i, :len(anns)] = xyxy * np.tile(scale, 2) + np.tile(offset, 2)
         classes[i, :len(anns)] = [index[a["category_id"]] for a in anns]
         valid[i, :len(anns)] = True
-    n_val, n_test = max(1, round(n * 0.1)), max(1, round(n * 0.2))
-    idx = split_indices(n, {"train": n - n_val - n_test, "val": n_val, "test": n_test}, SPLIT_SEED)
+    idx = split_indices(n, holdout_sizes(n), SPLIT_SEED)
     data = {s: {"image": images[j], "boxes": boxes[j], "classes": classes[j],
                 "box_valid": valid[j]} for s, j in idx.items()}
     names = [str(c.get("name", c["id"])) for c in categories]

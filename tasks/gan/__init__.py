@@ -22,6 +22,7 @@ from flax import nnx
 
 from zoo.config import (EarlyStoppingConfig, NonNegative, OptimizerConfig, Positive, Range,
                         TaskConfig, TrainConfig)
+from zoo.data.images import to_unit_range
 from zoo.errors import ZooError
 from zoo.models.copies import update_average
 from zoo.task import Batch, Dataset, Task
@@ -116,7 +117,7 @@ class GanTask(Task):
 
     def eval_step(self, model: GAN, batch: Batch) -> dict[str, jax.Array]:
         labels = batch["label"]
-        real = batch["image"].astype(jnp.float32) / 255.0
+        real = to_unit_range(batch["image"])
         fake = model.sample(batch["z"], labels)
         untrained = model.sample(batch["z"], labels, untrained=True)
         fake_features = model.judge.features(fake)

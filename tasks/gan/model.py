@@ -29,7 +29,7 @@ class GAN(nnx.Module):
 
     def __init__(self, image_shape: Sequence[int], judge: nnx.Module, *, latent_dim: int,
                  num_classes: int, width: int, rngs: nnx.Rngs):
-        self.latent_dim, self.num_classes = latent_dim, num_classes
+        self.latent_dim = latent_dim
         self.generator = Generator(latent_dim, image_shape, num_classes=num_classes,
                                    width=width, rngs=rngs)
         self.discriminator = Discriminator(image_shape, num_classes=num_classes, width=width,

@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from zoo.data import mnist
+from zoo.data.cache import cached_arrays
 from zoo.data.images import load_image, match_background
 from zoo.data.loader import split_indices
 from zoo.data.tables import read_tsv
@@ -52,26 +53,22 @@ def load(spec: str, height: int, max_width: int) -> Dataset:
 
 def _generated(kind: str, split: str) -> dict[str, np.ndarray]:
     """One kind of generated line for one split, cached as .npz after the first time."""
-    cached = cache_dir("data") / f"ocr-{kind}-{split}{SIZES[split]}-v{VERSION}.npz"
-    if cached.exists():
-        with np.load(cached) as f:
-            return dict(f)
+    return cached_arrays(cache_dir("data") / f"ocr-{kind}-{split}{SIZES[split]}-v{VERSION}.npz",
+                         lambda: _generate(kind, split), compressed=True)
+
+
+def _generate(kind: str, split: str) -> dict[str, np.ndarray]:
     seed = SPLIT_SEED + list(SIZES).index(split)
     if kind == "handwritten":
         images, labels = mnist.mnist_sample()
-        sizes = {"train": 3500, "val": 500, "test": 1000}
-        own = split_indices(len(images), sizes, SPLIT_SEED)[split]  # disjoint digit images
+        own = split_indices(len(images), mnist.SAMPLE_SPLIT, SPLIT_SEED)[split]  # disjoint digits
         lines = list(synthetic.handwritten_lines(images[own], labels[own], SIZES[split], seed))
     else:
         texts = synthetic.printed_texts(sum(SIZES.values()), SPLIT_SEED)  # distinct texts,
         start = sum(list(SIZES.values())[:list(SIZES).index(split)])  # sliced per split
         rng = np.random.default_rng(seed)
         lines = [(synthetic.render(t, rng), t) for t in texts[start:start + SIZES[split]]]
-    arrays = _pack([im for im, _ in lines], [t for _, t in lines], synthetic.ALPHABET)
-    tmp = cached.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    tmp.replace(cached)  # atomic: a killed process never leaves a half-written cache
-    return arrays
+    return _pack([im for im, _ in lines], [t for _, t in lines], synthetic.ALPHABET)
 
 
 def _pack(lines: list[np.ndarray], texts: list[str], alphabet: str) -> dict[str, np.ndarray]:
@@ -91,7 +88,8 @@ def _merge(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """Concatenates split arrays, padded to the widest."""
     width = max(p["image"].shape[2] for p in parts)
     length = max(p["label"].shape[1] for p in parts)
-    return {k: np.concatenate([_pad(p, width, length)[k] for p in parts]) for k in parts[0]}
+    padded = [_pad(p, width, length) for p in parts]
+    return {k: np.concatenate([p[k] for p in padded]) for k in padded[0]}
 
 
 def _pad(arrays: dict[str, np.ndarray], width: int, length: int) -> dict[str, np.ndarray]:

@@ -52,11 +52,11 @@ def _trim_columns(digit: np.ndarray) -> np.ndarray:
     return digit[:, cols[0]:cols[-1] + 1] if len(cols) else digit[:, 10:18]
 
 
-def printed_texts(count: int, seed: int, exclude: set[str] = frozenset()) -> list[str]:
-    """`count` distinct receipt-like texts not in `exclude`."""
+def printed_texts(count: int, seed: int) -> list[str]:
+    """`count` distinct receipt-like texts."""
     rng = np.random.default_rng(seed)
     texts: list[str] = []
-    seen = set(exclude)
+    seen = set()
     while len(texts) < count:
         text = _printed_text(rng)
         if text not in seen and 0 < len(text) <= 22:

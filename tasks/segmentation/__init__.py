@@ -16,8 +16,7 @@ from flax import nnx
 
 from zoo.config import EarlyStoppingConfig, OptimizerConfig, TaskConfig, TrainConfig
 from zoo.data.draw import IGNORE, overlay_mask, save_label_png
-from zoo.data.images import (letterbox, load_image, match_background, output_paths,
-                             to_unit_range)
+from zoo.data.images import letterboxed_input, output_paths, to_unit_range
 from zoo.data.scenes import SceneConfig
 from zoo.models import BackboneConfig, UNet
 from zoo.task import Batch, Dataset, Task, masked_mean
@@ -92,10 +91,8 @@ class SegmentationTask(Task):
         masks = output_paths(args.inputs, args.mask_out, "-mask.png") if args.mask_out else None
         dark, lines = info.get("dark_background", False), []
         for i, path in enumerate(args.inputs):
-            image = load_image(path, None, c)
-            square, scale, offset = letterbox(image, size)
-            square = match_background(square, dark)
-            labels = np.asarray(jnp.argmax(model(to_unit_range(jnp.asarray(square[None]))), -1)[0])
+            image, batch, scale, offset = letterboxed_input(path, size, c, dark)
+            labels = np.asarray(jnp.argmax(model(batch), -1)[0])
             labels = data.unletterbox_mask(labels.astype(np.uint8), scale, offset, image.shape[:2])
             counts = np.bincount(labels.ravel(), minlength=len(info["classes"]))
             found = [f"{info['classes'][k]} {counts[k] / labels.size:.1%}"

@@ -8,7 +8,7 @@ from PIL import Image
 from zoo.data import scenes
 from zoo.data.draw import IGNORE
 from zoo.data.images import IMAGE_SUFFIXES, image_info, letterbox, load_image
-from zoo.data.loader import split_indices
+from zoo.data.loader import holdout_sizes, split_indices
 from zoo.errors import ZooError, unknown
 from zoo.task import Dataset
 
@@ -76,8 +76,7 @@ def load_masks(images_dir: Path, masks_dir: Path, size: int, num_classes: int,
                        f"as 0/1 class indices")
     classes = [str(i) for i in range(num_classes or int(found[-1]) + 1)]
     n = len(files)
-    n_val, n_test = max(1, round(n * 0.1)), max(1, round(n * 0.2))
-    idx = split_indices(n, {"train": n - n_val - n_test, "val": n_val, "test": n_test}, SPLIT_SEED)
+    idx = split_indices(n, holdout_sizes(n), SPLIT_SEED)
     images = np.stack(images)
     data = {s: {"image": images[i], "label": labels[i]} for s, i in idx.items()}
     # Photos are never inverted at predict time, whatever their mean brightness.

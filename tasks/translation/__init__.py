@@ -15,7 +15,7 @@ import sacrebleu
 from flax import nnx
 
 from zoo.config import EarlyStoppingConfig, OptimizerConfig, TaskConfig, TrainConfig
-from zoo.data.text import Vocabulary, detokenize
+from zoo.data.text import BOS_ID, EOS_ID, Vocabulary, detokenize
 from zoo.errors import ZooError
 from zoo.models.search import beam_search
 from zoo.models.seq2seq import Seq2Seq
@@ -119,7 +119,7 @@ def translate(model: Seq2Seq, src: jax.Array, *, beam: int, alpha: float,
     """Target ids [B, max_len] (</s>, then 0) by beam search; traced once per shape."""
     memory, state = model.encode(src, (src > 0).astype(jnp.float32))
     tokens, _ = beam_search(model.step_tokens, memory, state, beam=beam, max_len=max_len,
-                            bos=1, eos=2, alpha=alpha)
+                            bos=BOS_ID, eos=EOS_ID, alpha=alpha)
     return tokens
 
 

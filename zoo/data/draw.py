@@ -22,7 +22,7 @@ def palette() -> np.ndarray:
 
 def overlay_mask(image: np.ndarray, mask: np.ndarray, alpha: float = 0.55) -> Image.Image:
     """`image` (H, W, C uint8) with labelled pixels (not 0, not ignore) tinted by class."""
-    rgb = np.repeat(image, 3, -1) if image.shape[-1] == 1 else image[..., :3]
+    rgb = _rgb(image)
     tint = palette()[mask].astype(np.float32)
     labelled = ((mask != 0) & (mask != IGNORE))[..., None]
     out = np.where(labelled, (1 - alpha) * rgb + alpha * tint, rgb)
@@ -39,7 +39,7 @@ def save_label_png(path: str | Path, mask: np.ndarray) -> None:
 def draw_boxes(image: np.ndarray, boxes: np.ndarray, classes: Sequence[int],
                labels: Sequence[str]) -> Image.Image:
     """`image` with each (x0, y0, x1, y1) box outlined in its class colour and captioned."""
-    rgb = np.repeat(image, 3, -1) if image.shape[-1] == 1 else image[..., :3]
+    rgb = _rgb(image)
     img = Image.fromarray(rgb)
     draw = ImageDraw.Draw(img)
     colours = palette()
@@ -53,3 +53,8 @@ def draw_boxes(image: np.ndarray, boxes: np.ndarray, classes: Sequence[int],
         draw.rectangle([x0, y, x0 + right - left + 2, y + bottom - top + 2], fill=colour)
         draw.text((x0 + 1, y), label, fill=(0, 0, 0))
     return img
+
+
+def _rgb(image: np.ndarray) -> np.ndarray:
+    """(H, W, 3) colour pixels of an (H, W, C) image: grey repeated, alpha dropped."""
+    return np.repeat(image, 3, -1) if image.shape[-1] == 1 else image[..., :3]

@@ -74,10 +74,14 @@ def unletterbox(boxes: np.ndarray, scale: np.ndarray, offset: np.ndarray) -> np.
     return (boxes - np.tile(offset, 2)) / np.tile(scale, 2)
 
 
-def image_info(classes: Sequence[str], images: np.ndarray, spec: str, **extra) -> dict:
-    """The `Dataset.info` of an image data set: what a model and `predict` need to know."""
+def image_info(classes: Sequence[str], images: np.ndarray, spec: str, *,
+               dark_background: bool | None = None, **extra) -> dict:
+    """The `Dataset.info` of an image data set: what a model and `predict` need to know.
+    `dark_background` is measured on `images` unless the caller knows it."""
+    if dark_background is None:
+        dark_background = bool(images.mean() < 128)
     return {"classes": list(classes), "input_shape": list(images.shape[1:]), "data": spec,
-            "dark_background": bool(images.mean() < 128), **extra}
+            "dark_background": dark_background, **extra}
 
 
 def to_unit_range(images):
@@ -138,3 +142,16 @@ def image_folder(root: str | Path, size: Sequence[int], channels: int) -> tuple[
             images.append(load_image(file, size, channels))
             labels.append(label)
     return np.stack(images), np.asarray(labels, np.int32), classes
+
+
+def letterboxed_input(path: str | Path, size: int, channels: int, dark_background: bool):
+    """An image file as a batch of one for a model trained on `size` x `size` squares:
+    read, letterboxed, matched to the training images' background, in [0, 1].
+
+    Returns (the image as read, the batch, letterbox scale, letterbox offset): the last
+    two map the model's outputs back onto the image (`unletterbox`).
+    """
+    image = load_image(path, None, channels)
+    square, scale, offset = letterbox(image, size)
+    return image, to_unit_range(match_background(square, dark_background)[None]), scale, offset
+

@@ -60,6 +60,13 @@ def _pad(x: np.ndarray, pad: int) -> np.ndarray:
     return np.concatenate([x, np.repeat(x[-1:], pad, axis=0)])
 
 
+def holdout_sizes(n: int, val: float = 0.1, test: float = 0.2) -> dict[str, int]:
+    """Split sizes for a data set that brings no splits of its own: `val` and `test`
+    fractions of `n` (at least one example each), the rest to train."""
+    n_val, n_test = max(1, round(n * val)), max(1, round(n * test))
+    return {"train": n - n_val - n_test, "val": n_val, "test": n_test}
+
+
 def split_indices(n: int, sizes: Mapping[str, int], seed: int) -> dict[str, np.ndarray]:
     """Disjoint, seeded random index sets of the given sizes (in order of `sizes`)."""
     if sum(sizes.values()) > n:

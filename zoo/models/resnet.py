@@ -28,7 +28,6 @@ class BackboneConfig:
 
     def kwargs(self) -> dict[str, Any]:
         """Keyword arguments for `ResNetBackbone` and the models built on it."""
-        get_activation(self.activation)  # fail early, with suggestions, on a bad name
         return {"widths": tuple(self.width * 2 ** i for i in range(self.stages)),
                 "blocks": self.blocks, "stem_stride": self.stem_stride,
                 "activation": self.activation}
@@ -72,7 +71,6 @@ class ResNetBackbone(nnx.Module):
         act = get_activation(activation)
         self.act = act
         self.widths = tuple(widths)
-        self.stem_stride = stem_stride
         self.stem = nnx.Conv(in_channels, widths[0], (3, 3), strides=stem_stride,
                              use_bias=False, dtype=dtype, rngs=rngs)
         self.stem_bn = nnx.BatchNorm(widths[0], momentum=0.9, dtype=dtype, rngs=rngs)

@@ -10,6 +10,7 @@ positions masked out) and predicts the next token. Training runs the same `step`
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -90,9 +91,6 @@ class Seq2Seq(nnx.Module):
         memory, state = self.encode(src, src_mask, rngs=rngs)
         embedded = self.dropout(self.tgt_embed(tgt_in), rngs=rngs)
 
-        def scan_step(state, x):
-            state, logits = self.step(memory, state, x)
-            return state, logits
-
-        _, logits = jax.lax.scan(scan_step, state, jnp.swapaxes(embedded, 0, 1))
+        _, logits = jax.lax.scan(functools.partial(self.step, memory), state,
+                                 jnp.swapaxes(embedded, 0, 1))
         return jnp.swapaxes(logits, 0, 1)

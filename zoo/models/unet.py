@@ -38,8 +38,8 @@ class ConvBN(nnx.Module):
 class UNetDecoder(nnx.Module):
     """Upsamples from the deepest stage to stage `stop`, fusing each skip on the way.
 
-    Returns the fused map of every level it reaches, finest last; level i has
-    `widths[i]` channels at the resolution of backbone stage i.
+    Returns the finest fused map: `widths[stop]` channels at the resolution of backbone
+    stage `stop` (the coarsest features themselves when there is nothing to fuse).
     """
 
     def __init__(self, widths: Sequence[int], act, *, stop: int = 0, rngs: nnx.Rngs):
@@ -47,13 +47,12 @@ class UNetDecoder(nnx.Module):
         self.fuse = nnx.List([ConvBN(widths[i + 1] + widths[i], widths[i], act, rngs=rngs)
                               for i in range(len(widths) - 2, stop - 1, -1)])
 
-    def __call__(self, features: Sequence[jax.Array]) -> list[jax.Array]:
-        x, out = features[-1], []
+    def __call__(self, features: Sequence[jax.Array]) -> jax.Array:
+        x = features[-1]
         skips = [features[i] for i in range(len(features) - 2, self.stop - 1, -1)]
         for fuse, skip in zip(self.fuse, skips):
             x = fuse(jnp.concatenate([upsample_to(x, skip), skip], axis=-1))
-            out.append(x)
-        return out
+        return x
 
 
 class UNet(nnx.Module):
@@ -76,7 +75,7 @@ class UNet(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         features = self.encoder(x)
-        y = self.decoder(features)[-1] if len(features) > 1 else features[0]
+        y = self.decoder(features)
         if self.refine is not None:
             y = self.refine(jnp.concatenate([upsample_to(y, x), x], axis=-1))
         return self.head(y)
