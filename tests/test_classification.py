@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from zoo.errors import ZooError
-from zoo_tasks.classification import data
+from zoo.data import image_sets as data
 
 from helpers import EXAMPLE_PLUGIN, zoo_cli
 

@@ -209,7 +209,7 @@ def test_int8_post_training_quantization_of_weights_and_activations(trained_lene
     assert 3.5 < report["total"]["ratio"] and report["latency_ms"]["after"] > 0
     png = tmp_path / "digit.png"
     from PIL import Image
-    from zoo_tasks.classification import data
+    from zoo.data import image_sets as data
 
     images, labels = data.mnist.mnist_sample()
     Image.fromarray(images[0, ..., 0]).save(png)

@@ -18,10 +18,11 @@ from zoo import registry
 from zoo.config import apply_overrides
 from zoo.errors import ZooError
 from zoo.harness.trainer import fit
-from zoo.hub import index, pretrained, weights
+from zoo.hub import index, pretrained
+from zoo.io import weights
 from zoo.hub.publish import publish
 from zoo.models import MLP, LeNet
-from zoo_tasks.classification import data
+from zoo.data import image_sets as data
 
 from helpers import EXAMPLE_PLUGIN, zoo_cli
 from hub_server import HubServer

@@ -17,7 +17,8 @@ from zoo.config import EarlyStoppingConfig, OptimizerConfig, TaskConfig, TrainCo
 from zoo.data.images import load_image, match_background, to_unit_range
 from zoo.models import CLASSIFIERS, create_classifier
 from zoo.task import Batch, Dataset, Task
-from zoo_tasks.classification import augment, data
+from zoo.data import image_sets as data
+from zoo_tasks.classification import augment
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from zoo.data.images import to_unit_range
 from zoo.errors import ZooError
 from zoo.models.copies import update_average
 from zoo.task import Batch, Dataset, Task
-from zoo_tasks.classification import data
+from zoo.data import image_sets as data
 from zoo_tasks.gan import steps
 from zoo_tasks.gan.grid import save_grid
 from zoo_tasks.gan.judge import judge_config, load_judge

@@ -42,7 +42,7 @@ def load_judge(config: ClassificationConfig) -> nnx.Module:
     Concurrent first uses each train into a private directory and the first rename
     wins, so the cache never holds a half-trained judge.
     """
-    from zoo.harness.inference import load_model
+    from zoo.restore import load_model
     from zoo.harness.trainer import fit
 
     digest = hashlib.sha256(json.dumps(to_dict(config), sort_keys=True).encode()).hexdigest()

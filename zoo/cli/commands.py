@@ -191,7 +191,7 @@ def _run(args, rest) -> int:
 
 def _eval(args, rest) -> int:
     _no_extra(rest)
-    from zoo.harness.inference import evaluate_workdir
+    from zoo.restore import evaluate_workdir
     from zoo.registry import get_task
 
     task_cls = get_task(args.task)
@@ -237,7 +237,7 @@ def _predict(args, rest) -> int:
     task_args = parser.parse_args(rest)
     args.workdir = task_args.workdir
     if task_args.pretrained is None:
-        from zoo.harness.inference import load_model
+        from zoo.restore import load_model
 
         task, model, info = load_model(_workdir(args), args.task)
     else:

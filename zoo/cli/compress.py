@@ -1,4 +1,4 @@
-"""`zoo compress`: prune, quantize and encode a trained workdir (see zoo_hardware.pipeline)."""
+"""`zoo compress`: prune, quantize and encode a trained workdir (see zoo.compress.pipeline)."""
 
 from __future__ import annotations
 
@@ -50,9 +50,9 @@ def _compress(args, rest) -> int:
     from zoo.cli.commands import _no_extra, _workdir
     from zoo.errors import ZooError
     from zoo.registry import get_task
-    from zoo_hardware.pipeline import Plan, compress
+    from zoo.compress.pipeline import Plan, compress
     from zoo_hardware.quantization import parse_scheme
-    from zoo_hardware.report import print_report
+    from zoo.compress.report import print_report
 
     _no_extra(rest)
     task_cls = get_task(args.task)
@@ -62,7 +62,7 @@ def _compress(args, rest) -> int:
     plan = Plan(prune=args.prune, scope=args.prune_scope, scheme=scheme,
                 finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr)
     if args.pretrained is None:
-        from zoo.harness.inference import load_model
+        from zoo.restore import load_model
 
         workdir = _workdir(args)
         loaded, source = load_model(workdir, args.task), str(workdir)

@@ -35,7 +35,7 @@ from zoo.harness.scalars import NonFiniteStep, ScalarLog
 from zoo.harness.steps import (Steps, build_steps, compile_steps, inference_view,
                                merge_train_state, split_train_state)
 from zoo.harness.workdir import check_resumable, read_run, write_run
-from zoo.hub import weights
+from zoo.io import weights
 from zoo.paths import cache_dir
 from zoo.task import Dataset, Task
 from zoo_hardware import compilation, distributed, placement, precision

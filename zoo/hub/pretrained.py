@@ -14,7 +14,8 @@ from flax import nnx
 
 from zoo.config import TaskConfig, from_dict
 from zoo.errors import ZooError
-from zoo.hub import cache, index, weights
+from zoo.hub import cache, index
+from zoo.io import weights
 from zoo.hub.card import Card
 from zoo.task import Task
 
@@ -51,7 +52,7 @@ def load_weights(hub: index.Index, card: Card, *, allow_unverified: bool = False
 def load_model(task_cls: type[Task], hub: index.Index, card: Card, *,
                allow_unverified: bool = False) -> tuple[Task, nnx.Module, dict[str, Any]]:
     """The card's model with its weights, ready for prediction, and its data-set info."""
-    from zoo.harness.inference import inference_view
+    from zoo.restore import inference_view
 
     task = task_cls(task_config(task_cls, card))
     model = task.build_model(card.info, nnx.Rngs(0))

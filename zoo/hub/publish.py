@@ -18,7 +18,8 @@ import numpy as np
 from flax import nnx
 
 from zoo.errors import ZooError
-from zoo.hub import fetch, index, weights
+from zoo.hub import fetch, index
+from zoo.io import weights
 from zoo.hub.card import Card, check_name
 
 
@@ -34,7 +35,7 @@ def publish(workdir: Path, hub_dir: Path, tag: str, *, mirrors: Sequence[str] = 
       ZooError: no finished run in `workdir`, a bad tag, or the name taken (without
         `force`).
     """
-    from zoo.harness.inference import restore_best
+    from zoo.restore import restore_best
 
     workdir, hub_dir = Path(workdir), Path(hub_dir)
     check_name("tag", tag)

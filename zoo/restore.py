@@ -38,7 +38,7 @@ def _compressed(workdir: Path, record: dict[str, Any]) -> Adapter | None:
     """The weights and layer edits of a `zoo compress` output (None for a trained run)."""
     if "compressed" not in record:
         return None
-    from zoo_hardware.pipeline import load_adapter
+    from zoo.compress.pipeline import load_adapter
 
     return load_adapter(workdir, record["compressed"])
 

@@ -30,12 +30,12 @@ from zoo.data import loader
 from zoo.errors import ZooError
 from zoo.harness import reports
 from zoo.harness.checkpoints import LATEST, CheckpointStore
-from zoo.harness.inference import evaluate_workdir
+from zoo.restore import evaluate_workdir
 from zoo.harness.trainer import Adapter, evaluate, fit, open_session
 from zoo.harness.workdir import read_run, write_run
 from zoo.task import Task
 from zoo_hardware import compression, pruning
-from zoo_hardware.report import build_report, latency_ms
+from zoo.compress.report import build_report, latency_ms
 from zoo_hardware.quantization import (ActRange, Quantized, Scheme, calibrate, codebook_from,
                                        quantize, quantize_layers, shared)
 
