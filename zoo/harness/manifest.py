@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from zoo.harness.reports import write_json
-from zoo.hub.fetch import sha256_file
+from zoo.io.digest import sha256_file
 
 MANIFEST = "zoo-manifest.json"
 # Orbax's rename step rewrites these after the manifest is written: bookkeeping (commit

@@ -15,8 +15,8 @@ from flax import nnx
 from zoo.config import TaskConfig, from_dict
 from zoo.errors import ZooError
 from zoo.hub import cache, index
-from zoo.io import weights
 from zoo.hub.card import Card
+from zoo.io import weights
 from zoo.task import Task
 
 

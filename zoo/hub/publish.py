@@ -18,9 +18,10 @@ import numpy as np
 from flax import nnx
 
 from zoo.errors import ZooError
-from zoo.hub import fetch, index
-from zoo.io import weights
+from zoo.hub import index
 from zoo.hub.card import Card, check_name
+from zoo.io import weights
+from zoo.io.digest import sha256_file
 
 
 def publish(workdir: Path, hub_dir: Path, tag: str, *, mirrors: Sequence[str] = (),
@@ -55,7 +56,7 @@ def publish(workdir: Path, hub_dir: Path, tag: str, *, mirrors: Sequence[str] = 
     card = Card(
         task=task.name, model=cfg.model, tag=tag, file=file,
         urls=(relative, *(f"{m.rstrip('/')}/{relative}" for m in mirrors)),
-        size=tmp.stat().st_size, sha256=fetch.sha256_file(tmp),
+        size=tmp.stat().st_size, sha256=sha256_file(tmp),
         metrics={"dataset": result["dataset"], "split": result["split"],
                  "values": {k: v for k, v in result["metrics"].items() if np.isscalar(v)}},
         config=record["config"], info=record["info"],
