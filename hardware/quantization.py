@@ -237,6 +237,20 @@ def quantize_layers(model: nnx.Module, *, act_bits: int, ranges: Mapping[str, Ac
         setattr(layer, attr, QuantizedOp(op, act_bits, ranges.get(path), weights))
 
 
+def activation_meta(act_bits: int, ranges: Mapping[str, ActRange]) -> dict[str, Any]:
+    """Calibrated activation quantization as JSON, for the model.zc metadata."""
+    return {"act_bits": act_bits, "act_ranges": {k: dataclasses.asdict(v) for k, v in ranges.items()}}
+
+
+def activation_edit(meta: Mapping[str, Any]) -> Callable[[nnx.Module], None] | None:
+    """The layer edit that quantizes activations as `activation_meta` recorded them
+    (None for float activations)."""
+    if not meta.get("act_bits"):
+        return None
+    ranges = {k: ActRange(**v) for k, v in meta.get("act_ranges", {}).items()}
+    return functools.partial(quantize_layers, act_bits=meta["act_bits"], ranges=ranges)
+
+
 class _Recorder:
     """Eager-only stand-in op that samples the inputs a layer sees."""
 

@@ -14,7 +14,7 @@ import pytest
 from flax import nnx
 from PIL import Image
 
-from zoo import registry
+from zoo import registry, restore
 from zoo.config import apply_overrides
 from zoo.errors import ZooError
 from zoo.harness.trainer import fit
@@ -86,9 +86,10 @@ def test_publish_serve_pull_and_eval_reproduces_the_card(tmp_path, monkeypatch):
         spirals = registry.get_task("spirals")
         task = spirals(apply_overrides(spirals.Config(), ["points=1000", "train.epochs=3"]))
         fit(task, tmp_path / "run", quiet=True)
-        card = publish(tmp_path / "run", tmp_path / "hub", "v1", license="MIT")
+        run = restore.from_workdir(tmp_path / "run")
+        card = publish(run, tmp_path / "hub", "v1", license="MIT")
         with pytest.raises(ZooError, match="already has spirals/mlp:v1.*--force"):
-            publish(tmp_path / "run", tmp_path / "hub", "v1")
+            publish(run, tmp_path / "hub", "v1")
         assert card.urls == ("spirals/mlp-v1.safetensors",) and card.license == "MIT"
         assert card.metrics["dataset"] == "spirals" and card.metrics["split"] == "test"
         assert card.params == 2 * 64 + 64 + 64 * 64 + 64 + 64 * 2 + 2
@@ -96,9 +97,9 @@ def test_publish_serve_pull_and_eval_reproduces_the_card(tmp_path, monkeypatch):
         try:
             server.add_folder(tmp_path / "hub", "/zoo")
             monkeypatch.setenv("ZOO_HUB", server.url + "/zoo")
-            hub, found = pretrained.find("spirals", "mlp:v1")
-            assert found == card
-            metrics = pretrained.evaluate(spirals, hub, found, split="test")
+            restored = restore.from_hub("spirals", "mlp:v1")
+            assert restored.card == card
+            metrics = restored.evaluate("test")
         finally:
             server.stop()
     assert metrics["accuracy"] == pytest.approx(card.metrics["values"]["accuracy"], abs=1e-6)

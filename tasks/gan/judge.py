@@ -42,7 +42,7 @@ def load_judge(config: ClassificationConfig) -> nnx.Module:
     Concurrent first uses each train into a private directory and the first rename
     wins, so the cache never holds a half-trained judge.
     """
-    from zoo.restore import load_model
+    from zoo.restore import from_workdir
     from zoo.harness.trainer import fit
 
     digest = hashlib.sha256(json.dumps(to_dict(config), sort_keys=True).encode()).hexdigest()
@@ -58,5 +58,4 @@ def load_judge(config: ClassificationConfig) -> nnx.Module:
             private.rename(workdir)
         except OSError:  # another process finished first: use its judge
             shutil.rmtree(private, ignore_errors=True)
-    _, model, _ = load_model(workdir, ClassificationTask.name)
-    return model
+    return from_workdir(workdir, ClassificationTask.name).inference_model()

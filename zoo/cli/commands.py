@@ -157,23 +157,22 @@ def build_config(task_cls, args, base=None) -> object:
 
 def _run(args, rest) -> int:
     _no_extra(rest)
+    from zoo.harness.model_setup import ModelSetup
     from zoo.registry import get_task
 
     task_cls = get_task(args.task)
     start_runtime(args)
     if args.pretrained is None:
-        config, init_params = build_config(task_cls, args), None
+        config, setup = build_config(task_cls, args), ModelSetup()
     else:
-        from zoo.hub import pretrained
-        from zoo_hardware.distributed import primary_first
+        from zoo import restore
 
-        hub, card = pretrained.find(args.task, args.pretrained, model=args.model)
-        config = build_config(task_cls, args, base=pretrained.task_config(task_cls, card))
-        with primary_first("download weights"):
-            init_params = pretrained.load_weights(hub, card,
-                                                  allow_unverified=args.allow_unverified)
+        source = restore.from_hub(args.task, args.pretrained, model=args.model,
+                                  allow_unverified=args.allow_unverified)
+        config = build_config(task_cls, args, base=source.task.config)
+        setup = source.setup.fine_tuning()
         if not args.quiet:
-            print(f"fine-tuning from {card.name}", file=sys.stderr)
+            print(f"fine-tuning from {source.card.name}", file=sys.stderr)
     import jax
 
     from zoo.harness.preemption import Preempted
@@ -182,7 +181,7 @@ def _run(args, rest) -> int:
     jax.config.update("jax_debug_nans", args.debug_nans)
     try:
         fit(task_cls(config), _workdir(args), device=args.device, mesh=args.mesh,
-            quiet=args.quiet, init_params=init_params, last_good=args.resume_from_last_good)
+            quiet=args.quiet, setup=setup, last_good=args.resume_from_last_good)
     except Preempted as e:
         print(f"zoo: {e}; checkpoint saved in {_workdir(args)}. Resume with: "
               f"{shlex.join(['zoo', *args.argv])}", file=sys.stderr)
@@ -191,26 +190,15 @@ def _run(args, rest) -> int:
 
 def _eval(args, rest) -> int:
     _no_extra(rest)
-    from zoo.restore import evaluate_workdir
-    from zoo.registry import get_task
-
-    task_cls = get_task(args.task)
     start_runtime(args)
+    model = restored_model(args, "evaluates")
+    metrics = model.evaluate(args.split, device=args.device, mesh=args.mesh)
     claimed = {}
-    if args.pretrained is None:
-        metrics = evaluate_workdir(_workdir(args), args.task, split=args.split,
-                                   device=args.device, mesh=args.mesh)
-    else:
-        from zoo.hub import pretrained
-
-        if args.workdir is not None:
-            raise ZooError("--pretrained evaluates published weights; drop --workdir")
-        hub, card = pretrained.find(args.task, args.pretrained)
-        metrics = pretrained.evaluate(task_cls, hub, card, split=args.split, device=args.device,
-                                      allow_unverified=args.allow_unverified)
-        if card.metrics.get("split") == args.split:
-            claimed = card.metrics.get("values", {})
-        print(f"{card.name} on {card.metrics.get('dataset')} {args.split}", file=sys.stderr)
+    if model.card is not None:
+        if model.card.metrics.get("split") == args.split:
+            claimed = model.card.metrics.get("values", {})
+        print(f"{model.card.name} on {model.card.metrics.get('dataset')} {args.split}",
+              file=sys.stderr)
     from zoo_hardware.distributed import is_primary
 
     if not is_primary():
@@ -234,22 +222,28 @@ def _predict(args, rest) -> int:
     task_cls.add_predict_arguments(parser)
     _add_workdir(parser)
     _add_pretrained(parser, "predict with published weights instead of a workdir")
-    task_args = parser.parse_args(rest)
-    args.workdir = task_args.workdir
-    if task_args.pretrained is None:
-        from zoo.restore import load_model
-
-        task, model, info = load_model(_workdir(args), args.task)
-    else:
-        from zoo.hub import pretrained
-
-        if args.workdir is not None:
-            raise ZooError("--pretrained predicts with published weights; drop --workdir")
-        hub, card = pretrained.find(args.task, task_args.pretrained)
-        task, model, info = pretrained.load_model(task_cls, hub, card,
-                                                  allow_unverified=task_args.allow_unverified)
-    print(task.predict(model, info, task_args))
+    task_args = parser.parse_args(rest, namespace=argparse.Namespace(task=args.task))
+    model = restored_model(task_args, "predicts with")
+    print(model.task.predict(model.inference_model(), model.info, task_args))
     return 0
+
+
+def restored_model(args, verb: str):
+    """The model `--pretrained` or `--workdir` names (a `zoo.restore.Restored`).
+
+    Args:
+      verb: what the command does with published weights, for the error when both
+        options are given ("evaluates", "predicts with", ...).
+    """
+    from zoo import restore
+    from zoo.registry import get_task
+
+    get_task(args.task)  # an unknown name: one line with the closest names
+    if args.pretrained is None:
+        return restore.from_workdir(_workdir(args), args.task)
+    if args.workdir is not None:
+        raise ZooError(f"--pretrained {verb} published weights; drop --workdir")
+    return restore.from_hub(args.task, args.pretrained, allow_unverified=args.allow_unverified)
 
 
 __all__ = ["add_commands", "add_config_arguments", "add_runtime_arguments", "build_config",

@@ -47,35 +47,21 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
 
 def _compress(args, rest) -> int:
     from zoo.cli.catalog import console
-    from zoo.cli.commands import _no_extra, _workdir
-    from zoo.errors import ZooError
-    from zoo.registry import get_task
+    from zoo.cli.commands import _no_extra, _workdir, restored_model
     from zoo.compress.pipeline import Plan, compress
-    from zoo_hardware.quantization import parse_scheme
     from zoo.compress.report import print_report
+    from zoo.errors import ZooError
+    from zoo_hardware.quantization import parse_scheme
 
     _no_extra(rest)
-    task_cls = get_task(args.task)
     if args.finetune_epochs < 0:
         raise ZooError(f"--finetune-epochs {args.finetune_epochs}: must be 0 or more")
     scheme = parse_scheme(args.quantize, args.act_bits) if args.quantize else None
     plan = Plan(prune=args.prune, scope=args.prune_scope, scheme=scheme,
                 finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr)
-    if args.pretrained is None:
-        from zoo.restore import load_model
-
-        workdir = _workdir(args)
-        loaded, source = load_model(workdir, args.task), str(workdir)
-    else:
-        from zoo.hub import pretrained
-
-        if args.workdir is not None:
-            raise ZooError("--pretrained compresses published weights; drop --workdir")
-        hub, card = pretrained.find(args.task, args.pretrained)
-        loaded = pretrained.load_model(task_cls, hub, card, allow_unverified=args.allow_unverified)
-        source = f"hub:{card.task}/{card.model}:{card.tag}"
+    source = restored_model(args, "compresses")
     out = args.out or _workdir(args).with_name(_workdir(args).name + "-compressed")
-    report = compress(loaded, source, out, plan, device=args.device,
+    report = compress(source, out, plan, device=args.device,
                       log=lambda m: console().print(m, markup=False, highlight=False))
     print_report(report, console())
     return 0

@@ -84,14 +84,15 @@ def _pull(args, rest) -> int:
 
 
 def _publish(args, rest) -> int:
+    from zoo import restore
     from zoo.cli.commands import _no_extra
     from zoo.hub.publish import publish
 
     _no_extra(rest)
     if not args.workdir.is_dir():
         raise ZooError(f"{args.workdir}: no such run directory")
-    card = publish(args.workdir, args.hub, args.tag, mirrors=args.mirror, license=args.license,
-                   source=args.source, force=args.force)
+    card = publish(restore.from_workdir(args.workdir), args.hub, args.tag, mirrors=args.mirror,
+                   license=args.license, source=args.source, force=args.force)
     values = ", ".join(f"{k}={v:.4f}" for k, v in card.metrics["values"].items())
     print(f"published {card.name} -> {args.hub / card.urls[0]} ({megabytes(card.size)}, "
           f"sha256 {card.sha256[:16]}...; {values} on {card.metrics['dataset']} "

@@ -13,6 +13,7 @@ from zoo.errors import ZooError
 from zoo.harness.reports import write_json
 
 RUN_FORMAT = 2  # bump when checkpoint layout or run.json changes incompatibly (2: manifests)
+CHECKPOINT = "checkpoint"  # run.json's weights format of a trained run: checkpoints/best
 # Settings a resumed run may change: they decide when to log, save or stop, not the result.
 RESUMABLE_CHANGES = ("train.log_every", "train.checkpoint_every_steps", "train.on_nan",
                      "train.max_bad_steps")
@@ -72,6 +73,7 @@ def write_run(workdir: Path, task_name: str, config: TaskConfig, info: dict[str,
         "task": task_name,
         "config": to_dict(config),
         "info": info,
+        "weights": {"format": CHECKPOINT},  # how `zoo.restore` reads the model back
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "versions": {p: _version(p) for p in ("zoo", "jax", "flax", "optax", "orbax-checkpoint")},
     }
