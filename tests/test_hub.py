@@ -16,13 +16,13 @@ from PIL import Image
 
 from zoo import registry, restore
 from zoo.config import apply_overrides
+from zoo.data import mnist
 from zoo.errors import ZooError
 from zoo.harness.trainer import fit
 from zoo.hub import index, pretrained
-from zoo.io import weights
 from zoo.hub.publish import publish
+from zoo.io import weights
 from zoo.models import MLP, LeNet
-from zoo.data import image_sets as data
 
 from helpers import EXAMPLE_PLUGIN, zoo_cli
 from hub_server import HubServer
@@ -107,7 +107,7 @@ def test_publish_serve_pull_and_eval_reproduces_the_card(tmp_path, monkeypatch):
 
 
 def _reproducible(card):
-    """A card as a test case; the GAN's is slow (it first trains its LeNet judge, ~45 s)."""
+    """A card as a test case; the GAN's are slow (each samples and judges 1,000 digits)."""
     return pytest.param(card, id=card.name, marks=[pytest.mark.slow] if card.task == "gan" else [])
 
 
@@ -135,7 +135,7 @@ def test_every_built_in_task_has_an_embedded_weight():
 
 
 def _digits(folder, labels_wanted, per_class):
-    images, labels = data.mnist.mnist_sample()
+    images, labels = mnist.mnist_sample()
     for label in labels_wanted:
         (folder / str(label)).mkdir(parents=True)
         for i in np.flatnonzero(labels == label)[:per_class]:
