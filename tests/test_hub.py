@@ -93,6 +93,7 @@ def test_publish_serve_pull_and_eval_reproduces_the_card(tmp_path, monkeypatch):
         assert card.urls == ("spirals/mlp-v1.safetensors",) and card.license == "MIT"
         assert card.metrics["dataset"] == "spirals" and card.metrics["split"] == "test"
         assert card.params == 2 * 64 + 64 + 64 * 64 + 64 + 64 * 2 + 2
+        assert card.plugin == {"file": str(EXAMPLE_PLUGIN.resolve())}  # from run.json
         server = HubServer()
         try:
             server.add_folder(tmp_path / "hub", "/zoo")

@@ -103,7 +103,7 @@ def from_hub(task_name: str, spec: str = "", *, model: str | None = None,
     with distributed.primary_first("download weights"):
         tensors = pretrained.load_weights(hub, card, allow_unverified=allow_unverified)
     return Restored(task, card.info, ModelSetup(weights=tensors), f"hub:{card.name}",
-                    {"versions": card.versions}, card=card)
+                    {"versions": card.versions, "plugin": card.plugin}, card=card)
 
 
 def restore(source: str | Path, *, allow_unverified: bool = False) -> Restored:

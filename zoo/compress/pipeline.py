@@ -111,7 +111,7 @@ def compress(source: Restored, out: Path, plan: Plan, *, device: str = "auto",
     meta = {"scheme": str(plan.scheme) if plan.scheme else None,
             **activation_meta(plan.scheme.act_bits if plan.scheme else 0, ranges)}
     compression.write(out / WEIGHTS, state, quantized, meta)
-    write_run(out, task.name, task.config, info)
+    write_run(out, task, info)
     record = read_run(out)
     record["weights"] = {"format": compression.FORMAT_NAME, "file": WEIGHTS}
     record["compressed"] = {"source": source.source, "plan": plan.describe()}

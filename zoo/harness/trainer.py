@@ -199,7 +199,7 @@ def fit(task: Task, workdir: str | Path, *, device: str = "auto", mesh: str | No
         store = CheckpointStore(workdir)
         with explained(store):
             if primary:
-                write_run(workdir, task.name, cfg, session.data.info)
+                write_run(workdir, task, session.data.info)
             loop = _resume(store, session, progress, last_good=last_good)
             trainer = _Trainer(session, loop, progress, store, workdir, stop)
             t0 = time.perf_counter()

@@ -60,7 +60,8 @@ def publish(run, hub_dir: Path, tag: str, *, mirrors: Sequence[str] = (),
                  "values": {k: v for k, v in result["metrics"].items() if np.isscalar(v)}},
         config=run.record["config"], info=run.record["info"],
         params=sum(int(np.size(x)) for x in jax.tree.leaves(nnx.state(model, nnx.Param))),
-        versions=run.record.get("versions", {}), license=license,
+        versions=run.record.get("versions", {}), plugin=run.record.get("plugin", {}),
+        license=license,
         source=source or (f"zoo run {task.name} --model {cfg.model} --data {cfg.data} "
                           f"(seed {cfg.train.seed}): best of {result['epochs']} epochs at "
                           f"epoch {result['best_epoch']}"),
