@@ -27,15 +27,15 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from zoo.compress.report import build_report, latency_ms
 from zoo.data import loader
 from zoo.errors import ZooError
-from zoo.harness import reports
-from zoo.compress.report import build_report, latency_ms
 from zoo.harness.checkpoints import LATEST, CheckpointStore
 from zoo.harness.model_setup import ModelSetup
 from zoo.harness.steps import inference_view
 from zoo.harness.trainer import evaluate, fit, open_session
 from zoo.harness.workdir import read_run, write_run
+from zoo.io.files import write_json
 from zoo.io.weights import by_path
 from zoo.restore import Restored, from_workdir
 from zoo.task import Task
@@ -115,15 +115,15 @@ def compress(source: Restored, out: Path, plan: Plan, *, device: str = "auto",
     record = read_run(out)
     record["weights"] = {"format": compression.FORMAT_NAME, "file": WEIGHTS}
     record["compressed"] = {"source": source.source, "plan": plan.describe()}
-    reports.write_json(out / "run.json", record)
+    write_json(out / "run.json", record)
 
     after = from_workdir(out, task.name).session(device=device)  # the `zoo eval` path
     acc_after = evaluate(after, "test")
     latency = latency_ms(before, after)
     report = build_report(task, source.source, out / WEIGHTS, plan, state, quantized, params,
                           (acc_before, acc_after), latency)
-    reports.write_json(out / "compression.json", report)
-    reports.write_json(out / "metrics.json", {"task": task.name, "model": task.config.model,
+    write_json(out / "compression.json", report)
+    write_json(out / "metrics.json", {"task": task.name, "model": task.config.model,
                                               "dataset": task.config.data, "split": "test",
                                               "metrics": acc_after, "compressed": True})
     shutil.rmtree(work, ignore_errors=True)

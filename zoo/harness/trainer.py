@@ -34,6 +34,7 @@ from zoo.harness.scalars import NonFiniteStep, ScalarLog
 from zoo.harness.steps import (Steps, build_steps, compile_steps, inference_view,
                                merge_train_state, split_train_state)
 from zoo.harness.workdir import check_resumable, read_run, write_run
+from zoo.io.files import write_json
 from zoo.io.weights import LoadReport
 from zoo.paths import cache_dir
 from zoo.task import Dataset, Task
@@ -212,7 +213,7 @@ def fit(task: Task, workdir: str | Path, *, device: str = "auto", mesh: str | No
               "train_seconds": round(sum(r["seconds"] for r in loop.history), 1),
               "best_epoch": loop.best_epoch + 1, "wall_seconds": round(time.perf_counter() - t0, 1)}
     if primary:
-        reports.write_json(workdir / "metrics.json", result)
+        write_json(workdir / "metrics.json", result)
     progress.log(f"test: {_fmt(test)} -> {workdir / 'metrics.json'}")
     return result
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from zoo.config import TaskConfig, to_dict
 from zoo.errors import ZooError
-from zoo.harness.reports import write_json
+from zoo.io.files import write_json
 from zoo.registry import plugin_of
 from zoo.task import Task
 

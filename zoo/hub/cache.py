@@ -21,7 +21,7 @@ from pathlib import Path
 from zoo.errors import ZooError
 from zoo.hub import archive, fetch, urls
 from zoo.hub.card import ARCHIVE_SUFFIXES, Card
-from zoo.io.digest import sha256_file
+from zoo.io.files import sha256_file
 from zoo.paths import zoo_home
 
 LOCK_NOTICE_S = 0.5  # wait this long for a lock before saying who we wait for

@@ -24,7 +24,7 @@ from urllib.parse import urljoin, urlsplit
 
 from zoo.errors import ZooError
 from zoo.hub import urls
-from zoo.io.digest import sha256_file
+from zoo.io.files import sha256_file
 
 CHUNK = 1 << 16
 MAX_REDIRECTS = 5

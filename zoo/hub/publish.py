@@ -22,7 +22,7 @@ from zoo.errors import ZooError
 from zoo.hub import index
 from zoo.hub.card import Card, check_name
 from zoo.io import weights
-from zoo.io.digest import sha256_file
+from zoo.io.files import sha256_file
 
 
 def publish(run, hub_dir: Path, tag: str, *, mirrors: Sequence[str] = (),
