@@ -46,10 +46,10 @@ def trained_lenet(tmp_path_factory):
 def spirals():
     """The example plugin's task class, registered once for the whole session (a plugin
     file is imported, and so registers, only once per process)."""
+    import zoo.testing
     from zoo import registry
 
     from helpers import EXAMPLE_PLUGIN
 
-    with registry.temporary_registry():
-        registry.load_plugin_file(EXAMPLE_PLUGIN)
+    with zoo.testing.registered(EXAMPLE_PLUGIN):
         yield registry.get_task("spirals")

@@ -39,6 +39,8 @@ def publish(run, hub_dir: Path, tag: str, *, mirrors: Sequence[str] = (),
     """
     hub_dir = Path(hub_dir)
     check_name("tag", tag)
+    if run.workdir is None:
+        raise ZooError(f"{run.source} is not a run's workdir; publish the run it came from")
     result_path = run.workdir / "metrics.json"
     if not result_path.is_file():
         raise ZooError(f"{run.workdir}: no metrics.json, so the run has not finished; "
