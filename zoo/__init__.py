@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "Task": "zoo.task", "Dataset": "zoo.task", "Metrics": "zoo.task", "masked_mean": "zoo.task",
+    "row_mean": "zoo.task",
     "TaskConfig": "zoo.config", "TrainConfig": "zoo.config", "OptimizerConfig": "zoo.config",
     "EarlyStoppingConfig": "zoo.config", "Range": "zoo.config",
     "register_task": "zoo.registry", "get_task": "zoo.registry", "task_names": "zoo.registry",

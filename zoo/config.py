@@ -87,6 +87,8 @@ class TrainConfig:
     checkpoint_every_steps: NonNegative = 0  # also checkpoint every N steps mid-epoch (0: epoch ends only)
     on_nan: Literal["raise", "skip"] = "raise"  # a non-finite loss or update: stop, or drop that step
     max_bad_steps: Positive = 10  # on_nan=skip: stop after this many non-finite steps in a row
+    workers: Annotated[int, Range(-1)] = -1  # input worker processes for streamed data (-1: from the core count, 0: none)
+    on_bad_example: Literal["raise", "skip"] = "raise"  # an unreadable example: stop naming it, or leave it out
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import abc
 import argparse
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -35,19 +35,22 @@ Batch = dict[str, jax.Array]
 
 @dataclasses.dataclass
 class Dataset:
-    """In-memory splits plus the facts a model and `predict` need about them.
+    """The splits plus the facts a model and `predict` need about them.
 
     Attributes:
-      splits: "train", "val", "test" -> {field: array with a leading example axis}.
+      splits: "train", "val", "test" -> either {field: array with a leading example
+        axis} (in memory) or a `zoo.data.Source` (random access, read on demand in the
+        input worker processes: data sets larger than memory).
       info: JSON-able facts saved with every checkpoint (class names, input shape,
         vocabulary...), so `eval` and `predict` need no access to the data.
     """
 
-    splits: dict[str, dict[str, np.ndarray]]
+    splits: dict[str, Any]
     info: dict[str, Any]
 
     def size(self, split: str) -> int:
-        return len(next(iter(self.splits[split].values())))
+        data = self.splits[split]
+        return len(next(iter(data.values()))) if isinstance(data, Mapping) else len(data)
 
 
 class Metrics:
@@ -107,6 +110,20 @@ class Task(abc.ABC):
         Pass `dtype=self.compute_dtype` to the model's layers (parameters stay float32).
         """
 
+    def host_augment(self, info: Mapping[str, Any]) -> Callable | None:
+        """Training-time augmentation of each example on the host, in the input workers
+        (e.g. a random-resized crop from the full-size image). Default: none.
+
+        Returns `fn(example, rng) -> example` or None: `example` is a training example
+        as its source reads it (images at their file's own size; arrays and packed data
+        at their stored shape), `rng` a `numpy.random.Generator` seeded from (seed,
+        step, row), and `fn` returns the split's fixed shapes. It runs in worker
+        processes: a module-level function (or a `functools.partial` of one) from a
+        module that does not import JAX. The on-device `augment` still runs after it.
+        """
+        del info
+        return None
+
     def pretrained_parts(self, info: Mapping[str, Any]) -> Mapping[str, Mapping[str, np.ndarray]]:
         """Weights a fresh model loads into parts it does not train (a GAN's judge).
 
@@ -131,6 +148,8 @@ class Task(abc.ABC):
     def loss(self, model: nnx.Module, batch: Batch, rng: jax.Array) -> tuple[jax.Array, dict]:
         """Mean training loss of one batch, and extra scalars to log.
 
+        Average per-example losses with `row_mean(losses, batch)`: a batch may carry a
+        "mask" of rows that must not count (padding, skipped unreadable examples).
         Needed by the default `train_step`; a task that overrides `train_step` with
         losses of its own (a GAN) need not define it.
         """
@@ -198,6 +217,20 @@ class Task(abc.ABC):
                 args: argparse.Namespace) -> str:
         """Runs `zoo predict` and returns the text to print."""
         raise NotImplementedError(f"task {self.name!r} has no predict")
+
+
+def row_mean(values: jax.Array, batch: Batch) -> jax.Array:
+    """Mean of per-row `values` over a training batch's real rows.
+
+    A batch carries a float "mask" when some rows must not count: the repeats that fill
+    a split smaller than one batch, or examples left out by `--on-bad-example skip`.
+    Without one, this is `values.mean()` exactly.
+    """
+    if "mask" not in batch:
+        return values.mean()
+    values = values.astype(jnp.promote_types(values.dtype, jnp.float32))
+    mask = batch["mask"].reshape(-1, *[1] * (values.ndim - 1)) * jnp.ones_like(values)
+    return masked_mean(values, mask)
 
 
 def masked_mean(values: jax.Array, mask: jax.Array) -> jax.Array:

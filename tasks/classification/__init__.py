@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -14,21 +15,24 @@ import optax
 from flax import nnx
 
 from zoo.config import EarlyStoppingConfig, OptimizerConfig, TaskConfig, TrainConfig
+from zoo.data.host_augment import crop_flip
 from zoo.data.image_sets import IMAGE_SETS, load_image_set
 from zoo.data.images import load_image, match_background, to_unit_range
 from zoo.models import CLASSIFIERS, create_classifier
-from zoo.task import Batch, Dataset, Task
+from zoo.task import Batch, Dataset, Task, row_mean
 from zoo_tasks.classification import augment
 
 
 @dataclass(frozen=True)
 class ClassificationConfig(TaskConfig):
     model: str = "lenet"  # lenet | mlp | resnet | resnet-wide
-    data: str = "mnist-sample"  # mnist-sample | mnist | digits | folder:PATH
+    data: str = "mnist-sample"  # mnist-sample | mnist | digits | folder:PATH | imagenet:ROOT | tsv:FILE | hf:PATH | packed:DIR
     activation: str = "relu"  # see zoo.models.ACTIVATIONS
     image_size: int = 0  # resize to this square size (0: the data set's own)
     channels: int = 0  # 1 grey or 3 colour (0: the data set's own)
-    augment: Literal["affine", "flip_affine", "none"] = "affine"
+    # affine, flip_affine: on device; crop_flip: random-resized crop and flip of each
+    # full-size image in the input workers (ImageNet-style, for streamed image files)
+    augment: Literal["affine", "flip_affine", "crop_flip", "none"] = "affine"
     label_smoothing: float = 0.0
     train: TrainConfig = TrainConfig(epochs=30, batch_size=128)
     optimizer: OptimizerConfig = OptimizerConfig(name="adam", lr=2e-3, schedule="cosine",
@@ -55,9 +59,14 @@ class ClassificationTask(Task):
                                  activation=self.config.activation, dtype=self.compute_dtype,
                                  rngs=rngs)
 
+    def host_augment(self, info: Mapping[str, Any]):
+        if self.config.augment != "crop_flip":
+            return None
+        return functools.partial(crop_flip, size=info["input_shape"][:2])
+
     def augment(self, batch: Batch, rng: jax.Array) -> Batch:
         images = to_unit_range(batch["image"])
-        if self.config.augment != "none":
+        if self.config.augment in ("affine", "flip_affine"):
             k_flip, k_affine = jax.random.split(rng)
             if self.config.augment == "flip_affine":
                 images = augment.random_flip(images, k_flip)
@@ -69,8 +78,8 @@ class ClassificationTask(Task):
         logits = model(batch["image"])
         labels = optax.smooth_labels(jax.nn.one_hot(batch["label"], logits.shape[-1]),
                                      self.config.label_smoothing)
-        loss = optax.softmax_cross_entropy(logits, labels).mean()
-        accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
+        loss = row_mean(optax.softmax_cross_entropy(logits, labels), batch)
+        accuracy = row_mean(jnp.argmax(logits, -1) == batch["label"], batch)
         return loss, {"accuracy": accuracy}
 
     def eval_step(self, model, batch):

@@ -25,6 +25,7 @@ from zoo.config import (EarlyStoppingConfig, NonNegative, OptimizerConfig, Posit
                         TaskConfig, TrainConfig)
 from zoo.data.image_sets import IMAGE_SETS, load_image_set
 from zoo.data.images import to_unit_range
+from zoo.data.sources import with_arrays
 from zoo.errors import ZooError
 from zoo.models.copies import update_average
 from zoo.task import Batch, Dataset, Task
@@ -85,7 +86,7 @@ class GanTask(Task):
         rng = np.random.default_rng(EVAL_NOISE_SEED)
         for split in ("val", "test"):  # one fixed sample per real image, of its class
             noise = rng.standard_normal((dataset.size(split), cfg.latent_dim))
-            dataset.splits[split]["z"] = noise.astype(np.float32)
+            dataset.splits[split] = with_arrays(dataset.splits[split], z=noise.astype(np.float32))
         return dataset
 
     def build_model(self, info: Mapping[str, Any], rngs: nnx.Rngs) -> nnx.Module:
@@ -110,7 +111,7 @@ class GanTask(Task):
         k_d, k_g = jax.random.split(rng)
         shape = (real.shape[0], model.latent_dim)
         out = steps.discriminator_step(model, optimizer["d"], real, labels,
-                                       jax.random.normal(k_d, shape))
+                                       jax.random.normal(k_d, shape), batch)
         out |= steps.generator_step(model, optimizer["g"], labels, jax.random.normal(k_g, shape))
         t = optimizer["g"].step[...].astype(jnp.float32)  # warm-up: early weights fade fast
         update_average(model.average, model.generator,

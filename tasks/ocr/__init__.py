@@ -18,7 +18,7 @@ from zoo.data.images import load_image, to_unit_range
 from zoo.errors import ZooError
 from zoo.models.crnn import CRNN
 from zoo.models.ctc import ctc_beam_search, ctc_greedy, ctc_loss
-from zoo.task import Dataset, Metrics, Task
+from zoo.task import Dataset, Metrics, Task, row_mean
 from zoo_tasks.ocr import data
 
 
@@ -69,7 +69,7 @@ class OCRTask(Task):
     def loss(self, model, batch, rng):
         del rng
         logits, frames = model(to_unit_range(batch["image"]), batch["width"])
-        return ctc_loss(logits, frames, batch["label"]).mean(), {}
+        return row_mean(ctc_loss(logits, frames, batch["label"]), batch), {}
 
     def eval_step(self, model, batch):
         logits, frames = model(to_unit_range(batch["image"]), batch["width"])

@@ -65,6 +65,8 @@ class SegmentationTask(Task):
     def loss(self, model, batch, rng):
         del rng
         ce, valid, _ = _pixel_losses(model, batch)
+        if "mask" in batch:  # rows left out: padding, skipped unreadable examples
+            valid = valid * batch["mask"][:, None, None]
         return masked_mean(ce, valid), {}
 
     def eval_step(self, model, batch):

@@ -70,7 +70,7 @@ class TranslationTask(Task):
                        dtype=self.compute_dtype, rngs=rngs)
 
     def loss(self, model, batch, rng):
-        return _token_loss(model, batch, nnx.Rngs(dropout=rng))
+        return _token_loss(model, batch, nnx.Rngs(dropout=rng), rows=batch.get("mask"))
 
     def eval_step(self, model, batch):
         mask = batch["mask"]
@@ -102,13 +102,17 @@ class TranslationTask(Task):
         return "\n".join(detokenize(tgt_vocab.decode(row)) for row in tokens)
 
 
-def _token_loss(model: Seq2Seq, batch, rngs: nnx.Rngs | None, *, reduce: bool = True):
-    """Teacher-forced cross-entropy per target token: the batch mean (or per sentence)."""
+def _token_loss(model: Seq2Seq, batch, rngs: nnx.Rngs | None, *, reduce: bool = True,
+                rows: jax.Array | None = None):
+    """Teacher-forced cross-entropy per target token: the batch mean (or per sentence);
+    `rows` (B,) of 0 leave sentences out of the mean."""
     src, tgt = batch["src"], batch["tgt"]
     tgt_in = jnp.concatenate([jnp.full_like(tgt[:, :1], 1), tgt[:, :-1]], axis=1)  # <s> first
     logits = model(src, (src > 0).astype(jnp.float32), tgt_in, rngs=rngs)
     losses = optax.softmax_cross_entropy_with_integer_labels(logits, tgt)
     mask = (tgt > 0).astype(jnp.float32)
+    if rows is not None:
+        mask = mask * rows[:, None]
     if reduce:
         return masked_mean(losses, mask), {}
     return (losses * mask).sum(1) / jnp.maximum(mask.sum(1), 1.0), {}

@@ -29,6 +29,12 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
                      help="find the operation that makes the first NaN (slow: checks every step)")
     run.add_argument("--resume-from-last-good", action="store_true",
                      help="move damaged checkpoints aside and resume from the newest good one")
+    run.add_argument("--workers", type=int, metavar="N",
+                     help="input worker processes that decode streamed data (train.workers; "
+                          "default: one per core but one, at most 8; 0: the main process)")
+    run.add_argument("--on-bad-example", choices=("raise", "skip"),
+                     help="an unreadable file stops the run naming it (raise, the default) or "
+                          "is left out of its batch, counted in the log and run.json (skip)")
     add_pretrained(run, "start from published weights (fine-tune); layers of another "
                          "shape, e.g. a new head, are re-initialised")
     add_workdir(run)

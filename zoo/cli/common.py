@@ -106,7 +106,9 @@ def build_config(task_cls, args: argparse.Namespace, base=None) -> object:
                   "train.batch_size": args.batch_size, "optimizer.lr": args.lr,
                   "train.seed": args.seed, "train.dtype": args.dtype,
                   "train.checkpoint_every_steps": getattr(args, "checkpoint_every", None),
-                  "train.on_nan": getattr(args, "on_nan", None)}
+                  "train.on_nan": getattr(args, "on_nan", None),
+                  "train.workers": getattr(args, "workers", None),
+                  "train.on_bad_example": getattr(args, "on_bad_example", None)}
     overrides = [f"{k}={v}" for k, v in shorthands.items() if v is not None]
     config = apply_overrides(config, overrides + args.overrides)
     if task_cls.models and config.model not in task_cls.models:

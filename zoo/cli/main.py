@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from zoo.cli import catalog, commands, compress, hardware, hub
+from zoo.cli import catalog, commands, compress, data, hardware, hub
 from zoo.errors import ZooError
 
 EPILOG = """examples:
@@ -20,6 +20,8 @@ EPILOG = """examples:
   zoo predict classification digit.png --pretrained   published weights, no training
   zoo hub list                                    every published weight and its card
   zoo run mytask --plugin ./my_task.py            your own task, the same harness
+  zoo run classification --data imagenet:/data/imagenet --model resnet --workers 8
+  zoo data pack folder:./imgs packs/imgs          decoded examples in ArrayRecord shards
   zoo run classification --mesh data=8 --dtype bfloat16     8 devices, mixed precision
   zoo profile classification --hardware v100,h100,tpu-v5e   FLOPs, bytes, roofline times
   zoo devices                                     backends, devices, memory, processes
@@ -39,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     catalog.add_commands(sub, common)
     hub.add_commands(sub, common)
     compress.add_commands(sub, common)
+    data.add_commands(sub, common)
     hardware.add_commands(sub, common)
     return parser
 

@@ -1,8 +1,10 @@
 """Reading image files and image folders, with one-line errors for bad files."""
 
+import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -27,22 +29,39 @@ def load_image(path: str | Path, size: Sequence[int] | None = None, channels: in
         raise ZooError(f"{path}: no such image file")
     if path.stat().st_size == 0:
         raise ZooError(f"{path}: empty file, not an image")
+    return decode_image(path, str(path), size, channels)
+
+
+def decode_image(file: str | Path | BinaryIO, name: str, size: Sequence[int] | None = None,
+                 channels: int = 3) -> np.ndarray:
+    """`load_image` of an open file or a path, with `name` in its errors (an image
+    stored inside another file: a Parquet or Arrow table, a record)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                img = _to_8bit(img, path).convert("L" if channels == 1 else "RGB")
+            with Image.open(file) as img:
+                img = _to_8bit(img, name).convert("L" if channels == 1 else "RGB")
                 if size is not None and img.size != (size[1], size[0]):
                     img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
                 array = np.asarray(img, dtype=np.uint8)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ZooError(f"{path}: refused, image too large ({e}); shrink it below "
+        raise ZooError(f"{name}: refused, image too large ({e}); shrink it below "
                        f"{Image.MAX_IMAGE_PIXELS:,} pixels") from None
     except UnidentifiedImageError:
-        raise ZooError(f"{path}: not a readable image (corrupt, or an unsupported format)") from None
+        raise ZooError(f"{name}: not a readable image (corrupt, or an unsupported format)") from None
     except (OSError, SyntaxError, ValueError) as e:
-        raise ZooError(f"{path}: unreadable image ({e}); re-export or remove it") from None
+        raise ZooError(f"{name}: unreadable image ({e}); re-export or remove it") from None
     return array.reshape(array.shape[0], array.shape[1], channels)
+
+
+def resize(image: np.ndarray, size: Sequence[int]) -> np.ndarray:
+    """An (H, W, C) uint8 image resized to (h, w) bilinearly, as `load_image` resizes."""
+    h, w, c = image.shape
+    if (h, w) == tuple(size):
+        return image
+    pil = Image.fromarray(image[..., 0] if c == 1 else image)
+    resized = pil.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+    return np.asarray(resized).reshape(size[0], size[1], c)
 
 
 def letterbox(image: np.ndarray, size: int, *, fill: int = 0,
@@ -108,7 +127,7 @@ def output_paths(inputs: Sequence[str | Path], out: str | Path, suffix: str) -> 
     return [out / f"{Path(p).stem}{suffix}" for p in inputs]
 
 
-def _to_8bit(img: Image.Image, path: Path) -> Image.Image:
+def _to_8bit(img: Image.Image, path: str | Path) -> Image.Image:
     """16-bit and 32-bit integer images scaled to 8 bits (PIL's `convert` clips them)."""
     if img.mode == "F":
         raise ZooError(f"{path}: floating-point image (mode F) has no fixed range; "
@@ -119,29 +138,43 @@ def _to_8bit(img: Image.Image, path: Path) -> Image.Image:
     return img
 
 
-def image_folder(root: str | Path, size: Sequence[int], channels: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Loads `root/<class>/<image>` into (images uint8 NHWC, labels int32, class names).
+def class_folders(root: str | Path, spec: str = "folder:") -> tuple[list[str], np.ndarray, list[str]]:
+    """The images of `root/<class>/<image>` without reading them: (file names relative to
+    `root`, int32 labels, class names), sorted by class then name.
 
     Raises:
-      ZooError: if the folder is missing, has fewer than two classes, or has no images.
+      ZooError: if the folder is missing, has fewer than two classes, or a class
+        folder has no images.
     """
     root = Path(root)
     if not root.is_dir():
-        raise ZooError(f"folder:{root}: no such directory; expected one sub-folder per class")
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        raise ZooError(f"{spec}{root}: no such directory; expected one sub-folder per class")
+    classes = sorted(p.name for p in os.scandir(root) if p.is_dir() and not p.name.startswith("."))
     if len(classes) < 2:
-        raise ZooError(f"folder:{root}: found {len(classes)} class sub-folder(s); "
+        raise ZooError(f"{spec}{root}: found {len(classes)} class sub-folder(s); "
                        f"classification needs at least two (one sub-folder per class)")
-    images, labels = [], []
+    names, labels = [], []
     for label, name in enumerate(classes):
-        files = sorted(p for p in (root / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        files = sorted(e.name for e in os.scandir(root / name)
+                       if os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES)
         if not files:
-            raise ZooError(f"folder:{root}: class folder {name!r} has no images "
+            raise ZooError(f"{spec}{root}: class folder {name!r} has no images "
                            f"({', '.join(sorted(IMAGE_SUFFIXES))})")
-        for file in files:
-            images.append(load_image(file, size, channels))
-            labels.append(label)
-    return np.stack(images), np.asarray(labels, np.int32), classes
+        names += [f"{name}/{file}" for file in files]
+        labels += [label] * len(files)
+    return names, np.asarray(labels, np.int32), classes
+
+
+def image_folder(root: str | Path, size: Sequence[int], channels: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Loads `root/<class>/<image>` into memory: (images uint8 NHWC, labels int32, class
+    names). For data sets larger than memory, stream them (`zoo.data.ImageFiles`).
+
+    Raises:
+      ZooError: as `class_folders`, or naming an unreadable image.
+    """
+    names, labels, classes = class_folders(root)
+    images = np.stack([load_image(Path(root) / name, size, channels) for name in names])
+    return images, labels, classes
 
 
 def letterboxed_input(path: str | Path, size: int, channels: int, dark_background: bool):

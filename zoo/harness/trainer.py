@@ -21,11 +21,13 @@ import numpy as np
 from flax import nnx
 
 from zoo.config import validate
-from zoo.data import loader
+from zoo.data.pipeline import Inputs
 from zoo.errors import ZooError
+from zoo.harness import inputs as session_inputs
 from zoo.harness import reports
 from zoo.harness.checkpoints import BEST, LATEST, CheckpointStore
 from zoo.harness.faults import explained, nan_origin
+from zoo.harness.memory import PeakMemory
 from zoo.harness.model_setup import ModelSetup
 from zoo.harness.optim import make_run_optimizer
 from zoo.harness.preemption import Preempted, StopSignal
@@ -33,7 +35,7 @@ from zoo.harness.progress import EpochProgress
 from zoo.harness.scalars import NonFiniteStep, ScalarLog
 from zoo.harness.steps import (Steps, build_steps, compile_steps, inference_view,
                                merge_train_state, split_train_state)
-from zoo.harness.workdir import check_resumable, read_run, write_run
+from zoo.harness.workdir import check_resumable, read_run, record_data, write_run
 from zoo.io.files import write_json
 from zoo.io.weights import LoadReport
 from zoo.paths import cache_dir
@@ -53,6 +55,7 @@ class LoopState:
     finished: bool = False
     history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     partial_epoch: dict[str, Any] = dataclasses.field(default_factory=dict)  # scalars.EpochSums
+    bad_examples: dict[str, int] = dataclasses.field(default_factory=dict)  # skipped: times
 
 
 @dataclasses.dataclass
@@ -61,6 +64,7 @@ class Session:
 
     task: Task
     data: Dataset
+    inputs: Inputs  # the batches of data's splits (worker processes for streamed ones)
     mesh: jax.sharding.Mesh
     graphdef: Any
     state: Any
@@ -68,10 +72,9 @@ class Session:
     steps_per_epoch: int
     loaded: LoadReport | None = None  # what loading the setup's weights did
 
-
-def limit(arrays: Mapping[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
-    """The first `n` examples (all when n is 0)."""
-    return {k: v[:n] if n else v for k, v in arrays.items()}
+    def close(self) -> None:
+        """Stops the input workers (if any)."""
+        self.inputs.close()
 
 
 def open_session(task: Task, *, device: str = "auto", mesh: str | None = None,
@@ -85,20 +88,22 @@ def open_session(task: Task, *, device: str = "auto", mesh: str | None = None,
     """
     compilation.enable_persistent_cache(cache_dir("jax-cache"))  # for library users too
     cfg = task.config
-    with distributed.primary_first("load data"):  # process 0 downloads, the others reuse
-        data = task.load_data()
-    for split in ("train", "val", "test"):
-        data.splits[split] = limit(data.splits[split], cfg.train.max_examples)
-        if data.size(split) == 0:
-            raise ZooError(f"data set {cfg.data!r} has an empty {split} split; "
-                           f"it needs examples in train, val and test")
+    data = session_inputs.load(task)
     mesh = placement.make_mesh(device, mesh)
     placement.check_batch_size(cfg.train.batch_size, mesh)
     placement.check_batch_size(cfg.train.eval_batch_size, mesh)
-    spe = loader.steps_per_epoch(data.splits["train"], cfg.train.batch_size)
-    if spe == 0:
-        raise ZooError(f"the train split has {data.size('train')} examples, fewer than one "
-                       f"batch of {cfg.train.batch_size}; lower --batch-size")
+    inputs = session_inputs.open_inputs(task, data)
+    try:
+        return _build_session(task, data, inputs, mesh, training, setup)
+    except BaseException:
+        inputs.close()
+        raise
+
+
+def _build_session(task: Task, data: Dataset, inputs: Inputs, mesh: jax.sharding.Mesh,
+                   training: bool, setup: ModelSetup) -> Session:
+    cfg = task.config
+    spe = inputs.steps_per_epoch(cfg.train.batch_size)
     tx = make_run_optimizer(cfg, spe * cfg.train.epochs, spe)
     if setup.wrap_optimizer is not None:
         tx = setup.wrap_optimizer(tx)
@@ -112,21 +117,22 @@ def open_session(task: Task, *, device: str = "auto", mesh: str | None = None,
                         scalar_sharding=placement.replicated(mesh))
     train_batch = None
     if training:
-        train_batch = placement.put_batch(next(loader.train_batches(
-            data.splits["train"], cfg.train.batch_size, seed=cfg.train.seed, epoch=0,
+        train_batch = placement.put_batch(next(inputs.train(
+            cfg.train.batch_size, epoch=0,
             rows=placement.process_rows(mesh, cfg.train.batch_size))), mesh)
-    eval_batch = next(loader.eval_batches(data.splits["val"], cfg.train.eval_batch_size))
-    steps = compile_steps(steps, state, train_batch,
-                          placement.put_batch(placement.own_rows(eval_batch, mesh), mesh))
-    return Session(task, data, mesh, graphdef, state, steps, spe, loaded)
+    eval_batch = next(inputs.evaluate("val", cfg.train.eval_batch_size,
+                                      placement.process_rows(mesh, cfg.train.eval_batch_size)))
+    steps = compile_steps(steps, state, train_batch, placement.put_batch(eval_batch, mesh))
+    return Session(task, data, inputs, mesh, graphdef, state, steps, spe, loaded)
 
 
-def prefetch(batches: Iterator[dict], mesh: jax.sharding.Mesh, depth: int = 2) -> Iterator[dict]:
+def prefetch(batches: Iterator[dict], mesh: jax.sharding.Mesh,
+             depth: int = 2) -> Iterator[tuple[dict, dict]]:
     """Keeps `depth` batches (this process's rows of each) in flight to the devices ahead
-    of the one being used."""
+    of the one being used; yields (host batch, device batch)."""
     queue: collections.deque = collections.deque()
     for batch in batches:
-        queue.append(placement.put_batch(batch, mesh))
+        queue.append((batch, placement.put_batch(batch, mesh)))
         if len(queue) >= depth:
             yield queue.popleft()
     while queue:
@@ -138,21 +144,28 @@ def train_steps(session: Session, batches: Iterator[dict], first_step: int) -> I
 
     Scalars stay on device; the caller decides when (rarely) to fetch them.
     """
-    for step, batch in enumerate(prefetch(batches, session.mesh), start=first_step):
+    for step, (_, batch) in enumerate(prefetch(batches, session.mesh), start=first_step):
         session.state, out = session.steps.train(session.state, batch, np.int32(step))
         yield step + 1, out
 
 
 def evaluate(session: Session, split: str) -> dict[str, Any]:
-    """The task's metrics over a whole split of `session.data` (padding masked out)."""
-    host_batches = list(loader.eval_batches(session.data.splits[split],
-                                            session.task.config.train.eval_batch_size))
-    own = (placement.own_rows(batch, session.mesh) for batch in host_batches)
-    outputs = [session.steps.evaluate(session.state, batch)
-               for batch in prefetch(own, session.mesh)]
+    """The task's metrics over a whole split of `session.data` (padding masked out).
+
+    Streamed: each process reads its own rows of a batch, and at most a few batches are
+    held at a time; the metrics see whole batches (gathered from every process).
+    """
+    size = session.task.config.train.eval_batch_size
+    batches = session.inputs.evaluate(split, size, placement.process_rows(session.mesh, size))
     metrics = session.task.new_metrics(session.data.info)
-    for batch, out in zip(host_batches, placement.fetch(outputs)):
-        metrics.update(batch, out)
+    pending: collections.deque = collections.deque()
+    for host, batch in prefetch(batches, session.mesh):
+        pending.append((host if jax.process_count() == 1 else batch,
+                        session.steps.evaluate(session.state, batch)))
+        if len(pending) > 2:
+            metrics.update(*placement.fetch(pending.popleft()))
+    for item in pending:
+        metrics.update(*placement.fetch(item))
     return metrics.compute()
 
 
@@ -188,19 +201,18 @@ def fit(task: Task, workdir: str | Path, *, device: str = "auto", mesh: str | No
         check_resumable(workdir, record, task.name, cfg)
     primary = distributed.is_primary()
     progress = EpochProgress(cfg.train.epochs, quiet=quiet or not primary)
-    with StopSignal() as stop:
+    with StopSignal() as stop, PeakMemory() as memory:
         session = open_session(task, device=device, mesh=mesh, setup=setup)
-        progress.log(f"{task.name}: model {cfg.model}, data {cfg.data} "
-                     f"({session.data.size('train')}/{session.data.size('val')}/"
-                     f"{session.data.size('test')} train/val/test), "
-                     f"{placement.describe(session.mesh)}, {cfg.train.dtype}; "
-                     f"compiled in {session.steps.compile_seconds:.1f}s"
-                     f"{_cache_note(session.steps)}")
+        progress.log(describe_session(session))
+        note = session_inputs.partial_batch_note(session.inputs, cfg.train.batch_size)
+        if note:
+            progress.log(note)
         workdir.mkdir(parents=True, exist_ok=True)
         store = CheckpointStore(workdir)
         with explained(store):
             if primary:
                 write_run(workdir, task, session.data.info)
+                record_data(workdir, {"fingerprint": session.inputs.fingerprint()})
             loop = _resume(store, session, progress, last_good=last_good)
             trainer = _Trainer(session, loop, progress, store, workdir, stop)
             t0 = time.perf_counter()
@@ -208,6 +220,10 @@ def fit(task: Task, workdir: str | Path, *, device: str = "auto", mesh: str | No
                 test = trainer.run()
             finally:
                 trainer.close()
+                progress.log(memory.describe() + session_inputs.bad_note(loop.bad_examples))
+                if primary:
+                    record_data(workdir, session_inputs.facts(session.inputs, loop.bad_examples,
+                                                              memory))
     result = {"task": task.name, "model": cfg.model, "dataset": cfg.data, "split": "test",
               "metrics": test, "epochs": loop.epoch,
               "train_seconds": round(sum(r["seconds"] for r in loop.history), 1),
@@ -247,6 +263,8 @@ class _Trainer:
         train = session.task.config.train
         self.scalars = ScalarLog(train.on_nan, train.max_bad_steps, loop.partial_epoch)
         self.tensorboard = reports.TensorBoard(workdir, enabled=self.primary)
+        self._bad_before = dict(loop.bad_examples)  # left out before this session
+        self._reported = 0  # of this session's, already logged
 
     def run(self) -> dict[str, Any]:
         """Trains the remaining epochs, then tests."""
@@ -261,7 +279,7 @@ class _Trainer:
         spe = session.steps_per_epoch
         start = loop.step - loop.epoch * spe
         self.progress.start_epoch(loop.epoch, spe, start)
-        t0 = time.perf_counter()
+        t0, waited = time.perf_counter(), session.inputs.wait_seconds
         self._train_steps(start)
         train, skipped = self.scalars.end_epoch()
         val = evaluate(session, "val")
@@ -276,6 +294,12 @@ class _Trainer:
         self.progress.end_epoch(loop.epoch - 1, {k: v for k, v in row.items() if "/" in k})
         if skipped:
             self.progress.log(f"epoch {loop.epoch}: dropped {skipped} non-finite step(s)")
+        left_out = sum(session.inputs.bad.values()) - self._reported
+        self._reported += left_out
+        for note in session_inputs.epoch_notes(session.inputs, loop.epoch,
+                                               session.inputs.wait_seconds - waited,
+                                               row["seconds"], left_out):
+            self.progress.log(note)
         self.tensorboard.scalars(loop.step, {k: v for k, v in row.items() if k.startswith("val/")})
         self._checkpoint(best=improved)
         if self.primary:
@@ -289,8 +313,7 @@ class _Trainer:
         stopping (with a checkpoint) when a stop signal has arrived."""
         session, loop, train = self.session, self.loop, self.session.task.config.train
         spe, every = session.steps_per_epoch, train.checkpoint_every_steps
-        batches = loader.train_batches(session.data.splits["train"], train.batch_size,
-                                       seed=train.seed, epoch=loop.epoch, start=start,
+        batches = session.inputs.train(train.batch_size, epoch=loop.epoch, start=start,
                                        rows=placement.process_rows(session.mesh, train.batch_size))
         try:
             for loop.step, out in train_steps(session, batches, loop.step):
@@ -318,6 +341,7 @@ class _Trainer:
         """
         self.scalars.fetch()
         self.loop.partial_epoch = self.scalars.state()
+        self.loop.bad_examples = session_inputs.merged(self._bad_before, self.session.inputs.bad)
         meta = dataclasses.asdict(self.loop)
         pure = nnx.to_pure_dict(self.session.state)
         if best:
@@ -341,10 +365,12 @@ class _Trainer:
 
     def close(self) -> None:
         self.progress.stop_bar()
+        self.loop.bad_examples = session_inputs.merged(self._bad_before, self.session.inputs.bad)
         try:
             self.store.close()
         finally:
             self.tensorboard.close()
+            self.session.close()
 
 
 def _update_early_stopping(task: Task, loop: LoopState, val: Mapping[str, Any]) -> bool:
@@ -364,6 +390,17 @@ def _update_early_stopping(task: Task, loop: LoopState, val: Mapping[str, Any]) 
         if es.patience and loop.bad_epochs >= es.patience:
             loop.finished = True
     return improved
+
+
+def describe_session(session: Session) -> str:
+    """The run's first log line: task, model, data and how it is read, mesh, compilation."""
+    cfg, data, inputs = session.task.config, session.data, session.inputs
+    reading = f"; {inputs.describe()}" if inputs.describe() else ""
+    return (f"{session.task.name}: model {cfg.model}, data {cfg.data} "
+            f"({data.size('train')}/{data.size('val')}/{data.size('test')} "
+            f"train/val/test{reading}), {placement.describe(session.mesh)}, "
+            f"{cfg.train.dtype}; compiled in {session.steps.compile_seconds:.1f}s"
+            f"{_cache_note(session.steps)}")
 
 
 def _cache_note(steps: Steps) -> str:

@@ -18,7 +18,7 @@ RUN_FORMAT = 2  # bump when checkpoint layout or run.json changes incompatibly (
 CHECKPOINT = "checkpoint"  # run.json's weights format of a trained run: checkpoints/best
 # Settings a resumed run may change: they decide when to log, save or stop, not the result.
 RESUMABLE_CHANGES = ("train.log_every", "train.checkpoint_every_steps", "train.on_nan",
-                     "train.max_bad_steps")
+                     "train.max_bad_steps", "train.workers", "train.on_bad_example")
 
 
 def read_run(workdir: Path) -> dict[str, Any] | None:
@@ -82,6 +82,15 @@ def write_run(workdir: Path, task: Task, info: dict[str, Any]) -> None:
         "versions": {p: _version(p) for p in ("zoo", "jax", "flax", "optax", "orbax-checkpoint")},
     }
     write_json(Path(workdir) / "run.json", record)
+
+
+def record_data(workdir: Path, facts: dict[str, Any]) -> None:
+    """Adds `facts` to run.json's "data" section: the data set's fingerprint, how it was
+    read (workers, peak memory of the process tree, examples left out)."""
+    path = Path(workdir) / "run.json"
+    record = json.loads(path.read_text())
+    record["data"] = {**record.get("data", {}), **facts}
+    write_json(path, record)
 
 
 def config_differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
