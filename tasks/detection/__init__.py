@@ -17,9 +17,9 @@ from zoo.data.draw import draw_boxes
 from zoo.data.images import letterboxed_input, output_paths, to_unit_range, unletterbox
 from zoo.data.scenes import SceneConfig
 from zoo.errors import ZooError
-from zoo.models import BackboneConfig, CenterNet
+from zoo.models import BackboneConfig, CenterNet, centernet
 from zoo.task import Batch, Dataset, Task
-from zoo_tasks.detection import centernet, data
+from zoo_tasks.detection import data
 from zoo_tasks.detection.metrics import DetectionMetrics
 
 
@@ -90,8 +90,9 @@ class DetectionTask(Task):
 
     def _decode(self, model, outputs):
         cfg = self.config
-        return centernet.decode(outputs, stride=model.stride, k=cfg.max_detections,
-                                nms_iou=cfg.nms_iou, class_agnostic=cfg.class_agnostic_nms)
+        found = centernet.decode(outputs, stride=model.stride, k=cfg.max_detections,
+                                 nms_iou=cfg.nms_iou, class_agnostic=cfg.class_agnostic_nms)
+        return {k: found[k] for k in ("boxes", "scores", "classes")}
 
     def new_metrics(self, info: Mapping[str, Any]) -> DetectionMetrics:
         return DetectionMetrics(len(info["classes"]))

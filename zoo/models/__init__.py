@@ -14,6 +14,7 @@ from flax import nnx
 
 from zoo.errors import unknown
 from zoo.models.activations import ACTIVATIONS, get_activation
+from zoo.models.condinst import CondInst
 from zoo.models.detector import CenterNet
 from zoo.models.lenet import MLP, LeNet
 from zoo.models.resnet import BackboneConfig, ResNet, ResNetBackbone
@@ -42,5 +43,5 @@ def create_classifier(name: str, input_shape: Sequence[int], num_classes: int, *
                              dtype=dtype, rngs=rngs)
 
 
-__all__ = ["ACTIVATIONS", "BackboneConfig", "CLASSIFIERS", "CenterNet", "LeNet", "MLP", "ResNet", "ResNetBackbone",
+__all__ = ["ACTIVATIONS", "BackboneConfig", "CLASSIFIERS", "CenterNet", "CondInst", "LeNet", "MLP", "ResNet", "ResNetBackbone",
            "UNet", "UNetDecoder", "create_classifier", "get_activation"]

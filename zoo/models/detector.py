@@ -42,6 +42,12 @@ class CenterNet(nnx.Module):
         self.size = nnx.Conv(head_width, 2, (1, 1), rngs=rngs)
 
     def __call__(self, x: jax.Array) -> dict[str, jax.Array]:
-        features = self.backbone(x)
-        y = self.neck(self.decoder(features))
+        return self.heads(self.features(x))
+
+    def features(self, x: jax.Array) -> jax.Array:
+        """The (N, h, w, head_width) map the heads read, at stride `self.stride`: models
+        built on CenterNet add heads of their own on it."""
+        return self.neck(self.decoder(self.backbone(x)))
+
+    def heads(self, y: jax.Array) -> dict[str, jax.Array]:
         return {"heatmap": self.heatmap(y), "offset": self.offset(y), "size": self.size(y)}
