@@ -49,8 +49,8 @@ def dynamic_masks(features: jax.Array, params: jax.Array, centres: jax.Array, *,
         weights.append(kernel.reshape(*params.shape[:2], cin, cout))
         biases.append(params[..., start + cin * cout:start + (cin + 1) * cout])
         start += (cin + 1) * cout
-    rel_x = (jnp.arange(w) + 0.5 - centres[..., 0, None]) / COORD_SCALE  # (B, K, W)
-    rel_y = (jnp.arange(h) + 0.5 - centres[..., 1, None]) / COORD_SCALE  # (B, K, H)
+    rel_x = (jnp.arange(w)[None, None] + 0.5 - centres[..., 0, None]) / COORD_SCALE  # (B, K, W)
+    rel_y = (jnp.arange(h)[None, None] + 0.5 - centres[..., 1, None]) / COORD_SCALE  # (B, K, H)
     w0 = weights[0]
     x = (jnp.einsum("bhwc,bkcd->bkhwd", features, w0[:, :, :c])
          + rel_x[:, :, None, :, None] * w0[:, :, None, None, c]
