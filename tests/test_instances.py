@@ -13,6 +13,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from scipy import ndimage
 
+from zoo.cli.main import main
 from zoo.data import coco, instance_scenes
 from zoo.data.coco_eval import coco_ap, rle_encode
 from zoo.errors import ZooError
@@ -21,8 +22,6 @@ from zoo.harness.trainer import fit
 from zoo.models.condinst import COORD_SCALE, dynamic_masks
 from zoo_tasks.instances import InstancesConfig, InstancesTask
 from zoo_tasks.instances.metrics import InstanceMetrics
-
-from helpers import zoo_cli
 
 SMALL = instance_scenes.InstanceSceneConfig(canvas=40, max_digits=3, min_scale=14, max_scale=20,
                                             train=60, val=20, test=20)
@@ -150,6 +149,18 @@ def test_same_class_digits_touch_and_the_map_describes_every_one(small):
     assert merged > 0.25 * sum(len(s["image"]) for s in small.values())
 
 
+def test_connected_components_of_perfect_semantic_masks_merge_touching_digits(small):
+    """The benchmark's semantic baseline, on the true semantic masks: its upper bound."""
+    from benchmarks.instances_vs_semantic import components, semantic_labels
+
+    test = small["test"]
+    truth = [_truth_of(test, i) for i in range(len(test["image"]))]
+    found = [components(labels) for labels in semantic_labels(test)]
+    for t, f in zip(truth, found):  # every pixel of a digit lands in some object of its class
+        assert (f["masks"].any(0) == t["masks"].any(0)).all()
+    assert coco_ap(truth, found, 10, "segm")["ap50"] < 0.8
+
+
 def test_bad_scene_config_is_explained():
     with pytest.raises(ZooError, match="overlap in"):
         instance_scenes.generate(dataclasses.replace(SMALL, overlap=1.0))
@@ -223,28 +234,30 @@ def test_bad_coco_masks_are_explained(tmp_path, change, message):
         data.load(_coco(tmp_path, annotations=change), None, image_size=20)
 
 
-def test_bad_coco_data_is_one_line_and_exit_2_on_the_command_line(tmp_path):
+def test_bad_coco_data_is_one_line_and_exit_2_on_the_command_line(tmp_path, capsys):
     spec = _coco(tmp_path, annotations=_first({"segmentation": [[1, 2, 3]]}))
-    result = zoo_cli("run", "instances", "--data", spec, "--workdir", str(tmp_path / "run"))
-    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
-    assert "polygon needs at least 3" in result.stderr
+    assert main(["run", "instances", "--data", spec, "--workdir", str(tmp_path / "run")]) == 2
+    stderr = capsys.readouterr().err
+    assert len(stderr.strip().splitlines()) == 1 and "polygon needs at least 3" in stderr
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
 # -- training and predict --------------------------------------------------------------------
 
 SHORT = dataclasses.replace(
-    InstancesConfig.smoke(), max_detections=6,
+    InstancesConfig.smoke(), max_detections=6, head_width=32,
+    backbone=dataclasses.replace(InstancesConfig().backbone, stages=3),
     scenes=instance_scenes.InstanceSceneConfig(canvas=32, max_digits=3, min_scale=14,
-                                               max_scale=18, train=640, val=64, test=64),
-    train=dataclasses.replace(InstancesConfig.smoke().train, epochs=3, max_examples=0))
+                                               max_scale=18, train=1200, val=64, test=100),
+    train=dataclasses.replace(InstancesConfig.smoke().train, epochs=4, batch_size=16,
+                              max_examples=0),
+    optimizer=dataclasses.replace(InstancesConfig().optimizer, lr=5e-3))
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("instances")
-    metrics = fit(InstancesTask(SHORT), workdir, quiet=True)
-    return workdir, metrics
+    return workdir, fit(InstancesTask(SHORT), workdir, quiet=True)["metrics"]
 
 
 def _one_blob_per_image_baseline(split) -> float:
@@ -259,7 +272,7 @@ def _one_blob_per_image_baseline(split) -> float:
 def test_short_training_beats_a_trivial_baseline(trained):
     workdir, metrics = trained
     baseline = _one_blob_per_image_baseline(instance_scenes.load_instance_scenes(SHORT.scenes)["test"])
-    assert metrics["mask_ap50"] > baseline + 0.15, (metrics, baseline)
+    assert metrics["mask_ap50"] > baseline + 0.1, (metrics, baseline)
     assert 0 < metrics["mask_ap"] <= metrics["mask_ap50"]
     assert len(metrics["mask_ap_per_class"]) == 10 and metrics["box_ap50"] > 0
 

@@ -17,7 +17,6 @@ from zoo.config import (EarlyStoppingConfig, NonNegativeFloat, OptimizerConfig, 
                         TaskConfig, TrainConfig)
 from zoo.data.images import output_paths, to_unit_range
 from zoo.data.instance_scenes import InstanceSceneConfig
-from zoo.errors import ZooError
 from zoo.models import BackboneConfig, CondInst
 from zoo.task import Batch, Dataset, Task
 from zoo_tasks.instances import data, masks
@@ -32,7 +31,7 @@ class InstancesConfig(TaskConfig):
     model: str = "condinst"
     data: str = "scenes"  # scenes | coco:ANN.json:IMAGES/
     backbone: BackboneConfig = BackboneConfig()
-    level: int = 0  # heads run at backbone stage `level`: stride stem_stride * 2**level
+    level: int = 1  # heads run at backbone stage `level`: stride stem_stride * 2**level
     head_width: Positive = 64  # channels of the shared head convolution
     mask_channels: Positive = 8  # full-resolution features each object's mask network reads
     mask_hidden: Positive = 8  # channels between the mask networks' 1x1 convolutions
@@ -74,9 +73,6 @@ class InstancesTask(Task):
 
     def build_model(self, info: Mapping[str, Any], rngs: nnx.Rngs) -> nnx.Module:
         cfg = self.config
-        if not 0 <= cfg.level < cfg.backbone.stages:
-            raise ZooError(f"--set level={cfg.level}: the heads need a backbone stage, "
-                           f"0..{cfg.backbone.stages - 1}")
         return CondInst(info["input_shape"][-1], len(info["classes"]), level=cfg.level,
                         head_width=cfg.head_width, mask_channels=cfg.mask_channels,
                         mask_hidden=cfg.mask_hidden, mask_layers=cfg.mask_layers,

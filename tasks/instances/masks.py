@@ -1,7 +1,8 @@
 """CondInst training targets, loss and decoding for instance masks, all pure JAX.
 
 The detector part is CenterNet's (`zoo.models.centernet`): heatmap peaks at box centres,
-offsets and sizes. Each object's mask network is the controller row at its centre cell;
+offsets and sizes. Each object's mask network is generated from the head features at its
+centre cell;
 in training that is the ground-truth centre, at evaluation the detected peak, and its
 relative coordinates are taken from that cell's centre either way. Masks are learned
 with the Dice loss at full resolution (Milletari et al., 2016), which ignores how small
@@ -31,9 +32,9 @@ def cell_centres(cells: jax.Array, width: int, stride: int) -> jax.Array:
 
 def object_masks(model: nnx.Module, outputs: Outputs, cells: jax.Array) -> jax.Array:
     """(B, K, H, W) mask logits of the objects whose centres are flat `cells` (B, K)."""
-    params = centernet.gather_cells(outputs["controller"], cells)
-    centres = cell_centres(cells, outputs["controller"].shape[2], model.stride)
-    return model.masks(outputs["mask_features"], params, centres)
+    features = centernet.gather_cells(outputs["features"], cells)
+    centres = cell_centres(cells, outputs["features"].shape[2], model.stride)
+    return model.masks(outputs["mask_features"], features, centres)
 
 
 def dice_loss(logits: jax.Array, truth: jax.Array, weights: jax.Array) -> jax.Array:

@@ -12,17 +12,12 @@ flag. Cached as .npz, keyed by the config.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 from dataclasses import dataclass
 
 import numpy as np
 
-from zoo.data.cache import cached_arrays
-from zoo.data.scenes import INK, SPLITS, digit_sources, render_slots
+from zoo.data.scenes import INK, SPLITS, cached_splits, digit_sources, render_slots
 from zoo.errors import ZooError
-from zoo.paths import cache_dir
 
 GENERATOR_VERSION = 1  # bump when the layout or rendering changes: old caches are then ignored
 MAX_IOU = 0.2  # no two digits' ink boxes overlap more than this (each stays readable)
@@ -59,13 +54,7 @@ def load_instance_scenes(cfg: InstanceSceneConfig) -> dict[str, dict[str, np.nda
     each slot's own pixels, "classes" int32 (N, K), "box_valid" bool (N, K) and
     "digit_ids" int32 (N, K) (-1 for an empty slot). K is `cfg.max_digits`.
     """
-    key = json.dumps({"version": GENERATOR_VERSION, **dataclasses.asdict(cfg)}, sort_keys=True)
-    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    path = cache_dir("data") / f"instance-scenes-{digest}.npz"
-    flat = cached_arrays(path, lambda: {f"{s}/{k}": v for s, arrays in generate(cfg).items()
-                                        for k, v in arrays.items()})
-    return {s: {k.split("/", 1)[1]: v for k, v in flat.items() if k.startswith(s + "/")}
-            for s in SPLITS}
+    return cached_splits("instance-scenes", GENERATOR_VERSION, cfg, generate)
 
 
 def generate(cfg: InstanceSceneConfig) -> dict[str, dict[str, np.ndarray]]:

@@ -16,7 +16,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -61,9 +63,17 @@ def load_scenes(cfg: SceneConfig) -> dict[str, dict[str, np.ndarray]]:
     "classes" int32 (N, K), "box_valid" bool (N, K) and "digit_ids" int32 (N, K): the
     MNIST-sample index of each digit (-1 for an empty slot). K is `cfg.max_digits`.
     """
-    key = json.dumps({"version": GENERATOR_VERSION, **dataclasses.asdict(cfg)}, sort_keys=True)
-    path = cache_dir("data") / f"scenes-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
-    flat = cached_arrays(path, lambda: {f"{s}/{k}": v for s, arrays in generate(cfg).items()
+    return cached_splits("scenes", GENERATOR_VERSION, cfg, generate)
+
+
+def cached_splits(name: str, version: int, cfg: Any,
+                  generate_splits: Callable[[Any], dict[str, dict[str, np.ndarray]]],
+                  ) -> dict[str, dict[str, np.ndarray]]:
+    """`generate_splits(cfg)`, made once and kept as `name-HASH.npz` in the cache, the
+    hash taken over `version` and every field of the config dataclass `cfg`."""
+    key = json.dumps({"version": version, **dataclasses.asdict(cfg)}, sort_keys=True)
+    path = cache_dir("data") / f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
+    flat = cached_arrays(path, lambda: {f"{s}/{k}": v for s, arrays in generate_splits(cfg).items()
                                         for k, v in arrays.items()})
     return {s: {k.split("/", 1)[1]: v for k, v in flat.items() if k.startswith(s + "/")}
             for s in SPLITS}

@@ -1,11 +1,11 @@
 """CondInst: CenterNet plus one dynamic mask network per object (Tian et al., 2020,
 "Conditional Convolutions for Instance Segmentation").
 
-Beside CenterNet's heatmap, offset and size maps, a controller head predicts at every
-cell the weights of a tiny per-object network of 1x1 convolutions, and a mask branch
-turns the head features and the input pixels into a full-resolution feature map. The
-filters generated at an object's centre cell, applied to those features plus each
-pixel's coordinates relative to that cell, give the object's mask logits. Everything is
+Beside CenterNet's heatmap, offset and size maps, a controller generates from the head
+features at a cell the weights of a tiny per-object network of 1x1 convolutions, and a
+mask branch brings the head features, reduced, back to input resolution beside the input
+pixels. The network generated at an object's centre cell, applied to those features plus
+each pixel's coordinates relative to that cell, gives the object's mask logits. Everything is
 convolutional with a fixed number of objects per image: no box-dependent crops.
 """
 
@@ -16,9 +16,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from zoo.models.activations import get_activation
 from zoo.models.detector import CenterNet
-from zoo.models.unet import ConvBN, upsample_to
 
 COORD_SCALE = 16.0  # pixels per unit of the relative coordinates fed to the mask networks
 
@@ -62,10 +60,13 @@ def dynamic_masks(features: jax.Array, params: jax.Array, centres: jax.Array, *,
 
 
 class CondInst(nnx.Module):
-    """Maps NHWC images to CenterNet's maps plus "controller" (N, h, w, P) per-cell mask
-    network weights and "mask_features" (N, H, W, mask_channels) at input resolution.
+    """Maps NHWC images to CenterNet's maps plus "features" (N, h, w, head_width), what the
+    heads read at each cell, and "mask_features" (N, H, W, mask_channels) at input
+    resolution.
 
-    `masks(outputs, params, centres)` turns gathered controller rows into mask logits.
+    `masks(mask_features, features, centres)` generates the mask networks of objects from
+    their cells' `features` (the controller runs only there, not on every cell) and
+    returns their mask logits.
     """
 
     def __init__(self, in_channels: int, num_classes: int, *,
@@ -73,30 +74,28 @@ class CondInst(nnx.Module):
                  stem_stride: int = 2, head_width: int = 64, mask_channels: int = 8,
                  mask_hidden: int = 8, mask_layers: int = 3, activation: str = "relu",
                  rngs: nnx.Rngs):
-        act = get_activation(activation)
         self.detector = CenterNet(in_channels, num_classes, widths=widths, blocks=blocks,
                                   level=level, stem_stride=stem_stride, head_width=head_width,
                                   activation=activation, rngs=rngs)
         self.stride = self.detector.stride
         self.mask_hidden, self.mask_layers = mask_hidden, mask_layers
-        count = sum((cin + 1) * cout
-                    for cin, cout in dynamic_layer_shapes(mask_channels, mask_hidden, mask_layers))
-        self.controller = nnx.Conv(head_width, count, (1, 1), rngs=rngs)
+        shapes = dynamic_layer_shapes(mask_channels + in_channels, mask_hidden, mask_layers)
+        count = sum((cin + 1) * cout for cin, cout in shapes)
+        self.controller = nnx.Linear(head_width, count, rngs=rngs)
         self.mask_reduce = nnx.Conv(head_width, mask_channels, (1, 1), rngs=rngs)
-        # At full resolution beside the pixels themselves: masks follow the ink exactly.
-        self.mask_refine = ConvBN(mask_channels + in_channels, mask_channels, act, rngs=rngs)
-        self.mask_out = nnx.Conv(mask_channels, mask_channels, (1, 1), rngs=rngs)
 
     def __call__(self, x: jax.Array) -> dict[str, jax.Array]:
         y = self.detector.features(x)
-        coarse = upsample_to(self.mask_reduce(y), x)
-        mask_features = self.mask_out(self.mask_refine(jnp.concatenate([coarse, x], -1)))
-        return {**self.detector.heads(y), "controller": self.controller(y),
-                "mask_features": mask_features}
+        coarse = self.mask_reduce(y)
+        coarse = jax.image.resize(coarse, (*x.shape[:3], coarse.shape[-1]), "bilinear")
+        # Beside the pixels themselves, so a mask can follow the ink exactly.
+        return {**self.detector.heads(y), "features": y,
+                "mask_features": jnp.concatenate([coarse, x.astype(coarse.dtype)], -1)}
 
-    def masks(self, mask_features: jax.Array, params: jax.Array,
+    def masks(self, mask_features: jax.Array, features: jax.Array,
               centres: jax.Array) -> jax.Array:
-        """(B, K, H, W) mask logits of the objects whose controller rows are `params`
-        (B, K, P), with coordinates relative to pixel `centres` (B, K, 2) as (x, y)."""
-        return dynamic_masks(mask_features, params, centres, hidden=self.mask_hidden,
-                             layers=self.mask_layers)
+        """(B, K, H, W) mask logits of K objects per image, from their cells' head
+        `features` (B, K, head_width), with coordinates relative to pixel `centres`
+        (B, K, 2) as (x, y)."""
+        return dynamic_masks(mask_features, self.controller(features), centres,
+                             hidden=self.mask_hidden, layers=self.mask_layers)

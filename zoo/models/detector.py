@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import jax
 from flax import nnx
 
+from zoo.errors import ZooError
 from zoo.models.activations import get_activation
 from zoo.models.resnet import ResNetBackbone
 from zoo.models.unet import ConvBN, UNetDecoder
@@ -29,7 +30,8 @@ class CenterNet(nnx.Module):
                  stem_stride: int = 1, head_width: int = 64, activation: str = "relu",
                  rngs: nnx.Rngs):
         if not 0 <= level < len(widths):
-            raise ValueError(f"level {level} must name a backbone stage (0..{len(widths) - 1})")
+            raise ZooError(f"level {level}: the heads need a backbone stage, "
+                           f"0..{len(widths) - 1} (--set level=N)")
         act = get_activation(activation)
         self.stride = stem_stride * 2 ** level
         self.backbone = ResNetBackbone(in_channels, widths=widths, blocks=blocks,
