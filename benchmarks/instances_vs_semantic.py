@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     cfg = SegmentationConfig()
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=args.epochs))
-    unet = fit(TouchingScenesSegmentation(cfg), args.workdir, quiet=True)
+    unet = fit(TouchingScenesSegmentation(cfg), args.workdir, quiet=True)["metrics"]
     rows.append((f"U-Net (mIoU {unet['miou']:.3f}, {args.epochs} epochs, "
                   f"{time.time() - started:.0f} s), connected components",
                  scores_of(truth, unet_components(Path(args.workdir), test))))

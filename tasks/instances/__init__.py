@@ -33,7 +33,7 @@ class InstancesConfig(TaskConfig):
     backbone: BackboneConfig = BackboneConfig()
     level: int = 1  # heads run at backbone stage `level`: stride stem_stride * 2**level
     head_width: Positive = 64  # channels of the shared head convolution
-    mask_channels: Positive = 8  # full-resolution features each object's mask network reads
+    mask_channels: Positive = 8  # head features brought to input resolution for the mask networks
     mask_hidden: Positive = 8  # channels between the mask networks' 1x1 convolutions
     mask_layers: Annotated[int, Range(2)] = 3  # 1x1 convolutions per mask network
     image_size: Positive = 128  # coco: images are letterboxed to this square side

@@ -22,8 +22,8 @@ COORD_SCALE = 16.0  # pixels per unit of the relative coordinates fed to the mas
 
 
 def dynamic_layer_shapes(channels: int, hidden: int, layers: int) -> list[tuple[int, int]]:
-    """(inputs, outputs) of each 1x1 convolution of a mask network: the features plus two
-    relative coordinates in, `hidden` channels between, one logit out."""
+    """(inputs, outputs) of each 1x1 convolution of a mask network: `channels` features
+    plus two relative coordinates in, `hidden` channels between, one logit out."""
     sizes = [channels + 2] + [hidden] * (layers - 1) + [1]
     return list(zip(sizes[:-1], sizes[1:]))
 
