@@ -298,3 +298,15 @@ def test_predict_draws_instances_and_prints_rle_masks(trained, tmp_path):
         assert mask.shape == (64, 64)  # the input image's own pixels
         if obj["score"] > 0.3:
             assert (mask & ink).sum() > 0.5 * mask.sum()  # on the digits' ink
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(7200)
+def test_default_run_reaches_the_issue_targets(tmp_path):
+    """Issue 21's targets for a fresh `zoo run instances` (the measured run fell 0.009 short
+    of the AP50 target: README, Measured)."""
+    from helpers import zoo_cli
+
+    zoo_cli("run", "instances", "--workdir", str(tmp_path), "--quiet", check=True, timeout=7200)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())["metrics"]
+    assert metrics["mask_ap"] >= 0.55 and metrics["mask_ap50"] >= 0.85, metrics

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from zoo.data.scenes import INK, SPLITS, cached_splits, digit_sources, render_slots
+from zoo.data.scenes import (INK, SPLITS, cached_splits, digit_sources, render_slots,
+                             tight_boxes)
 from zoo.errors import ZooError
 
 GENERATOR_VERSION = 1  # bump when the layout or rendering changes: old caches are then ignored
@@ -180,12 +181,8 @@ def _render(size, digits, labels, ids, scale, y0, x0, valid) -> dict[str, np.nda
         top = slots.max(1)
         owner = np.where(top >= INK - 0.5, slots.argmax(1) + 1, 0)  # rounds to ink: owned
         instances[sl] = owner
-        owned = owner[:, None] == np.arange(1, k + 1)[None, :, None, None]  # (n, k, H, W)
-        rows, cols = owned.any(-1), owned.any(-2)
-        boxes[sl] = np.stack([cols.argmax(-1), rows.argmax(-1),
-                              size - cols[..., ::-1].argmax(-1),
-                              size - rows[..., ::-1].argmax(-1)], -1)
-        valid[sl] &= rows.any(-1)
+        boxes[sl], owns = tight_boxes(owner[:, None] == np.arange(1, k + 1)[None, :, None, None])
+        valid[sl] &= owns
         image[sl] = np.clip(np.rint(top), 0, 255)
     boxes[~valid] = 0
     return {"image": image[..., None], "instances": instances, "boxes": boxes,

@@ -193,6 +193,16 @@ def render_slots(digits: np.ndarray, scale: np.ndarray, y0: np.ndarray, x0: np.n
     return slots
 
 
+def tight_boxes(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(..., 4) pixel boxes (x0, y0, x1, y1; x1, y1 exclusive) of (..., H, W) bool masks,
+    and whether each mask has any pixel (an empty one's box is meaningless)."""
+    rows, cols = masks.any(-1), masks.any(-2)
+    height, width = masks.shape[-2:]
+    boxes = np.stack([cols.argmax(-1), rows.argmax(-1), width - cols[..., ::-1].argmax(-1),
+                      height - rows[..., ::-1].argmax(-1)], -1)
+    return boxes, rows.any(-1)
+
+
 def _render(cfg, digits, labels, ids, scale, y0, x0, valid, rng) -> dict[str, np.ndarray]:
     """Pixels, class mask and boxes of laid-out scenes (chunked to bound memory)."""
     n, k = ids.shape
@@ -203,12 +213,8 @@ def _render(cfg, digits, labels, ids, scale, y0, x0, valid, rng) -> dict[str, np
     for start in range(0, n, 512):
         sl = slice(start, min(start + 512, n))
         slots = render_slots(digits[ids[sl]], scale[sl], y0[sl], x0[sl], valid[sl], size)
-        ink = slots >= INK - 0.5  # pixels that round to >= INK in the uint8 image
-        rows, cols = ink.any(-1), ink.any(-2)  # (n, k, H), (n, k, W)
-        boxes[sl] = np.stack([cols.argmax(-1), rows.argmax(-1),
-                              size - cols[..., ::-1].argmax(-1),
-                              size - rows[..., ::-1].argmax(-1)], -1)
-        valid[sl] &= rows.any(-1)
+        boxes[sl], inked = tight_boxes(slots >= INK - 0.5)  # rounds to >= INK in uint8
+        valid[sl] &= inked
         top = slots.max(1)
         owner = np.take_along_axis(labels[ids[sl]] + 1, slots.argmax(1).reshape(len(top), -1),
                                    axis=1).reshape(top.shape)
