@@ -43,7 +43,7 @@ class InstancesConfig(TaskConfig):
     size_weight: NonNegativeFloat = 0.1  # weight of the box-size L1 loss
     mask_weight: NonNegativeFloat = 1.0  # weight of the masks' Dice loss
     scenes: InstanceSceneConfig = InstanceSceneConfig()
-    train: TrainConfig = TrainConfig(epochs=8, batch_size=32, eval_batch_size=50)
+    train: TrainConfig = TrainConfig(epochs=8, batch_size=32, eval_batch_size=64)
     optimizer: OptimizerConfig = OptimizerConfig(name="adam", lr=3e-3, schedule="cosine",
                                                  warmup_epochs=0.3)
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig(patience=4)
