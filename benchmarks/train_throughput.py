@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from benchmarks import extras, report, workloads
+from zoo_hardware import allocator
 
 PEERS = {  # name -> module; optional peers are skipped with a note when not installed
     "zoo": "benchmarks.peers.zoo_harness",
@@ -30,6 +31,9 @@ PEERS = {  # name -> module; optional peers are skipped with a note when not ins
     "keras": "benchmarks.peers.keras_peer",
     "torch": "benchmarks.peers.torch_peer",
 }
+# The zoo peer runs as the `zoo` command does, with malloc tuned (zoo_hardware.allocator),
+# and so does the bare loop it is measured against; Keras and PyTorch run as installed.
+TUNED_MALLOC = ("zoo", "bare")
 CHECKOUT = Path(__file__).resolve().parents[1]  # where `-m benchmarks...` resolves
 TASKS = {"classification": tuple(workloads.INPUTS),  # task -> its benchmarked models
          **{task: (model,) for model, task in workloads.SEQUENCE.items()}}
@@ -84,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     model = args.model or TASKS[args.task][0]
     if args.child:
+        if args.child in TUNED_MALLOC:
+            allocator.keep_freed_memory()
         print(json.dumps(run_peer(args.child, model, _batch(args, model), args.steps, args.windows)))
         return 0
     if model not in TASKS[args.task]:

@@ -1,8 +1,10 @@
 """Benchmarks are never timed here: each one just runs a tiny step and writes a sane row."""
 
+import importlib.util
+
 import pytest
 
-from benchmarks import extras, lenet_ops, nan_guard, report, train_throughput
+from benchmarks import extras, layer_ops, nan_guard, report, train_throughput
 
 
 def test_every_peer_runs_one_tiny_window_or_is_skipped_with_a_note(tmp_path, capsys):
@@ -44,14 +46,18 @@ def test_nan_guard_times_both_steps(capsys):
     assert "skip costs" in capsys.readouterr().out
 
 
-def test_lenet_ops_times_every_layer_both_ways(capsys):
-    assert lenet_ops.main(["--batch-size", "2", "--repeats", "1"]) == 0
-    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| conv")
-            or line.startswith("| fc1")]
-    assert len(rows) == 3
+def test_layer_ops_times_every_layer_every_way(capsys):
+    assert layer_ops.main(["--model", "lenet", "--batch-size", "2", "--repeats", "1"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines()
+            if line.startswith(("| conv", "| fc1", "| **one step"))]
+    assert len(rows) == 8  # three layers and the step's sum, in wall and in CPU time
+    peers = 3 if importlib.util.find_spec("torch") else 2
     for row in rows:
-        cells = row.strip("|").split("|")[1:]
-        assert all(float(part) > 0 for cell in cells for part in cell.split("/")), row
+        forward, weights, inputs = row.strip("|").split("|")[2:]
+        assert len(weights.split("/")) == peers  # XLA, zoo (and PyTorch)
+        for cell in (forward, weights) + (() if "not needed" in inputs else (inputs,)):
+            assert all(float(part) > 0 for part in cell.split("/")), row
+    assert "conv1" in rows[0] and "not needed" in rows[0]  # a first layer's input gradient
 
 
 def test_sequence_workload_runs_on_zoo_and_bare_jax_only(tmp_path):
