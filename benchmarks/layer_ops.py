@@ -10,7 +10,7 @@ layer and which direction is slow, not how a whole step schedules them. "x N" co
 the layer's uses in one step of the model; the last row sums count x time. zoo's input
 gradient is XLA's own (only the weight gradient is rewritten); a first layer's is never
 computed in training. The PyTorch columns time the same operations (NCHW, 2 threads;
-skipped when torch is not installed).
+skipped when torch is not installed). malloc is tuned as the `zoo` command tunes it.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from zoo.models import conv
+from zoo_hardware import allocator
 
 
 class Layer(NamedTuple):
@@ -158,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=30)
     args = parser.parse_args(argv)
+    allocator.keep_freed_memory()  # as the `zoo` command runs
     for model in LAYERS if args.model == "all" else (args.model,):
         layers = LAYERS[model]
         xla, zoo = jax_times(layers, args.batch_size, args.repeats)

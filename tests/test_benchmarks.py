@@ -2,9 +2,12 @@
 
 import importlib.util
 
+import jax
+import numpy as np
 import pytest
+from flax import nnx
 
-from benchmarks import extras, layer_ops, nan_guard, report, train_throughput
+from benchmarks import extras, int8_inference, layer_ops, nan_guard, report, train_throughput
 
 
 def test_every_peer_runs_one_tiny_window_or_is_skipped_with_a_note(tmp_path, capsys):
@@ -58,6 +61,18 @@ def test_layer_ops_times_every_layer_every_way(capsys):
         for cell in (forward, weights) + (() if "not needed" in inputs else (inputs,)):
             assert all(float(part) > 0 for part in cell.split("/")), row
     assert "conv1" in rows[0] and "not needed" in rows[0]  # a first layer's input gradient
+
+
+def test_int8_inference_runs_on_integer_codes_and_agrees_with_fake_quant():
+    images = jax.random.uniform(jax.random.key(0), (16, 28, 28, 1))
+    models = int8_inference.variants(images, with_qwix=False)
+    logits, programs = {}, {}
+    for name in ("int8 fake-quant", "int8 integer"):
+        graphdef, state = nnx.split(models[name])
+        forward = jax.jit(lambda s, g=graphdef: nnx.merge(g, s)(images))
+        logits[name], programs[name] = forward(state), forward.lower(state).as_text()
+    assert "xi8>" in programs["int8 integer"] and "xi8>" not in programs["int8 fake-quant"]
+    np.testing.assert_allclose(logits["int8 integer"], logits["int8 fake-quant"], atol=1e-3)
 
 
 def test_sequence_workload_runs_on_zoo_and_bare_jax_only(tmp_path):

@@ -8,7 +8,8 @@ import pytest
 from flax import nnx
 from jax import lax
 
-from zoo.models import conv
+from zoo.models import LeNet, conv
+from zoo_hardware.quantization import quantize_layers
 
 NHWC = ("NHWC", "HWIO", "NHWC")
 
@@ -111,3 +112,10 @@ def test_conv_layers_are_nnx_convs_with_the_same_parameters():
                                                 nnx.Param))
 
     assert params(conv.Conv) == params(nnx.Conv)  # same paths, shapes, dtypes: same checkpoints
+
+
+def test_quantization_aware_training_keeps_the_fast_gradient():
+    model = nnx.eval_shape(lambda: LeNet((28, 28, 1), 10, rngs=nnx.Rngs(0)))
+    quantize_layers(model, act_bits=8, ranges={})
+    assert model.conv2.conv_general_dilated.op is conv.conv_general_dilated
+    assert model.fc1.dot_general.op is lax.dot_general
