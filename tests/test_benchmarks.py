@@ -18,10 +18,10 @@ def test_every_peer_runs_one_tiny_window_or_is_skipped_with_a_note(tmp_path, cap
     assert "| lenet | zoo harness |" in text and "| lenet | bare jax.jit |" in text
     for line in text.splitlines():
         if line.startswith("| lenet |") and "skipped" not in line:
-            median = float(line.split("|")[4].replace(",", ""))
+            median = float(line.split("|")[6].replace(",", ""))
             assert median > 0
     printed = capsys.readouterr().out
-    assert printed.count("lenet ") == len(train_throughput.PEERS)
+    assert printed.count("lenet ") == len(train_throughput.DEFAULT_PEERS)
 
 
 def test_extras_measure_something_real():
@@ -40,7 +40,15 @@ def test_report_lists_extras(tmp_path):
         "start": {"cold_s": 6.0, "warm_s": 2.0, "speedup": 3.0}}}
     report.write(str(tmp_path / "r.md"), sections, {"all": True, "batch_size": 128, "steps": 1, "windows": 1})
     text = (tmp_path / "r.md").read_text()
-    assert "| lenet | bare jax.jit | 128 | 10 | 1.00 |" in text and "cold 6.0 s, warm 2.0 s (3.0x)" in text
+    assert "| lenet | bare jax.jit | float32 | cpu | 128 | 10 | 1.00 |" in text and "cold 6.0 s, warm 2.0 s (3.0x)" in text
+
+
+def test_gpu_rows_report_the_fraction_of_the_chips_peak():
+    row = {"device": "gpu", "device_kind": "NVIDIA H200", "dtype": "bfloat16",
+           "achieved_gflops": 98_940.0}
+    assert report.peak_fraction(row) == pytest.approx(0.1)  # of 989.4 dense bf16 TFLOP/s
+    assert report.peak_fraction({**row, "device": "cpu"}) is None
+    assert report.peak_fraction({**row, "device_kind": "a chip nobody listed"}) is None
 
 
 def test_nan_guard_times_both_steps(capsys):

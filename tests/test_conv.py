@@ -31,6 +31,12 @@ CASES = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def _the_cpu_path(monkeypatch):
+    """These tests check the CPU path's arithmetic, on whatever device runs them."""
+    monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
+
+
 def _inputs(x_shape, k_shape, dtype=jnp.float32):
     rng = np.random.default_rng(0)  # numpy: eager jax.random compiles a program per shape
     return (jnp.asarray(rng.standard_normal(x_shape), dtype),
