@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from zoo.models.conv import Conv
 from zoo.models.detector import CenterNet
 
 COORD_SCALE = 16.0  # pixels per unit of the relative coordinates fed to the mask networks
@@ -82,7 +83,7 @@ class CondInst(nnx.Module):
         shapes = dynamic_layer_shapes(mask_channels + in_channels, mask_hidden, mask_layers)
         count = sum((cin + 1) * cout for cin, cout in shapes)
         self.controller = nnx.Linear(head_width, count, rngs=rngs)
-        self.mask_reduce = nnx.Conv(head_width, mask_channels, (1, 1), rngs=rngs)
+        self.mask_reduce = Conv(head_width, mask_channels, (1, 1), rngs=rngs)
 
     def __call__(self, x: jax.Array) -> dict[str, jax.Array]:
         y = self.detector.features(x)

@@ -15,6 +15,7 @@ from flax import nnx
 
 from zoo.errors import ZooError
 from zoo.models.activations import get_activation
+from zoo.models.conv import Conv
 from zoo.models.resnet import ResNetBackbone
 from zoo.models.unet import ConvBN, UNetDecoder
 
@@ -39,9 +40,9 @@ class CenterNet(nnx.Module):
         self.decoder = UNetDecoder(widths, act, stop=level, rngs=rngs)
         self.neck = ConvBN(widths[level], head_width, act, rngs=rngs)
         bias = nnx.initializers.constant(-math.log((1 - PRIOR) / PRIOR))
-        self.heatmap = nnx.Conv(head_width, num_classes, (1, 1), bias_init=bias, rngs=rngs)
-        self.offset = nnx.Conv(head_width, 2, (1, 1), rngs=rngs)
-        self.size = nnx.Conv(head_width, 2, (1, 1), rngs=rngs)
+        self.heatmap = Conv(head_width, num_classes, (1, 1), bias_init=bias, rngs=rngs)
+        self.offset = Conv(head_width, 2, (1, 1), rngs=rngs)
+        self.size = Conv(head_width, 2, (1, 1), rngs=rngs)
 
     def __call__(self, x: jax.Array) -> dict[str, jax.Array]:
         return self.heads(self.features(x))
