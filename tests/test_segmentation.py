@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from zoo.data import draw
+from zoo.data.masks import read_mask
 from zoo.errors import ZooError
 from zoo_tasks.segmentation import SegmentationConfig, SegmentationTask, data
 from zoo_tasks.segmentation.metrics import SegmentationMetrics, confusion_matrix, scores
@@ -131,13 +132,13 @@ def test_masks_are_letterboxed_with_their_images(tmp_path):
 
 
 def test_a_letterboxed_mask_maps_back_to_the_original_pixels():
-    from zoo.data.images import letterbox
+    from zoo.data.images import letterbox, unletterbox_mask
 
     mask = _scene(3)  # 30x45
     square, scale, offset = letterbox(mask[..., None], 90, fill=255,
                                       resample=Image.Resampling.NEAREST)
     assert square.shape == (90, 90, 1) and (square[:15] == 255).all()
-    np.testing.assert_array_equal(data.unletterbox_mask(square[..., 0], scale, offset, (30, 45)),
+    np.testing.assert_array_equal(unletterbox_mask(square[..., 0], scale, offset, (30, 45)),
                                   mask)
 
 
@@ -203,7 +204,7 @@ def test_predict_writes_an_overlay_and_a_readable_mask(trained, tmp_path):
     assert str(tmp_path / "overlay.png") in result.stdout
     overlay = Image.open(tmp_path / "overlay.png")
     assert overlay.size == (64, 64) and overlay.mode == "RGB"
-    mask = data.read_mask(tmp_path / "mask.png", tmp_path / "scene.png")
+    mask = read_mask(tmp_path / "mask.png", tmp_path / "scene.png")
     assert mask.shape == (64, 64) and mask.max() <= 10
     assert ((mask > 0) == (image >= 128)).mean() > 0.9  # digits found where the ink is
 

@@ -3,7 +3,6 @@
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from zoo.data import scenes, voc
 from zoo.data.draw import IGNORE
@@ -79,12 +78,4 @@ def _dataset(splits: dict, classes: list[str], size: int, spec: str) -> Dataset:
     # Photos are never inverted at predict time, whatever their mean brightness.
     return Dataset(splits, image_info(classes, np.zeros((0, size, size, 3)), spec,
                                       ignore_index=IGNORE, dark_background=False))
-
-
-def unletterbox_mask(mask: np.ndarray, scale: np.ndarray, offset: np.ndarray,
-                     size: tuple[int, int]) -> np.ndarray:
-    """The (h, w) = `size` label mask of the original image, from its letterboxed square's."""
-    (ox, oy), (nw, nh) = offset.astype(int), np.round(scale * size[::-1]).astype(int)
-    crop = mask[oy:oy + max(nh, 1), ox:ox + max(nw, 1)]
-    return np.asarray(Image.fromarray(crop).resize(size[::-1], Image.Resampling.NEAREST))
 
