@@ -84,7 +84,7 @@ def imagenet_splits(root: Path, size: Sequence[int], channels: int, spec: str,
     for split in ("val", "test"):
         if not (root / split).is_dir():
             continue
-        names, labels, found = class_folders(root / split, f"{spec} {split} ")
+        names, labels, found = class_folders(root / split, f"{spec} {split} ", least=1)
         unknown = sorted(set(found) - set(index))
         if unknown:
             raise ZooError(f"{spec}: {split}/ has class folder(s) {', '.join(unknown[:5])} "

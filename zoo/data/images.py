@@ -148,21 +148,22 @@ def _to_8bit(img: Image.Image, path: str | Path) -> Image.Image:
     return img
 
 
-def class_folders(root: str | Path, spec: str = "folder:") -> tuple[list[str], np.ndarray, list[str]]:
+def class_folders(root: str | Path, spec: str = "folder:", least: int = 2,
+                  ) -> tuple[list[str], np.ndarray, list[str]]:
     """The images of `root/<class>/<image>` without reading them: (file names relative to
     `root`, int32 labels, class names), sorted by class then name.
 
     Raises:
-      ZooError: if the folder is missing, has fewer than two classes, or a class
+      ZooError: if the folder is missing, has fewer than `least` classes, or a class
         folder has no images.
     """
     root = Path(root)
     if not root.is_dir():
         raise ZooError(f"{spec}{root}: no such directory; expected one sub-folder per class")
     classes = sorted(p.name for p in os.scandir(root) if p.is_dir() and not p.name.startswith("."))
-    if len(classes) < 2:
+    if len(classes) < least:
         raise ZooError(f"{spec}{root}: found {len(classes)} class sub-folder(s); "
-                       f"classification needs at least two (one sub-folder per class)")
+                       f"classification needs at least {least} (one sub-folder per class)")
     names, labels = [], []
     for label, name in enumerate(classes):
         files = sorted(e.name for e in os.scandir(root / name)

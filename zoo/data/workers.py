@@ -115,6 +115,8 @@ class Readers:
     def __init__(self, sources: Mapping[str, Source], workers: int, on_bad: OnBad):
         self.sources, self.on_bad, self.workers = dict(sources), on_bad, workers
         self._pool = process_pool(self.sources, workers, on_bad) if workers > 0 else None
+        # Kept here: a broken pool forgets its processes, and `died` reports their exit codes.
+        self._processes = list(getattr(self._pool, "_processes", {}).values())
 
     def submit(self, request: Request) -> concurrent.futures.Future:
         if self._pool is None:
@@ -137,15 +139,16 @@ class Readers:
             raise self.died() from None
 
     def died(self) -> ZooError:
-        codes = sorted({p.exitcode for p in getattr(self._pool, "_processes", {}).values()
-                        if p.exitcode not in (None, 0)})
+        for process in self._processes:
+            process.join(timeout=1)
+        codes = sorted({p.exitcode for p in self._processes if p.exitcode not in (None, 0)})
         how = f" (exit code {', '.join(map(str, codes))})" if codes else ""
         return ZooError(f"an input worker process died{how}, killed or out of memory; "
                         f"lower --workers or the batch size, or run with --workers 0 to "
                         f"read in the main process and see the error")
 
     def pids(self) -> list[int]:
-        return [p.pid for p in getattr(self._pool, "_processes", {}).values()]
+        return [p.pid for p in self._processes]
 
     def close(self) -> None:
         if self._pool is not None:
