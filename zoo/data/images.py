@@ -162,8 +162,9 @@ def class_folders(root: str | Path, spec: str = "folder:", least: int = 2,
         raise ZooError(f"{spec}{root}: no such directory; expected one sub-folder per class")
     classes = sorted(p.name for p in os.scandir(root) if p.is_dir() and not p.name.startswith("."))
     if len(classes) < least:
+        count = {1: "one", 2: "two"}.get(least, least)
         raise ZooError(f"{spec}{root}: found {len(classes)} class sub-folder(s); "
-                       f"classification needs at least {least} (one sub-folder per class)")
+                       f"classification needs at least {count} (one sub-folder per class)")
     names, labels = [], []
     for label, name in enumerate(classes):
         files = sorted(e.name for e in os.scandir(root / name)
