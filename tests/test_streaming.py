@@ -9,7 +9,9 @@ one batch. Worker processes take about a second of CPU to start: fixtures share 
 from __future__ import annotations
 
 import functools
+import json
 import os
+import random
 import signal
 
 import jax.numpy as jnp
@@ -26,6 +28,8 @@ from zoo.data.sources import ArraySource, Source
 from zoo.data.workers import Request, read_batch
 from zoo.errors import ZooError
 from zoo.task import row_mean
+
+from helpers import EXAMPLE_PLUGIN, history, kill_and_resume, latest_params, zoo_cli
 
 
 def write_folder(root, per_class: int, size=(12, 10), classes=("cat", "dog"), suffix=".png",
@@ -218,3 +222,21 @@ def test_memory_does_not_grow_with_the_number_of_images(tmp_path):
             inputs.close()
         growth[count] = peak - before
     assert growth[500] < growth[50] + 20 * 2**20, growth  # holding images would add 44 MB
+
+
+def test_a_streamed_run_killed_mid_epoch_resumes_bitwise(tmp_path):
+    """SIGKILL between checkpoints of a run whose points are a JSON-lines file read by a
+    worker process: resumed, it ends with the weights and history of an unbroken run."""
+    rng = np.random.default_rng(0)
+    with open(tmp_path / "points.jsonl", "w") as f:
+        for x, label in zip(rng.normal(size=(1500, 2)), rng.integers(0, 2, 1500)):
+            f.write(json.dumps({"x": x.tolist(), "label": int(label)}) + "\n")
+    args = ["run", "spirals", "--plugin", str(EXAMPLE_PLUGIN), "--data",
+            f"jsonl:{tmp_path / 'points.jsonl'}", "--epochs", "2", "--checkpoint-every", "5",
+            "--workers", "1", "--quiet"]  # 16 steps an epoch: the kill lands mid-epoch
+    zoo_cli(*args, "--workdir", str(tmp_path / "clean"), check=True)
+    (record,) = kill_and_resume(args, tmp_path / "killed", ["step"], random.Random(0))
+    assert record["landed"] and record["step"] % 16, record
+    clean, killed = latest_params(tmp_path / "clean"), latest_params(tmp_path / "killed")
+    assert all(np.array_equal(clean[k], killed[k]) for k in clean)
+    assert history(tmp_path / "clean") == history(tmp_path / "killed")

@@ -22,8 +22,11 @@ import concurrent.futures
 import dataclasses
 import importlib.util
 import multiprocessing
+import os
 import pickle
 import sys
+import threading
+import time
 import types
 from collections.abc import Mapping
 from concurrent.futures.process import BrokenProcessPool
@@ -193,6 +196,7 @@ _WORKER: dict = {}  # in a worker process: its sources and policy
 def _start_worker(files: dict[str, str], blob: bytes, on_bad: OnBad) -> None:
     """Unpickles the sources; a module it cannot import by name (a `--plugin FILE.py`
     defining a source) is loaded from its file, as the main process loaded it."""
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     while True:
         try:
             install(pickle.loads(blob), on_bad)
@@ -204,6 +208,14 @@ def _start_worker(files: dict[str, str], blob: bytes, on_bad: OnBad) -> None:
             module = importlib.util.module_from_spec(spec)
             sys.modules[e.name] = module
             spec.loader.exec_module(module)
+
+
+def _exit_with_parent(parent: int, poll: float = 0.5) -> None:
+    """Ends this worker when its parent is gone (SIGKILLed: no shutdown message comes,
+    and the pool's queue never reports end-of-file, as every worker holds both ends)."""
+    while os.getppid() == parent:
+        time.sleep(poll)
+    os._exit(0)
 
 
 def _read_in_worker(request: Request) -> BatchRead:
