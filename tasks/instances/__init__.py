@@ -80,7 +80,7 @@ class InstancesTask(Task):
 
     def loss(self, model, batch, rng):
         del rng
-        return self._loss(model, batch)[:2]
+        return self._loss(model, batch, batch.get("mask"))[:2]  # a mask leaves rows out
 
     def eval_step(self, model, batch):
         total, _, outputs = self._loss(model, batch, batch["mask"])

@@ -7,7 +7,7 @@ stays cheap. The submodules say more: sources (a split as random access: arrays 
 memory, or files read on demand by the input workers), loader (the seeded order of
 batches, seeded splits), workers and pipeline (input worker processes), image_files
 (image folders, the ImageNet layout), coco and voc (detection and segmentation layouts,
-streamed), hf (Hugging Face save_to_disk folders and parquet files), records and packed
+streamed), masks (image/mask pairs), jsonl (JSON-lines records), hf (Hugging Face save_to_disk folders and parquet files), records and packed
 (`zoo data pack`, `packed:DIR`), cache (.npz arrays made once), images (files,
 letterbox, model inputs), host_augment (random-resized crop and flip in the workers),
 image_sets (labelled image data sets: mnist-sample, mnist, digits, folder:PATH,
@@ -18,13 +18,14 @@ boxes), draw (overlays, boxes), tables (TSV files), text (tokenizer, vocabulary)
 import importlib
 
 _EXPORTS = {
-    "loader": ("holdout_sizes", "split_indices", "steps_per_epoch", "train_batches",
-               "eval_batches"),
+    "loader": ("holdout_sizes", "split_indices", "steps_per_epoch", "three_splits",
+               "train_batches", "eval_batches"),
     "sources": ("Source", "ArraySource", "Example", "as_source", "with_arrays",
                 "files_fingerprint", "dataset_fingerprint"),
     "image_files": ("ImageFiles",),
     "host_augment": ("random_resized_crop", "crop_flip"),
-    "coco": ("CocoIndex", "read_coco"),
+    "coco": ("BoxedImages", "CocoIndex", "read_coco"),
+    "masks": ("MaskedImages", "read_mask"),
     "records": ("PackedSource",),
     "jsonl": ("JsonLines",),
     "cache": ("cached_arrays",),
