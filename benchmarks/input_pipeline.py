@@ -4,8 +4,9 @@ memory at 20 k and 200 k images, input wait while training, and `zoo data pack`.
     python -m benchmarks.input_pipeline                       # 20 k images, all parts
     python -m benchmarks.input_pipeline --rss 20000,200000 --out benchmarks/results.md
 
-The folder (128x128 JPEGs, 100 classes) is generated once under $ZOO_HOME/cache/bench
-and reused; a larger one's first images make the smaller ones (symlinks). Both loaders
+The folder (128x128 JPEGs, 100 classes, 50 distinct images per class repeated) is
+generated once under $ZOO_HOME/bench and reused; a larger one's first images make the
+smaller ones (symlinks). Both loaders
 run the same per-image work: PIL decode, random-resized crop to 112x112 with a flip
 (`zoo.data.host_augment.crop_flip`, itself written with PIL: torchvision does not import
 beside the CPU torch wheel), batches of 128, the same number of worker processes.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import io
 import multiprocessing
 import os
 import re
@@ -49,23 +51,29 @@ def folder(count: int) -> Path:
     return root
 
 
-def _write_class(root: Path, source: Path | None, c: int, per_class: int) -> None:
-    """Class `c`'s images: smooth colour gradients with noise (~5 KB each), or links to
-    a larger folder's."""
+def _write_class(root: Path, source: Path | None, c: int, per_class: int, bank: int = 50) -> None:
+    """Class `c`'s images (links to a larger folder's, if any): `bank` distinct smooth
+    colour gradients with noise (~6 KB JPEGs), each file a copy of one of them, so that a
+    folder of 200 k real files is written in minutes on a shared machine."""
     rng = np.random.default_rng(c)
     (root / f"c{c:03d}").mkdir(parents=True, exist_ok=True)
     ramp = np.linspace(0, 1, SIZE, dtype=np.float32)
+    encoded = []
+    for _ in range(min(bank, per_class) if source is None else 0):
+        a, b = rng.uniform(0, 255, (2, 3)).astype(np.float32)
+        image = a + (b - a) * (ramp[:, None, None] + ramp[None, :, None]) / 2
+        image += rng.normal(0, 12, (SIZE, SIZE, 3)).astype(np.float32)
+        out = io.BytesIO()
+        Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(out, "JPEG", quality=90)
+        encoded.append(out.getvalue())
     for i in range(per_class):
         target = root / f"c{c:03d}" / f"{i:05d}.jpg"
         if target.exists():
             continue
         if source is not None:
             target.symlink_to(source / f"c{c:03d}" / f"{i:05d}.jpg")
-            continue
-        a, b = rng.uniform(0, 255, (2, 3)).astype(np.float32)
-        image = a + (b - a) * (ramp[:, None, None] + ramp[None, :, None]) / 2
-        image += rng.normal(0, 12, (SIZE, SIZE, 3)).astype(np.float32)
-        Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(target, quality=90)
+        else:
+            target.write_bytes(encoded[i % len(encoded)])
 
 
 def zoo_rate(root: Path, workers: int, batches: int) -> float:
@@ -143,8 +151,8 @@ def train_wait(root: Path, workers: int, steps: int, workdir: Path) -> str:
            f"folder:{root}", "--model", "resnet", "--set", f"image_size={CROP}", "--set",
            "augment=crop_flip", "--set", f"train.max_examples={steps * BATCH}", "--epochs", "1",
            "--batch-size", str(BATCH), "--workers", str(workers), "--workdir", str(workdir)]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stderr
-    return next(line for line in out.splitlines() if "waited" in line)
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return next(line for line in (done.stdout + done.stderr).splitlines() if "waited" in line)
 
 
 def pack_rates(root: Path, workers: int, batches: int, out: Path) -> tuple[float, float, float]:

@@ -19,8 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from zoo.data.sources import Example, Source
-from zoo.data.workers import installed
-from zoo.errors import ZooError
+from zoo.data.workers import bad_example_error, describe_failure, installed
 from zoo.io.files import sha256_file
 
 WRITER_OPTIONS = "group_size:1,zstd:1"  # random access to every record; fast to write
@@ -93,11 +92,10 @@ def write_shard(split: str, start: int, stop: int, path: str) -> dict:
             try:
                 example = source[index]
             except Exception as e:  # a user's file; see workers.read_batch
-                problem = e if isinstance(e, ZooError) else f"{source.origin(index)}: {e}"
+                problem = describe_failure(source, index, e)
                 if on_bad == "raise":
-                    raise ZooError(f"{problem}; fix or remove it, or pass --on-bad-example "
-                                   f"skip to leave such examples out") from None
-                bad.append(str(problem))
+                    raise bad_example_error(problem) from None
+                bad.append(problem)
                 continue
             writer.write(encode(example))
             count += 1

@@ -83,10 +83,9 @@ def read_batch(source: Source, request: Request, on_bad: OnBad) -> BatchRead:
         try:
             rows.append(source.example(int(index), rng))
         except Exception as e:  # any failure of a user's file; JAX is not in here
-            problem = _describe(source, int(index), e)
+            problem = describe_failure(source, int(index), e)
             if on_bad == "raise":
-                raise ZooError(f"{problem}; fix or remove it, or pass --on-bad-example skip "
-                               f"to leave such examples out") from None
+                raise bad_example_error(problem) from None
             rows.append(None)
             bad.append(problem)
     good = next((r for r in rows if r is not None), None)
@@ -102,7 +101,12 @@ def read_batch(source: Source, request: Request, on_bad: OnBad) -> BatchRead:
     return BatchRead(arrays, bad)
 
 
-def _describe(source: Source, index: int, error: Exception) -> str:
+def bad_example_error(problem: str) -> ZooError:
+    return ZooError(f"{problem}; fix or remove it, or pass --on-bad-example skip to leave "
+                    f"such examples out")
+
+
+def describe_failure(source: Source, index: int, error: Exception) -> str:
     """'FILE: problem' (a ZooError from zoo's readers already names the file)."""
     if isinstance(error, ZooError):
         return str(error)
