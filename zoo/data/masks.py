@@ -89,5 +89,7 @@ def largest_label(masks: Sequence[str], images: Sequence[str]) -> int:
     high = -1
     for mask, image in zip(masks, images):
         values = read_mask(Path(mask), Path(image))
-        high = max(high, int(values[values != IGNORE].max(initial=-1)))
+        labelled = values[values != IGNORE]
+        if labelled.size:
+            high = max(high, int(labelled.max()))
     return high
