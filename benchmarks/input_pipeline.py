@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import io
 import multiprocessing
 import os
@@ -144,15 +145,19 @@ def peak_rss(root: Path, workers: int, batches: int) -> int:
     return memory.peak
 
 
-def train_wait(root: Path, workers: int, steps: int, workdir: Path) -> str:
-    """The run log's input-wait line of `zoo run classification --model resnet` on the
-    folder (one epoch of `steps` steps, crop_flip in the workers)."""
+def train_wait(root: Path, workers: int, steps: int, workdir: Path) -> tuple[str, int]:
+    """The run log's input-wait line and run.json's peak RSS of `zoo run classification
+    --model resnet` on the folder: one epoch of `steps` steps of batch 32 (crop_flip in
+    the workers; batch 32 keeps the ResNet's activations small on a shared machine)."""
     cmd = [sys.executable, "-m", "zoo.cli.main", "run", "classification", "--data",
            f"folder:{root}", "--model", "resnet", "--set", f"image_size={CROP}", "--set",
-           "augment=crop_flip", "--set", f"train.max_examples={steps * BATCH}", "--epochs", "1",
-           "--batch-size", str(BATCH), "--workers", str(workers), "--workdir", str(workdir)]
+           "augment=crop_flip", "--set", f"train.max_examples={steps * 32}", "--epochs", "1",
+           "--batch-size", "32", "--set", "train.eval_batch_size=32", "--workers",
+           str(workers), "--workdir", str(workdir)]
     done = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    return next(line for line in (done.stdout + done.stderr).splitlines() if "waited" in line)
+    wait = next(line for line in (done.stdout + done.stderr).splitlines() if "waited" in line)
+    facts = json.loads((workdir / "run.json").read_text())["data"]
+    return wait.split(": ", 1)[1], facts["peak_rss_bytes"]
 
 
 def pack_rates(root: Path, workers: int, batches: int, out: Path) -> tuple[float, float, float]:
@@ -197,27 +202,37 @@ def main(argv=None) -> None:
     roots = {n: folder(n) for n in sorted({args.images, *map(int, args.rss.split(","))},
                                           reverse=True)}
     root = roots[args.images]
-    rows = [("zoo input workers (decode + crop_flip, batch 128)", f"{zoo_rate(root, args.workers, args.batches):,.0f} images/s")]
+    print(f"load average {load_before[0]:.1f}; {args.workers} worker(s)", flush=True)
+    rows = []
+
+    def row(what: str, measured: str) -> None:
+        rows.append((what, measured))
+        print(f"| {what} | {measured} |", flush=True)
+
+    zoo = zoo_rate(root, args.workers, args.batches)
+    row("zoo input workers (decode + crop_flip, batch 128)", f"{zoo:,.0f} images/s")
     try:
         torch = torch_rate(root, args.workers, args.batches)
-        rows.append(("PyTorch DataLoader, same PIL work", f"{torch:,.0f} images/s"))
-        zoo = float(rows[0][1].split()[0].replace(",", ""))
-        rows.append(("zoo / PyTorch", f"{zoo / torch:.2f}x"))
+        row("PyTorch DataLoader, same PIL work", f"{torch:,.0f} images/s")
+        row("zoo / PyTorch", f"{zoo / torch:.2f}x")
     except ImportError:
-        rows.append(("PyTorch DataLoader", "skipped (pip install torch==2.13.0)"))
+        row("PyTorch DataLoader", "skipped (pip install torch==2.13.0)")
     for n in sorted(map(int, args.rss.split(","))):
-        rows.append((f"peak RSS, {n:,} images (main + {args.workers} workers, 40 batches)",
-                     f"{peak_rss(roots[n], args.workers, 40) / 2**20:,.0f} MiB"))
+        row(f"peak RSS, {n:,} images (main + {args.workers} worker(s), 40 batches)",
+            f"{peak_rss(roots[n], args.workers, 40) / 2**20:,.0f} MiB")
     scratch = cache_dir("bench") / f"scratch-{os.getpid()}"
     if args.train_steps:
-        line = train_wait(root, args.workers, args.train_steps, scratch / "run")
-        rows.append((f"ResNet training, {args.train_steps} steps: input wait", line.split(": ", 1)[1]))
+        biggest = max(roots)
+        wait, peak = train_wait(roots[biggest], args.workers, args.train_steps, scratch / "run")
+        row(f"ResNet training on {biggest:,} images, {args.train_steps} steps of 32: input wait",
+            wait)
+        row(f"ResNet training on {biggest:,} images: peak RSS (run.json)", f"{peak / 2**20:,.0f} MiB")
     if not args.skip_pack:
         packed, read_packed, read_folder = pack_rates(root, args.workers, args.batches,
                                                       scratch / "pack")
-        rows += [("zoo data pack (decode + resize to 112, ArrayRecord)", f"{packed:,.0f} images/s"),
-                 ("read packed:, no augmentation", f"{read_packed:,.0f} images/s"),
-                 ("read folder:, no augmentation", f"{read_folder:,.0f} images/s")]
+        row("zoo data pack (decode + resize to 112, ArrayRecord)", f"{packed:,.0f} images/s")
+        row("read packed:, no augmentation", f"{read_packed:,.0f} images/s")
+        row("read folder:, no augmentation", f"{read_folder:,.0f} images/s")
     subprocess.run(["rm", "-rf", str(scratch)], check=False)
     load_after = os.getloadavg()
     table = [f"## Input pipeline ({args.images:,} JPEGs 128x128, {args.workers} worker(s), "
