@@ -185,7 +185,9 @@ def test_coco_json_loads_letterboxed_with_consistent_boxes(tmp_path):
 def test_bad_coco_data_is_explained(tmp_path, change, message):
     spec = _coco(tmp_path, **change)
     with pytest.raises(ZooError, match=message):
-        data.load(spec, None, image_size=32)
+        ds = data.load(spec, None, image_size=32)
+        for split in ds.splits.values():  # streamed: an image file is opened when read
+            [split[i] for i in range(len(split))]
 
 
 # -- end to end through the CLI --------------------------------------------------------------
