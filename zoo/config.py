@@ -9,7 +9,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import types
 import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -127,8 +129,12 @@ def from_dict(cls: type, data: dict[str, Any]) -> Any:
     return cls(**kwargs)
 
 
-def validate(config: Any, prefix: str = "") -> None:
+def validate(config: Any, prefix: str = "", *,
+             fix: Callable[[str], str] = lambda key: f"--set {key}=...") -> None:
     """Checks every `Range`-annotated field of a config tree.
+
+    Args:
+      fix: how the user sets a key, for the message.
 
     Raises:
       ZooError: naming the first key whose value is out of range, and the range.
@@ -137,12 +143,35 @@ def validate(config: Any, prefix: str = "") -> None:
     for f in dataclasses.fields(config):
         value, key = getattr(config, f.name), prefix + f.name
         if dataclasses.is_dataclass(value):
-            validate(value, key + ".")
+            validate(value, key + ".", fix=fix)
             continue
         for bound in getattr(hints[f.name], "__metadata__", ()):
-            if isinstance(bound, Range) and not bound.contains(value):
+            if isinstance(bound, Range) and value is not None and not bound.contains(value):
                 raise ZooError(f"{key}={value} is out of range: it must be {bound.describe()} "
-                               f"(--set {key}=...)")
+                               f"({fix(key)})")
+
+
+def replace_fields(options: Any, values: Mapping[str, Any], *, command_line: bool) -> Any:
+    """A flat dataclass (a task's predict options) with `values` replaced and checked:
+    an unknown name is refused with the closest ones, strings from the command line
+    are converted to the field's type (`top_k` is the flag `--top-k`), ranges validated.
+
+    Raises:
+      ZooError: an unknown field, a value of the wrong type, or one out of range.
+    """
+    def name(key: str) -> str:
+        return "--" + key.replace("_", "-") if command_line else key
+
+    hints = typing.get_type_hints(type(options))
+    names = [f.name for f in dataclasses.fields(options)]
+    for key in values:
+        if key not in names:
+            raise unknown("option", name(key), [name(n) for n in names])
+    if command_line:
+        values = {k: parse_value(v, hints[k], name(k)) for k, v in values.items()}
+    options = dataclasses.replace(options, **values)
+    validate(options, fix=lambda key: f"{name(key)} ..." if command_line else f"{key}=...")
+    return options
 
 
 def fields_table(config: Any, prefix: str = "") -> list[tuple[str, str, str, str]]:
@@ -194,8 +223,19 @@ def _replace_path(config: Any, path: list[str], raw: str, full_key: str) -> Any:
 
 
 def parse_value(raw: str, annotation: Any, key: str) -> Any:
-    """Converts the string `raw` to `annotation` (bool, int, float, str, Literal, tuple)."""
+    """Converts the string `raw` to `annotation` (bool, int, float, str, Literal, tuple,
+    or one of them or None: "none" or an empty string gives None).
+
+    Args:
+      key: a config key (`optimizer.lr`, set with --set) or a flag (`--top-k`), for errors.
+    """
+    flag = key if key.startswith("-") else f"--set {key}"
     origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType) and type(None) in typing.get_args(annotation):
+        if raw.strip().lower() in ("", "none"):
+            return None
+        (inner,) = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return parse_value(raw, inner, key)
     if origin is Literal:
         choices = typing.get_args(annotation)
         if raw not in choices:
@@ -211,18 +251,22 @@ def parse_value(raw: str, annotation: Any, key: str) -> Any:
             return True
         if lowered in ("0", "false", "no", "off"):
             return False
-        raise ZooError(f"--set {key}={raw}: expected true or false")
+        raise ZooError(f"{flag}={raw}: expected true or false")
     if annotation in (int, float, str):
         try:
             value = annotation(raw)
         except ValueError:
-            raise ZooError(f"--set {key}={raw}: expected {annotation.__name__}, "
-                           f"e.g. --set {key}={annotation(1)}") from None
+            raise ZooError(f"{flag}={raw}: expected {annotation.__name__}, "
+                           f"e.g. {flag}={annotation(1)}") from None
         return value
-    raise ZooError(f"--set {key}: fields of type {annotation} cannot be set from the command line")
+    raise ZooError(f"{flag}: fields of type {annotation} cannot be set from the command line")
 
 
 def _type_name(annotation: Any) -> str:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in typing.get_args(annotation))
+    if annotation is type(None):
+        return "None"
     if typing.get_origin(annotation) is Annotated:
         base, *extras = typing.get_args(annotation)
         return " ".join([_type_name(base), *(e.describe() for e in extras if isinstance(e, Range))])

@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax import nnx
 
-from zoo.config import EarlyStoppingConfig, OptimizerConfig, TaskConfig, TrainConfig
+from zoo.batching import Prepared
+from zoo.config import EarlyStoppingConfig, OptimizerConfig, Positive, TaskConfig, TrainConfig
 from zoo.data.image_sets import IMAGE_SETS, load_image_set
-from zoo.data.images import load_image, match_background, to_unit_range
+from zoo.data.images import as_image, match_background, to_unit_range
 from zoo.models import CLASSIFIERS, create_classifier
-from zoo.task import Batch, Dataset, Task
+from zoo.predictions import Classification
+from zoo.task import Batch, Dataset, PredictOptions, Task
 from zoo_tasks.classification import augment
 
 
@@ -36,6 +36,11 @@ class ClassificationConfig(TaskConfig):
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig(patience=10)
 
 
+@dataclass(frozen=True)
+class ClassificationOptions(PredictOptions):
+    top_k: Positive = 1  # classes listed per image, most probable first
+
+
 class ClassificationTask(Task):
     """Predicts one class per image; reports test `accuracy`."""
 
@@ -46,6 +51,8 @@ class ClassificationTask(Task):
     datasets = IMAGE_SETS
     metric = "accuracy"
     metric_mode = "max"
+    PredictOptions = ClassificationOptions
+    Result = Classification
 
     def load_data(self) -> Dataset:
         return load_image_set(self.config.data, self.config.image_size, self.config.channels)
@@ -80,19 +87,18 @@ class ClassificationTask(Task):
         correct = jnp.argmax(logits, -1) == batch["label"]
         return {"count": mask.sum(), "loss": (losses * mask).sum(), "accuracy": (correct * mask).sum()}
 
-    @classmethod
-    def add_predict_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("inputs", nargs="+", metavar="IMAGE", help="image files (any size or mode)")
-        parser.add_argument("--top-k", type=int, default=1, help="classes to print per image")
-
-    def predict(self, model, info, args) -> str:
+    def prepare(self, info, inputs, options) -> list[Prepared]:
         h, w, c = info["input_shape"]
         dark = info.get("dark_background", False)
-        images = np.stack([match_background(load_image(p, (h, w), c), dark) for p in args.inputs])
-        probs = np.asarray(jax.nn.softmax(model(to_unit_range(jnp.asarray(images)))))
-        lines = []
-        for path, p in zip(args.inputs, probs):
-            top = np.argsort(-p)[: max(1, args.top_k)]
-            ranked = ", ".join(f"{info['classes'][i]} (p={p[i]:.3f})" for i in top)
-            lines.append(f"{path}: {ranked}")
-        return "\n".join(lines)
+        return [Prepared({"image": match_background(as_image(x, c, (h, w)), dark)})
+                for x in inputs]
+
+    def forward(self, model, info, batch):
+        return {"logits": model(to_unit_range(batch["image"]))}
+
+    def infer(self, model, info, batch, options):
+        logits = self.forward(model, info, batch)["logits"]
+        return {"logits": logits, "probabilities": jax.nn.softmax(logits)}
+
+    def to_result(self, info, outputs, prepared, options) -> Classification:
+        return Classification(outputs["probabilities"], tuple(info["classes"]), options.top_k)

@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 from flax import nnx
 
-from zoo.config import EarlyStoppingConfig, OptimizerConfig, TaskConfig, TrainConfig
-from zoo.data.draw import draw_boxes
-from zoo.data.images import letterboxed_input, output_paths, to_unit_range, unletterbox
+from zoo.batching import Prepared
+from zoo.config import EarlyStoppingConfig, OptimizerConfig, Range, TaskConfig, TrainConfig
+from zoo.data.images import letterboxed_inputs, to_unit_range, unletterbox
 from zoo.data.scenes import SceneConfig
 from zoo.errors import ZooError
 from zoo.models import BackboneConfig, CenterNet
-from zoo.task import Batch, Dataset, Task
+from zoo.predictions import Detections
+from zoo.task import Batch, Dataset, PredictOptions, Task
 from zoo_tasks.detection import centernet, data
 from zoo_tasks.detection.metrics import DetectionMetrics
 
@@ -48,6 +47,11 @@ class DetectionConfig(TaskConfig):
                                    backbone=BackboneConfig(width=8, stages=2))
 
 
+@dataclass(frozen=True)
+class DetectionOptions(PredictOptions):
+    min_score: Annotated[float, Range(0, 1)] = 0.3  # report detections scoring at least this
+
+
 class DetectionTask(Task):
     """Finds and classifies every object; reports test COCO `map`, `map50`, per-class AP."""
 
@@ -58,6 +62,8 @@ class DetectionTask(Task):
     datasets = data.DATASETS
     metric = "map"
     metric_mode = "max"
+    PredictOptions = DetectionOptions
+    Result = Detections
 
     def load_data(self) -> Dataset:
         return data.load(self.config.data, self.config.scenes, self.config.image_size)
@@ -96,33 +102,20 @@ class DetectionTask(Task):
     def new_metrics(self, info: Mapping[str, Any]) -> DetectionMetrics:
         return DetectionMetrics(len(info["classes"]))
 
-    @classmethod
-    def add_predict_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("inputs", nargs="+", metavar="IMAGE",
-                            help="image files (any size or mode)")
-        parser.add_argument("--out",
-                            help="PNG with the boxes drawn (a directory for several images)")
-        parser.add_argument("--min-score", type=float, default=0.3,
-                            help="print and draw detections scoring at least this (default 0.3)")
+    def prepare(self, info, inputs, options) -> list[Prepared]:
+        return letterboxed_inputs(inputs, info)
 
-    def predict(self, model, info, args) -> str:
-        size, _, c = info["input_shape"]
-        drawings = output_paths(args.inputs, args.out, "-boxes.png") if args.out else None
-        results = []
-        for i, path in enumerate(args.inputs):
-            image, batch, scale, offset = letterboxed_input(path, size, c,
-                                                            info.get("dark_background", False))
-            found = {k: np.asarray(v[0]) for k, v in self._decode(model, model(batch)).items()}
-            keep = found["scores"] >= args.min_score
-            boxes = unletterbox(found["boxes"][keep], scale, offset)
-            boxes = np.clip(boxes, 0, np.tile([image.shape[1], image.shape[0]], 2))
-            names = [info["classes"][k] for k in found["classes"][keep]]
-            scores = found["scores"][keep]
-            results.append({"image": str(path), "detections": [
-                {"label": n, "score": round(float(s), 4), "box": [round(float(v), 1) for v in b]}
-                for n, s, b in zip(names, scores, boxes)]})
-            if drawings:
-                captions = [f"{n} {s:.2f}" for n, s in zip(names, scores)]
-                draw_boxes(image, boxes, found["classes"][keep], captions).save(drawings[i])
-                results[-1]["drawing"] = str(drawings[i])
-        return json.dumps(results, indent=2)
+    def forward(self, model, info, batch):
+        return model(to_unit_range(batch["image"]))
+
+    def infer(self, model, info, batch, options):
+        outputs = self.forward(model, info, batch)
+        return {**outputs, **self._decode(model, outputs)}
+
+    def to_result(self, info, outputs, prepared, options) -> Detections:
+        (h, w), scale, offset = prepared.context
+        keep = outputs["scores"] >= options.min_score
+        boxes = unletterbox(outputs["boxes"][keep], scale, offset)
+        return Detections(np.clip(boxes, 0, np.array([w, h, w, h], np.float32)),
+                          outputs["scores"][keep], outputs["classes"][keep],
+                          tuple(info["classes"]))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -10,15 +9,16 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax import nnx
 
+from zoo.batching import Prepared
 from zoo.config import EarlyStoppingConfig, OptimizerConfig, TaskConfig, TrainConfig
-from zoo.data.draw import IGNORE, overlay_mask, save_label_png
-from zoo.data.images import letterboxed_input, output_paths, to_unit_range
+from zoo.data.draw import IGNORE
+from zoo.data.images import letterboxed_inputs, to_unit_range
 from zoo.data.scenes import SceneConfig
 from zoo.models import BackboneConfig, UNet
+from zoo.predictions import SegmentationMask
 from zoo.task import Batch, Dataset, Task, masked_mean
 from zoo_tasks.segmentation import data
 from zoo_tasks.segmentation.metrics import SegmentationMetrics, confusion_matrix
@@ -53,6 +53,7 @@ class SegmentationTask(Task):
     datasets = data.DATASETS
     metric = "miou"
     metric_mode = "max"
+    Result = SegmentationMask
 
     def load_data(self) -> Dataset:
         cfg = self.config
@@ -77,34 +78,20 @@ class SegmentationTask(Task):
     def new_metrics(self, info: Mapping[str, Any]) -> SegmentationMetrics:
         return SegmentationMetrics(len(info["classes"]))
 
-    @classmethod
-    def add_predict_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("inputs", nargs="+", metavar="IMAGE",
-                            help="image files (any size or mode)")
-        parser.add_argument("--out", help="colour overlay PNG (a directory for several images)")
-        parser.add_argument("--mask-out", help="class-index mask PNG, palette mode (a directory "
-                                               "for several images)")
+    def prepare(self, info, inputs, options) -> list[Prepared]:
+        return letterboxed_inputs(inputs, info)
 
-    def predict(self, model, info, args) -> str:
-        size, _, c = info["input_shape"]
-        overlays = output_paths(args.inputs, args.out, "-overlay.png") if args.out else None
-        masks = output_paths(args.inputs, args.mask_out, "-mask.png") if args.mask_out else None
-        dark, lines = info.get("dark_background", False), []
-        for i, path in enumerate(args.inputs):
-            image, batch, scale, offset = letterboxed_input(path, size, c, dark)
-            labels = np.asarray(jnp.argmax(model(batch), -1)[0])
-            labels = data.unletterbox_mask(labels.astype(np.uint8), scale, offset, image.shape[:2])
-            counts = np.bincount(labels.ravel(), minlength=len(info["classes"]))
-            found = [f"{info['classes'][k]} {counts[k] / labels.size:.1%}"
-                     for k in np.argsort(-counts) if k != 0 and counts[k]]
-            lines.append(f"{path}: {', '.join(found) or 'background only'}")
-            if overlays:
-                overlay_mask(image, labels).save(overlays[i])
-                lines[-1] += f" -> {overlays[i]}"
-            if masks:
-                save_label_png(masks[i], labels)
-                lines[-1] += f" (mask {masks[i]})"
-        return "\n".join(lines)
+    def forward(self, model, info, batch):
+        return {"logits": model(to_unit_range(batch["image"]))}
+
+    def infer(self, model, info, batch, options):
+        logits = self.forward(model, info, batch)["logits"]
+        return {"logits": logits, "labels": jnp.argmax(logits, -1).astype(jnp.uint8)}
+
+    def to_result(self, info, outputs, prepared, options) -> SegmentationMask:
+        shape, scale, offset = prepared.context
+        mask = data.unletterbox_mask(outputs["labels"], scale, offset, shape)
+        return SegmentationMask(mask, tuple(info["classes"]))
 
 
 def _pixel_losses(model: nnx.Module, batch: Batch) -> tuple[jax.Array, jax.Array, jax.Array]:

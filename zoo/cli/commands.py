@@ -1,4 +1,4 @@
-"""`zoo run`, `zoo eval` and `zoo predict`."""
+"""`zoo run` and `zoo eval`."""
 
 from __future__ import annotations
 
@@ -48,13 +48,6 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
     add_pretrained(ev, "evaluate published weights on their card's data set instead of "
                         "a workdir, beside the card's metrics")
     ev.set_defaults(handler=_eval)
-
-    predict = sub.add_parser("predict", parents=[common], add_help=False,
-                             help="predict with a trained model (task-specific arguments)",
-                             description="Run a trained model on your inputs. "
-                                         "`zoo predict TASK --help` lists TASK's arguments.")
-    predict.add_argument("task", help="task name")
-    predict.set_defaults(handler=_predict)
 
 
 def _run(args, rest) -> int:
@@ -112,19 +105,4 @@ def _eval(args, rest) -> int:
             line = (f"{args.split}/{key}: {value:.4f}" if isinstance(value, float)
                     else f"{args.split}/{key}: {value}")
             print(line + (f"  (card: {claimed[key]:.4f})" if key in claimed else ""))
-    return 0
-
-
-def _predict(args, rest) -> int:
-    from zoo.registry import get_task
-
-    task_cls = get_task(args.task)
-    parser = argparse.ArgumentParser(prog=f"zoo predict {args.task}",
-                                     description=f"Predict with a trained {args.task} model.")
-    task_cls.add_predict_arguments(parser)
-    add_workdir(parser)
-    add_pretrained(parser, "predict with published weights instead of a workdir")
-    task_args = parser.parse_args(rest, namespace=argparse.Namespace(task=args.task))
-    model = restored_model(task_args, "predicts with")
-    print(model.task.predict(model.inference_model(), model.info, task_args))
     return 0

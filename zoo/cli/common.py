@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
@@ -137,3 +138,31 @@ def start_runtime(args: argparse.Namespace) -> None:
 
     distributed.initialize(args.num_processes, args.process_id, args.coordinator)
     compilation.enable_persistent_cache(cache_dir("jax-cache"))
+
+
+def flag(name: str) -> str:
+    """The command-line flag of a dataclass field: `top_k` is `--top-k`."""
+    return "--" + name.replace("_", "-")
+
+
+def add_option_flags(parser: argparse.ArgumentParser, options_cls: type, *,
+                     only: Callable[[dataclasses.Field], bool] = lambda field: True) -> None:
+    """A flag for each field of a task's `PredictOptions` (`only` those it selects),
+    with its `# comment`, type and default as help; values are checked by
+    `options_from_flags`."""
+    from zoo.config import fields_table
+
+    chosen = {f.name for f in dataclasses.fields(options_cls) if only(f)}
+    for key, kind, default, doc in fields_table(options_cls()):
+        if key in chosen:
+            parser.add_argument(flag(key), dest=f"option_{key}", metavar=kind.split()[0].upper(),
+                                help=f"{doc} ({kind}, default {default})")
+
+
+def options_from_flags(options_cls: type, args: argparse.Namespace):
+    """The task's options with the flags given, type- and range-checked."""
+    from zoo.config import replace_fields
+
+    given = {f.name: getattr(args, f"option_{f.name}", None) for f in dataclasses.fields(options_cls)}
+    return replace_fields(options_cls(), {k: v for k, v in given.items() if v is not None},
+                          command_line=True)

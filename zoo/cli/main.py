@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from zoo.cli import catalog, commands, compress, hardware, hub
+from zoo.cli import catalog, commands, compress, export, hardware, hub, predict
 from zoo.errors import ZooError
 
 EPILOG = """examples:
@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter, parents=[common])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     commands.add_commands(sub, common)
+    predict.add_commands(sub, common)
+    export.add_commands(sub, common)
     catalog.add_commands(sub, common)
     hub.add_commands(sub, common)
     compress.add_commands(sub, common)

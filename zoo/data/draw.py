@@ -29,11 +29,16 @@ def overlay_mask(image: np.ndarray, mask: np.ndarray, alpha: float = 0.55) -> Im
     return Image.fromarray(np.clip(out, 0, 255).astype(np.uint8))
 
 
-def save_label_png(path: str | Path, mask: np.ndarray) -> None:
-    """Saves an (H, W) index mask as a palette PNG: the indices are the pixel values."""
+def label_image(mask: np.ndarray) -> Image.Image:
+    """An (H, W) index mask as a palette image: the indices are the pixel values."""
     img = Image.fromarray(mask.astype(np.uint8), "P")
     img.putpalette(palette().ravel().tolist())
-    img.save(path)
+    return img
+
+
+def save_label_png(path: str | Path, mask: np.ndarray) -> None:
+    """Saves an (H, W) index mask as a palette PNG."""
+    label_image(mask).save(path)
 
 
 def draw_boxes(image: np.ndarray, boxes: np.ndarray, classes: Sequence[int],

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from zoo.batching import Prepared
 from zoo.errors import ZooError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
@@ -31,10 +32,7 @@ def load_image(path: str | Path, size: Sequence[int] | None = None, channels: in
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
-                img = _to_8bit(img, path).convert("L" if channels == 1 else "RGB")
-                if size is not None and img.size != (size[1], size[0]):
-                    img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-                array = np.asarray(img, dtype=np.uint8)
+                array = _pixels(img, size, channels, path)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ZooError(f"{path}: refused, image too large ({e}); shrink it below "
                        f"{Image.MAX_IMAGE_PIXELS:,} pixels") from None
@@ -42,6 +40,44 @@ def load_image(path: str | Path, size: Sequence[int] | None = None, channels: in
         raise ZooError(f"{path}: not a readable image (corrupt, or an unsupported format)") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ZooError(f"{path}: unreadable image ({e}); re-export or remove it") from None
+    return array
+
+
+def as_image(item, channels: int = 3, size: Sequence[int] | None = None) -> np.ndarray:
+    """An image as uint8 (H, W, channels) from whatever a user holds: a path (read as
+    `load_image` reads it), a PIL image, or an (H, W) / (H, W, 1|3|4) array of uint8 or
+    of floats in [0, 1]; optionally resized to (h, w).
+
+    Raises:
+      ZooError: for a file `load_image` refuses, or an array of another shape or range.
+    """
+    if isinstance(item, (str, Path)):
+        return load_image(item, size, channels)
+    if isinstance(item, Image.Image):
+        return _pixels(item, size, channels, "image")
+    array = np.asarray(item)
+    if array.ndim == 3 and array.shape[-1] in (1, 3, 4):
+        array = array[..., 0] if array.shape[-1] == 1 else array
+    elif array.ndim != 2:
+        raise ZooError(f"an image array must be (H, W) or (H, W, 1|3|4), not {array.shape}; "
+                       f"pass images one by one or as a list")
+    if array.dtype.kind == "f":
+        if not (np.isfinite(array).all() and array.min() >= 0 and array.max() <= 1):
+            raise ZooError("a float image array must hold values in [0, 1]; pass uint8 "
+                           "pixels (0..255) or divide by 255")
+        array = np.round(array * 255)
+    elif array.dtype.kind not in "biu" or array.max(initial=0) > 255 or array.min(initial=0) < 0:
+        raise ZooError(f"an image array of {array.dtype} must hold pixels in 0..255")
+    return _pixels(Image.fromarray(array.astype(np.uint8)), size, channels, "image")
+
+
+def _pixels(img: Image.Image, size: Sequence[int] | None, channels: int,
+            name: str | Path) -> np.ndarray:
+    """A PIL image as uint8 (H, W, channels), optionally resized to (h, w)."""
+    img = _to_8bit(img, name).convert("L" if channels == 1 else "RGB")
+    if size is not None and img.size != (size[1], size[0]):
+        img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+    array = np.asarray(img, dtype=np.uint8)
     return array.reshape(array.shape[0], array.shape[1], channels)
 
 
@@ -108,7 +144,7 @@ def output_paths(inputs: Sequence[str | Path], out: str | Path, suffix: str) -> 
     return [out / f"{Path(p).stem}{suffix}" for p in inputs]
 
 
-def _to_8bit(img: Image.Image, path: Path) -> Image.Image:
+def _to_8bit(img: Image.Image, path: str | Path) -> Image.Image:
     """16-bit and 32-bit integer images scaled to 8 bits (PIL's `convert` clips them)."""
     if img.mode == "F":
         raise ZooError(f"{path}: floating-point image (mode F) has no fixed range; "
@@ -144,14 +180,27 @@ def image_folder(root: str | Path, size: Sequence[int], channels: int) -> tuple[
     return np.stack(images), np.asarray(labels, np.int32), classes
 
 
-def letterboxed_input(path: str | Path, size: int, channels: int, dark_background: bool):
-    """An image file as a batch of one for a model trained on `size` x `size` squares:
-    read, letterboxed, matched to the training images' background, in [0, 1].
+def letterboxed_inputs(items: Sequence, info: dict) -> list[Prepared]:
+    """Images as the "image" inputs of a model trained on the squares `info` describes
+    (`letterboxed_input`), each with (its (h, w), scale, offset) as context."""
+    size, _, channels = info["input_shape"]
+    prepared = []
+    for item in items:
+        image, square, scale, offset = letterboxed_input(item, size, channels,
+                                                         info.get("dark_background", False))
+        prepared.append(Prepared({"image": square}, (image.shape[:2], scale, offset)))
+    return prepared
 
-    Returns (the image as read, the batch, letterbox scale, letterbox offset): the last
+
+def letterboxed_input(item, size: int, channels: int, dark_background: bool):
+    """An image (a path, PIL image or array: `as_image`) as the uint8 input of a model
+    trained on `size` x `size` squares: letterboxed and matched to the training images'
+    background.
+
+    Returns (the image as read, the square, letterbox scale, letterbox offset): the last
     two map the model's outputs back onto the image (`unletterbox`).
     """
-    image = load_image(path, None, channels)
+    image = as_image(item, channels)
     square, scale, offset = letterbox(image, size)
-    return image, to_unit_range(match_background(square, dark_background)[None]), scale, offset
+    return image, match_background(square, dark_background), scale, offset
 
