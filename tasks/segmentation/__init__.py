@@ -15,7 +15,7 @@ from flax import nnx
 from zoo.batching import Prepared
 from zoo.config import EarlyStoppingConfig, OptimizerConfig, TaskConfig, TrainConfig
 from zoo.data.draw import IGNORE
-from zoo.data.images import letterboxed_inputs, to_unit_range
+from zoo.data.images import letterboxed_inputs, to_unit_range, unletterbox_mask
 from zoo.data.scenes import SceneConfig
 from zoo.models import BackboneConfig, UNet
 from zoo.predictions import SegmentationMask
@@ -90,7 +90,7 @@ class SegmentationTask(Task):
 
     def to_result(self, info, outputs, prepared, options) -> SegmentationMask:
         shape, scale, offset = prepared.context
-        mask = data.unletterbox_mask(outputs["labels"], scale, offset, shape)
+        mask = unletterbox_mask(outputs["labels"], scale, offset, shape)
         return SegmentationMask(mask, tuple(info["classes"]))
 
 
