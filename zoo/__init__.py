@@ -5,7 +5,8 @@ Importing `zoo` is cheap: it loads neither JAX nor any task. The public API:
   zoo.Task, zoo.Dataset, zoo.Metrics   the task contract (zoo.task)
   zoo.TaskConfig, zoo.TrainConfig ...  typed configs (zoo.config); zoo.Range bounds a field
   zoo.register_task, zoo.get_task      the registry (zoo.registry)
-  zoo.fit                              the harness (zoo.harness.trainer)
+  zoo.fit                              training from Python (zoo.harness.trainer)
+  zoo.load                             any trained model as a predictor (zoo.predictor)
 
 For task plugins, `zoo.data` and `zoo.models` export (`__all__`) the helpers a task
 builds on, `zoo.restore` brings back any trained model and `zoo.testing` holds the
@@ -22,6 +23,7 @@ _EXPORTS = {
     "EarlyStoppingConfig": "zoo.config", "Range": "zoo.config",
     "register_task": "zoo.registry", "get_task": "zoo.registry", "task_names": "zoo.registry",
     "fit": "zoo.harness.trainer",
+    "load": "zoo.predictor", "Predictor": "zoo.predictor",
     "ZooError": "zoo.errors",
 }
 
