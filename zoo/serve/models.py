@@ -1,0 +1,99 @@
+"""The models a server holds: each a predictor (`zoo.load`) with every batch bucket
+compiled before the first request, behind its own dynamic batcher.
+
+A model is served under a name in the URL (`/v1/models/NAME:predict`): `NAME=SOURCE`
+names it; otherwise the source's last part, `:` made `-` (`classification/lenet:mnist-sample`
+is `lenet-mnist-sample`, `runs/detection` is `detection`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from zoo.errors import ZooError
+from zoo.predictor import Predictor, load
+from zoo.serve.batcher import Batcher
+from zoo.serve.metrics import Metrics
+
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def buckets_for(max_batch: int) -> tuple[int, ...]:
+    """Powers of two up to `max_batch`, and `max_batch`: padding wastes under half a batch."""
+    sizes = {1 << i for i in range(max_batch.bit_length()) if 1 << i <= max_batch}
+    return tuple(sorted(sizes | {max_batch}))
+
+
+def parse_spec(spec: str) -> tuple[str, str]:
+    """`NAME=SOURCE` or `SOURCE` as (name, source)."""
+    name, sep, source = spec.partition("=")
+    if not sep:
+        source = spec
+        name = re.sub(r"[^A-Za-z0-9._-]", "-", Path(spec.rstrip("/")).name.replace(":", "-"))
+    if not NAME.fullmatch(name):
+        raise ZooError(f"--model {spec}: {name!r} cannot name a model in a URL; name it "
+                       f"with NAME=SOURCE (letters, digits, '.', '_', '-')")
+    return name, source
+
+
+@dataclasses.dataclass
+class ServedModel:
+    """One model behind the server: its predictor and the batcher that feeds it."""
+
+    name: str
+    predictor: Predictor
+    batcher: Batcher
+
+    def describe(self) -> dict[str, Any]:
+        """What `GET /v1/models` says of it: task, inputs, options, result type, card."""
+        task, card = self.predictor.task, self.predictor.card
+        options = dataclasses.asdict(task.PredictOptions())
+        return {"name": self.name, "task": task.name, "model": task.config.model,
+                "source": self.predictor.source, "inputs": task.inputs or "options only",
+                "options": options, "result": task.Result.__name__ if task.Result else None,
+                "classes": list(self.predictor.info.get("classes", [])),
+                "buckets": list(self.predictor.programs.buckets),
+                "max_batch": self.batcher.max_batch,
+                "card": card.to_json() if card is not None else None}
+
+
+def load_models(specs: Sequence[str], *, max_batch: int, window_s: float, metrics: Metrics,
+                say: Callable[[str], None] = print) -> dict[str, ServedModel]:
+    """Loads every model and compiles all its buckets, saying what it does.
+
+    Raises:
+      ZooError: two models of one name, or a model `zoo.load` refuses.
+    """
+    named = [parse_spec(spec) for spec in specs]
+    names = [name for name, _ in named]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ZooError(f"two models are named {twice[0]!r}; name them with "
+                       f"--model NAME=SOURCE")
+    buckets = buckets_for(max_batch)
+    models = {}
+    for name, source in named:
+        say(f"loading {name} from {source}")
+        predictor = load(source, buckets=buckets)
+        t0 = time.perf_counter()
+        say(f"compiling {len(buckets)} batch buckets for {name} ({', '.join(map(str, buckets))})")
+        predictor.warm_up()
+        metrics.compile_seconds.labels(name).set(predictor.programs.compile_seconds)
+        say(f"  {name}: {predictor.task.name} {predictor.task.config.model}, compiled in "
+            f"{time.perf_counter() - t0:.1f} s")
+        models[name] = ServedModel(name, predictor, _batcher(name, predictor, max_batch,
+                                                             window_s, metrics))
+    return models
+
+
+def _batcher(name: str, predictor: Predictor, max_batch: int, window_s: float,
+             metrics: Metrics) -> Batcher:
+    return Batcher(predictor.programs.run, max_batch=max_batch, window_s=window_s,
+                   on_batch=metrics.batch_size.labels(name).observe,
+                   on_queue=metrics.queue_depth.labels(name).set, name=name)
+
