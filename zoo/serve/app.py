@@ -87,6 +87,8 @@ def build_app(models: Mapping[str, ServedModel], metrics: Metrics,
 
     async def describe(request: Request) -> Response:
         name = request.path_params["name"]
+        if name.endswith(":predict"):  # this route matched a GET of the predict path
+            return _error(405, "predict takes POST (GET /v1/models/NAME describes a model)")
         if name not in models:
             return _error(404, f"no model named {name!r}; this server has {', '.join(sorted(models))}")
         return JSONResponse(models[name].describe())
