@@ -10,7 +10,6 @@ import asyncio
 import base64
 import contextlib
 import io
-import os
 import re
 import signal
 import socket
@@ -194,6 +193,19 @@ def test_unknown_model_and_routes(lenet_server):
     assert unknown >= 1  # counted, without a label the client chose
 
 
+def read_response(sock):
+    """(status, body text) of one HTTP/1.1 response read from a raw socket."""
+    sock.settimeout(30)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536) or pytest.fail(f"connection closed after {data!r}")
+    head, body = data.split(b"\r\n\r\n", 1)
+    length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+    while len(body) < length:
+        body += sock.recv(65536) or pytest.fail(f"connection closed after {data + body!r}")
+    return int(head.split()[1]), body.decode()
+
+
 def test_a_slow_client_gets_408_and_others_are_served(lenet_server):
     url, _ = lenet_server
     port = int(url.rsplit(":", 1)[1])
@@ -202,10 +214,8 @@ def test_a_slow_client_gets_408_and_others_are_served(lenet_server):
                      f"image/png\r\nContent-Length: 1000\r\n\r\n".encode() + b"\x89PNG")
         good = httpx.post(predict_url(url), content=digits(1)[0][0], headers={"content-type": "image/png"})
         assert good.status_code == 200
-        slow.settimeout(10)
-        answer = slow.recv(4096).decode()
-    assert answer.startswith("HTTP/1.1 408"), answer
-    assert "took over 0.5 s to arrive" in answer
+        status, body = read_response(slow)
+    assert status == 408 and "took over 0.5 s to arrive" in body
 
 
 def test_models_health_and_cards(lenet_server):
@@ -254,9 +264,8 @@ def test_batcher_keeps_options_apart_and_survives_a_failing_batch():
     assert isinstance(failed[0], RuntimeError) and after == ["x:h"]
 
 
-def test_sigterm_finishes_requests_in_flight_and_exits_0(tmp_path):
-    server = zoo_process("serve", "--model", LENET, "--port", "0", "--max-batch", "2",
-                         "--batch-window-ms", "1500")
+def test_sigterm_finishes_requests_in_flight_and_exits_0():
+    server = zoo_process("serve", "--model", LENET, "--port", "0", "--max-batch", "2")
     try:
         lines = []
         while not lines or "listening on" not in lines[-1]:
@@ -264,19 +273,17 @@ def test_sigterm_finishes_requests_in_flight_and_exits_0(tmp_path):
             assert lines[-1], "".join(lines)
         assert "loading" in lines[0] and "compiling 2 batch buckets" in lines[1]
         url = re.search(r"http://\S+", lines[-1]).group(0)
-
-        async def in_flight_then_sigterm():
-            async with httpx.AsyncClient(timeout=60) as client:
-                sent = asyncio.ensure_future(client.post(
-                    predict_url(url), content=digits(1)[0][0], headers={"content-type": "image/png"}))
-                while 'zoo_queue_depth{model="lenet-mnist-sample"} 1.0' not in (
-                        await client.get(f"{url}/metrics")).text:
-                    await asyncio.sleep(0.01)
-                server.send_signal(signal.SIGTERM)
-                return await sent
-
-        answer = asyncio.run(in_flight_then_sigterm())
-        assert answer.status_code == 200 and answer.json()["results"][0]["label"]
+        png = digits(1)[0][0]
+        with socket.create_connection(url.removeprefix("http://").rsplit(":", 1)) as client:
+            client.sendall(f"POST /v1/models/{NAME}:predict HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                           f"image/png\r\nContent-Length: {len(png)}\r\n\r\n".encode() + png[:10])
+            assert wait_until(lambda: f'zoo_requests_in_flight{{model="{NAME}"}} 1.0' in
+                              httpx.get(f"{url}/metrics").text, timeout=30)
+            server.send_signal(signal.SIGTERM)
+            time.sleep(0.2)  # the server stops accepting; the request in flight goes on
+            client.sendall(png[10:])
+            status, body = read_response(client)
+        assert status == 200 and '"label"' in body, body
         assert server.wait(timeout=60) == 0
         assert "SIGTERM: finished the requests in flight; stopped" in server.stderr.read()
     finally:

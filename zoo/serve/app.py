@@ -69,7 +69,8 @@ def build_app(models: Mapping[str, ServedModel], metrics: Metrics,
                                f"{', '.join(sorted(models))} (GET /v1/models)")
         t0 = time.perf_counter()
         try:
-            response = await _predict(model, request, limits)
+            with metrics.in_flight.labels(model.name).track_inprogress():
+                response = await _predict(model, request, limits)
         except RequestError as e:
             response = _refusal(model.name, e.status, str(e), e.reason, metrics)
         except ZooError as e:  # the task's own checks (an option's range, an image's shape)
@@ -119,10 +120,29 @@ def build_app(models: Mapping[str, ServedModel], metrics: Metrics,
 
 
 async def _predict(model: ServedModel, request: Request, limits: Limits) -> Response:
+    """Two hops to the thread pool (inputs in, results out) around the batch: each hop
+    waits for a thread, which on a busy machine costs more than the work itself."""
+    answer_format, file = request.query_params.get("format", "json"), request.query_params.get("file")
+    if answer_format not in ("json", "png"):
+        raise RequestError(400, f"format={answer_format}: choose json or png")
+    with model.batcher.expecting():
+        body = await read_body(request, limits)
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        form = await _form(request, body) if content_type == "multipart/form-data" else None
+        query = {k: v for k, v in request.query_params.items() if k not in RESPONSE_PARAMS}
+        items, options, prepared = await run_in_threadpool(
+            _prepare, model, content_type, body, form, query, limits)
+    rows = await model.batcher.submit(prepared, compiled_part(options))
+    return await run_in_threadpool(_answer, model, items, options, prepared, rows,
+                                   answer_format, file)
+
+
+def _prepare(model: ServedModel, content_type: str, body: bytes, form: tuple | None,
+             query: dict[str, str], limits: Limits) -> tuple[list[Any], Any, list[Any]]:
+    """The request's inputs, its checked options, and the inputs prepared for the model."""
     predictor, task = model.predictor, model.predictor.task
-    body = await read_body(request, limits)
-    items, options = await _inputs(request, body, task)
-    query = {k: v for k, v in request.query_params.items() if k not in RESPONSE_PARAMS}
+    items, options = (inputs.from_form(*form, task) if form is not None
+                      else inputs.from_body(content_type, body, task))
     both = sorted(set(query) & set(options))
     if both:
         raise RequestError(400, f"option {both[0]} is given both in the query and the body")
@@ -130,23 +150,25 @@ async def _predict(model: ServedModel, request: Request, limits: Limits) -> Resp
     if len(items) > limits.max_inputs:
         raise RequestError(413, f"{len(items)} inputs in one request; the limit is "
                                 f"{limits.max_inputs}", "too_large")
-    prepared = await run_in_threadpool(task.prepare, predictor.info, items, options)
+    prepared = task.prepare(predictor.info, items, options)
     if not prepared:
         raise RequestError(400, f"no input: send {inputs.WHAT[inputs.kind(task)]} "
                                 f"(see GET /v1/models/{model.name})")
     if len(prepared) > limits.max_inputs:
         raise RequestError(413, f"{len(prepared)} outputs asked for in one request; the limit "
                                 f"is {limits.max_inputs}", "too_large")
-    rows = await model.batcher.submit(prepared, compiled_part(options))
-    results = await run_in_threadpool(
-        lambda: [task.to_result(predictor.info, row, p, options) for row, p in zip(rows, prepared)])
-    if request.query_params.get("format", "json") == "png":
-        picture = await run_in_threadpool(_png, results, items, task, request.query_params.get("file"))
-        return Response(picture, media_type="image/png")
-    if request.query_params.get("format", "json") != "json":
-        raise RequestError(400, "format must be json or png")
-    payload = await run_in_threadpool(lambda: [r.to_json() for r in results])
-    return JSONResponse({"model": model.name, "results": payload})
+    return items, options, prepared
+
+
+def _answer(model: ServedModel, items: list[Any], options: Any, prepared: list[Any],
+            rows: list[Any], answer_format: str, file: str | None) -> Response:
+    """The typed results as JSON, or the picture they draw."""
+    predictor = model.predictor
+    results = [predictor.task.to_result(predictor.info, row, p, options)
+               for row, p in zip(rows, prepared)]
+    if answer_format == "png":
+        return Response(_png(results, items, predictor.task, file), media_type="image/png")
+    return JSONResponse({"model": model.name, "results": [r.to_json() for r in results]})
 
 
 async def read_body(request: Request, limits: Limits) -> bytes:
@@ -171,11 +193,8 @@ async def read_body(request: Request, limits: Limits) -> bytes:
     return b"".join(chunks)
 
 
-async def _inputs(request: Request, body: bytes, task) -> tuple[list[Any], dict[str, Any]]:
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type != "multipart/form-data":
-        return await run_in_threadpool(inputs.from_body, content_type, body, task)
-
+async def _form(request: Request, body: bytes) -> tuple[list[tuple[str, bytes]], list[tuple[str, str]]]:
+    """A multipart body's files and fields (python-multipart, through Starlette)."""
     async def replay() -> dict:
         return {"type": "http.request", "body": body, "more_body": False}
 
@@ -187,7 +206,7 @@ async def _inputs(request: Request, body: bytes, task) -> tuple[list[Any], dict[
              for key, item in form.multi_items() if isinstance(item, UploadFile)]
     fields = [(key, item) for key, item in form.multi_items() if isinstance(item, str)]
     await form.close()
-    return await run_in_threadpool(inputs.from_form, files, fields, task)
+    return files, fields
 
 
 def _png(results: list, items: list, task, file: str | None) -> bytes:

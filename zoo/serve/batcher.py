@@ -3,7 +3,9 @@
 A request's inputs wait at most `window_s` for others (or until `max_batch` inputs are
 waiting), then every waiting request with the same compiled options runs in one call of
 the model on a single worker thread: model work never blocks the event loop, and one
-batch runs at a time, so while it runs the next one gathers. `max_batch=1` turns
+batch runs at a time, so while it runs the next one gathers. The window is only waited
+while a request the server has begun reading is still on its way (`expecting`): a lone
+request runs at once instead of paying the window for nothing. `max_batch=1` turns
 batching off (each request runs alone, with no window).
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import contextlib
 import dataclasses
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
@@ -48,6 +51,7 @@ class Batcher:
         self._on_batch, self._on_queue = on_batch, on_queue
         self._pending: collections.deque[_Job] = collections.deque()
         self._waiting = 0  # inputs in _pending
+        self._coming = 0  # requests begun (body being read, inputs prepared), not submitted
         self._arrived = asyncio.Event()
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"zoo-{name}")
         self._task: asyncio.Task | None = None
@@ -64,6 +68,17 @@ class Batcher:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         self._executor.shutdown(wait=True)
+
+    @contextlib.contextmanager
+    def expecting(self):
+        """Marks a request on its way to `submit` (wrap its reading and preparing), so a
+        gathering batch waits for it; leaving, even by an error, unmarks it."""
+        self._coming += 1
+        try:
+            yield
+        finally:
+            self._coming -= 1
+            self._arrived.set()  # a gathering batch re-checks whether to wait on
 
     async def submit(self, items: Sequence[Any], key: Hashable) -> list[Any]:
         """The output rows for `items` (prepared inputs), once their batch has run."""
@@ -90,6 +105,8 @@ class Batcher:
             deadline = loop.time() + self.window_s
             while size < self.max_batch:
                 if not self._pending:
+                    if not self._coming:
+                        break  # nothing on its way: waiting would only add latency
                     self._arrived.clear()
                     try:
                         await asyncio.wait_for(self._arrived.wait(), deadline - loop.time())

@@ -24,6 +24,8 @@ class Metrics:
                                  ["model"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.batch_size = Histogram("zoo_batch_size", "Inputs per model call (before padding)",
                                     ["model"], buckets=BATCH_BUCKETS, registry=self.registry)
+        self.in_flight = Gauge("zoo_requests_in_flight", "Predict requests begun, not answered",
+                               ["model"], registry=self.registry)
         self.queue_depth = Gauge("zoo_queue_depth", "Inputs waiting for a batch",
                                  ["model"], registry=self.registry)
         self.compile_seconds = Gauge("zoo_compile_seconds",
