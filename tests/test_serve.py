@@ -342,3 +342,13 @@ def test_segmentation_translation_and_gan_endpoints_match_the_python_api(tmp_pat
         no_picture = httpx.post(predict_url(url, "lstm-attention-numbers"), json={"inputs": ["one"]},
                                 params={"format": "png"})
         assert no_picture.status_code == 400 and "no picture" in no_picture.json()["error"]
+
+
+def test_a_port_in_use_is_one_line_before_any_model_loads(capsys):
+    from zoo.cli.main import main
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        assert main(["serve", "--model", "no/such:model", "--port", str(port)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"zoo: error: cannot listen on 127.0.0.1:{port} (Address already in use)")

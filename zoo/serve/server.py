@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import uvicorn
 
+from zoo.errors import ZooError
 from zoo.serve.app import Limits, build_app
 from zoo.serve.metrics import Metrics
 from zoo.serve.models import load_models
@@ -23,6 +24,7 @@ def say(message: str) -> None:
 def serve(specs: Sequence[str], *, host: str, port: int, max_batch: int, window_s: float,
           limits: Limits, drain_s: float, access_log: bool) -> None:
     """Serves the models `specs` name until a signal; returns after draining."""
+    sock = bind(host, port)  # first: a taken port fails before minutes of compiling
     metrics = Metrics()
     models = load_models(specs, max_batch=max_batch, window_s=window_s, metrics=metrics, say=say)
     app = build_app(models, metrics, limits)
@@ -30,7 +32,6 @@ def serve(specs: Sequence[str], *, host: str, port: int, max_batch: int, window_
                             access_log=access_log, timeout_graceful_shutdown=drain_s,
                             lifespan="on")
     server = uvicorn.Server(config)
-    sock = socket.create_server((host, port), family=_family(host), backlog=2048)
     bound_host, bound_port = sock.getsockname()[:2]
     batching = f"batches up to {max_batch}, {window_s * 1000:g} ms window" if max_batch > 1 \
         else "batching off"
@@ -41,6 +42,19 @@ def serve(specs: Sequence[str], *, host: str, port: int, max_batch: int, window_
         server.run(sockets=[sock])
     reason = signal.Signals(received[0]).name if received else "server stopped"
     say(f"{reason}: finished the requests in flight; stopped")
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket; connections made before the models are ready wait in its backlog.
+
+    Raises:
+      ZooError: the address is taken or cannot be had.
+    """
+    try:
+        return socket.create_server((host, port), family=_family(host), backlog=2048)
+    except OSError as e:
+        raise ZooError(f"cannot listen on {host}:{port} ({e.strerror}); choose another "
+                       f"--port (0: any free one) or --host") from None
 
 
 class _signals_recorded:
