@@ -3,13 +3,15 @@
     python -m benchmarks.serve                       LeNet and the segmentation U-Net
     python -m benchmarks.serve --models classification/lenet:mnist-sample --clients 1,64
 
-Each model is served by a `zoo serve` process on 127.0.0.1 (a free port), once with
-dynamic batching (`--max-batch 32 --batch-window-ms 5`) and once without (`--max-batch
-1`); this process plays 1, 8, 32 and 64 clients (one connection each, each
-sending its next image as soon as the last is answered; a bare asyncio HTTP/1.1
-keep-alive loop, `Connection`, so the client's CPU stays small beside the server's). Each level is bounded: after a
-warm-up of two requests per client, at most `--requests` requests or `--seconds`
-seconds. The mean batch size comes from the server's own /metrics. Loopback only.
+Each model is served by two `zoo serve` processes on 127.0.0.1 (free ports), one with
+dynamic batching (`--max-batch 32 --batch-window-ms 5`) and one without (`--max-batch
+1`), measured in turn at each client count. This process plays 1, 8, 32 and 64 clients
+(one connection each, each sending its next image as soon as the last is answered: a
+bare asyncio HTTP/1.1 keep-alive loop, `Connection`, so the client's CPU stays small
+beside the server's). Each level is bounded: after a warm-up of two requests per
+client, at most `--requests` requests or `--seconds` seconds. The mean batch size comes
+from the server's own /metrics, the server's CPU time per request from /proc (a figure
+that holds however busy the machine is). Loopback only.
 """
 
 from __future__ import annotations
@@ -133,16 +135,18 @@ async def load_level(url: str, name: str, png: bytes, clients: int, requests: in
 
 
 def run(models: list[str], clients: list[int], requests: int, seconds: float) -> list[dict]:
+    """Both servers of a model run side by side and each client count is measured on one,
+    then at once on the other: on a shared machine whose load drifts, the pair compares."""
     rows = []
     for model in models:
-        for mode in MODES:
-            process, url, name = start_server(model, mode)
-            try:
-                png = example_png(url, name)
-                for level in clients:
+        servers = {mode: start_server(model, mode) for mode in MODES}
+        try:
+            for level in clients:
+                for mode, (process, url, name) in servers.items():
+                    png = example_png(url, name)
                     calls0, inputs0 = batch_totals(url, name)
                     row = asyncio.run(load_level(url, name, png, level, requests, seconds,
-                                                  process.pid))
+                                                 process.pid))
                     calls1, inputs1 = batch_totals(url, name)
                     row |= {"model": name, "mode": mode, "clients": level,
                             "mean_batch": (inputs1 - inputs0) / max(1, calls1 - calls0),
@@ -150,7 +154,8 @@ def run(models: list[str], clients: list[int], requests: int, seconds: float) ->
                             "client_cpu_ms": 1000 * row.pop("client_cpu") / row["requests"]}
                     rows.append(row)
                     print(row_line(row), flush=True)
-            finally:
+        finally:
+            for process, _, _ in servers.values():
                 process.send_signal(signal.SIGTERM)
                 process.wait(timeout=60)
     return rows
@@ -166,8 +171,14 @@ def row_line(row: dict) -> str:
 def ratios(rows: list[dict]) -> list[str]:
     """Batched over unbatched requests/s, per model and client count."""
     by = {(r["model"], r["mode"], r["clients"]): r for r in rows}
-    return [f"- {m} at {c} clients: batching gives {by[m, 'batched', c]['rps'] / by[m, 'unbatched', c]['rps']:.2f}x "
-            f"the requests/s" for (m, mode, c) in by if mode == "batched" and (m, "unbatched", c) in by]
+    lines = []
+    for (m, mode, c), on in by.items():
+        off = by.get((m, "unbatched", c))
+        if mode == "batched" and off:
+            lines.append(f"- {m} at {c} clients: batching gives {on['rps'] / off['rps']:.2f}x the "
+                         f"requests/s, p99 {on['p99_ms']:.0f} vs {off['p99_ms']:.0f} ms, "
+                         f"{on['server_cpu_ms'] / off['server_cpu_ms']:.2f}x the server CPU per request")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -187,7 +198,7 @@ def main(argv: list[str] | None = None) -> None:
     print("\n| model | serving | clients | requests/s | p50 ms | p99 ms | mean batch "
           "| server CPU ms/request | client CPU ms/request | requests | errors |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
-    print("\n".join(row_line(r) for r in rows))
+    print("\n".join(row_line(r) for r in sorted(rows, key=lambda r: (r["model"], r["mode"], r["clients"]))))
     print("\n" + "\n".join(ratios(rows)))
 
 

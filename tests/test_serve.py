@@ -352,3 +352,18 @@ def test_a_port_in_use_is_one_line_before_any_model_loads(capsys):
         assert main(["serve", "--model", "no/such:model", "--port", str(port)]) == 2
     error = capsys.readouterr().err
     assert error.startswith(f"zoo: error: cannot listen on 127.0.0.1:{port} (Address already in use)")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", ["detection/centernet:scenes", "instances/condinst:scenes",
+                                  "ocr/crnn:mixed"])
+def test_every_image_task_endpoint_matches_the_python_api(spec):
+    with serving([spec], max_batch=2) as (url, models):
+        (name, model), = models.items()
+        predictor = model.predictor
+        shape = np.shape(predictor.task.example_input(predictor.info)[0])
+        image = np.random.default_rng(5).integers(0, 256, shape[:2], dtype=np.uint8)
+        served = httpx.post(predict_url(url, name), content=_png(image),
+                            headers={"content-type": "image/png"}, timeout=60)
+        assert served.status_code == 200, served.text
+        assert served.json()["results"] == [predictor.predict(image).to_json()]
