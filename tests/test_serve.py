@@ -10,6 +10,7 @@ import asyncio
 import base64
 import contextlib
 import io
+import os
 import re
 import signal
 import socket
@@ -225,6 +226,16 @@ def test_models_health_and_cards(lenet_server):
     assert model["task"] == "classification" and model["options"] == {"top_k": 1}
     assert model["buckets"] == [1, 2, 4, 8] and model["card"]["tag"] == "mnist-sample"
     assert httpx.get(f"{url}/v1/models/{NAME}").json() == model
+
+
+def test_the_benchmark_load_generator_speaks_http(lenet_server):
+    from benchmarks.serve import load_level
+
+    url, _ = lenet_server
+    row = asyncio.run(load_level(url, NAME, digits(1)[0][0], clients=3, requests=9,
+                                 seconds=60, server_pid=os.getpid()))
+    assert row["requests"] == 9 and row["errors"] == 0
+    assert 0 < row["p50_ms"] <= row["p99_ms"] and row["rps"] > 0
 
 
 def test_model_names_and_buckets():

@@ -3,6 +3,7 @@ SIGTERM or SIGINT stop accepting, finish the requests in flight, exit 0."""
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import sys
@@ -53,7 +54,8 @@ def bind(host: str, port: int) -> socket.socket:
     try:
         return socket.create_server((host, port), family=_family(host), backlog=2048)
     except OSError as e:
-        raise ZooError(f"cannot listen on {host}:{port} ({e.strerror}); choose another "
+        reason = os.strerror(e.errno) if e.errno else str(e)
+        raise ZooError(f"cannot listen on {host}:{port} ({reason}); choose another "
                        f"--port (0: any free one) or --host") from None
 
 
