@@ -275,6 +275,28 @@ def test_batcher_keeps_options_apart_and_survives_a_failing_batch():
     assert isinstance(failed[0], RuntimeError) and after == ["x:h"]
 
 
+def test_a_batch_is_cut_to_a_bucket_only_when_another_batch_will_run():
+    sizes = []
+
+    def run(items, key):
+        sizes.append(len(items))
+        return list(items)
+
+    async def six_requests(another_on_its_way):
+        batcher = Batcher(run, max_batch=8, window_s=0.05, buckets=(1, 2, 4, 8))
+        batcher.start()
+        with batcher.expecting() if another_on_its_way else contextlib.nullcontext():
+            answers = await asyncio.gather(*(batcher.submit([i], "k") for i in range(6)))
+        await batcher.close()
+        return answers
+
+    assert asyncio.run(six_requests(False)) == [[i] for i in range(6)]
+    assert sizes == [6]  # alone: padded to 8 in one call rather than two calls
+    sizes.clear()
+    assert asyncio.run(six_requests(True)) == [[i] for i in range(6)]
+    assert sizes == [4, 2]  # more to come: 4 now, 2 with the next batch, no padding
+
+
 def test_sigterm_finishes_requests_in_flight_and_exits_0():
     server = zoo_process("serve", "--model", LENET, "--port", "0", "--max-batch", "2")
     try:

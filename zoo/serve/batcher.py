@@ -5,8 +5,10 @@ waiting), then every waiting request with the same compiled options runs in one 
 the model on a single worker thread: model work never blocks the event loop, and one
 batch runs at a time, so while it runs the next one gathers. The window is only waited
 while a request the server has begun reading is still on its way (`expecting`): a lone
-request runs at once instead of paying the window for nothing. `max_batch=1` turns
-batching off (each request runs alone, with no window).
+request runs at once instead of paying the window for nothing. When another batch will
+run anyway (requests waiting or on their way), a batch leaves the requests that would
+only push it past a bucket for that next one: 17 inputs run as 16, not padded to 32.
+`max_batch=1` turns batching off (each request runs alone, with no window).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class Batcher:
       run: the model: prepared inputs and their compiled options in, one output row per
         input out, in order (`zoo.batching.Programs.run`). Called on a worker thread.
       max_batch: the most inputs in one batch (a larger request runs alone, in chunks).
+      buckets: the batch sizes `run` pads to (default: no padding to avoid).
       window_s: how long the first waiting input waits for others.
       on_batch: called with each batch's input count (metrics).
       on_queue: called with the number of inputs waiting whenever it changes (metrics).
@@ -43,11 +46,13 @@ class Batcher:
     """
 
     def __init__(self, run: Run, *, max_batch: int, window_s: float,
+                 buckets: Sequence[int] = (),
                  on_batch: Callable[[int], None] = lambda n: None,
                  on_queue: Callable[[int], None] = lambda n: None, name: str = "model"):
         if max_batch < 1 or window_s < 0:
             raise ValueError(f"max_batch must be >= 1 and window_s >= 0, not {max_batch}, {window_s}")
         self._run, self.max_batch, self.window_s = run, max_batch, window_s
+        self.buckets = sorted(buckets)
         self._on_batch, self._on_queue = on_batch, on_queue
         self._pending: collections.deque[_Job] = collections.deque()
         self._waiting = 0  # inputs in _pending
@@ -118,8 +123,22 @@ class Batcher:
                     break  # it starts the next batch
                 batch.append(self._pending.popleft())
                 size += len(job.items)
+            size = self._fit_bucket(batch, size)
             self._queued(-size)
             await self._execute(batch, size)
+
+    def _fit_bucket(self, batch: list[_Job], size: int) -> int:
+        """Hands trailing jobs back to the queue while the batch stays at least the largest
+        bucket it fills, if a next batch will run anyway: they would only be padding's
+        company here, and ride in that batch instead. Returns the batch's new size."""
+        if not (self._pending or self._coming):
+            return size  # nothing else will run: padding costs less than another call
+        filled = max((b for b in self.buckets if b <= size), default=size)
+        while len(batch) > 1 and size - len(batch[-1].items) >= filled and size > filled:
+            job = batch.pop()
+            self._pending.appendleft(job)
+            size -= len(job.items)
+        return size
 
     async def _execute(self, batch: list[_Job], size: int) -> None:
         items = [item for job in batch for item in job.items]

@@ -94,6 +94,7 @@ def load_models(specs: Sequence[str], *, max_batch: int, window_s: float, metric
 def _batcher(name: str, predictor: Predictor, max_batch: int, window_s: float,
              metrics: Metrics) -> Batcher:
     return Batcher(predictor.programs.run, max_batch=max_batch, window_s=window_s,
+                   buckets=predictor.programs.buckets,
                    on_batch=metrics.batch_size.labels(name).observe,
                    on_queue=metrics.queue_depth.labels(name).set, name=name)
 
