@@ -155,10 +155,23 @@ def run(models: list[str], clients: list[int], requests: int, seconds: float) ->
                     rows.append(row)
                     print(row_line(row), flush=True)
         finally:
-            for process, _, _ in servers.values():
-                process.send_signal(signal.SIGTERM)
-                process.wait(timeout=60)
+            stop([process for process, _, _ in servers.values()])
     return rows
+
+
+def stop(processes: list[subprocess.Popen], timeout: float = 300) -> None:
+    """SIGTERM to every server at once, then a wait (a machine at load 60 once took over
+    a minute to let an idle server exit); one still running after `timeout` is killed."""
+    for process in processes:
+        process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            print(f"zoo serve (pid {process.pid}) did not stop in {timeout:g} s; killed",
+                  file=sys.stderr)
+            process.kill()
+            process.wait()
 
 
 def row_line(row: dict) -> str:

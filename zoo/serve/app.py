@@ -58,48 +58,6 @@ class Limits:
 def build_app(models: Mapping[str, ServedModel], metrics: Metrics,
               limits: Limits = Limits()) -> Starlette:
     """The ASGI app serving `models` (already loaded and compiled)."""
-
-    async def predict(request: Request) -> Response:
-        name = request.path_params["name"]
-        model = models.get(name)
-        if model is None:
-            metrics.requests.labels("", "404").inc()
-            metrics.errors.labels("", "unknown_model").inc()
-            return _error(404, f"no model named {name!r}; this server has "
-                               f"{', '.join(sorted(models))} (GET /v1/models)")
-        t0 = time.perf_counter()
-        try:
-            with metrics.in_flight.labels(model.name).track_inprogress():
-                response = await _predict(model, request, limits)
-        except RequestError as e:
-            response = _refusal(model.name, e.status, str(e), e.reason, metrics)
-        except ZooError as e:  # the task's own checks (an option's range, an image's shape)
-            response = _refusal(model.name, 400, str(e), "bad_input", metrics)
-        except Exception as e:  # a bug, not the client's fault: logged, answered, survived
-            log.exception("%s: predict failed", model.name)
-            response = _refusal(model.name, 500, f"internal error: {type(e).__name__}: {e}",
-                                "internal", metrics)
-        metrics.requests.labels(model.name, str(response.status_code)).inc()
-        metrics.latency.labels(model.name).observe(time.perf_counter() - t0)
-        return response
-
-    async def list_models(request: Request) -> Response:
-        return JSONResponse({"models": [m.describe() for m in models.values()]})
-
-    async def describe(request: Request) -> Response:
-        name = request.path_params["name"]
-        if name.endswith(":predict"):  # this route matched a GET of the predict path
-            return _error(405, "predict takes POST (GET /v1/models/NAME describes a model)")
-        if name not in models:
-            return _error(404, f"no model named {name!r}; this server has {', '.join(sorted(models))}")
-        return JSONResponse(models[name].describe())
-
-    async def health(request: Request) -> Response:
-        return JSONResponse({"status": "ok", "models": sorted(models)})
-
-    async def metrics_text(request: Request) -> Response:
-        return Response(metrics.text(), media_type=CONTENT_TYPE_LATEST)
-
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
         for model in models.values():
@@ -107,16 +65,67 @@ def build_app(models: Mapping[str, ServedModel], metrics: Metrics,
         yield
         await asyncio.gather(*(m.batcher.close() for m in models.values()))
 
-    async def http_error(request: Request, exc: HTTPException) -> Response:
-        return _error(exc.status_code, exc.detail)
-
-    return Starlette(routes=[
+    app = Starlette(routes=[
         Route("/v1/models/{name}:predict", predict, methods=["POST"]),
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/models/{name}", describe, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
         Route("/metrics", metrics_text, methods=["GET"]),
     ], lifespan=lifespan, exception_handlers={HTTPException: http_error})
+    app.state.models, app.state.metrics, app.state.limits = models, metrics, limits
+    return app
+
+
+async def predict(request: Request) -> Response:
+    """`POST /v1/models/NAME:predict`: every outcome answered and counted."""
+    models, metrics = request.app.state.models, request.app.state.metrics
+    name = request.path_params["name"]
+    model = models.get(name)
+    if model is None:
+        metrics.requests.labels("", "404").inc()
+        metrics.errors.labels("", "unknown_model").inc()
+        return _error(404, f"no model named {name!r}; this server has "
+                           f"{', '.join(sorted(models))} (GET /v1/models)")
+    t0 = time.perf_counter()
+    try:
+        with metrics.in_flight.labels(model.name).track_inprogress():
+            response = await _predict(model, request, request.app.state.limits)
+    except RequestError as e:
+        response = _refusal(model.name, e.status, str(e), e.reason, metrics)
+    except ZooError as e:  # the task's own checks (an option's range, an image's shape)
+        response = _refusal(model.name, 400, str(e), "bad_input", metrics)
+    except Exception as e:  # a bug, not the client's fault: logged, answered, survived
+        log.exception("%s: predict failed", model.name)
+        response = _refusal(model.name, 500, f"internal error: {type(e).__name__}: {e}",
+                            "internal", metrics)
+    metrics.requests.labels(model.name, str(response.status_code)).inc()
+    metrics.latency.labels(model.name).observe(time.perf_counter() - t0)
+    return response
+
+
+async def list_models(request: Request) -> Response:
+    return JSONResponse({"models": [m.describe() for m in request.app.state.models.values()]})
+
+
+async def describe(request: Request) -> Response:
+    models, name = request.app.state.models, request.path_params["name"]
+    if name.endswith(":predict"):  # this route matched a GET of the predict path
+        return _error(405, "predict takes POST (GET /v1/models/NAME describes a model)")
+    if name not in models:
+        return _error(404, f"no model named {name!r}; this server has {', '.join(sorted(models))}")
+    return JSONResponse(models[name].describe())
+
+
+async def health(request: Request) -> Response:
+    return JSONResponse({"status": "ok", "models": sorted(request.app.state.models)})
+
+
+async def metrics_text(request: Request) -> Response:
+    return Response(request.app.state.metrics.text(), media_type=CONTENT_TYPE_LATEST)
+
+
+async def http_error(request: Request, exc: HTTPException) -> Response:
+    return _error(exc.status_code, exc.detail)
 
 
 async def _predict(model: ServedModel, request: Request, limits: Limits) -> Response:
