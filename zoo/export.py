@@ -26,6 +26,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.extend.core import jaxpr_as_fun
 
 from zoo.batching import stack
 from zoo.config import to_dict
@@ -97,22 +98,26 @@ def _network_outputs(predictor: Predictor) -> Callable:
 
 
 def _onnx(fn: Callable, example: dict[str, np.ndarray], batch: int, task_name: str):
-    """An ONNX model of `fn` by jax2onnx, for a fixed batch; (bytes, batch, output shapes)."""
+    """An ONNX model of `fn` by jax2onnx, for a fixed batch; (bytes, batch, output shapes).
+
+    `fn` is traced to a jaxpr first and jax2onnx converts its primitives: its own
+    replacements of flax layers (a LayerNorm over (height, channels), say) cover fewer
+    cases than the primitives they stand for.
+    """
     try:
         from jax2onnx import to_onnx
     except ImportError:
-        raise ZooError("ONNX export needs jax2onnx: pip install 'zoo[onnx]'") from None
+        raise ZooError("ONNX export needs jax2onnx: pip install 'zoo[onnx]' && pip install "
+                       "--no-deps jax2onnx (see pyproject.toml)") from None
     names = sorted(example)
-    out_tree = jax.eval_shape(fn, _specs(example, batch))
-    keys = sorted(out_tree)
-
-    def positional(*arrays):
-        outputs = fn(dict(zip(names, arrays)))
-        return tuple(outputs[k] for k in keys)
-
     specs = [jax.ShapeDtypeStruct((batch, *example[n].shape[1:]), example[n].dtype) for n in names]
+    out_tree = jax.eval_shape(lambda *arrays: fn(dict(zip(names, arrays))), *specs)
+    keys = sorted(out_tree)
+    traced = jax.make_jaxpr(lambda *arrays: tuple(fn(dict(zip(names, arrays)))[k] for k in keys))
+    primitives = jaxpr_as_fun(traced(*specs))
     try:
-        model = to_onnx(positional, specs, input_names=names, output_names=keys)
+        model = to_onnx(lambda *arrays: tuple(primitives(*arrays)), specs, input_names=names,
+                        output_names=keys)
     except Exception as e:  # noqa: BLE001  the converter names the primitive it lacks
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ZooError(f"{task_name}: jax2onnx {metadata.version('jax2onnx')} cannot convert "

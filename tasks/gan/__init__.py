@@ -166,8 +166,9 @@ class GanTask(Task):
             labels = [i % len(info["classes"]) for i in range(options.count)]
         else:
             labels = [None] * options.count
-        z = np.asarray(jax.random.normal(jax.random.key(options.seed),
-                                         (len(labels), self.config.latent_dim)))
+        key = jax.random.key(options.seed)  # image i's noise: of (seed, i), whatever the count
+        z = np.asarray(jax.vmap(lambda i: jax.random.normal(
+            jax.random.fold_in(key, i), (self.config.latent_dim,)))(np.arange(len(labels))))
         return [Prepared({"z": noise, "label": np.int32(label or 0)}, label)
                 for noise, label in zip(z, labels)]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from zoo.config import validate
 from zoo.data import loader
 from zoo.errors import ZooError
 from zoo.harness import reports
+from zoo.harness.callbacks import Callback
 from zoo.harness.checkpoints import BEST, LATEST, CheckpointStore
 from zoo.harness.faults import explained, nan_origin
 from zoo.harness.model_setup import ModelSetup
@@ -158,7 +159,7 @@ def evaluate(session: Session, split: str) -> dict[str, Any]:
 
 def fit(task: Task, workdir: str | Path, *, device: str = "auto", mesh: str | None = None,
         quiet: bool = False, setup: ModelSetup = ModelSetup(),
-        last_good: bool = False) -> dict[str, Any]:
+        last_good: bool = False, callbacks: Sequence[Callback] = ()) -> dict[str, Any]:
     """Trains `task` in `workdir` (resuming if it holds a run), tests, writes metrics.json.
 
     In a multi-process run every process calls `fit`; only process 0 writes reports.
@@ -171,6 +172,7 @@ def fit(task: Task, workdir: str | Path, *, device: str = "auto", mesh: str | No
         A resumed run continues from its checkpoint instead.
       last_good: resume from the newest checkpoint that passes its manifest, moving
         damaged ones aside (`--resume-from-last-good`); by default a damaged one stops.
+      callbacks: per-step and per-epoch hooks (`zoo.Callback`): logging, early stopping.
 
     Returns:
       The contents written to metrics.json.
@@ -202,7 +204,7 @@ def fit(task: Task, workdir: str | Path, *, device: str = "auto", mesh: str | No
             if primary:
                 write_run(workdir, task, session.data.info)
             loop = _resume(store, session, progress, last_good=last_good)
-            trainer = _Trainer(session, loop, progress, store, workdir, stop)
+            trainer = _Trainer(session, loop, progress, store, workdir, stop, callbacks)
             t0 = time.perf_counter()
             try:
                 test = trainer.run()
@@ -240,9 +242,10 @@ class _Trainer:
     """The epoch loop of one `fit` call, with its logs and checkpoints."""
 
     def __init__(self, session: Session, loop: LoopState, progress: EpochProgress,
-                 store: CheckpointStore, workdir: Path, stop: StopSignal):
+                 store: CheckpointStore, workdir: Path, stop: StopSignal,
+                 callbacks: Sequence[Callback] = ()):
         self.session, self.loop, self.progress, self.store = session, loop, progress, store
-        self.workdir, self.stop = workdir, stop
+        self.workdir, self.stop, self.callbacks = workdir, stop, tuple(callbacks)
         self.primary = distributed.is_primary()
         train = session.task.config.train
         self.scalars = ScalarLog(train.on_nan, train.max_bad_steps, loop.partial_epoch)
@@ -273,6 +276,9 @@ class _Trainer:
         loop.epoch += 1
         improved = _update_early_stopping(session.task, loop, val)
         loop.finished = loop.finished or loop.epoch >= cfg.train.epochs
+        if any([bool(c.on_epoch(loop.epoch, row)) for c in self.callbacks]):  # every one called
+            loop.finished = True
+            self.progress.log(f"epoch {loop.epoch}: a callback stopped training")
         self.progress.end_epoch(loop.epoch - 1, {k: v for k, v in row.items() if "/" in k})
         if skipped:
             self.progress.log(f"epoch {loop.epoch}: dropped {skipped} non-finite step(s)")
@@ -297,11 +303,15 @@ class _Trainer:
                 self.scalars.add(loop.step - 1, out)
                 i = loop.step - loop.epoch * spe
                 values = None
-                if i % train.log_every == 0:  # host syncs: here, before saves, at epoch ends
+                asking = [c for c in self.callbacks
+                          if c.every_steps and loop.step % c.every_steps == 0]
+                if i % train.log_every == 0 or asking:  # host syncs: here, saves, epoch ends
                     values = self.scalars.fetch()
-                    if values:
+                    if values and i % train.log_every == 0:
                         self.tensorboard.scalars(loop.step,
                                                  {f"train/{k}": v for k, v in values.items()})
+                    for callback in asking if values else ():
+                        callback.on_step(loop.step, {k: float(v) for k, v in values.items()})
                 self.progress.advance(i, (i - start) * train.batch_size, values)
                 if every and loop.step % every == 0 and i < spe:
                     self._checkpoint(best=False)
