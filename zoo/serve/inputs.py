@@ -26,8 +26,8 @@ from zoo.task import Task
 
 MAX_PIXELS = 50_000_000  # a decoded image larger than this is refused (decompression bombs)
 IMAGE_TYPES = ("image/", "application/octet-stream")
-ACCEPTED = ("an image (image/png, image/jpeg, application/octet-stream), multipart/form-data, "
-            "application/json or text/plain")
+ACCEPTED = ("an image (image/png, image/jpeg, application/octet-stream), multipart/form-data "
+            "or application/json")
 
 
 class RequestError(Exception):
