@@ -9,6 +9,7 @@ the requests in flight and exits 0. One LeNet server (module-scoped) serves most
 import asyncio
 import base64
 import contextlib
+import functools
 import io
 import os
 import re
@@ -31,6 +32,8 @@ from zoo.serve.metrics import Metrics
 from zoo.serve.models import buckets_for, load_models, parse_spec
 
 LENET = "classification/lenet:mnist-sample"
+# httpx waits 5 s by default; a machine shared by many engineers can take longer
+post, get, delete = (functools.partial(f, timeout=120) for f in (httpx.post, httpx.get, httpx.delete))
 NAME = "lenet-mnist-sample"
 
 
@@ -46,7 +49,7 @@ def serving(specs, *, max_batch=8, window_s=0.02, limits=Limits()):
     sock = socket.create_server(("127.0.0.1", 0))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    assert wait_until(lambda: server.started, timeout=60)
+    assert wait_until(lambda: server.started, timeout=120)
     try:
         yield f"http://127.0.0.1:{sock.getsockname()[1]}", models
     finally:
@@ -95,19 +98,19 @@ def test_every_body_format_matches_the_python_api(lenet_server):
     pngs, arrays = digits(3)
     expected = predictor.predict(arrays, top_k=3)
 
-    raw = [httpx.post(predict_url(url), content=png, params={"top_k": 3},
+    raw = [post(predict_url(url), content=png, params={"top_k": 3},
                       headers={"content-type": "image/png"}) for png in pngs]
     assert all(r.status_code == 200 for r in raw), [r.text for r in raw]
     assert_same([r.json()["results"][0] for r in raw], expected)
 
-    form = httpx.post(predict_url(url), data={"top_k": "3"},
+    form = post(predict_url(url), data={"top_k": "3"},
                       files=[("image", (f"{i}.png", png, "image/png")) for i, png in enumerate(pngs)])
     assert form.status_code == 200, form.text
     assert_same(form.json()["results"], expected)
 
     body = {"inputs": [base64.b64encode(pngs[0]).decode(), {"b64": base64.b64encode(pngs[1]).decode()},
                        base64.b64encode(pngs[2]).decode()], "options": {"top_k": 3}}
-    as_json = httpx.post(predict_url(url), json=body)
+    as_json = post(predict_url(url), json=body)
     assert as_json.status_code == 200, as_json.text
     assert as_json.json()["model"] == NAME
     assert_same(as_json.json()["results"], expected)
@@ -115,7 +118,7 @@ def test_every_body_format_matches_the_python_api(lenet_server):
 
 def metric_samples(url):
     """{(name, labels...): value} from /metrics, parsed by prometheus_client's parser."""
-    text = httpx.get(f"{url}/metrics").text
+    text = get(f"{url}/metrics").text
     return {(s.name, tuple(sorted(s.labels.items()))): s.value
             for family in text_string_to_metric_families(text) for s in family.samples}
 
@@ -174,22 +177,22 @@ HOSTILE = {
 def test_hostile_requests_get_a_json_4xx_naming_the_problem(lenet_server, case):
     url, _ = lenet_server
     request, status, message = HOSTILE[case]
-    response = httpx.post(predict_url(url), **request)
+    response = post(predict_url(url), **request)
     assert response.status_code == status, response.text
     assert message in response.json()["error"]
-    good = httpx.post(predict_url(url), content=digits(1)[0][0], headers={"content-type": "image/png"})
+    good = post(predict_url(url), content=digits(1)[0][0], headers={"content-type": "image/png"})
     assert good.status_code == 200  # the server goes on serving others
 
 
 def test_unknown_model_and_routes(lenet_server):
     url, _ = lenet_server
-    response = httpx.post(predict_url(url, "resnet"), content=b"x")
+    response = post(predict_url(url, "resnet"), content=b"x")
     assert response.status_code == 404
     assert re.search(f"no model named 'resnet'; this server has {NAME}", response.json()["error"])
-    assert httpx.get(f"{url}/nowhere").status_code == 404
-    wrong_method = httpx.get(predict_url(url))
+    assert get(f"{url}/nowhere").status_code == 404
+    wrong_method = get(predict_url(url))
     assert wrong_method.status_code == 405 and "predict takes POST" in wrong_method.json()["error"]
-    assert httpx.delete(f"{url}/health").json()["error"] == "Method Not Allowed"
+    assert delete(f"{url}/health").json()["error"] == "Method Not Allowed"
     unknown = metric_samples(url)["zoo_request_errors_total", (("model", ""), ("reason", "unknown_model"))]
     assert unknown >= 1  # counted, without a label the client chose
 
@@ -213,7 +216,7 @@ def test_a_slow_client_gets_408_and_others_are_served(lenet_server):
     with socket.create_connection(("127.0.0.1", port)) as slow:
         slow.sendall(f"POST /v1/models/{NAME}:predict HTTP/1.1\r\nHost: x\r\nContent-Type: "
                      f"image/png\r\nContent-Length: 1000\r\n\r\n".encode() + b"\x89PNG")
-        good = httpx.post(predict_url(url), content=digits(1)[0][0], headers={"content-type": "image/png"})
+        good = post(predict_url(url), content=digits(1)[0][0], headers={"content-type": "image/png"})
         assert good.status_code == 200
         status, body = read_response(slow)
     assert status == 408 and "took over 0.5 s to arrive" in body
@@ -221,11 +224,11 @@ def test_a_slow_client_gets_408_and_others_are_served(lenet_server):
 
 def test_models_health_and_cards(lenet_server):
     url, _ = lenet_server
-    assert httpx.get(f"{url}/health").json() == {"status": "ok", "models": [NAME]}
-    (model,) = httpx.get(f"{url}/v1/models").json()["models"]
+    assert get(f"{url}/health").json() == {"status": "ok", "models": [NAME]}
+    (model,) = get(f"{url}/v1/models").json()["models"]
     assert model["task"] == "classification" and model["options"] == {"top_k": 1}
     assert model["buckets"] == [1, 2, 4, 8] and model["card"]["tag"] == "mnist-sample"
-    assert httpx.get(f"{url}/v1/models/{NAME}").json() == model
+    assert get(f"{url}/v1/models/{NAME}").json() == model
 
 
 def test_the_benchmark_load_generator_speaks_http(lenet_server):
@@ -311,13 +314,13 @@ def test_sigterm_finishes_requests_in_flight_and_exits_0():
             client.sendall(f"POST /v1/models/{NAME}:predict HTTP/1.1\r\nHost: x\r\nContent-Type: "
                            f"image/png\r\nContent-Length: {len(png)}\r\n\r\n".encode() + png[:10])
             assert wait_until(lambda: f'zoo_requests_in_flight{{model="{NAME}"}} 1.0' in
-                              httpx.get(f"{url}/metrics").text, timeout=30)
+                              get(f"{url}/metrics").text, timeout=30)
             server.send_signal(signal.SIGTERM)
             time.sleep(0.2)  # the server stops accepting; the request in flight goes on
             client.sendall(png[10:])
             status, body = read_response(client)
         assert status == 200 and '"label"' in body, body
-        assert server.wait(timeout=60) == 0
+        assert server.wait(timeout=120) == 0
         assert "SIGTERM: finished the requests in flight; stopped" in server.stderr.read()
     finally:
         if server.poll() is None:
@@ -345,11 +348,11 @@ def test_segmentation_translation_and_gan_endpoints_match_the_python_api(tmp_pat
     with serving(specs, max_batch=2) as (url, models):
         scene = np.random.default_rng(3).integers(0, 256, (48, 40), dtype=np.uint8)
         mask = models["unet-scenes"].predictor.predict(scene).mask
-        segmented = httpx.post(predict_url(url, "unet-scenes"), content=_png(scene),
+        segmented = post(predict_url(url, "unet-scenes"), content=_png(scene),
                                headers={"content-type": "image/png"})
         assert segmented.status_code == 200, segmented.text
         assert np.array_equal(segmented.json()["results"][0]["mask"], mask)
-        picture = httpx.post(predict_url(url, "unet-scenes"), content=_png(scene),
+        picture = post(predict_url(url, "unet-scenes"), content=_png(scene),
                              params={"format": "png", "file": "mask_out"},
                              headers={"content-type": "image/png"})
         assert picture.headers["content-type"] == "image/png"
@@ -357,22 +360,22 @@ def test_segmentation_translation_and_gan_endpoints_match_the_python_api(tmp_pat
                               np.asarray(label_image(mask)))
 
         sentences = ["twenty-one", "three hundred and five"]
-        translated = httpx.post(predict_url(url, "lstm-attention-numbers"),
+        translated = post(predict_url(url, "lstm-attention-numbers"),
                                 content="\n".join(sentences).encode(),
                                 headers={"content-type": "text/plain"})
         expected = models["lstm-attention-numbers"].predictor.predict(sentences)
         assert translated.json()["results"] == [r.to_json() for r in expected]
 
-        generated = httpx.post(predict_url(url, "cdcgan-mnist-sample"),
+        generated = post(predict_url(url, "cdcgan-mnist-sample"),
                                params={"count": 2, "label": 7, "seed": 4})
         expected = models["cdcgan-mnist-sample"].predictor.predict(count=2, label=7, seed=4)
         assert generated.status_code == 200, generated.text
         assert generated.json()["results"] == [r.to_json() for r in expected]
         assert [r["label"] for r in generated.json()["results"]] == ["7", "7"]
-        grid = httpx.post(predict_url(url, "cdcgan-mnist-sample"), json={"inputs": [1, 2, 3]},
+        grid = post(predict_url(url, "cdcgan-mnist-sample"), json={"inputs": [1, 2, 3]},
                           params={"format": "png"})
         assert Image.open(io.BytesIO(grid.content)).size == (3 * 28 + 4 * 2, 28 + 2 * 2)
-        no_picture = httpx.post(predict_url(url, "lstm-attention-numbers"), json={"inputs": ["one"]},
+        no_picture = post(predict_url(url, "lstm-attention-numbers"), json={"inputs": ["one"]},
                                 params={"format": "png"})
         assert no_picture.status_code == 400 and "no picture" in no_picture.json()["error"]
 
@@ -396,7 +399,7 @@ def test_every_image_task_endpoint_matches_the_python_api(spec):
         predictor = model.predictor
         shape = np.shape(predictor.task.example_input(predictor.info)[0])
         image = np.random.default_rng(5).integers(0, 256, shape[:2], dtype=np.uint8)
-        served = httpx.post(predict_url(url, name), content=_png(image),
-                            headers={"content-type": "image/png"}, timeout=60)
+        served = post(predict_url(url, name), content=_png(image),
+                            headers={"content-type": "image/png"})
         assert served.status_code == 200, served.text
         assert served.json()["results"] == [predictor.predict(image).to_json()]
