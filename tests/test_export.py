@@ -62,8 +62,7 @@ def _resnet() -> Predictor:
     return Predictor(task, info, task.programs(model, info), model=model, source="resnet (initialised)")
 
 
-ONNX = {  # what each task's ONNX file holds: the network's outputs
-    "classification/lenet": lambda: zoo.load(LENET),
+ONNX = {  # what each task's ONNX file holds: the network's outputs (beside LeNet's, by default)
     "classification/resnet": _resnet,
     "segmentation/unet": lambda: zoo.load("segmentation/unet:scenes"),
     "detection/centernet": lambda: zoo.load("detection/centernet:scenes"),
@@ -71,32 +70,43 @@ ONNX = {  # what each task's ONNX file holds: the network's outputs
 }
 
 
-def test_onnx_matches_the_networks_outputs_and_refuses_decoding_loops(tmp_path, capsys):
+def _onnx_matches(predictor: Predictor, directory) -> list[str]:
+    """Exports `predictor` as ONNX (batch 3), runs it under onnxruntime on 3 random
+    images and checks every output against zoo's `forward` to 1e-4; returns their names."""
     ort = pytest.importorskip("onnxruntime", reason="pip install 'zoo[onnx]'")
     pytest.importorskip("jax2onnx", reason="pip install --no-deps jax2onnx")
+    task, info = predictor.task, predictor.info
     rng = np.random.default_rng(0)
-    exported = {}
-    for name, make in ONNX.items():
-        predictor = make()
-        task, info = predictor.task, predictor.info
-        inputs = [rng.integers(0, 256, (40, 90), np.uint8) for _ in range(3)]  # letterboxed, scaled
-        batch = stack(task.prepare(info, inputs, task.PredictOptions()), 3)
-        record = export(predictor, tmp_path / name, "onnx", batch=3)
-        session = ort.InferenceSession(str(tmp_path / name / "model.onnx"))
-        got = dict(zip([o.name for o in session.get_outputs()], session.run(None, batch)))
-        want = task.forward(predictor.model, info, batch)
-        assert set(got) == set(want) == set(record["outputs"])
-        for key in want:
-            np.testing.assert_allclose(got[key], np.asarray(want[key]), atol=1e-4, rtol=0,
-                                       err_msg=f"{name}: {key}")
-        exported[name] = sorted(got)
+    inputs = [rng.integers(0, 256, (40, 90), np.uint8) for _ in range(3)]  # letterboxed, scaled
+    batch = stack(task.prepare(info, inputs, task.PredictOptions()), 3)
+    record = export(predictor, directory, "onnx", batch=3)
+    session = ort.InferenceSession(str(directory / "model.onnx"))
+    got = dict(zip([o.name for o in session.get_outputs()], session.run(None, batch)))
+    want = task.forward(predictor.model, info, batch)
+    assert set(got) == set(want) == set(record["outputs"])
+    for key in want:
+        np.testing.assert_allclose(got[key], np.asarray(want[key]), atol=1e-4, rtol=0,
+                                   err_msg=f"{directory.name}: {key}")
+    return sorted(got)
+
+
+def test_lenet_onnx_matches_and_a_decoding_loop_is_refused(tmp_path, capsys):
+    assert _onnx_matches(zoo.load(LENET), tmp_path / "lenet") == ["logits"]
     with pytest.raises(ZooError) as refused:
         export(zoo.load("translation/lstm-attention:numbers"), tmp_path / "t", "onnx")
     assert "\n" not in str(refused.value) and "use --format stablehlo" in str(refused.value)
     assert not (tmp_path / "t").exists()  # nothing written
     with capsys.disabled():
-        print(f"\nONNX exported (outputs): {json.dumps(exported)}"
-              f"\nONNX refused: translation: {refused.value}")
+        print(f"\nONNX refused: {refused.value}")
+
+
+@pytest.mark.export
+def test_onnx_of_every_network_matches(tmp_path, capsys):
+    """ResNet, U-Net, CenterNet and CRNN: about a minute of CPU, so `-m export` runs it."""
+    exported = {name: _onnx_matches(make(), tmp_path / name.replace("/", "-"))
+                for name, make in ONNX.items()}
+    with capsys.disabled():
+        print(f"\nONNX exported (outputs): {json.dumps(exported)}")
 
 
 def test_export_command_writes_a_loadable_artifact_and_refuses_in_one_line(tmp_path):

@@ -15,16 +15,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flax import nnx
 
 from zoo.config import from_dict
 from zoo.errors import ZooError
-from zoo.harness.checkpoints import model_weights
 from zoo.harness.model_setup import ModelSetup
 from zoo.harness.steps import inference_view
-from zoo.harness.trainer import Session, evaluate, open_session
 from zoo.harness.workdir import CHECKPOINT, require_run
 from zoo.hub import pretrained
 from zoo.hub.card import Card
@@ -32,6 +30,10 @@ from zoo.io.weights import by_path
 from zoo.registry import get_task
 from zoo.task import Task
 from zoo_hardware import compression, distributed, quantization
+
+if TYPE_CHECKING:  # orbax and grain load only where a checkpoint or data set is read:
+    # `zoo predict --pretrained` starts faster without them
+    from zoo.harness.trainer import Session
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,11 +71,15 @@ class Restored:
     def session(self, *, device: str = "auto", mesh: str | None = None) -> Session:
         """An evaluation session of the model on freshly loaded data, placed on `mesh`
         (whatever mesh the weights were saved from)."""
+        from zoo.harness.trainer import open_session
+
         return open_session(self.task, device=device, mesh=mesh, training=False, setup=self.setup)
 
     def evaluate(self, split: str = "test", *, device: str = "auto",
                  mesh: str | None = None) -> dict[str, Any]:
         """The task's metrics of the model on `split`."""
+        from zoo.harness.trainer import evaluate
+
         return evaluate(self.session(device=device, mesh=mesh), split)
 
 
@@ -133,6 +139,8 @@ def _task(name: str, config: Mapping[str, Any]) -> Task:
 
 
 def _checkpoint(workdir: Path, stored: Mapping[str, Any]) -> ModelSetup:
+    from zoo.harness.checkpoints import model_weights
+
     del stored
     return ModelSetup(weights=model_weights(workdir))
 

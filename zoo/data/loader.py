@@ -9,7 +9,6 @@ gathers only its own rows of every batch.
 
 from collections.abc import Iterator, Mapping
 
-import grain
 import numpy as np
 
 Arrays = Mapping[str, np.ndarray]
@@ -31,6 +30,8 @@ def train_batches(arrays: Arrays, batch_size: int, *, seed: int, epoch: int,
     Args:
       rows: which rows of each (global) batch to gather; default all.
     """
+    import grain  # here, not at the top: `zoo predict` reads split sizes, never batches
+
     n = num_examples(arrays)
     order = grain.MapDataset.range(n).shuffle(seed=seed).repeat()[epoch * n:(epoch + 1) * n]
     batches = order.batch(batch_size, drop_remainder=True)
