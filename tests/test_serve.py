@@ -38,12 +38,12 @@ NAME = "lenet-mnist-sample"
 
 
 @contextlib.contextmanager
-def serving(specs, *, max_batch=8, window_s=0.02, limits=Limits()):
+def serving(specs, *, max_batch=8, window_s=0.02, limits=Limits(), compile_also=()):
     """The models `specs` name, served by Uvicorn in a thread on a free loopback port;
     yields (base URL, the loaded models)."""
     metrics = Metrics()
     models = load_models(specs, max_batch=max_batch, window_s=window_s, metrics=metrics,
-                         say=lambda message: None)
+                         compile_also=compile_also, say=lambda message: None)
     server = uvicorn.Server(uvicorn.Config(build_app(models, metrics, limits),
                                            log_level="warning", lifespan="on"))
     sock = socket.create_server(("127.0.0.1", 0))
@@ -365,6 +365,11 @@ def test_segmentation_translation_and_gan_endpoints_match_the_python_api(tmp_pat
                                 headers={"content-type": "text/plain"})
         expected = models["lstm-attention-numbers"].predictor.predict(sentences)
         assert translated.json()["results"] == [r.to_json() for r in expected]
+        greedy = post(predict_url(url, "lstm-attention-numbers"), json={"inputs": ["one"]},
+                      params={"beam": 1})  # not compiled at start-up: refused, not compiled now
+        assert greedy.status_code == 400
+        assert greedy.json()["error"] == ("beam=1 is not compiled on this server (it compiled "
+                                          "beam=5); start it with --compile beam=1")
 
         generated = post(predict_url(url, "cdcgan-mnist-sample"),
                                params={"count": 2, "label": 7, "seed": 4})
@@ -388,6 +393,17 @@ def test_a_port_in_use_is_one_line_before_any_model_loads(capsys):
         assert main(["serve", "--model", "no/such:model", "--port", str(port)]) == 2
     error = capsys.readouterr().err
     assert error.startswith(f"zoo: error: cannot listen on 127.0.0.1:{port} (Address already in use)")
+
+
+@pytest.mark.slow
+def test_compile_also_serves_another_beam_width():
+    with serving(["ocr/crnn:mixed"], max_batch=2, compile_also=["beam=3"]) as (url, models):
+        model = models["crnn-mixed"]
+        assert [c["beam"] for c in get(f"{url}/v1/models/crnn-mixed").json()["compiled"]] == [1, 3]
+        line = np.random.default_rng(2).integers(0, 256, (32, 96), dtype=np.uint8)
+        served = post(predict_url(url, "crnn-mixed"), content=_png(line), params={"beam": 3},
+                      headers={"content-type": "image/png"})
+        assert served.json()["results"] == [model.predictor.predict(line, beam=3).to_json()]
 
 
 @pytest.mark.slow

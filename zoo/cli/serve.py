@@ -40,6 +40,10 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
                              "are padded to powers of two up to it (default 32)")
     parser.add_argument("--batch-window-ms", type=float, default=5.0,
                         help="how long a request waits for others to batch with (default 5)")
+    parser.add_argument("--compile", action="append", default=[], metavar="OPTION=VALUE",
+                        help="also compile every bucket for this value of a compiled option "
+                             "(e.g. beam=1; repeatable); a request for a value not compiled "
+                             "is refused (400) rather than stalling the model on a compile")
     parser.add_argument("--max-body", type=int, default=10 * 2**20, metavar="BYTES",
                         help="largest request body accepted, else 413 (default 10 MiB)")
     parser.add_argument("--max-inputs", type=int, default=256,
@@ -59,6 +63,9 @@ def _serve(args, rest) -> int:
     if missing:
         raise ZooError(f"zoo serve needs the serve extra ({', '.join(missing)} missing): "
                        f"pip install 'zoo[serve]'")
+    malformed = [c for c in args.compile if not c.partition("=")[2]]
+    if malformed:
+        raise ZooError(f"--compile {malformed[0]}: expected OPTION=VALUE, e.g. beam=1")
     if args.max_batch < 1 or args.batch_window_ms < 0 or args.max_body < 1 or args.max_inputs < 1:
         raise ZooError("--max-batch, --max-body and --max-inputs must be at least 1 and "
                        "--batch-window-ms at least 0")
@@ -68,5 +75,5 @@ def _serve(args, rest) -> int:
     serve(args.model, host=args.host, port=args.port, max_batch=args.max_batch,
           window_s=args.batch_window_ms / 1000, drain_s=args.drain_timeout,
           limits=Limits(args.max_body, args.max_inputs, args.read_timeout),
-          access_log=args.access_log)
+          access_log=args.access_log, compile_also=args.compile)
     return 0

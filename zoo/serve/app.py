@@ -40,7 +40,6 @@ from zoo.serve import inputs
 from zoo.serve.inputs import RequestError
 from zoo.serve.metrics import Metrics
 from zoo.serve.models import ServedModel
-from zoo.task import compiled_part
 
 log = logging.getLogger("zoo.serve")
 RESPONSE_PARAMS = ("format", "file")  # query parameters that shape the answer, not options
@@ -141,7 +140,7 @@ async def _predict(model: ServedModel, request: Request, limits: Limits) -> Resp
         query = {k: v for k, v in request.query_params.items() if k not in RESPONSE_PARAMS}
         items, options, prepared = await run_in_threadpool(
             _prepare, model, content_type, body, form, query, limits)
-    rows = await model.batcher.submit(prepared, compiled_part(options))
+    rows = await model.batcher.submit(prepared, model.compiled_key(options))
     return await run_in_threadpool(_answer, model, items, options, prepared, rows,
                                    answer_format, file)
 
@@ -156,6 +155,7 @@ def _prepare(model: ServedModel, content_type: str, body: bytes, form: tuple | N
     if both:
         raise RequestError(400, f"option {both[0]} is given both in the query and the body")
     options = predictor.options(**inputs.typed_options(task, options | query))
+    model.compiled_key(options)  # a value not compiled is refused before any work
     if len(items) > limits.max_inputs:
         raise RequestError(413, f"{len(items)} inputs in one request; the limit is "
                                 f"{limits.max_inputs}", "too_large")

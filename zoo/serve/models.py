@@ -18,7 +18,9 @@ from typing import Any
 from zoo.errors import ZooError
 from zoo.predictor import Predictor, load
 from zoo.serve.batcher import Batcher
+from zoo.serve.inputs import RequestError, typed_options
 from zoo.serve.metrics import Metrics
+from zoo.task import COMPILED, PredictOptions, compiled_part
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
@@ -43,11 +45,23 @@ def parse_spec(spec: str) -> tuple[str, str]:
 
 @dataclasses.dataclass
 class ServedModel:
-    """One model behind the server: its predictor and the batcher that feeds it."""
+    """One model behind the server: its predictor, the batcher that feeds it, and the
+    compiled options its buckets were compiled for (the defaults, and `--compile`'s)."""
 
     name: str
     predictor: Predictor
     batcher: Batcher
+    compiled: list[PredictOptions]
+
+    def compiled_key(self, options: PredictOptions) -> PredictOptions:
+        """The programs `options` run with; refused (400) if they were not compiled at
+        start-up, since compiling now would stall every request of this model."""
+        key = compiled_part(options)
+        if key not in self.compiled:
+            raise RequestError(400, f"{_settings(key)} is not compiled on this server (it "
+                                    f"compiled {'; '.join(map(_settings, self.compiled))}); "
+                                    f"start it with --compile {_settings(key)}")
+        return key
 
     def describe(self) -> dict[str, Any]:
         """What `GET /v1/models` says of it: task, inputs, options, result type, card."""
@@ -59,15 +73,22 @@ class ServedModel:
                 "classes": list(self.predictor.info.get("classes", [])),
                 "buckets": list(self.predictor.programs.buckets),
                 "max_batch": self.batcher.max_batch,
+                "compiled": [_compiled_fields(key) for key in self.compiled],
                 "card": card.to_json() if card is not None else None}
 
 
 def load_models(specs: Sequence[str], *, max_batch: int, window_s: float, metrics: Metrics,
+                compile_also: Sequence[str] = (),
                 say: Callable[[str], None] = print) -> dict[str, ServedModel]:
     """Loads every model and compiles all its buckets, saying what it does.
 
+    Args:
+      compile_also: `NAME=VALUE` values of compiled options (`beam=1`) to compile too,
+        each for every model that has the option.
+
     Raises:
-      ZooError: two models of one name, or a model `zoo.load` refuses.
+      ZooError: two models of one name, a model `zoo.load` refuses, a `compile_also`
+        that no model has or with a bad value.
     """
     named = [parse_spec(spec) for spec in specs]
     names = [name for name, _ in named]
@@ -75,20 +96,53 @@ def load_models(specs: Sequence[str], *, max_batch: int, window_s: float, metric
     if twice:
         raise ZooError(f"two models are named {twice[0]!r}; name them with "
                        f"--model NAME=SOURCE")
+    extra = [setting.partition("=")[::2] for setting in compile_also]
     buckets = buckets_for(max_batch)
     models = {}
     for name, source in named:
         say(f"loading {name} from {source}")
         predictor = load(source, buckets=buckets)
+        compiled = _compiled_options(predictor, extra)
         t0 = time.perf_counter()
-        say(f"compiling {len(buckets)} batch buckets for {name} ({', '.join(map(str, buckets))})")
-        predictor.warm_up()
+        sets = f" x {len(compiled)} option sets" if len(compiled) > 1 else ""
+        say(f"compiling {len(buckets)} batch buckets{sets} for {name} "
+            f"({', '.join(map(str, buckets))})")
+        for options in compiled:
+            predictor.warm_up(options)
         metrics.compile_seconds.labels(name).set(predictor.programs.compile_seconds)
         say(f"  {name}: {predictor.task.name} {predictor.task.config.model}, compiled in "
             f"{time.perf_counter() - t0:.1f} s")
         models[name] = ServedModel(name, predictor, _batcher(name, predictor, max_batch,
-                                                             window_s, metrics))
+                                                             window_s, metrics),
+                                   [compiled_part(options) for options in compiled])
+    unused = {key for key, _ in extra} - {
+        key for model in models.values() for key in _compiled_fields(model.compiled[0])}
+    if unused:
+        raise ZooError(f"--compile {sorted(unused)[0]}=...: no served model has a compiled "
+                       f"option of that name (GET /v1/models lists each model's)")
     return models
+
+
+def _compiled_options(predictor: Predictor, extra: Sequence[tuple[str, str]]) -> list[PredictOptions]:
+    """The default options, and one set per `extra` setting of this model's compiled options."""
+    names = _compiled_fields(predictor.options())
+    sets = [predictor.options()]
+    for key, value in extra:
+        if key in names:
+            try:
+                sets.append(predictor.options(**typed_options(predictor.task, {key: value})))
+            except RequestError as e:
+                raise ZooError(f"--compile {key}={value}: {e}") from None
+    return sets
+
+
+def _compiled_fields(options: PredictOptions) -> dict[str, Any]:
+    return {f.name: getattr(options, f.name) for f in dataclasses.fields(options)
+            if f.metadata.get(COMPILED)}
+
+
+def _settings(options: PredictOptions) -> str:
+    return ", ".join(f"{k}={v}" for k, v in _compiled_fields(options).items()) or "the defaults"
 
 
 def _batcher(name: str, predictor: Predictor, max_batch: int, window_s: float,

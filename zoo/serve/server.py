@@ -23,11 +23,13 @@ def say(message: str) -> None:
 
 
 def serve(specs: Sequence[str], *, host: str, port: int, max_batch: int, window_s: float,
-          limits: Limits, drain_s: float, access_log: bool) -> None:
+          limits: Limits, drain_s: float, access_log: bool,
+          compile_also: Sequence[str] = ()) -> None:
     """Serves the models `specs` name until a signal; returns after draining."""
     sock = bind(host, port)  # first: a taken port fails before minutes of compiling
     metrics = Metrics()
-    models = load_models(specs, max_batch=max_batch, window_s=window_s, metrics=metrics, say=say)
+    models = load_models(specs, max_batch=max_batch, window_s=window_s, metrics=metrics,
+                         compile_also=compile_also, say=say)
     app = build_app(models, metrics, limits)
     config = uvicorn.Config(app, log_level="info" if access_log else "warning",
                             access_log=access_log, timeout_graceful_shutdown=drain_s,
