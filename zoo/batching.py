@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import threading
 import time
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
@@ -72,17 +73,19 @@ class Programs:
         self._jitted = jax.jit(functools.partial(_call, fn=fn, graphdef=graphdef),
                                static_argnums=2)
         self._compiled: dict[tuple[int, Hashable], Callable] = {}
+        self._compiling = threading.Lock()  # a server's worker threads compile a bucket once
         self.compile_seconds = 0.0
 
     def program(self, bucket: int, options: Hashable, example: Prepared) -> Callable:
         """The compiled program for `bucket` rows shaped like `example` (compiled once)."""
         key = (bucket, options)
-        if key not in self._compiled:
-            t0 = time.perf_counter()
-            batch = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype),
-                                 stack([example], bucket))
-            self._compiled[key] = self._jitted.lower(self.state, batch, options).compile()
-            self.compile_seconds += time.perf_counter() - t0
+        with self._compiling:
+            if key not in self._compiled:
+                t0 = time.perf_counter()
+                batch = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype),
+                                     stack([example], bucket))
+                self._compiled[key] = self._jitted.lower(self.state, batch, options).compile()
+                self.compile_seconds += time.perf_counter() - t0
         return self._compiled[key]
 
     def warm_up(self, example: Prepared, options: Hashable) -> None:
