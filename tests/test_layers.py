@@ -27,11 +27,11 @@ LAYERS = (
     ("zoo.harness", "zoo.hub", "zoo.predictions"),  # side by side: none imports another
     ("zoo.restore",),
     ("zoo.predictor",),  # zoo.load: a restored model (or an export) as typed predictions
-    ("zoo.compress", "zoo.testing", "zoo.export"),
+    ("zoo.compress", "zoo.testing", "zoo.export", "zoo.serve"),  # zoo.serve: HTTP serving
     ("zoo.cli",),
 )
 # A task plugin may import zoo's libraries and the restore entry point, never what runs it.
-TASKS_MAY_NOT = ("zoo.harness", "zoo.compress", "zoo.testing", "zoo.cli")
+TASKS_MAY_NOT = ("zoo.harness", "zoo.compress", "zoo.testing", "zoo.serve", "zoo.cli")
 
 
 def modules(root: Path) -> dict[str, Path]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from zoo.cli import catalog, commands, compress, export, hardware, hub, predict
+from zoo.cli import catalog, commands, compress, export, hardware, hub, predict, serve
 from zoo.errors import ZooError
 from zoo_hardware import allocator
 
@@ -24,6 +24,7 @@ EPILOG = """examples:
   zoo run classification --mesh data=8 --dtype bfloat16     8 devices, mixed precision
   zoo profile classification --hardware v100,h100,tpu-v5e   FLOPs, bytes, roofline times
   zoo devices                                     backends, devices, memory, processes
+  zoo serve --model classification/lenet:mnist-sample   an HTTP endpoint, batched
 """
 
 
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     hub.add_commands(sub, common)
     compress.add_commands(sub, common)
     hardware.add_commands(sub, common)
+    serve.add_commands(sub, common)
     return parser
 
 
