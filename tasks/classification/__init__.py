@@ -1,4 +1,5 @@
-"""Image classification: LeNet, MLP and ResNet on digits or your own image folders."""
+"""Image classification: LeNet, MLP, ResNets, ViTs and MobileNetV3 on digits or your own
+image folders, from scratch or from ImageNet weights."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import optax
 from flax import nnx
 
 from zoo.config import EarlyStoppingConfig, OptimizerConfig, TaskConfig, TrainConfig
-from zoo.data.images import load_image, match_background, to_unit_range
+from zoo.data.images import Preprocess, load_image, match_background, to_unit_range
 from zoo.models import CLASSIFIERS, create_classifier
 from zoo.task import Batch, Dataset, Task
 from zoo_tasks.classification import augment, data
@@ -22,11 +23,12 @@ from zoo_tasks.classification import augment, data
 
 @dataclass(frozen=True)
 class ClassificationConfig(TaskConfig):
-    model: str = "lenet"  # lenet | mlp | resnet | resnet-wide
+    model: str = "lenet"  # see `zoo info classification` (models)
     data: str = "mnist-sample"  # mnist-sample | mnist | digits | folder:PATH
     activation: str = "relu"  # see zoo.models.ACTIVATIONS
     image_size: int = 0  # resize to this square size (0: the data set's own)
     channels: int = 0  # 1 grey or 3 colour (0: the data set's own)
+    preprocess: Preprocess = Preprocess()  # resize/crop and mean/std (a pretrained card sets it)
     augment: Literal["affine", "flip_affine", "none"] = "affine"
     label_smoothing: float = 0.0
     train: TrainConfig = TrainConfig(epochs=30, batch_size=128)
@@ -39,7 +41,8 @@ class ClassificationTask(Task):
     """Predicts one class per image; reports test `accuracy`."""
 
     name = "classification"
-    description = "image classification (LeNet, MLP, ResNet) on digits or an image folder"
+    description = ("image classification (LeNet, MLP, ResNets, ViTs, MobileNetV3) on digits or "
+                   "an image folder")
     Config = ClassificationConfig
     models = tuple(CLASSIFIERS)
     datasets = data.DATASETS
@@ -47,7 +50,8 @@ class ClassificationTask(Task):
     metric_mode = "max"
 
     def load_data(self) -> Dataset:
-        return data.load(self.config.data, self.config.image_size, self.config.channels)
+        cfg = self.config
+        return data.load(cfg.data, cfg.image_size, cfg.channels, cfg.preprocess)
 
     def build_model(self, info: Mapping[str, Any], rngs: nnx.Rngs) -> nnx.Module:
         return create_classifier(self.config.model, info["input_shape"], len(info["classes"]),
@@ -61,7 +65,7 @@ class ClassificationTask(Task):
             if self.config.augment == "flip_affine":
                 images = augment.random_flip(images, k_flip)
             images = augment.random_affine(images, k_affine)
-        return {**batch, "image": images}
+        return {**batch, "image": self.config.preprocess.standardize(images)}
 
     def loss(self, model, batch, rng):
         del rng
@@ -73,7 +77,7 @@ class ClassificationTask(Task):
         return loss, {"accuracy": accuracy}
 
     def eval_step(self, model, batch):
-        logits = model(to_unit_range(batch["image"]))
+        logits = model(self.config.preprocess.normalize(batch["image"]))
         mask = batch["mask"]
         losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
         correct = jnp.argmax(logits, -1) == batch["label"]
@@ -86,9 +90,10 @@ class ClassificationTask(Task):
 
     def predict(self, model, info, args) -> str:
         h, w, c = info["input_shape"]
-        dark = info.get("dark_background", False)
-        images = np.stack([match_background(load_image(p, (h, w), c), dark) for p in args.inputs])
-        probs = np.asarray(jax.nn.softmax(model(to_unit_range(jnp.asarray(images)))))
+        dark, preprocess = info.get("dark_background", False), self.config.preprocess
+        images = np.stack([match_background(load_image(p, (h, w), c, preprocess), dark)
+                           for p in args.inputs])
+        probs = np.asarray(jax.nn.softmax(model(preprocess.normalize(jnp.asarray(images)))))
         lines = []
         for path, p in zip(args.inputs, probs):
             top = np.argsort(-p)[: max(1, args.top_k)]

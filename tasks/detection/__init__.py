@@ -14,10 +14,10 @@ from flax import nnx
 
 from zoo.config import EarlyStoppingConfig, OptimizerConfig, TaskConfig, TrainConfig
 from zoo.data.draw import draw_boxes
-from zoo.data.images import letterboxed_input, output_paths, to_unit_range, unletterbox
+from zoo.data.images import Preprocess, letterboxed_input, output_paths, unletterbox
 from zoo.data.scenes import SceneConfig
 from zoo.errors import ZooError
-from zoo.models import BackboneConfig, CenterNet
+from zoo.models import BackboneConfig, CenterNet, create_backbone
 from zoo.task import Batch, Dataset, Task
 from zoo_tasks.detection import centernet, data
 from zoo_tasks.detection.metrics import DetectionMetrics
@@ -27,8 +27,9 @@ from zoo_tasks.detection.metrics import DetectionMetrics
 class DetectionConfig(TaskConfig):
     model: str = "centernet"
     data: str = "scenes"  # scenes | coco:ANN.json:IMAGES/
-    backbone: BackboneConfig = BackboneConfig()
-    level: int = 1  # heads run at backbone stage `level`: stride stem_stride * 2**level
+    backbone: BackboneConfig = BackboneConfig()  # an ImageNet one adds an FPN neck
+    preprocess: Preprocess = Preprocess()  # mean/std of a pretrained backbone
+    level: int = 1  # heads run at backbone stage `level` (stride stem_stride * 2**level; FPN: 4 * 2**level)
     head_width: int = 64  # channels of the shared head convolution
     image_size: int = 128  # coco: images are letterboxed to this square side
     max_detections: int = 32  # detections kept per image (top heatmap peaks)
@@ -52,7 +53,8 @@ class DetectionTask(Task):
     """Finds and classifies every object; reports test COCO `map`, `map50`, per-class AP."""
 
     name = "detection"
-    description = "object detection (CenterNet on the ResNet backbone) of digit scenes or COCO data"
+    description = ("object detection (CenterNet on the small ResNet, or an ImageNet backbone "
+                   "with an FPN) of digit scenes or COCO data")
     Config = DetectionConfig
     models = ("centernet",)
     datasets = data.DATASETS
@@ -64,11 +66,18 @@ class DetectionTask(Task):
 
     def build_model(self, info: Mapping[str, Any], rngs: nnx.Rngs) -> nnx.Module:
         cfg = self.config
-        if not 0 <= cfg.level < cfg.backbone.stages:
+        stages = 4 if cfg.backbone.name != "resnet" else cfg.backbone.stages
+        if not 0 <= cfg.level < stages:
             raise ZooError(f"--set level={cfg.level}: the heads need a backbone stage, "
-                           f"0..{cfg.backbone.stages - 1}")
+                           f"0..{stages - 1}")
+        if cfg.backbone.name == "resnet":
+            return CenterNet(info["input_shape"][-1], len(info["classes"]), level=cfg.level,
+                             head_width=cfg.head_width, **cfg.backbone.kwargs(), rngs=rngs)
+        backbone = create_backbone(cfg.backbone.name, info["input_shape"],
+                                   dtype=self.compute_dtype, rngs=rngs)
         return CenterNet(info["input_shape"][-1], len(info["classes"]), level=cfg.level,
-                         head_width=cfg.head_width, **cfg.backbone.kwargs(), rngs=rngs)
+                         head_width=cfg.head_width, backbone=backbone,
+                         fpn_width=cfg.backbone.fpn_width, rngs=rngs)
 
     def loss(self, model, batch, rng):
         del rng
@@ -80,7 +89,7 @@ class DetectionTask(Task):
         return {"loss": total * count, "count": count, **self._decode(model, outputs)}
 
     def _loss(self, model, batch: Batch, image_weights=None):
-        outputs = model(to_unit_range(batch["image"]))
+        outputs = model(self.config.preprocess.normalize(batch["image"]))
         targets = centernet.encode(batch["boxes"], batch["classes"], batch["box_valid"],
                                    grid=outputs["heatmap"].shape[1:3], stride=model.stride,
                                    num_classes=outputs["heatmap"].shape[-1])
@@ -112,7 +121,8 @@ class DetectionTask(Task):
         for i, path in enumerate(args.inputs):
             image, batch, scale, offset = letterboxed_input(path, size, c,
                                                             info.get("dark_background", False))
-            found = {k: np.asarray(v[0]) for k, v in self._decode(model, model(batch)).items()}
+            outputs = model(self.config.preprocess.standardize(batch))
+            found = {k: np.asarray(v[0]) for k, v in self._decode(model, outputs).items()}
             keep = found["scores"] >= args.min_score
             boxes = unletterbox(found["boxes"][keep], scale, offset)
             boxes = np.clip(boxes, 0, np.tile([image.shape[1], image.shape[0]], 2))

@@ -31,6 +31,10 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
                      help="move damaged checkpoints aside and resume from the newest good one")
     _add_pretrained(run, "start from published weights (fine-tune); layers of another "
                          "shape, e.g. a new head, are re-initialised")
+    run.add_argument("--pretrained-backbone", metavar="MODEL[:TAG]",
+                     help="start a detection or segmentation model's backbone from a published "
+                          "classifier's, e.g. resnet50:imagenet (sets backbone.name and the "
+                          "input mean/std)")
     _add_workdir(run)
     _add_device(run)
     add_runtime_arguments(run)
@@ -87,6 +91,9 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         dest="overrides", help="override any config field, type-checked "
                                                "(repeatable), e.g. --set optimizer.name=adamw")
+    parser.add_argument("--freeze", choices=("backbone",),
+                        help="train only the head (optimizer.backbone_lr_scale=0; a lower "
+                             "backbone rate: --set optimizer.backbone_lr_scale=0.1)")
     parser.add_argument("--smoke", action="store_true", help="the task's tiny config (seconds)")
 
 
@@ -145,7 +152,8 @@ def build_config(task_cls, args, base=None) -> object:
                   "train.batch_size": args.batch_size, "optimizer.lr": args.lr,
                   "train.seed": args.seed, "train.dtype": args.dtype,
                   "train.checkpoint_every_steps": getattr(args, "checkpoint_every", None),
-                  "train.on_nan": getattr(args, "on_nan", None)}
+                  "train.on_nan": getattr(args, "on_nan", None),
+                  "optimizer.backbone_lr_scale": 0 if getattr(args, "freeze", None) else None}
     overrides = [f"{k}={v}" for k, v in shorthands.items() if v is not None]
     config = apply_overrides(config, overrides + args.overrides)
     if task_cls.models and config.model not in task_cls.models:
@@ -161,7 +169,12 @@ def _run(args, rest) -> int:
 
     task_cls = get_task(args.task)
     start_runtime(args)
-    if args.pretrained is None:
+    if args.pretrained_backbone is not None:
+        if args.pretrained is not None:
+            raise ZooError("pass --pretrained (the whole model) or --pretrained-backbone, "
+                           "not both")
+        config, init_params = _backbone_start(task_cls, args)
+    elif args.pretrained is None:
         config, init_params = build_config(task_cls, args), None
     else:
         from zoo.hub import pretrained
@@ -187,6 +200,35 @@ def _run(args, rest) -> int:
         print(f"zoo: {e}; checkpoint saved in {_workdir(args)}. Resume with: "
               f"{shlex.join(['zoo', *args.argv])}", file=sys.stderr)
     return 0
+
+
+def _backbone_start(task_cls, args):
+    """The config and initial weights of a dense model whose backbone starts from a
+    published classifier's: backbone.name and the input mean/std follow the card."""
+    import dataclasses
+
+    from zoo.data.images import Preprocess
+    from zoo.hub import pretrained
+    from zoo_hardware.distributed import primary_first
+
+    config = build_config(task_cls, args)
+    if not hasattr(config, "backbone") or not hasattr(config, "preprocess"):
+        raise ZooError(f"{args.task} has no backbone section; --pretrained-backbone is for "
+                       f"detection and segmentation (classification: --pretrained)")
+    hub, card = pretrained.find("classification", args.pretrained_backbone)
+    if config.backbone.name not in ("resnet", card.model):
+        raise ZooError(f"--pretrained-backbone {card.model} but backbone.name is "
+                       f"{config.backbone.name}; drop one of them")
+    source = card.config.get("preprocess", {})
+    config = dataclasses.replace(
+        config, backbone=dataclasses.replace(config.backbone, name=card.model),
+        preprocess=Preprocess(mean=tuple(source.get("mean", ())),
+                              std=tuple(source.get("std", ()))))
+    with primary_first("download weights"):
+        tensors = pretrained.load_weights(hub, card, allow_unverified=args.allow_unverified)
+    if not args.quiet:
+        print(f"backbone from {card.name}", file=sys.stderr)
+    return config, {k: v for k, v in tensors.items() if k.startswith("backbone/")}
 
 
 def _eval(args, rest) -> int:

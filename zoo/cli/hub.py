@@ -38,6 +38,29 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
     publish.add_argument("--force", action="store_true", help="replace an entry of the same name")
     publish.set_defaults(handler=_publish)
 
+    imp = sub.add_parser(
+        "import", parents=[common], help="timm or torchvision ImageNet weights into zoo",
+        description="Convert upstream ImageNet weights (never unpickled: timm's safetensors, "
+                    "or a torchvision .pth through torch's weights-only loader) into a zoo "
+                    "workdir or a hub entry, with their preprocessing and class names.",
+        epilog="examples:\n  zoo import timm:resnet50.a1_in1k --workdir runs/r50\n"
+               "  zoo import timm:vit_small_patch16_224.augreg_in21k_ft_in1k --dir ./vit "
+               "--hub ./my-hub\n  zoo import torchvision:resnet50 --file "
+               "resnet50-0676ba61.pth --workdir runs/tv50",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    imp.add_argument("source", metavar="timm:ARCH.TAG|torchvision:ARCH",
+                     help="e.g. timm:resnet50.a1_in1k (from hf://timm/NAME unless --file/--dir)")
+    imp.add_argument("--file", type=Path, help="the weights file (offline): model.safetensors "
+                                               "or a torchvision .pth")
+    imp.add_argument("--dir", type=Path, help="a folder with timm's model.safetensors and "
+                                              "config.json (offline)")
+    out = imp.add_mutually_exclusive_group(required=True)
+    out.add_argument("--workdir", type=Path, help="write a zoo run here (predict, publish)")
+    out.add_argument("--hub", type=Path, help="add a converted entry to this folder hub")
+    imp.add_argument("--tag", help="the hub entry's tag (default: the timm tag, or torchvision)")
+    imp.add_argument("--force", action="store_true", help="replace a hub entry of the same name")
+    imp.set_defaults(handler=_import)
+
 
 def add_allow_unverified(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-unverified", action="store_true",
@@ -80,6 +103,26 @@ def _pull(args, rest) -> int:
     path = cache.fetch_card(card, hub.url, allow_unverified=args.allow_unverified)
     check = f"sha256 {card.sha256[:16]}... verified" if card.sha256 else "UNVERIFIED"
     print(f"{card.name}: {path} ({megabytes(card.size)}, {check})")
+    return 0
+
+
+def _import(args, rest) -> int:
+    from zoo.cli.commands import _no_extra
+    from zoo.hub import importer
+
+    _no_extra(rest)
+    upstream = importer.read(args.source, file=args.file, directory=args.dir)
+    what = (f"{args.source} as {upstream.model} ({len(upstream.classes)} classes, "
+            f"{upstream.image_size}px, sha256 {upstream.sha256[:16]}...)")
+    if args.workdir is not None:
+        importer.write_workdir(upstream, args.workdir)
+        print(f"imported {what} -> {args.workdir}\ntry: zoo predict classification "
+              f"photo.jpg --workdir {args.workdir} --top-k 5")
+        return 0
+    tag = args.tag or args.source.partition(".")[2] or args.source.partition(":")[0]
+    card = importer.write_hub_entry(upstream, args.hub, tag, force=args.force)
+    print(f"imported {what} -> {args.hub / card.urls[0]}\ntry: ZOO_HUB={args.hub} zoo "
+          f"predict classification photo.jpg --pretrained {card.model}:{card.tag}")
     return 0
 
 

@@ -1,19 +1,66 @@
 """Reading image files and image folders, with one-line errors for bad files."""
 
+import math
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from zoo.config import Range
 from zoo.errors import ZooError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
+INTERPOLATIONS = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
+                  "bicubic": Image.Resampling.BICUBIC}
 
 
-def load_image(path: str | Path, size: Sequence[int] | None = None, channels: int = 3) -> np.ndarray:
-    """Reads an image as uint8 HxWxC, converting mode and optionally resizing to (h, w).
+@dataclass(frozen=True)
+class Preprocess:
+    """How an image becomes a model input besides its size: timm's `pretrained_cfg`.
+
+    A pretrained weight's card carries it in its config, so predict, eval and
+    fine-tuning feed the images as the weights were trained on.
+    """
+
+    crop_pct: Annotated[float, Range(0, 1)] = 0.0  # >0: shorter side to size/crop_pct, then centre crop (0: squash)
+    interpolation: Literal["bilinear", "bicubic", "nearest"] = "bilinear"
+    mean: tuple[float, ...] = ()  # per channel, of [0, 1] pixels (empty: no normalization)
+    std: tuple[float, ...] = ()
+
+    def resize(self, image: Image.Image, size: Sequence[int]) -> Image.Image:
+        """`image` at (h, w) `size`: squashed, or (crop_pct > 0) resized and centre-cropped
+        as timm's eval transform (shorter side to floor(size / crop_pct))."""
+        h, w = size
+        method = INTERPOLATIONS[self.interpolation]
+        if not self.crop_pct:
+            return image if image.size == (w, h) else image.resize((w, h), method)
+        scale = math.floor(min(h, w) / self.crop_pct) / min(image.size)
+        resized = image.resize((max(w, round(image.size[0] * scale)),
+                                max(h, round(image.size[1] * scale))), method)
+        left, top = (resized.size[0] - w) // 2, (resized.size[1] - h) // 2
+        return resized.crop((left, top, left + w, top + h))
+
+    def normalize(self, images):
+        """uint8 images to float32 model inputs: [0, 1], then `standardize`. Works on
+        numpy and JAX arrays alike (batches travel as uint8 and are converted on device)."""
+        return self.standardize(to_unit_range(images))
+
+    def standardize(self, images):
+        """[0, 1] images to `(x - mean) / std` (unchanged without a mean)."""
+        if not self.mean:
+            return images
+        return ((images - np.asarray(self.mean, np.float32))
+                / np.asarray(self.std, np.float32))
+
+
+def load_image(path: str | Path, size: Sequence[int] | None = None, channels: int = 3,
+               preprocess: Preprocess = Preprocess()) -> np.ndarray:
+    """Reads an image as uint8 HxWxC, converting mode and optionally resizing to (h, w)
+    (squashed, or resized and centre-cropped: see `Preprocess.resize`).
 
     Any 8-bit mode (palette, grey+alpha, RGBA, CMYK, 1-bit) is converted; 16-bit images
     are scaled to 8 bits; the first frame of an animation is used.
@@ -32,8 +79,8 @@ def load_image(path: str | Path, size: Sequence[int] | None = None, channels: in
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
                 img = _to_8bit(img, path).convert("L" if channels == 1 else "RGB")
-                if size is not None and img.size != (size[1], size[0]):
-                    img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+                if size is not None:
+                    img = preprocess.resize(img, size)
                 array = np.asarray(img, dtype=np.uint8)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ZooError(f"{path}: refused, image too large ({e}); shrink it below "
@@ -119,7 +166,8 @@ def _to_8bit(img: Image.Image, path: Path) -> Image.Image:
     return img
 
 
-def image_folder(root: str | Path, size: Sequence[int], channels: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def image_folder(root: str | Path, size: Sequence[int], channels: int,
+                 preprocess: Preprocess = Preprocess()) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Loads `root/<class>/<image>` into (images uint8 NHWC, labels int32, class names).
 
     Raises:
@@ -139,7 +187,7 @@ def image_folder(root: str | Path, size: Sequence[int], channels: int) -> tuple[
             raise ZooError(f"folder:{root}: class folder {name!r} has no images "
                            f"({', '.join(sorted(IMAGE_SUFFIXES))})")
         for file in files:
-            images.append(load_image(file, size, channels))
+            images.append(load_image(file, size, channels, preprocess))
             labels.append(label)
     return np.stack(images), np.asarray(labels, np.int32), classes
 

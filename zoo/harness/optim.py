@@ -1,5 +1,8 @@
 """Optimizers and learning-rate schedules from an `OptimizerConfig`, with optax."""
 
+from typing import Any
+
+import jax
 import optax
 
 from zoo.config import OptimizerConfig, TaskConfig
@@ -50,7 +53,31 @@ def make_optimizer(cfg: OptimizerConfig, total_steps: int, steps_per_epoch: int)
 
 def make_run_optimizer(config: TaskConfig, total_steps: int,
                        steps_per_epoch: int) -> optax.GradientTransformation:
-    """A run's transformation: `config.optimizer`, wrapped by the `train.dtype` policy
-    (float16 adds dynamic loss scaling)."""
+    """A run's transformation: `config.optimizer` (with its backbone scaled or frozen),
+    wrapped by the `train.dtype` policy (float16 adds dynamic loss scaling)."""
     tx = make_optimizer(config.optimizer, total_steps, steps_per_epoch)
+    scale = config.optimizer.backbone_lr_scale
+    if scale != 1.0:
+        backbone = optax.set_to_zero() if scale == 0 else optax.chain(
+            make_optimizer(config.optimizer, total_steps, steps_per_epoch), optax.scale(scale))
+        tx = optax.multi_transform({"backbone": backbone, "rest": tx}, backbone_labels)
     return get_policy(config.train.dtype).wrap_optimizer(tx)
+
+
+def backbone_labels(params: Any) -> Any:
+    """"backbone" for the parameters under the model's top-level `backbone` module (the
+    pretrained part of a fine-tuned model), "rest" for the others (its new head).
+
+    Raises:
+      ZooError: the model has no `backbone` module.
+    """
+    def label(path, _) -> str:
+        first = path[0]
+        return "backbone" if getattr(first, "key", getattr(first, "name", None)) == "backbone" else "rest"
+
+    labels = jax.tree_util.tree_map_with_path(label, params)
+    if "backbone" not in jax.tree.leaves(labels):
+        raise ZooError("optimizer.backbone_lr_scale (--freeze backbone) needs a model with a "
+                       "`backbone` module: the ImageNet families (resnet18...101, vit-s16, "
+                       "vit-b16, mobilenetv3-large) and the detection models have one")
+    return labels

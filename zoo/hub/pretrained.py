@@ -43,9 +43,19 @@ def task_config(task_cls: type[Task], card: Card) -> TaskConfig:
 
 def load_weights(hub: index.Index, card: Card, *, allow_unverified: bool = False
                  ) -> dict[str, np.ndarray]:
-    """The card's weights (fetched, verified and cached as needed), by variable path."""
+    """The card's weights (fetched, verified and cached as needed), by variable path.
+
+    A card in an upstream layout (`layout: timm`: the very file timm publishes) is
+    converted here, on every load; the cache keeps the upstream bytes, verifiable
+    against the upstream sha256.
+    """
     path = cache.fetch_card(card, hub.url, allow_unverified=allow_unverified)
-    return weights.load(path / "weights.safetensors" if path.is_dir() else path)
+    file = path / "weights.safetensors" if path.is_dir() else path
+    if card.layout == "zoo":
+        return weights.load(file)
+    from zoo.models.convert import from_torch_layout
+
+    return from_torch_layout(card.model, weights.read_safetensors(file)[0])
 
 
 def load_model(task_cls: type[Task], hub: index.Index, card: Card, *,

@@ -14,6 +14,7 @@ import jax
 from flax import nnx
 
 from zoo.models.activations import get_activation
+from zoo.models.fpn import FPN
 from zoo.models.resnet import ResNetBackbone
 from zoo.models.unet import ConvBN, UNetDecoder
 
@@ -27,15 +28,26 @@ class CenterNet(nnx.Module):
     def __init__(self, in_channels: int, num_classes: int, *,
                  widths: Sequence[int] = (16, 32, 64, 128), blocks: int = 1, level: int = 2,
                  stem_stride: int = 1, head_width: int = 64, activation: str = "relu",
-                 rngs: nnx.Rngs):
-        if not 0 <= level < len(widths):
-            raise ValueError(f"level {level} must name a backbone stage (0..{len(widths) - 1})")
+                 backbone: nnx.Module | None = None, fpn_width: int = 128, rngs: nnx.Rngs):
+        """With `backbone` (an ImageNet family's, see `zoo.models.create_backbone`) an FPN
+        replaces the U-Net decoder and `level` indexes the backbone's strides."""
         act = get_activation(activation)
-        self.stride = stem_stride * 2 ** level
-        self.backbone = ResNetBackbone(in_channels, widths=widths, blocks=blocks,
-                                       stem_stride=stem_stride, activation=activation, rngs=rngs)
-        self.decoder = UNetDecoder(widths, act, stop=level, rngs=rngs)
-        self.neck = ConvBN(widths[level], head_width, act, rngs=rngs)
+        if backbone is None:
+            if not 0 <= level < len(widths):
+                raise ValueError(f"level {level} must name a backbone stage "
+                                 f"(0..{len(widths) - 1})")
+            self.stride = stem_stride * 2 ** level
+            self.backbone = ResNetBackbone(in_channels, widths=widths, blocks=blocks,
+                                           stem_stride=stem_stride, activation=activation,
+                                           rngs=rngs)
+            self.decoder = UNetDecoder(widths, act, stop=level, rngs=rngs)
+            neck_width = widths[level]
+        else:
+            self.stride = backbone.strides[level]
+            self.backbone = backbone
+            self.decoder = FPN(backbone.channels, fpn_width, stop=level, rngs=rngs)
+            neck_width = fpn_width
+        self.neck = ConvBN(neck_width, head_width, act, rngs=rngs)
         bias = nnx.initializers.constant(-math.log((1 - PRIOR) / PRIOR))
         self.heatmap = nnx.Conv(head_width, num_classes, (1, 1), bias_init=bias, rngs=rngs)
         self.offset = nnx.Conv(head_width, 2, (1, 1), rngs=rngs)
