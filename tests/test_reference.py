@@ -51,7 +51,7 @@ def _timm_outputs(timm_model, torch, x: np.ndarray, model: str):
                 maps.append(y.numpy().transpose(0, 2, 3, 1))
         else:
             m = timm_model
-            y = m.act1(m.bn1(m.conv_stem(t)))
+            y = m.bn1(m.conv_stem(t))  # timm: BatchNormAct2d, the hard-swish inside
             maps = []
             for i, stage in enumerate(m.blocks):
                 y = stage(y)

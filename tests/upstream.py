@@ -28,6 +28,7 @@ FIXTURES = Path(__file__).parent / "fixtures" / "upstream"
 SIZE = 64  # input side: small enough for the default suite, deep enough for every stage
 SEED = 17
 TOLERANCE = 1e-4  # max abs difference, float32
+HEADS = ("fc.weight", "head.weight", "classifier.weight")
 TIMM_NAMES = {"resnet18": "resnet18", "resnet34": "resnet34", "resnet50": "resnet50",
               "resnet101": "resnet101", "vit-s16": "vit_small_patch16_224",
               "vit-b16": "vit_base_patch16_224", "mobilenetv3-large": "mobilenetv3_large_100"}
@@ -50,8 +51,10 @@ def manifest(model: str) -> dict[str, list[int]]:
 
 
 def random_state(shapes: dict[str, list[int]], seed: int = SEED) -> dict[str, np.ndarray]:
-    """Upstream-layout weights drawn from `seed`, scaled to keep activations O(1):
-    He-normal kernels, norm scales near 1, positive running variances."""
+    """Upstream-layout weights drawn from `seed`, scaled to keep activations O(1) (so a
+    1e-4 tolerance means float32 rounding): He-normal kernels, norm scales in
+    [0.3, 0.7] (residual sums stay small), positive running variances, a head scaled to
+    give logits of a few units."""
     rng = np.random.default_rng(seed)
     state = {}
     for key, shape in shapes.items():
@@ -59,12 +62,15 @@ def random_state(shapes: dict[str, list[int]], seed: int = SEED) -> dict[str, np
         if leaf == "num_batches_tracked":
             state[key] = np.zeros(shape, np.int64)
         elif leaf == "running_var" or (leaf == "weight" and len(shape) == 1):
-            state[key] = rng.uniform(0.5, 1.5, shape).astype(np.float32)
+            low, high = (0.5, 1.5) if leaf == "running_var" else (0.3, 0.7)
+            state[key] = rng.uniform(low, high, shape).astype(np.float32)
         elif leaf in ("running_mean", "bias"):
             state[key] = (0.1 * rng.standard_normal(shape)).astype(np.float32)
         elif leaf == "weight":
             fan_in = int(np.prod(shape[1:]))
-            state[key] = (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(np.float32)
+            gain = 0.1 if key in HEADS else 1.0
+            state[key] = (gain * rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)
+                          ).astype(np.float32)
         else:  # cls_token, pos_embed
             state[key] = (0.02 * rng.standard_normal(shape)).astype(np.float32)
     return state
