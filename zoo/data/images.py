@@ -53,8 +53,9 @@ class Preprocess:
         """[0, 1] images to `(x - mean) / std` (unchanged without a mean)."""
         if not self.mean:
             return images
-        return ((images - np.asarray(self.mean, np.float32))
-                / np.asarray(self.std, np.float32))
+        shape = (1,) * (images.ndim - 1) + (-1,)  # explicit: no implicit rank promotion
+        return ((images - np.asarray(self.mean, np.float32).reshape(shape))
+                / np.asarray(self.std, np.float32).reshape(shape))
 
 
 def load_image(path: str | Path, size: Sequence[int] | None = None, channels: int = 3,
