@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from zoo.data import class_lists
 from zoo.errors import ZooError
 from zoo.hub import urls
 
@@ -54,7 +55,7 @@ class Card:
     layout: str = "zoo"  # of the weight file; "timm": an upstream state dict, converted on load
     metrics: dict[str, Any] = field(default_factory=dict)  # {"dataset", "split", "values"}
     config: dict[str, Any] = field(default_factory=dict)  # the task config it was trained with
-    info: dict[str, Any] = field(default_factory=dict)  # preprocessing and data-set facts
+    info: dict[str, Any] = field(default_factory=dict)  # data-set facts; classes by name or list
     params: int | None = None  # trainable parameter count
     versions: dict[str, str] = field(default_factory=dict)  # libraries it was trained with
     license: str = "unspecified"
@@ -71,8 +72,12 @@ class Card:
         return self.file.endswith(ARCHIVE_SUFFIXES)
 
     def to_json(self) -> dict[str, Any]:
+        """The index entry; classes that equal a named list are written as its name."""
         out = dataclasses.asdict(self)
         out["urls"] = list(self.urls)
+        named = class_lists.name_of(self.info.get("classes", ()))
+        if named:
+            out["info"] = {**out["info"], "classes": named}
         return out
 
     @classmethod
@@ -113,4 +118,10 @@ class Card:
             raise ZooError(f"{label}: size {size!r} is not a byte count")
         values = {k: v for k, v in data.items() if k in known}
         values["urls"] = tuple(card_urls)
+        if isinstance(values.get("info", {}).get("classes"), str):  # e.g. "imagenet-1k"
+            try:
+                classes = class_lists.resolve(values["info"]["classes"])
+            except ZooError as e:
+                raise ZooError(f"{label}: {e} (upgrade zoo?)") from None
+            values["info"] = {**values["info"], "classes": classes}
         return cls(**values)

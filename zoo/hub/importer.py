@@ -14,12 +14,12 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from zoo.data import class_lists
 from zoo.data.images import Preprocess
 from zoo.errors import ZooError, unknown
 from zoo.hub import fetch, urls, weights
@@ -35,14 +35,6 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 TORCHVISION_V1 = Preprocess(crop_pct=0.875, interpolation="bilinear", mean=IMAGENET_MEAN,
                             std=IMAGENET_STD)
 TORCHVISION_V2_FILES = ("resnet50-11ad3fa6", "resnet101-cd907fc2")
-CLASSES_FILE = Path(__file__).parent.parent / "data" / "imagenet_classes.json"
-
-
-@cache
-def imagenet_classes() -> tuple[str, ...]:
-    """The 1,000 ImageNet-1k class names, in class-index order (package data)."""
-    return tuple(json.loads(CLASSES_FILE.read_text()))
-
 
 @dataclass(frozen=True)
 class Upstream:
@@ -141,7 +133,7 @@ def _default_classes(state: dict[str, np.ndarray], source: str) -> tuple[str, ..
     if head is None:
         raise ZooError(f"{source}: no classifier head (fc, head or classifier) in the weights")
     n = head.shape[0]
-    return imagenet_classes() if n == 1000 else tuple(str(i) for i in range(n))
+    return class_lists.get("imagenet-1k").names if n == 1000 else tuple(str(i) for i in range(n))
 
 
 def _download(name: str, filename: str) -> Path:
