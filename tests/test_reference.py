@@ -1,10 +1,13 @@
-"""timm itself as the reference (`pytest -m reference`, needs `pip install -e '.[torch-ref]'`).
+"""timm and torchvision themselves as the reference (`pytest -m reference`, needs
+`pip install -e '.[torch-ref]'`).
 
-For every ImageNet family: timm's model with weights drawn from a numpy seed, and zoo's
-model with the same weights converted, give the same logits and backbone feature maps
-on two real photos (max abs difference <= 1e-4, float32). The same run checks the
-committed fixtures the default suite compares against (`ZOO_WRITE_FIXTURES=1` rewrites
-them, with the photos and the upstream names and shapes).
+For every ImageNet family in timm's layout, and for the two torchvision names
+differently (MobileNetV3-Large, ViT-B/16): the upstream model with weights drawn from a
+numpy seed, and zoo's model with the same weights converted, give the same logits and
+backbone feature maps on two real photos (max abs difference <= 1e-4, float32). The
+same run checks the committed fixtures the default suite compares against
+(`ZOO_WRITE_FIXTURES=1` rewrites them, with the photos and the upstream names and
+shapes).
 """
 
 import json
@@ -60,31 +63,66 @@ def _timm_outputs(timm_model, torch, x: np.ndarray, model: str):
     return logits, upstream.summaries(maps)
 
 
-@pytest.mark.parametrize("model", list(upstream.TIMM_NAMES))
-def test_zoo_matches_timm_on_random_weights(model):
+def _torchvision_outputs(net, torch, x: np.ndarray, model: str):
+    """torchvision's logits and the feature maps zoo's backbone returns (NHWC)."""
+    t = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
+    with torch.no_grad():
+        logits = net(t).numpy()
+        if model.startswith("vit"):
+            tokens = net._process_input(t)
+            tokens = torch.cat([net.class_token.expand(len(x), -1, -1), tokens], dim=1)
+            side = upstream.SIZE // 16
+            maps = [net.encoder(tokens)[:, 1:].numpy().reshape(len(x), side, side, -1)]
+        else:
+            y, maps = t, []
+            for i, block in enumerate(net.features):
+                y = block(y)
+                if i in (3, 6, 12, 16):  # the ends of timm's stages 1, 2, 4 and 6
+                    maps.append(y.numpy().transpose(0, 2, 3, 1))
+    return logits, upstream.summaries(maps)
+
+
+def _upstream_model(case: str, torch):
+    """The upstream library's model of `case` (eval mode, random init), and a label."""
+    model = upstream.zoo_model(case)
+    if case == model:
+        timm = pytest.importorskip("timm")
+        extra = {"img_size": upstream.SIZE} if model.startswith("vit") else {}
+        net = timm.create_model(upstream.TIMM_NAMES[model], pretrained=False, **extra)
+        label = f"{upstream.TIMM_NAMES[model]} (timm {timm.__version__}"
+    else:
+        torchvision = pytest.importorskip("torchvision")
+        extra = {"image_size": upstream.SIZE} if model.startswith("vit") else {}
+        net = getattr(torchvision.models, upstream.TORCHVISION_NAMES[model])(**extra)
+        label = f"{upstream.TORCHVISION_NAMES[model]} (torchvision {torchvision.__version__}"
+    return net.eval(), f"{label}, torch {torch.__version__})"
+
+
+@pytest.mark.parametrize("case", upstream.CASES)
+def test_zoo_matches_upstream_on_random_weights(case):
     torch = pytest.importorskip("torch")
-    timm = pytest.importorskip("timm")
+    model = upstream.zoo_model(case)
     write = os.environ.get("ZOO_WRITE_FIXTURES") == "1"
     photos_path = upstream.FIXTURES / "photos.npz"
     if write and not photos_path.exists():
         np.savez_compressed(photos_path, images=_photos())
-    extra = {"img_size": upstream.SIZE} if model.startswith("vit") else {}
-    timm_model = timm.create_model(upstream.TIMM_NAMES[model], pretrained=False, **extra).eval()
-    shapes = {k: list(v.shape) for k, v in timm_model.state_dict().items()}
-    if write:
-        (upstream.FIXTURES / f"{model}.json").write_text(json.dumps(
-            {"timm": f"{upstream.TIMM_NAMES[model]} (timm {timm.__version__}, "
-                     f"torch {torch.__version__})", "shapes": shapes}, indent=0))
-    assert upstream.manifest(model) == shapes, "timm's layout changed: rewrite the fixtures"
+    net, label = _upstream_model(case, torch)
+    shapes = {k: list(v.shape) for k, v in net.state_dict().items()}
+    if write:  # one tensor a line
+        rows = ",\n".join(f"{json.dumps(k)}: {json.dumps(v)}" for k, v in shapes.items())
+        (upstream.FIXTURES / f"{case}.json").write_text(
+            f'{{"upstream": {json.dumps(label)},\n"shapes": {{\n{rows}\n}}}}\n')
+    assert upstream.manifest(case) == shapes, "the upstream layout changed: rewrite the fixtures"
     state = upstream.random_state(shapes)
-    timm_model.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
+    net.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
     x = upstream.model_inputs(upstream.photos())
-    logits, features = _timm_outputs(timm_model, torch, x, model)
+    outputs = _torchvision_outputs if case != model else _timm_outputs
+    logits, features = outputs(net, torch, x, model)
     if write:
-        np.savez_compressed(upstream.FIXTURES / f"{model}.npz", logits=logits, **features)
-    ours_logits, ours_features = upstream.zoo_outputs(model, state, x)
+        np.savez_compressed(upstream.FIXTURES / f"{case}.npz", logits=logits, **features)
+    ours_logits, ours_features = upstream.zoo_outputs(case, state, x)
     assert np.abs(ours_logits - logits).max() <= upstream.TOLERANCE
     for name, value in features.items():
         assert np.abs(ours_features[name] - value).max() <= upstream.TOLERANCE, name
-    committed = upstream.reference(model)
+    committed = upstream.reference(case)
     assert np.abs(committed["logits"] - logits).max() <= 1e-5, "fixture out of date"

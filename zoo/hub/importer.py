@@ -23,18 +23,25 @@ from zoo.data import class_lists
 from zoo.data.images import Preprocess
 from zoo.errors import ZooError, unknown
 from zoo.hub import fetch, urls, weights
+from zoo.models.torchvision_names import to_timm
 
 TIMM_ARCHS = {"resnet18": "resnet18", "resnet34": "resnet34", "resnet50": "resnet50",
               "resnet101": "resnet101", "vit_small_patch16_224": "vit-s16",
               "vit_base_patch16_224": "vit-b16", "mobilenetv3_large_100": "mobilenetv3-large"}
+# torchvision's names are mapped to timm's (zoo.models.torchvision_names).
 TORCHVISION_ARCHS = {"resnet18": "resnet18", "resnet34": "resnet34", "resnet50": "resnet50",
-                     "resnet101": "resnet101"}
+                     "resnet101": "resnet101", "mobilenet_v3_large": "mobilenetv3-large",
+                     "vit_b_16": "vit-b16"}
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-# torchvision's transforms: V1 weights resize to 256 and crop 224; the V2 ones (file
-# names carry these hash prefixes) resize to 232.
-TORCHVISION_V1 = Preprocess(crop_pct=0.875, interpolation="bilinear", mean=IMAGENET_MEAN,
-                            std=IMAGENET_STD)
-TORCHVISION_V2_FILES = ("resnet50-11ad3fa6", "resnet101-cd907fc2")
+# torchvision's transforms, by the file name's start (download.pytorch.org/models/...):
+# (resize, crop, interpolation); every other file resizes to 256 and crops 224, bilinear.
+TORCHVISION_FILES = {"resnet50-11ad3fa6": (232, 224, "bilinear"),
+                     "resnet101-cd907fc2": (232, 224, "bilinear"),
+                     "mobilenet_v3_large-5c1a4163": (232, 224, "bilinear"),
+                     "vit_b_16_swag-9ac1b537": (384, 384, "bicubic"),
+                     "vit_b_16_lc_swag-4e70ced5": (224, 224, "bicubic")}
+TORCHVISION_V1 = (256, 224, "bilinear")
+
 
 @dataclass(frozen=True)
 class Upstream:
@@ -117,13 +124,17 @@ def _read_torchvision(source: str, name: str, file: Path) -> Upstream:
     except Exception as e:  # torch raises UnpicklingError, RuntimeError, ...  # noqa: BLE001
         raise ZooError(f"{file}: refused or unreadable by torch's weights-only loader "
                        f"({str(e).splitlines()[0]})") from None
-    state = {k: v.numpy() for k, v in loaded.items() if hasattr(v, "numpy")}
-    preprocess = TORCHVISION_V1
-    if file.name.startswith(TORCHVISION_V2_FILES):
-        preprocess = Preprocess(crop_pct=224 / 232, interpolation="bilinear",
-                                mean=IMAGENET_MEAN, std=IMAGENET_STD)
-    return Upstream(source, TORCHVISION_ARCHS[name], state, 224, preprocess,
-                    _default_classes(state, source), fetch.sha256_file(file), "BSD-3-Clause")
+    model = TORCHVISION_ARCHS[name]
+    state = to_timm(model, {k: v.numpy() for k, v in loaded.items() if hasattr(v, "numpy")})
+    resize, crop, interpolation = next((v for k, v in TORCHVISION_FILES.items()
+                                        if file.name.startswith(k)), TORCHVISION_V1)
+    size = crop
+    if "pos_embed" in state:  # a ViT's input size is its position embeddings' grid
+        size = round((state["pos_embed"].shape[1] - 1) ** 0.5) * 16
+    preprocess = Preprocess(crop_pct=crop / resize, interpolation=interpolation,
+                            mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    return Upstream(source, model, state, size, preprocess, _default_classes(state, source),
+                    fetch.sha256_file(file), "BSD-3-Clause")
 
 
 def _default_classes(state: dict[str, np.ndarray], source: str) -> tuple[str, ...]:
