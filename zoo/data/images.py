@@ -50,12 +50,15 @@ class Preprocess:
         return self.standardize(to_unit_range(images))
 
     def standardize(self, images):
-        """[0, 1] images to `(x - mean) / std` (unchanged without a mean)."""
+        """[0, 1] images to `(x - mean) / std` (unchanged without a mean). Grey images
+        fed to weights trained on colour take the channels' average mean and std."""
         if not self.mean:
             return images
+        mean, std = np.asarray(self.mean, np.float32), np.asarray(self.std, np.float32)
+        if images.shape[-1] == 1:
+            mean, std = mean.mean(keepdims=True), std.mean(keepdims=True)
         shape = (1,) * (images.ndim - 1) + (-1,)  # explicit: no implicit rank promotion
-        return ((images - np.asarray(self.mean, np.float32).reshape(shape))
-                / np.asarray(self.std, np.float32).reshape(shape))
+        return (images - mean.reshape(shape)) / std.reshape(shape)
 
 
 def load_image(path: str | Path, size: Sequence[int] | None = None, channels: int = 3,

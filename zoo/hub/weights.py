@@ -99,7 +99,8 @@ def load_into(state: nnx.State, tensors: Mapping[str, np.ndarray], *,
     A layer (the variables under one parent path) is loaded whole or not at all: when
     any of its variables is missing or has another shape (a new head, another input
     size), the whole layer keeps its fresh initialisation. Values take the model's
-    dtype. A ViT's position embeddings are first resampled to the model's patch grid.
+    dtype. Weights are first fitted to the model's input (`convert.fit_to_model`: a ViT's
+    position embeddings resampled to its patch grid, an RGB stem adapted to grey input).
     Top-level modules the weights know nothing of (a detector's neck and heads under a
     pretrained backbone) are reported once, by name.
 
@@ -110,10 +111,10 @@ def load_into(state: nnx.State, tensors: Mapping[str, np.ndarray], *,
     Raises:
       ZooError: naming what does not fit, in strict mode or when nothing fits at all.
     """
-    from zoo.models.convert import fit_position_embeddings
+    from zoo.models.convert import fit_to_model
 
     targets = variables(state)
-    tensors = fit_position_embeddings(
+    tensors = fit_to_model(
         tensors, {path: tuple(np.shape(var.get_value())) for path, var in targets.items()})
     known = {path.split("/")[0] for path in tensors}
     new = sorted({path.split("/")[0] for path in targets} - known)

@@ -65,25 +65,54 @@ def _to_flax(weight: np.ndarray) -> np.ndarray:
     return weight
 
 
-def fit_position_embeddings(tensors: dict[str, np.ndarray],
-                            shapes: Mapping[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
-    """Resamples ViT position embeddings to the model's patch grid (other weights as is).
+def fit_to_model(tensors: Mapping[str, np.ndarray],
+                 shapes: Mapping[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
+    """Weights fitted to a model of another input size or channel count (others as is).
 
-    `shapes` are the model's variable shapes by path. The class token's embedding is
-    kept; the patch grid is resized bicubically (timm's `resample_abs_pos_embed` does the same with
-    PyTorch's kernel, so the values differ slightly).
+    `shapes` are the model's variable shapes by path. ViT position embeddings are
+    resampled to the model's patch grid; a stem convolution trained on RGB is adapted
+    to grey (or 4-channel) input as timm's `adapt_input_conv` does.
     """
-    import jax
-
     out = dict(tensors)
     for path, value in tensors.items():
-        if not path.endswith("pos_embed") or path not in shapes or value.shape == shapes[path]:
+        if path not in shapes or value.shape == shapes[path]:
             continue
-        old, new = value.shape[1] - 1, shapes[path][1] - 1
-        old_side, new_side = round(old ** 0.5), round(new ** 0.5)
-        if old_side ** 2 != old or new_side ** 2 != new:
-            continue  # not square grids: load_into re-initialises it and says so
-        grid = value[0, 1:].reshape(old_side, old_side, -1)
-        resized = jax.image.resize(grid, (new_side, new_side, grid.shape[-1]), "bicubic", antialias=False)
-        out[path] = np.concatenate([value[:, :1], np.asarray(resized).reshape(1, new, -1)], 1)
+        if path.endswith("pos_embed"):
+            out[path] = _resample_position_embeddings(value, shapes[path])
+        elif _rgb_stem_for_other_channels(value.shape, shapes[path]):
+            out[path] = adapt_input_channels(value, shapes[path][2])
     return out
+
+
+def _rgb_stem_for_other_channels(trained: tuple[int, ...], wanted: tuple[int, ...]) -> bool:
+    """An HWIO kernel over 3 (RGB) input channels where the model has another count."""
+    return (len(trained) == 4 and trained[2] == 3 and len(wanted) == 4
+            and trained[:2] + trained[3:] == tuple(wanted[:2]) + tuple(wanted[3:]))
+
+
+def adapt_input_channels(kernel: np.ndarray, channels: int) -> np.ndarray:
+    """An HWIO kernel trained on `kernel.shape[2]` input channels, for `channels` ones:
+    summed over them for grey input (grey repeated thrice gives the same output),
+    otherwise cycled and rescaled to keep the output's scale (timm's rule)."""
+    trained = kernel.shape[2]
+    if channels == 1:
+        return kernel.sum(axis=2, keepdims=True)
+    cycled = np.tile(kernel, (1, 1, -(-channels // trained), 1))[:, :, :channels]
+    return cycled * (trained / channels)
+
+
+def _resample_position_embeddings(value: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """The class token's embedding kept, the patch grid resized bicubically (timm's
+    `resample_abs_pos_embed` does the same with PyTorch's kernel, so the values differ
+    slightly). Non-square grids are returned as they are: `load_into` then
+    re-initialises them and says so."""
+    import jax
+
+    old, new = value.shape[1] - 1, shape[1] - 1
+    old_side, new_side = round(old ** 0.5), round(new ** 0.5)
+    if old_side ** 2 != old or new_side ** 2 != new:
+        return value
+    grid = value[0, 1:].reshape(old_side, old_side, -1)
+    resized = jax.image.resize(grid, (new_side, new_side, grid.shape[-1]), "bicubic",
+                               antialias=False)
+    return np.concatenate([value[:, :1], np.asarray(resized).reshape(1, new, -1)], 1)
