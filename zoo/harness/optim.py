@@ -4,6 +4,7 @@ from typing import Any
 
 import jax
 import optax
+from flax import nnx
 
 from zoo.config import OptimizerConfig, TaskConfig
 from zoo.errors import ZooError
@@ -81,3 +82,19 @@ def backbone_labels(params: Any) -> Any:
                        "`backbone` module: the ImageNet families (resnet18...101, vit-s16, "
                        "vit-b16, mobilenetv3-large) and the detection models have one")
     return labels
+
+
+def hold_frozen_backbone(model: nnx.Module, config: OptimizerConfig) -> None:
+    """A frozen backbone (`backbone_lr_scale=0`, `--freeze backbone`) also keeps its
+    batch-norm statistics and drops no activations: its batch norms use their running
+    statistics and its dropout is off in training too, what a timm or torchvision user
+    who freezes a module (`requires_grad_(False)` and `.eval()`) expects. Only the head
+    then changes. Call it on a freshly built model, before compiling its train step.
+    """
+    if config.backbone_lr_scale != 0 or not hasattr(model, "backbone"):
+        return
+    for _, module in nnx.iter_modules(model.backbone):
+        if isinstance(module, nnx.BatchNorm):
+            module.use_running_average = True
+        elif isinstance(module, nnx.Dropout):
+            module.deterministic = True

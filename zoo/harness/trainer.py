@@ -28,7 +28,7 @@ from zoo.errors import ZooError
 from zoo.harness import reports
 from zoo.harness.checkpoints import BEST, LATEST, CheckpointStore
 from zoo.harness.faults import explained, nan_origin
-from zoo.harness.optim import make_run_optimizer
+from zoo.harness.optim import hold_frozen_backbone, make_run_optimizer
 from zoo.harness.preemption import Preempted, StopSignal
 from zoo.harness.progress import EpochProgress
 from zoo.harness.scalars import NonFiniteStep, ScalarLog
@@ -133,6 +133,7 @@ def open_session(task: Task, *, device: str = "auto", mesh: str | None = None,
     model = adapter.build(task, data.info, nnx.Rngs(cfg.train.seed))
     precision.check_model(model, precision.get_policy(cfg.train.dtype), task.name)
     optimizer = task.make_optimizer(model, tx)
+    hold_frozen_backbone(model, cfg.optimizer)
     graphdef, state = split_train_state(model, optimizer)
     state = placement.place_state(state, mesh)
     steps = build_steps(task, model, optimizer, seed=cfg.train.seed,
