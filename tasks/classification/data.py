@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo.data import mnist
+from zoo.data import class_lists, mnist
 from zoo.data.images import Preprocess, image_folder, image_info, load_image
 from zoo.data.loader import holdout_sizes, split_indices
 from zoo.data.tables import read_tsv
@@ -39,6 +39,8 @@ def load(spec: str, image_size: int, channels: int,
                          image_size or 32, channels or 3, preprocess)
     sources = {"mnist-sample": mnist.mnist_sample, "mnist": mnist.mnist_full,
                "digits": mnist.sklearn_digits}
+    if spec in class_lists.FILES:  # a pretrained card's data set: the user has a copy
+        raise ZooError(f"data set {spec!r}: {class_lists.get(spec).how_to_get()}")
     if spec not in sources:
         raise unknown("data set", spec, [*sources, "folder:PATH", "tsv:FILE"])
     images, labels = sources[spec]()

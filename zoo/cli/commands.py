@@ -51,6 +51,10 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
     ev.add_argument("--json", action="store_true", help="print metrics as JSON")
     _add_pretrained(ev, "evaluate published weights on their card's data set instead of "
                         "a workdir, beside the card's metrics")
+    ev.add_argument("--data", metavar="SPEC",
+                    help="with --pretrained: every example of your copy of the card's data "
+                         "set, e.g. ImageNet's validation folder folder:/data/imagenet/val "
+                         "(a folder per synset id such as n01440764, or per class name)")
     ev.set_defaults(handler=_eval)
 
     predict = sub.add_parser("predict", parents=[common], add_help=False,
@@ -239,6 +243,9 @@ def _eval(args, rest) -> int:
     task_cls = get_task(args.task)
     start_runtime(args)
     claimed = {}
+    if args.data is not None and args.pretrained is None:
+        raise ZooError("--data evaluates --pretrained weights on your copy of their data set; "
+                       "a workdir is evaluated on the data it was trained on")
     if args.pretrained is None:
         metrics = evaluate_workdir(_workdir(args), args.task, split=args.split,
                                    device=args.device, mesh=args.mesh)
@@ -248,11 +255,14 @@ def _eval(args, rest) -> int:
         if args.workdir is not None:
             raise ZooError("--pretrained evaluates published weights; drop --workdir")
         hub, card = pretrained.find(args.task, args.pretrained)
-        metrics = pretrained.evaluate(task_cls, hub, card, split=args.split, device=args.device,
+        metrics = pretrained.evaluate(task_cls, hub, card, split=args.split, data=args.data,
+                                      device=args.device, mesh=args.mesh,
                                       allow_unverified=args.allow_unverified)
-        if card.metrics.get("split") == args.split:
-            claimed = card.metrics.get("values", {})
-        print(f"{card.name} on {card.metrics.get('dataset')} {args.split}", file=sys.stderr)
+        if card.metrics.get("split") == args.split or args.data is not None:
+            claimed = card.metrics.get("values", {})  # --data: the user's copy of that split
+        where = (f"every example of {args.data}" if args.data else
+                 f"{card.metrics.get('dataset')} {args.split}")
+        print(f"{card.name} on {where}", file=sys.stderr)
     from zoo_hardware.distributed import is_primary
 
     if not is_primary():

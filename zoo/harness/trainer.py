@@ -104,16 +104,20 @@ def limit(arrays: Mapping[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
 
 
 def open_session(task: Task, *, device: str = "auto", mesh: str | None = None,
-                 training: bool = True, adapter: Adapter | None = None) -> Session:
+                 training: bool = True, adapter: Adapter | None = None,
+                 data: Dataset | None = None) -> Session:
     """Loads data and builds, places and compiles everything a run (or an eval) needs.
 
     Args:
       mesh: the device mesh, e.g. "data=4,model=2" (default: every device on `data`).
+      data: the data set, if not `task.load_data()` (e.g. a card's, read from the
+        user's copy: `zoo.hub.card_data`).
     """
     compilation.enable_persistent_cache(cache_dir("jax-cache"))  # for library users too
     cfg = task.config
-    with distributed.primary_first("load data"):  # process 0 downloads, the others reuse
-        data = task.load_data()
+    if data is None:
+        with distributed.primary_first("load data"):  # process 0 downloads, the others reuse
+            data = task.load_data()
     for split in ("train", "val", "test"):
         data.splits[split] = limit(data.splits[split], cfg.train.max_examples)
         if data.size(split) == 0:
@@ -123,7 +127,7 @@ def open_session(task: Task, *, device: str = "auto", mesh: str | None = None,
     placement.check_batch_size(cfg.train.batch_size, mesh)
     placement.check_batch_size(cfg.train.eval_batch_size, mesh)
     spe = loader.steps_per_epoch(data.splits["train"], cfg.train.batch_size)
-    if spe == 0:
+    if spe == 0 and training:  # an eval session never draws a training batch
         raise ZooError(f"the train split has {data.size('train')} examples, fewer than one "
                        f"batch of {cfg.train.batch_size}; lower --batch-size")
     tx = make_run_optimizer(cfg, spe * cfg.train.epochs, spe)

@@ -71,15 +71,24 @@ def load_model(task_cls: type[Task], hub: index.Index, card: Card, *,
 
 
 def evaluate(task_cls: type[Task], hub: index.Index, card: Card, *, split: str,
-             device: str = "auto", allow_unverified: bool = False) -> dict[str, Any]:
-    """The card's weights evaluated on the card's data set: its claim, checked."""
+             data: str | None = None, device: str = "auto", mesh: str | None = None,
+             allow_unverified: bool = False) -> dict[str, Any]:
+    """The card's weights evaluated on the card's data set: its claim, checked. With
+    `data` (the user's copy of that data set, e.g. ImageNet's validation folder), on
+    every example of it instead, whatever `split` says (see `zoo.hub.card_data`)."""
+    from zoo.config import apply_overrides
     from zoo.harness.trainer import evaluate as evaluate_split
     from zoo.harness.trainer import open_session
+    from zoo.hub import card_data
     from zoo_hardware import distributed, placement
 
+    config = task_config(task_cls, card)
+    task = task_cls(config if data is None else apply_overrides(config, [f"data={data}"]))
+    with distributed.primary_first("load data"):  # before the download: it may be missing
+        dataset = task.load_data() if data is None else card_data.evaluation_data(task, card)
     with distributed.primary_first("download weights"):
         tensors = load_weights(hub, card, allow_unverified=allow_unverified)
-    session = open_session(task_cls(task_config(task_cls, card)), device=device, training=False)
+    session = open_session(task, device=device, mesh=mesh, training=False, data=dataset)
     weights.load_into(session.state["model"], tensors, strict=True)
     session.state = placement.place_state(session.state, session.mesh)
     return evaluate_split(session, split)
