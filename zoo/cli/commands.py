@@ -219,7 +219,7 @@ def _backbone_start(task_cls, args):
     if not hasattr(config, "backbone") or not hasattr(config, "preprocess"):
         raise ZooError(f"{args.task} has no backbone section; --pretrained-backbone is for "
                        f"detection and segmentation (classification: --pretrained)")
-    hub, card = pretrained.find("classification", args.pretrained_backbone)
+    hub, card = _backbone_card(args.pretrained_backbone)
     if config.backbone.name not in ("resnet", card.model):
         raise ZooError(f"--pretrained-backbone {card.model} but backbone.name is "
                        f"{config.backbone.name}; drop one of them")
@@ -233,6 +233,26 @@ def _backbone_start(task_cls, args):
     if not args.quiet:
         print(f"backbone from {card.name}", file=sys.stderr)
     return config, {k: v for k, v in tensors.items() if k.startswith("backbone/")}
+
+
+def _backbone_card(spec: str):
+    """The hub and the ImageNet classifier card `--pretrained-backbone MODEL[:TAG]` names.
+
+    Raises:
+      ZooError: one line naming the backbones the hub has, when there is no such card.
+    """
+    from zoo.hub import index
+    from zoo.models import IMAGENET
+
+    name, _, tag = spec.partition(":")
+    hub = index.load()
+    found = [c for c in hub.cards if c.task == "classification" and c.model in IMAGENET]
+    cards = [c for c in found if c.model == name and (not tag or c.tag == tag)]
+    if not cards:
+        choices = ", ".join(f"{c.model}:{c.tag}" for c in found) or "none"
+        raise ZooError(f"--pretrained-backbone {spec}: no such ImageNet classifier in hub "
+                       f"{hub.url}; backbones there: {choices}")
+    return hub, cards[0]
 
 
 def _eval(args, rest) -> int:
