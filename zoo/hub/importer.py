@@ -265,6 +265,7 @@ def write_workdir(up: Upstream, workdir: Path) -> Path:
     from zoo.harness.steps import split_train_state
     from zoo.harness.trainer import LoopState
     from zoo.harness.workdir import read_run, write_run
+    from zoo.hub.pretrained import build_for_weights
     from zoo.models.convert import from_torch_layout
     from zoo.registry import get_task
 
@@ -273,7 +274,7 @@ def write_workdir(up: Upstream, workdir: Path) -> Path:
         raise ZooError(f"{workdir} already holds a run; choose a new --workdir")
     task_cls = get_task("classification")
     task = task_cls(from_dict(task_cls.Config, task_config(up)))
-    model = task.build_model(data_info(up), nnx.Rngs(0))
+    model = build_for_weights(lambda: task.build_model(data_info(up), nnx.Rngs(0)), abstract=True)
     weights.load_into(nnx.state(model), from_torch_layout(up.model, up.state), strict=True)
     optimizer = task.make_optimizer(model, make_run_optimizer(task.config, 1, 1))
     state = nnx.to_pure_dict(split_train_state(model, optimizer)[1])
