@@ -126,3 +126,26 @@ def test_zoo_matches_upstream_on_random_weights(case):
         assert np.abs(ours_features[name] - value).max() <= upstream.TOLERANCE, name
     committed = upstream.reference(case)
     assert np.abs(committed["logits"] - logits).max() <= 1e-5, "fixture out of date"
+
+
+@pytest.mark.parametrize("case, file, size, crop_pct", [
+    ("torchvision-mobilenetv3-large", "mobilenet_v3_large-5c1a4163.pth", 224, 224 / 232),
+    ("torchvision-vit-b16", "vit_b_16-c867db91.pth", upstream.SIZE, 224 / 256),
+])
+def test_zoo_import_reads_a_torchvision_file_through_the_weights_only_loader(
+        tmp_path, case, file, size, crop_pct):
+    """`zoo import torchvision:NAME --file F.pth`: torch's weights-only loader, timm's
+    names, the transforms of that file, and the weights the conversion check uses."""
+    torch = pytest.importorskip("torch")
+    from zoo.hub import importer
+    from zoo.models.convert import from_torch_layout
+
+    state = upstream.random_state(upstream.manifest(case))
+    torch.save({k: torch.from_numpy(v) for k, v in state.items()}, tmp_path / file)
+    model = upstream.zoo_model(case)
+    up = importer.read(f"torchvision:{upstream.TORCHVISION_NAMES[model]}", file=tmp_path / file)
+    assert (up.model, up.image_size) == (model, size)
+    assert up.preprocess.crop_pct == pytest.approx(crop_pct)
+    converted, expected = from_torch_layout(model, up.state), upstream.to_zoo(case, state)
+    assert sorted(converted) == sorted(expected)
+    assert all(np.array_equal(converted[k], v) for k, v in expected.items())

@@ -46,7 +46,12 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
         epilog="examples:\n  zoo import timm:resnet50.a1_in1k --workdir runs/r50\n"
                "  zoo import timm:vit_small_patch16_224.augreg_in21k_ft_in1k --dir ./vit "
                "--hub ./my-hub\n  zoo import torchvision:resnet50 --file "
-               "resnet50-0676ba61.pth --workdir runs/tv50",
+               "resnet50-0676ba61.pth --workdir runs/tv50\n"
+               "  zoo import torchvision:mobilenet_v3_large --file "
+               "mobilenet_v3_large-5c1a4163.pth --hub ./my-hub\n"
+               "architectures: timm's resnet18/34/50/101, vit_small_patch16_224, "
+               "vit_base_patch16_224, mobilenetv3_large_100;\ntorchvision's resnet18/34/50/101, "
+               "mobilenet_v3_large, vit_b_16",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     imp.add_argument("source", metavar="timm:ARCH.TAG|torchvision:ARCH",
                      help="e.g. timm:resnet50.a1_in1k (from hf://timm/NAME unless --file/--dir)")
