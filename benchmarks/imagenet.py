@@ -40,7 +40,7 @@ def _zoo(name: str, state: dict[str, np.ndarray], images: np.ndarray, labels: np
     import optax
     from flax import nnx
 
-    from zoo.hub import weights
+    from zoo.io import weights
     from zoo.models import create_classifier
     from zoo.models.convert import from_torch_layout
 

@@ -24,13 +24,17 @@ from PIL import Image
 
 import upstream
 from hub_server import HubServer, Route
+from zoo import restore
 from zoo.cli.main import main
 from zoo.config import apply_overrides, to_dict
 from zoo.data import class_lists
 from zoo.errors import ZooError
 from zoo.harness.optim import make_run_optimizer
-from zoo.hub import importer, index, pretrained, weights
+from zoo.hub import importer, index
 from zoo.hub.card import Card
+from zoo.io import weights
+from zoo.models.conv import Conv
+from zoo.models.convert import fit_to_model
 from zoo.registry import get_task
 
 DEFAULT_CASES = ("resnet18", "vit-s16", "mobilenetv3-large", "torchvision-mobilenetv3-large")
@@ -136,11 +140,10 @@ def test_pull_convert_predict_through_a_loopback_hub(tmp_path, monkeypatch, loop
     monkeypatch.setenv("ZOO_HOME", str(tmp_path / "home"))  # an empty cache: one download
     file = "/hub/timm/resnet18.test/model.safetensors"
     before = len(loopback_hub.server.requests_for(file))
-    task_cls = get_task("classification")
-    hub, found = pretrained.find("classification", "resnet18:imagenet")
-    task, model, info = pretrained.load_model(task_cls, hub, found)
-    printed = task.predict(model, info, _predict_args(photo_files, top_k=2))
-    assert found.layout == "timm" and info["classes"] == list(IMAGENET.names)
+    restored = restore.from_hub("classification", "resnet18:imagenet")
+    task, info = restored.task, restored.info
+    printed = task.predict(restored.inference_model(), info, _predict_args(photo_files, top_k=2))
+    assert restored.card.layout == "timm" and info["classes"] == list(IMAGENET.names)
     assert task.config.preprocess.crop_pct == 1.0 and task.config.image_size == upstream.SIZE
     for line, top in zip(printed.splitlines(), _top_classes()):
         assert line.split(": ", 1)[1].startswith(f"{top} (p="), (line, top)
@@ -189,15 +192,18 @@ def test_eval_pretrained_without_its_data_set_says_what_to_pass(tmp_path, monkey
     assert message in err and len(err.strip().splitlines()) == 1, err
 
 
-def test_import_to_a_workdir_holds_the_converted_weights(tmp_path):
-    """A finished run (best checkpoint, run.json with the card-like config and classes)
-    that `zoo predict --workdir` and `zoo publish` take as any trained run."""
+def test_import_to_a_workdir_holds_the_converted_weights(tmp_path, capsys):
+    """`zoo import ... --workdir`: a finished run (best checkpoint, run.json with the
+    card-like config and classes) that `zoo predict --workdir` and `zoo publish` take
+    as any trained run."""
     from helpers import latest_params
 
     files = _timm_dir(tmp_path / "upstream")
     up = importer.read("timm:resnet18.test", directory=files)
     assert up.classes == IMAGENET.names
-    importer.write_workdir(up, tmp_path / "run")
+    command = ["import", "timm:resnet18.test", "--dir", str(files), "--workdir", str(tmp_path / "run")]
+    assert main(command) == 0
+    assert f"-> {tmp_path / 'run'}" in capsys.readouterr().out
     stored = latest_params(tmp_path / "run", "best")
     converted = upstream.to_zoo("resnet18", up.state)
     assert sorted(stored) == sorted(f"/{k}" for k in converted)
@@ -205,8 +211,8 @@ def test_import_to_a_workdir_holds_the_converted_weights(tmp_path):
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert run["info"]["classes"] == list(IMAGENET.names)
     assert run["config"]["model"] == "resnet18" and run["config"]["preprocess"]["crop_pct"] == 1.0
-    with pytest.raises(ZooError, match="already holds a run"):
-        importer.write_workdir(up, tmp_path / "run")
+    assert main(command) == 2
+    assert "already holds a run" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("source, kwargs, message", [
@@ -259,7 +265,7 @@ class _TwoPart(nnx.Module):
     optimizer splits on that name."""
 
     def __init__(self, rngs: nnx.Rngs):
-        self.backbone = nnx.Sequential(nnx.Conv(3, 4, (3, 3), rngs=rngs),
+        self.backbone = nnx.Sequential(Conv(3, 4, (3, 3), rngs=rngs),
                                        nnx.BatchNorm(4, rngs=rngs))
         self.head = nnx.Linear(4, 3, rngs=rngs)
 
@@ -324,6 +330,14 @@ def test_a_frozen_backbone_keeps_its_batch_norm_statistics(scale, changed):
     assert sorted(k for k, v in before.items() if not np.array_equal(after[k], v)) == changed
 
 
+def _load_backbone(model, backbone):
+    """What `ModelSetup.build` does with fine-tuning weights (fitted, then loaded
+    leniently), on an abstract model."""
+    state = nnx.state(model)
+    shapes = {k: tuple(v.get_value().shape) for k, v in weights.variables(state).items()}
+    return weights.load_into(state, fit_to_model(backbone, shapes), strict=False)
+
+
 def test_dense_models_take_an_imagenet_backbone_under_an_fpn():
     """Detection (CenterNet heads on an FPN level) and segmentation (FPN + FCN head) on
     a converted ResNet-18: the backbone loads (its RGB stem summed for grey scenes),
@@ -335,7 +349,7 @@ def test_dense_models_take_an_imagenet_backbone_under_an_fpn():
     detector = nnx.eval_shape(lambda: detection(apply_overrides(detection.Config.smoke(), [
         "backbone.name=resnet18", "backbone.fpn_width=16"])).build_model(
         {"classes": classes, "input_shape": [32, 32, 1]}, nnx.Rngs(0)))
-    report = weights.load_into(nnx.state(detector), backbone, strict=False)
+    report = _load_backbone(detector, backbone)
     assert report.new == ("decoder", "heatmap", "neck", "offset", "size") and not report.reinitialised
     stem = np.asarray(detector.backbone.conv1.kernel[...])
     assert np.allclose(stem, backbone["backbone/conv1/kernel"].sum(axis=2, keepdims=True))
@@ -351,7 +365,7 @@ def test_dense_models_take_an_imagenet_backbone_under_an_fpn():
     segmenter = nnx.eval_shape(lambda: segmentation(apply_overrides(seg_cfg, [
         "model=fcn", "backbone.name=resnet18", "backbone.fpn_width=16"])).build_model(
         rgb, nnx.Rngs(0)))
-    report = weights.load_into(nnx.state(segmenter), backbone, strict=False)
+    report = _load_backbone(segmenter, backbone)
     assert report.new == ("bn", "classifier", "conv", "decoder") and not report.reinitialised
     logits = nnx.eval_shape(lambda m, x: m(x), segmenter, jax.ShapeDtypeStruct((1, 32, 32, 3),
                                                                                np.float32))
@@ -421,6 +435,7 @@ def _shapes_folder(root, per_class=40, size=32, seed=0):
 
 @pytest.mark.slow
 def test_fine_tuning_a_resnet18_from_converted_weights_beats_chance(tmp_path):
+    from zoo.harness.model_setup import ModelSetup
     from zoo.harness.trainer import fit
 
     task_cls = get_task("classification")
@@ -432,5 +447,6 @@ def test_fine_tuning_a_resnet18_from_converted_weights_beats_chance(tmp_path):
         "optimizer.backbone_lr_scale=0.1", "early_stopping.patience=0",
         "preprocess.mean=0.485,0.456,0.406", "preprocess.std=0.229,0.224,0.225"])
     init = upstream.to_zoo("resnet18", upstream.random_state(upstream.manifest("resnet18")))
-    result = fit(task_cls(cfg), tmp_path / "run", quiet=True, init_params=init)
+    result = fit(task_cls(cfg), tmp_path / "run", quiet=True,
+                 setup=ModelSetup(weights=init).fine_tuning())
     assert result["metrics"]["accuracy"] >= 0.5  # chance: 1/3 (measured: 0.54, seeded)

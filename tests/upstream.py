@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from zoo.hub import weights
+from zoo.io import weights
 from zoo.hub.importer import IMAGENET_MEAN, IMAGENET_STD
 from zoo.models import create_classifier
 from zoo.models.convert import from_torch_layout

@@ -15,10 +15,11 @@ import optax
 from flax import nnx
 
 from zoo.config import EarlyStoppingConfig, OptimizerConfig, TaskConfig, TrainConfig
+from zoo.data.image_sets import IMAGE_SETS, load_image_set
 from zoo.data.images import Preprocess, load_image, match_background, to_unit_range
 from zoo.models import CLASSIFIERS, create_classifier
 from zoo.task import Batch, Dataset, Task
-from zoo_tasks.classification import augment, data
+from zoo_tasks.classification import augment
 
 
 @dataclass(frozen=True)
@@ -45,13 +46,13 @@ class ClassificationTask(Task):
                    "an image folder")
     Config = ClassificationConfig
     models = tuple(CLASSIFIERS)
-    datasets = data.DATASETS
+    datasets = IMAGE_SETS
     metric = "accuracy"
     metric_mode = "max"
 
     def load_data(self) -> Dataset:
         cfg = self.config
-        return data.load(cfg.data, cfg.image_size, cfg.channels, cfg.preprocess)
+        return load_image_set(cfg.data, cfg.image_size, cfg.channels, cfg.preprocess)
 
     def build_model(self, info: Mapping[str, Any], rngs: nnx.Rngs) -> nnx.Module:
         return create_classifier(self.config.model, info["input_shape"], len(info["classes"]),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from zoo.cli.common import add_allow_unverified, console, no_extra
 from zoo.errors import ZooError
 
 
@@ -67,11 +68,6 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
     imp.set_defaults(handler=_import)
 
 
-def add_allow_unverified(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--allow-unverified", action="store_true",
-                        help="accept hub entries without a sha256 (not recommended)")
-
-
 def megabytes(size: int | None) -> str:
     return "?" if size is None else f"{size / 1e6:.1f} MB"
 
@@ -79,11 +75,9 @@ def megabytes(size: int | None) -> str:
 def _list(args, rest) -> int:
     from rich.table import Table
 
-    from zoo.cli.catalog import console
-    from zoo.cli.commands import _no_extra
     from zoo.hub import cache, index
 
-    _no_extra(rest)
+    no_extra(rest)
     hub = index.load()
     table = Table("weights", "size", "metrics", "license", "source", "cached",
                   title=f"hub {hub.url}", title_justify="left")
@@ -97,10 +91,9 @@ def _list(args, rest) -> int:
 
 
 def _pull(args, rest) -> int:
-    from zoo.cli.commands import _no_extra
     from zoo.hub import cache, index
 
-    _no_extra(rest)
+    no_extra(rest)
     task, _, model_tag = args.name.partition("/")
     model, _, tag = model_tag.partition(":")
     hub = index.load()
@@ -112,15 +105,14 @@ def _pull(args, rest) -> int:
 
 
 def _import(args, rest) -> int:
-    from zoo.cli.commands import _no_extra
     from zoo.hub import importer
 
-    _no_extra(rest)
+    no_extra(rest)
     upstream = importer.read(args.source, file=args.file, directory=args.dir)
     what = (f"{args.source} as {upstream.model} ({len(upstream.classes)} classes, "
             f"{upstream.image_size}px, sha256 {upstream.sha256[:16]}...)")
     if args.workdir is not None:
-        importer.write_workdir(upstream, args.workdir)
+        _import_workdir(upstream, args.workdir)
         print(f"imported {what} -> {args.workdir}\ntry: zoo predict classification "
               f"photo.jpg --workdir {args.workdir} --top-k 5")
         return 0
@@ -131,15 +123,30 @@ def _import(args, rest) -> int:
     return 0
 
 
+def _import_workdir(upstream, workdir) -> None:
+    """The converted weights as a finished classification run in `workdir`."""
+    from zoo.config import from_dict
+    from zoo.harness.finished_run import write_finished_run
+    from zoo.hub import importer
+    from zoo.models.convert import from_torch_layout
+    from zoo.registry import get_task
+
+    task_cls = get_task("classification")
+    task = task_cls(from_dict(task_cls.Config, importer.task_config(upstream)))
+    write_finished_run(workdir, task, importer.data_info(upstream),
+                       from_torch_layout(upstream.model, upstream.state),
+                       {"dataset": "imagenet-1k", "split": "val", "imported_from": upstream.source})
+
+
 def _publish(args, rest) -> int:
-    from zoo.cli.commands import _no_extra
+    from zoo import restore
     from zoo.hub.publish import publish
 
-    _no_extra(rest)
+    no_extra(rest)
     if not args.workdir.is_dir():
         raise ZooError(f"{args.workdir}: no such run directory")
-    card = publish(args.workdir, args.hub, args.tag, mirrors=args.mirror, license=args.license,
-                   source=args.source, force=args.force)
+    card = publish(restore.from_workdir(args.workdir), args.hub, args.tag, mirrors=args.mirror,
+                   license=args.license, source=args.source, force=args.force)
     values = ", ".join(f"{k}={v:.4f}" for k, v in card.metrics["values"].items())
     print(f"published {card.name} -> {args.hub / card.urls[0]} ({megabytes(card.size)}, "
           f"sha256 {card.sha256[:16]}...; {values} on {card.metrics['dataset']} "

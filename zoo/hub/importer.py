@@ -22,7 +22,9 @@ import numpy as np
 from zoo.data import class_lists
 from zoo.data.images import Preprocess
 from zoo.errors import ZooError, unknown
-from zoo.hub import fetch, urls, weights
+from zoo.hub import fetch, urls
+from zoo.io import weights
+from zoo.io.files import sha256_file
 from zoo.models.torchvision_names import to_timm
 
 TIMM_ARCHS = {"resnet18": "resnet18", "resnet34": "resnet34", "resnet50": "resnet50",
@@ -106,7 +108,7 @@ def _read_timm(source: str, name: str, file: Path | None, directory: Path | None
                                interpolation=cfg.get("interpolation", "bicubic"),
                                mean=tuple(cfg["mean"]), std=tuple(cfg["std"])),
                     classes or _default_classes(state, source),
-                    fetch.sha256_file(Path(file)), cfg.get("license", "see the upstream card"))
+                    sha256_file(Path(file)), cfg.get("license", "see the upstream card"))
 
 
 def _read_torchvision(source: str, name: str, file: Path) -> Upstream:
@@ -134,7 +136,7 @@ def _read_torchvision(source: str, name: str, file: Path) -> Upstream:
     preprocess = Preprocess(crop_pct=crop / resize, interpolation=interpolation,
                             mean=IMAGENET_MEAN, std=IMAGENET_STD)
     return Upstream(source, model, state, size, preprocess, _default_classes(state, source),
-                    fetch.sha256_file(file), "BSD-3-Clause")
+                    sha256_file(file), "BSD-3-Clause")
 
 
 def _default_classes(state: dict[str, np.ndarray], source: str) -> tuple[str, ...]:
@@ -227,7 +229,7 @@ def write_hub_entry(up: Upstream, hub_dir: Path, tag: str, *, force: bool = Fals
     weights.save(tmp, from_torch_layout(up.model, up.state), {"zoo.card": f"classification/{file}"})
     card = Card(task="classification", model=up.model, tag=tag, file=file,
                 urls=(f"classification/{file}",), size=tmp.stat().st_size,
-                sha256=fetch.sha256_file(tmp), config=task_config(up), info=data_info(up),
+                sha256=sha256_file(tmp), config=task_config(up), info=data_info(up),
                 params=_params(up), license=up.license,
                 source=f"zoo import {up.source} (upstream sha256 {up.sha256})",
                 created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
@@ -244,51 +246,3 @@ def _params(up: Upstream) -> int:
     """Trainable parameters: every tensor but batch-norm statistics."""
     return sum(int(v.size) for k, v in up.state.items()
                if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
-
-
-def write_workdir(up: Upstream, workdir: Path) -> Path:
-    """A finished zoo run in `workdir` holding the converted weights (`checkpoints/best`,
-    `run.json`, `metrics.json` without metrics): `zoo predict --workdir` and
-    `zoo publish` take it as any trained run.
-
-    Raises:
-      ZooError: `workdir` already holds a run.
-    """
-    import dataclasses
-
-    from flax import nnx
-
-    from zoo.config import from_dict
-    from zoo.harness.checkpoints import BEST, LATEST, CheckpointStore
-    from zoo.harness.optim import make_run_optimizer
-    from zoo.harness.reports import write_json
-    from zoo.harness.steps import split_train_state
-    from zoo.harness.trainer import LoopState
-    from zoo.harness.workdir import read_run, write_run
-    from zoo.hub.pretrained import build_for_weights
-    from zoo.models.convert import from_torch_layout
-    from zoo.registry import get_task
-
-    workdir = Path(workdir)
-    if read_run(workdir) is not None:
-        raise ZooError(f"{workdir} already holds a run; choose a new --workdir")
-    task_cls = get_task("classification")
-    task = task_cls(from_dict(task_cls.Config, task_config(up)))
-    model = build_for_weights(lambda: task.build_model(data_info(up), nnx.Rngs(0)), abstract=True)
-    weights.load_into(nnx.state(model), from_torch_layout(up.model, up.state), strict=True)
-    optimizer = task.make_optimizer(model, make_run_optimizer(task.config, 1, 1))
-    state = nnx.to_pure_dict(split_train_state(model, optimizer)[1])
-    meta = dataclasses.asdict(LoopState(finished=True, best_epoch=0))
-    workdir.mkdir(parents=True, exist_ok=True)
-    write_run(workdir, task.name, task.config, data_info(up))
-    store = CheckpointStore(workdir)
-    try:
-        for which in (BEST, LATEST):
-            store.save(which, 0, state, meta)
-            store.wait()
-    finally:
-        store.close()
-    write_json(workdir / "metrics.json", {
-        "task": task.name, "model": up.model, "dataset": "imagenet-1k", "split": "val",
-        "metrics": {}, "epochs": 0, "best_epoch": 0, "imported_from": up.source})
-    return workdir

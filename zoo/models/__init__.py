@@ -14,11 +14,19 @@ from flax import nnx
 
 from zoo.errors import unknown
 from zoo.models.activations import ACTIVATIONS, get_activation
+from zoo.models.condinst import CondInst
+from zoo.models.copies import Average, Frozen, retyped_copy, update_average
+from zoo.models.crnn import CRNN
+from zoo.models.ctc import ctc_beam_search, ctc_greedy, ctc_loss
+from zoo.models.dcgan import Discriminator, Generator
 from zoo.models.detector import CenterNet
 from zoo.models.lenet import MLP, LeNet
+from zoo.models.lstm import LSTM, BiLSTM
 from zoo.models.mobilenetv3 import MobileNetV3, MobileNetV3Backbone
 from zoo.models.resnet import BackboneConfig, ResNet, ResNetBackbone
 from zoo.models.resnet_v15 import RESNETS, ResNetV15, ResNetV15Backbone
+from zoo.models.search import beam_search
+from zoo.models.seq2seq import Seq2Seq
 from zoo.models.unet import UNet, UNetDecoder
 from zoo.models.vit import VITS, ViT, ViTBackbone
 
@@ -66,6 +74,9 @@ def create_backbone(name: str, input_shape: Sequence[int], *, dtype: Any = jnp.f
     return IMAGENET[name][1](tuple(input_shape), dtype=dtype, rngs=rngs)
 
 
-__all__ = ["ACTIVATIONS", "BackboneConfig", "CLASSIFIERS", "CenterNet", "IMAGENET", "LeNet", "MLP",
-           "MobileNetV3", "ResNet", "ResNetBackbone", "ResNetV15", "UNet", "UNetDecoder", "ViT",
-           "create_backbone", "create_classifier", "get_activation"]
+# What a task plugin builds its model from (README, "Writing a task plugin").
+__all__ = ["ACTIVATIONS", "Average", "BackboneConfig", "BiLSTM", "CLASSIFIERS", "CRNN", "CenterNet", "CondInst",
+           "Discriminator", "Frozen", "Generator", "IMAGENET", "LSTM", "LeNet", "MLP", "MobileNetV3",
+           "ResNet", "ResNetBackbone", "ResNetV15", "Seq2Seq", "UNet", "UNetDecoder", "ViT",
+           "beam_search", "create_backbone", "create_classifier", "ctc_beam_search", "ctc_greedy",
+           "ctc_loss", "get_activation", "retyped_copy", "update_average"]

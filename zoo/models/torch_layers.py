@@ -5,8 +5,8 @@ convolution of an even-sized input asymmetrically (one row more at the bottom), 
 shifts every output by half a pixel. Batch norm keeps PyTorch's epsilon 1e-5, and its
 momentum 0.1 is Flax's 0.9 (Flax names the weight of the old statistic).
 
-Every convolution of the ImageNet families is built by `conv`: replacing `nnx.Conv`
-there (e.g. by a convolution with a faster CPU backward pass) changes them all.
+Every convolution of the ImageNet families is built by `conv`, on `zoo.models.conv.Conv`
+(XLA's forward convolution, with a fast weight gradient on the CPU).
 """
 
 import functools
@@ -15,6 +15,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 from flax import nnx
+
+from zoo.models.conv import Conv
 
 TORCH_BN_EPSILON = 1e-5
 TORCH_BN_MOMENTUM = 0.9  # = 1 - torch's momentum 0.1
@@ -26,9 +28,9 @@ def conv(cin: int, cout: int, kernel: int, *, stride: int = 1, groups: int = 1,
          rngs: nnx.Rngs) -> nnx.Conv:
     """A k x k convolution padded like PyTorch's `padding=k // 2` (or `padding` given)."""
     pad = ((kernel // 2, kernel // 2),) * 2 if padding is None else padding
-    return nnx.Conv(cin, cout, (kernel, kernel), strides=stride, padding=pad,
-                    feature_group_count=groups, use_bias=bias, kernel_init=HE_FAN_OUT,
-                    dtype=dtype, rngs=rngs)
+    return Conv(cin, cout, (kernel, kernel), strides=stride, padding=pad,
+                feature_group_count=groups, use_bias=bias, kernel_init=HE_FAN_OUT,
+                dtype=dtype, rngs=rngs)
 
 
 def batch_norm(channels: int, *, zero_scale: bool = False, dtype: Any = jnp.float32,

@@ -13,6 +13,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
@@ -32,6 +33,17 @@ def variables(state: nnx.State) -> dict[str, nnx.Variable]:
 def arrays(state: nnx.State) -> dict[str, np.ndarray]:
     """The host copies of a model state's weights, by path."""
     return {path: np.asarray(var.get_value()) for path, var in variables(state).items()}
+
+
+def by_path(tree: Mapping) -> dict[str, Any]:
+    """The leaves of a nested dict of weights (a pure-dict model state) by `/`-joined path."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            flat.update({f"{key}/{path}": leaf for path, leaf in by_path(value).items()})
+        else:
+            flat[str(key)] = value
+    return flat
 
 
 def save(path: Path, tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str]) -> None:
@@ -99,10 +111,8 @@ def load_into(state: nnx.State, tensors: Mapping[str, np.ndarray], *,
     A layer (the variables under one parent path) is loaded whole or not at all: when
     any of its variables is missing or has another shape (a new head, another input
     size), the whole layer keeps its fresh initialisation. Values take the model's
-    dtype. Weights are first fitted to the model's input (`convert.fit_to_model`: a ViT's
-    position embeddings resampled to its patch grid, an RGB stem adapted to grey input).
-    Top-level modules the weights know nothing of (a detector's neck and heads under a
-    pretrained backbone) are reported once, by name.
+    dtype. Top-level modules the weights know nothing of (a detector's neck and heads
+    under a pretrained backbone) are reported once, by name.
 
     Args:
       strict: raise unless every variable loads and every weight is used (for eval
@@ -111,11 +121,7 @@ def load_into(state: nnx.State, tensors: Mapping[str, np.ndarray], *,
     Raises:
       ZooError: naming what does not fit, in strict mode or when nothing fits at all.
     """
-    from zoo.models.convert import fit_to_model
-
     targets = variables(state)
-    tensors = fit_to_model(
-        tensors, {path: tuple(np.shape(var.get_value())) for path, var in targets.items()})
     known = {path.split("/")[0] for path in tensors}
     new = sorted({path.split("/")[0] for path in targets} - known)
     mismatched: dict[str, list[str]] = {}
@@ -131,7 +137,8 @@ def load_into(state: nnx.State, tensors: Mapping[str, np.ndarray], *,
     for path, var in targets.items():
         layer, _, leaf = path.rpartition("/")
         if (layer or leaf) not in mismatched:
-            var.set_value(jnp.asarray(tensors[path], dtype=var.get_value().dtype))
+            # a copy: a train step donates (consumes) the state it is given
+            var.set_value(jnp.array(tensors[path], dtype=var.get_value().dtype))
             loaded.append(path)
     report = LoadReport(tuple(loaded), {k: ", ".join(v) for k, v in mismatched.items()
                                         if k.split("/")[0] not in new},
