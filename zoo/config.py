@@ -64,6 +64,7 @@ class OptimizerConfig:
     momentum: Annotated[float, Range(0, 1)] = 0.9  # SGD momentum; Adam's b1 (GANs use 0.5)
     weight_decay: NonNegativeFloat = 0.0
     grad_clip_norm: NonNegativeFloat = 0.0  # 0 disables clipping
+    backbone_lr_scale: Annotated[float, Range(0, 1)] = 1.0  # lr multiplier of the model's `backbone` (0: frozen)
 
 
 @dataclass(frozen=True)

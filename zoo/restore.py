@@ -24,11 +24,11 @@ from zoo.errors import ZooError
 from zoo.harness.model_setup import ModelSetup
 from zoo.harness.steps import inference_view
 from zoo.harness.workdir import CHECKPOINT, require_run
-from zoo.hub import pretrained
+from zoo.hub import card_data, pretrained
 from zoo.hub.card import Card
 from zoo.io.weights import by_path
 from zoo.registry import get_task
-from zoo.task import Task
+from zoo.task import Dataset, Task
 from zoo_hardware import compression, distributed, quantization
 
 if TYPE_CHECKING:  # orbax and grain load only where a checkpoint or data set is read:
@@ -68,19 +68,21 @@ class Restored:
         """The model with its weights, ready for prediction."""
         return inference_view(self.model())
 
-    def session(self, *, device: str = "auto", mesh: str | None = None) -> Session:
-        """An evaluation session of the model on freshly loaded data, placed on `mesh`
-        (whatever mesh the weights were saved from)."""
+    def session(self, *, device: str = "auto", mesh: str | None = None,
+                data: Dataset | None = None) -> Session:
+        """An evaluation session of the model on `data` (default: freshly loaded), placed
+        on `mesh` (whatever mesh the weights were saved from)."""
         from zoo.harness.trainer import open_session
 
-        return open_session(self.task, device=device, mesh=mesh, training=False, setup=self.setup)
+        return open_session(self.task, device=device, mesh=mesh, training=False, setup=self.setup,
+                            data=data)
 
-    def evaluate(self, split: str = "test", *, device: str = "auto",
-                 mesh: str | None = None) -> dict[str, Any]:
-        """The task's metrics of the model on `split`."""
+    def evaluate(self, split: str = "test", *, device: str = "auto", mesh: str | None = None,
+                 data: Dataset | None = None) -> dict[str, Any]:
+        """The task's metrics of the model on `split` of `data` (default: the task's)."""
         from zoo.harness.trainer import evaluate
 
-        return evaluate(self.session(device=device, mesh=mesh), split)
+        return evaluate(self.session(device=device, mesh=mesh, data=data), split)
 
 
 def from_workdir(workdir: str | Path, task_name: str | None = None) -> Restored:
@@ -110,6 +112,18 @@ def from_hub(task_name: str, spec: str = "", *, model: str | None = None,
         tensors = pretrained.load_weights(hub, card, allow_unverified=allow_unverified)
     return Restored(task, card.info, ModelSetup(weights=tensors), f"hub:{card.name}",
                     {"versions": card.versions, "plugin": card.plugin}, card=card)
+
+
+def hub_data(task_name: str, spec: str = "", data: str | None = None) -> Dataset:
+    """What the published weight `--pretrained SPEC` is evaluated on: its card's data set,
+    or with `data` the user's copy of it (`zoo.hub.card_data`: every example, labelled
+    with the card's classes). Loaded before the weights are downloaded, so a data set zoo
+    cannot fetch (ImageNet) is named first.
+    """
+    _, card = pretrained.find(task_name, spec)
+    task = _task(task_name, card.config if data is None else {**card.config, "data": data})
+    with distributed.primary_first("load data"):
+        return task.load_data() if data is None else card_data.evaluation_data(task, card)
 
 
 def restore(source: str | Path, *, allow_unverified: bool = False) -> Restored:

@@ -1,4 +1,5 @@
-"""Image classification: LeNet, MLP and ResNet on digits or your own image folders."""
+"""Image classification: LeNet, MLP, ResNets, ViTs and MobileNetV3 on digits or your own
+image folders, from scratch or from ImageNet weights."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from flax import nnx
 from zoo.batching import Prepared
 from zoo.config import EarlyStoppingConfig, OptimizerConfig, Positive, TaskConfig, TrainConfig
 from zoo.data.image_sets import IMAGE_SETS, load_image_set
-from zoo.data.images import as_image, match_background, to_unit_range
+from zoo.data.images import Preprocess, as_image, match_background, to_unit_range
 from zoo.models import CLASSIFIERS, create_classifier
 from zoo.predictions import Classification
 from zoo.task import Batch, Dataset, PredictOptions, Task
@@ -23,11 +24,12 @@ from zoo_tasks.classification import augment
 
 @dataclass(frozen=True)
 class ClassificationConfig(TaskConfig):
-    model: str = "lenet"  # lenet | mlp | resnet | resnet-wide
+    model: str = "lenet"  # see `zoo info classification` (models)
     data: str = "mnist-sample"  # mnist-sample | mnist | digits | folder:PATH
     activation: str = "relu"  # see zoo.models.ACTIVATIONS
     image_size: int = 0  # resize to this square size (0: the data set's own)
     channels: int = 0  # 1 grey or 3 colour (0: the data set's own)
+    preprocess: Preprocess = Preprocess()  # resize/crop and mean/std (a pretrained card sets it)
     augment: Literal["affine", "flip_affine", "none"] = "affine"
     label_smoothing: float = 0.0
     train: TrainConfig = TrainConfig(epochs=30, batch_size=128)
@@ -45,7 +47,8 @@ class ClassificationTask(Task):
     """Predicts one class per image; reports test `accuracy`."""
 
     name = "classification"
-    description = "image classification (LeNet, MLP, ResNet) on digits or an image folder"
+    description = ("image classification (LeNet, MLP, ResNets, ViTs, MobileNetV3) on digits or "
+                   "an image folder")
     Config = ClassificationConfig
     models = tuple(CLASSIFIERS)
     datasets = IMAGE_SETS
@@ -55,7 +58,8 @@ class ClassificationTask(Task):
     Result = Classification
 
     def load_data(self) -> Dataset:
-        return load_image_set(self.config.data, self.config.image_size, self.config.channels)
+        cfg = self.config
+        return load_image_set(cfg.data, cfg.image_size, cfg.channels, cfg.preprocess)
 
     def build_model(self, info: Mapping[str, Any], rngs: nnx.Rngs) -> nnx.Module:
         return create_classifier(self.config.model, info["input_shape"], len(info["classes"]),
@@ -69,7 +73,7 @@ class ClassificationTask(Task):
             if self.config.augment == "flip_affine":
                 images = augment.random_flip(images, k_flip)
             images = augment.random_affine(images, k_affine)
-        return {**batch, "image": images}
+        return {**batch, "image": self.config.preprocess.standardize(images)}
 
     def loss(self, model, batch, rng):
         del rng
@@ -81,7 +85,7 @@ class ClassificationTask(Task):
         return loss, {"accuracy": accuracy}
 
     def eval_step(self, model, batch):
-        logits = model(to_unit_range(batch["image"]))
+        logits = model(self.config.preprocess.normalize(batch["image"]))
         mask = batch["mask"]
         losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
         correct = jnp.argmax(logits, -1) == batch["label"]
@@ -89,12 +93,12 @@ class ClassificationTask(Task):
 
     def prepare(self, info, inputs, options) -> list[Prepared]:
         h, w, c = info["input_shape"]
-        dark = info.get("dark_background", False)
-        return [Prepared({"image": match_background(as_image(x, c, (h, w)), dark)})
+        dark, preprocess = info.get("dark_background", False), self.config.preprocess
+        return [Prepared({"image": match_background(as_image(x, c, (h, w), preprocess), dark)})
                 for x in inputs]
 
     def forward(self, model, info, batch):
-        return {"logits": model(to_unit_range(batch["image"]))}
+        return {"logits": model(self.config.preprocess.normalize(batch["image"]))}
 
     def infer(self, model, info, batch, options):
         logits = self.forward(model, info, batch)["logits"]

@@ -12,10 +12,9 @@ from flax import nnx
 
 from zoo.batching import Prepared
 from zoo.config import EarlyStoppingConfig, OptimizerConfig, Range, TaskConfig, TrainConfig
-from zoo.data.images import letterboxed_inputs, to_unit_range, unletterbox
+from zoo.data.images import Preprocess, letterboxed_inputs, unletterbox
 from zoo.data.scenes import SceneConfig
-from zoo.errors import ZooError
-from zoo.models import BackboneConfig, CenterNet, centernet
+from zoo.models import BackboneConfig, CenterNet, centernet, create_backbone
 from zoo.predictions import Detections
 from zoo.task import Batch, Dataset, PredictOptions, Task
 from zoo_tasks.detection import data
@@ -26,8 +25,9 @@ from zoo_tasks.detection.metrics import DetectionMetrics
 class DetectionConfig(TaskConfig):
     model: str = "centernet"
     data: str = "scenes"  # scenes | coco:ANN.json:IMAGES/
-    backbone: BackboneConfig = BackboneConfig()
-    level: int = 1  # heads run at backbone stage `level`: stride stem_stride * 2**level
+    backbone: BackboneConfig = BackboneConfig()  # an ImageNet one adds an FPN neck
+    preprocess: Preprocess = Preprocess()  # mean/std of a pretrained backbone
+    level: int = 1  # heads run at backbone stage `level` (stride stem_stride * 2**level; FPN: 4 * 2**level)
     head_width: int = 64  # channels of the shared head convolution
     image_size: int = 128  # coco: images are letterboxed to this square side
     max_detections: int = 32  # detections kept per image (top heatmap peaks)
@@ -56,7 +56,8 @@ class DetectionTask(Task):
     """Finds and classifies every object; reports test COCO `map`, `map50`, per-class AP."""
 
     name = "detection"
-    description = "object detection (CenterNet on the ResNet backbone) of digit scenes or COCO data"
+    description = ("object detection (CenterNet on the small ResNet, or an ImageNet backbone "
+                   "with an FPN) of digit scenes or COCO data")
     Config = DetectionConfig
     models = ("centernet",)
     datasets = data.DATASETS
@@ -70,8 +71,14 @@ class DetectionTask(Task):
 
     def build_model(self, info: Mapping[str, Any], rngs: nnx.Rngs) -> nnx.Module:
         cfg = self.config
+        if cfg.backbone.name == "resnet":
+            return CenterNet(info["input_shape"][-1], len(info["classes"]), level=cfg.level,
+                             head_width=cfg.head_width, **cfg.backbone.kwargs(), rngs=rngs)
+        backbone = create_backbone(cfg.backbone.name, info["input_shape"],
+                                   dtype=self.compute_dtype, rngs=rngs)
         return CenterNet(info["input_shape"][-1], len(info["classes"]), level=cfg.level,
-                         head_width=cfg.head_width, **cfg.backbone.kwargs(), rngs=rngs)
+                         head_width=cfg.head_width, backbone=backbone,
+                         fpn_width=cfg.backbone.fpn_width, rngs=rngs)
 
     def loss(self, model, batch, rng):
         del rng
@@ -83,7 +90,7 @@ class DetectionTask(Task):
         return {"loss": total * count, "count": count, **self._decode(model, outputs)}
 
     def _loss(self, model, batch: Batch, image_weights=None):
-        outputs = model(to_unit_range(batch["image"]))
+        outputs = model(self.config.preprocess.normalize(batch["image"]))
         targets = centernet.encode(batch["boxes"], batch["classes"], batch["box_valid"],
                                    grid=outputs["heatmap"].shape[1:3], stride=model.stride,
                                    num_classes=outputs["heatmap"].shape[-1])
@@ -104,7 +111,7 @@ class DetectionTask(Task):
         return letterboxed_inputs(inputs, info)
 
     def forward(self, model, info, batch):
-        return model(to_unit_range(batch["image"]))
+        return model(self.config.preprocess.normalize(batch["image"]))
 
     def infer(self, model, info, batch, options):
         outputs = self.forward(model, info, batch)

@@ -8,7 +8,6 @@ from typing import Any
 
 import editdistance
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 

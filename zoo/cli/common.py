@@ -85,6 +85,9 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         dest="overrides", help="override any config field, type-checked "
                                                "(repeatable), e.g. --set optimizer.name=adamw")
+    parser.add_argument("--freeze", choices=("backbone",),
+                        help="train only the head (optimizer.backbone_lr_scale=0; a lower "
+                             "backbone rate: --set optimizer.backbone_lr_scale=0.1)")
     parser.add_argument("--smoke", action="store_true", help="the task's tiny config (seconds)")
 
 
@@ -107,7 +110,8 @@ def build_config(task_cls, args: argparse.Namespace, base=None) -> object:
                   "train.batch_size": args.batch_size, "optimizer.lr": args.lr,
                   "train.seed": args.seed, "train.dtype": args.dtype,
                   "train.checkpoint_every_steps": getattr(args, "checkpoint_every", None),
-                  "train.on_nan": getattr(args, "on_nan", None)}
+                  "train.on_nan": getattr(args, "on_nan", None),
+                  "optimizer.backbone_lr_scale": 0 if getattr(args, "freeze", None) else None}
     overrides = [f"{k}={v}" for k, v in shorthands.items() if v is not None]
     config = apply_overrides(config, overrides + args.overrides)
     if task_cls.models and config.model not in task_cls.models:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo.data import mnist
-from zoo.data.images import image_folder, image_info, load_image
+from zoo.data import class_lists, mnist
+from zoo.data.images import Preprocess, image_folder, image_info, load_image
 from zoo.data.loader import holdout_sizes, split_indices
 from zoo.data.tables import read_tsv
 from zoo.errors import ZooError, unknown
@@ -26,18 +26,25 @@ SPLITS = ("train", "val", "test")
 SPLIT_SEED = 20240601  # fixed: every run sees the same train/val/test split
 
 
-def load_image_set(spec: str, image_size: int, channels: int) -> Dataset:
-    """Loads data set `spec` as uint8 NHWC images and int32 labels in three splits."""
+def load_image_set(spec: str, image_size: int, channels: int,
+                   preprocess: Preprocess = Preprocess()) -> Dataset:
+    """Loads data set `spec` as uint8 NHWC images and int32 labels in three splits.
+
+    Image files are resized to `image_size` as `preprocess` says (squashed, or resized
+    and centre-cropped for a pretrained weight that expects it).
+    """
     if spec.startswith("folder:"):
         root = Path(spec.removeprefix("folder:")).expanduser()
         size = image_size or 32
-        images, labels, classes = image_folder(root, (size, size), channels or 3)
+        images, labels, classes = image_folder(root, (size, size), channels or 3, preprocess)
         return _split(images, labels, classes, spec, fractions=(0.7, 0.1, 0.2))
     if spec.startswith("tsv:"):
         return _from_tsv(Path(spec.removeprefix("tsv:")).expanduser(), spec,
-                         image_size or 32, channels or 3)
+                         image_size or 32, channels or 3, preprocess)
     sources = {"mnist-sample": mnist.mnist_sample, "mnist": mnist.mnist_full,
                "digits": mnist.sklearn_digits}
+    if spec in class_lists.FILES:  # a pretrained card's data set: the user has a copy
+        raise ZooError(f"data set {spec!r}: {class_lists.get(spec).how_to_get()}")
     if spec not in sources:
         raise unknown("data set", spec, [*sources, "folder:PATH", "tsv:FILE"])
     images, labels = sources[spec]()
@@ -54,7 +61,7 @@ def load_image_set(spec: str, image_size: int, channels: int) -> Dataset:
     return _split(images, labels, classes, spec, fractions=(0.7, 0.1, 0.2))
 
 
-def _from_tsv(path: Path, spec: str, size: int, channels: int) -> Dataset:
+def _from_tsv(path: Path, spec: str, size: int, channels: int, preprocess: Preprocess) -> Dataset:
     """Images listed in a TSV (paths relative to it). With a split column, the classes
     are the training labels: a val/test label never seen in training is an error."""
     table = read_tsv(path, ["image", "label"], optional=["split"])
@@ -65,7 +72,7 @@ def _from_tsv(path: Path, spec: str, size: int, channels: int) -> Dataset:
         raise ZooError(f"{path}: no rows with split 'train'; the model needs training images")
     classes = sorted(set(train_labels))
     labels = table.lookup("label", classes)
-    images = np.stack([load_image(path.parent / name, (size, size), channels)
+    images = np.stack([load_image(path.parent / name, (size, size), channels, preprocess)
                        for name in table.columns["image"]])
     if split is None:
         return _split(images, labels, classes, spec, fractions=(0.7, 0.1, 0.2))

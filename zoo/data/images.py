@@ -1,20 +1,71 @@
 """Reading image files and image folders, with one-line errors for bad files."""
 
+import math
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from zoo.batching import Prepared
+from zoo.config import Range
 from zoo.errors import ZooError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
+INTERPOLATIONS = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
+                  "bicubic": Image.Resampling.BICUBIC}
 
 
-def load_image(path: str | Path, size: Sequence[int] | None = None, channels: int = 3) -> np.ndarray:
-    """Reads an image as uint8 HxWxC, converting mode and optionally resizing to (h, w).
+@dataclass(frozen=True)
+class Preprocess:
+    """How an image becomes a model input besides its size: timm's `pretrained_cfg`.
+
+    A pretrained weight's card carries it in its config, so predict, eval and
+    fine-tuning feed the images as the weights were trained on.
+    """
+
+    crop_pct: Annotated[float, Range(0, 1)] = 0.0  # >0: shorter side to size/crop_pct, then centre crop (0: squash)
+    interpolation: Literal["bilinear", "bicubic", "nearest"] = "bilinear"
+    mean: tuple[float, ...] = ()  # per channel, of [0, 1] pixels (empty: no normalization)
+    std: tuple[float, ...] = ()
+
+    def resize(self, image: Image.Image, size: Sequence[int]) -> Image.Image:
+        """`image` at (h, w) `size`: squashed, or (crop_pct > 0) resized and centre-cropped
+        as timm's eval transform (shorter side to floor(size / crop_pct))."""
+        h, w = size
+        method = INTERPOLATIONS[self.interpolation]
+        if not self.crop_pct:
+            return image if image.size == (w, h) else image.resize((w, h), method)
+        scale = math.floor(min(h, w) / self.crop_pct) / min(image.size)
+        resized = image.resize((max(w, round(image.size[0] * scale)),
+                                max(h, round(image.size[1] * scale))), method)
+        left, top = (resized.size[0] - w) // 2, (resized.size[1] - h) // 2
+        return resized.crop((left, top, left + w, top + h))
+
+    def normalize(self, images):
+        """uint8 images to float32 model inputs: [0, 1], then `standardize`. Works on
+        numpy and JAX arrays alike (batches travel as uint8 and are converted on device)."""
+        return self.standardize(to_unit_range(images))
+
+    def standardize(self, images):
+        """[0, 1] images to `(x - mean) / std` (unchanged without a mean). Grey images
+        fed to weights trained on colour take the channels' average mean and std."""
+        if not self.mean:
+            return images
+        mean, std = np.asarray(self.mean, np.float32), np.asarray(self.std, np.float32)
+        if images.shape[-1] == 1:
+            mean, std = mean.mean(keepdims=True), std.mean(keepdims=True)
+        shape = (1,) * (images.ndim - 1) + (-1,)  # explicit: no implicit rank promotion
+        return (images - mean.reshape(shape)) / std.reshape(shape)
+
+
+def load_image(path: str | Path, size: Sequence[int] | None = None, channels: int = 3,
+               preprocess: Preprocess = Preprocess()) -> np.ndarray:
+    """Reads an image as uint8 HxWxC, converting mode and optionally resizing to (h, w)
+    (squashed, or resized and centre-cropped: see `Preprocess.resize`).
 
     Any 8-bit mode (palette, grey+alpha, RGBA, CMYK, 1-bit) is converted; 16-bit images
     are scaled to 8 bits; the first frame of an animation is used.
@@ -32,7 +83,7 @@ def load_image(path: str | Path, size: Sequence[int] | None = None, channels: in
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
-                array = _pixels(img, size, channels, path)
+                array = _pixels(img, size, channels, path, preprocess)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ZooError(f"{path}: refused, image too large ({e}); shrink it below "
                        f"{Image.MAX_IMAGE_PIXELS:,} pixels") from None
@@ -43,18 +94,19 @@ def load_image(path: str | Path, size: Sequence[int] | None = None, channels: in
     return array
 
 
-def as_image(item, channels: int = 3, size: Sequence[int] | None = None) -> np.ndarray:
+def as_image(item, channels: int = 3, size: Sequence[int] | None = None,
+             preprocess: Preprocess = Preprocess()) -> np.ndarray:
     """An image as uint8 (H, W, channels) from whatever a user holds: a path (read as
     `load_image` reads it), a PIL image, or an (H, W) / (H, W, 1|3|4) array of uint8 or
-    of floats in [0, 1]; optionally resized to (h, w).
+    of floats in [0, 1]; optionally resized to (h, w) as `preprocess.resize` does.
 
     Raises:
       ZooError: for a file `load_image` refuses, or an array of another shape or range.
     """
     if isinstance(item, (str, Path)):
-        return load_image(item, size, channels)
+        return load_image(item, size, channels, preprocess)
     if isinstance(item, Image.Image):
-        return _pixels(item, size, channels, "image")
+        return _pixels(item, size, channels, "image", preprocess)
     array = np.asarray(item)
     if array.ndim == 3 and array.shape[-1] in (1, 3, 4):
         array = array[..., 0] if array.shape[-1] == 1 else array
@@ -68,15 +120,15 @@ def as_image(item, channels: int = 3, size: Sequence[int] | None = None) -> np.n
         array = np.round(array * 255)
     elif array.dtype.kind not in "biu" or array.max(initial=0) > 255 or array.min(initial=0) < 0:
         raise ZooError(f"an image array of {array.dtype} must hold pixels in 0..255")
-    return _pixels(Image.fromarray(array.astype(np.uint8)), size, channels, "image")
+    return _pixels(Image.fromarray(array.astype(np.uint8)), size, channels, "image", preprocess)
 
 
 def _pixels(img: Image.Image, size: Sequence[int] | None, channels: int,
-            name: str | Path) -> np.ndarray:
+            name: str | Path, preprocess: Preprocess) -> np.ndarray:
     """A PIL image as uint8 (H, W, channels), optionally resized to (h, w)."""
     img = _to_8bit(img, name).convert("L" if channels == 1 else "RGB")
-    if size is not None and img.size != (size[1], size[0]):
-        img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+    if size is not None:
+        img = preprocess.resize(img, size)
     array = np.asarray(img, dtype=np.uint8)
     return array.reshape(array.shape[0], array.shape[1], channels)
 
@@ -165,7 +217,8 @@ def _to_8bit(img: Image.Image, path: str | Path) -> Image.Image:
     return img
 
 
-def image_folder(root: str | Path, size: Sequence[int], channels: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def image_folder(root: str | Path, size: Sequence[int], channels: int,
+                 preprocess: Preprocess = Preprocess()) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Loads `root/<class>/<image>` into (images uint8 NHWC, labels int32, class names).
 
     Raises:
@@ -185,7 +238,7 @@ def image_folder(root: str | Path, size: Sequence[int], channels: int) -> tuple[
             raise ZooError(f"folder:{root}: class folder {name!r} has no images "
                            f"({', '.join(sorted(IMAGE_SUFFIXES))})")
         for file in files:
-            images.append(load_image(file, size, channels))
+            images.append(load_image(file, size, channels, preprocess))
             labels.append(label)
     return np.stack(images), np.asarray(labels, np.int32), classes
 

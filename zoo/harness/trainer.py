@@ -28,7 +28,7 @@ from zoo.harness.callbacks import Callback
 from zoo.harness.checkpoints import BEST, LATEST, CheckpointStore
 from zoo.harness.faults import explained, nan_origin
 from zoo.harness.model_setup import ModelSetup
-from zoo.harness.optim import make_run_optimizer
+from zoo.harness.optim import hold_frozen_backbone, make_run_optimizer
 from zoo.harness.preemption import Preempted, StopSignal
 from zoo.harness.progress import EpochProgress
 from zoo.harness.scalars import NonFiniteStep, ScalarLog
@@ -76,18 +76,22 @@ def limit(arrays: Mapping[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
 
 
 def open_session(task: Task, *, device: str = "auto", mesh: str | None = None,
-                 training: bool = True, setup: ModelSetup = ModelSetup()) -> Session:
+                 training: bool = True, setup: ModelSetup = ModelSetup(),
+                 data: Dataset | None = None) -> Session:
     """Loads data and builds, places and compiles everything a run (or an eval) needs.
 
     Args:
       mesh: the device mesh, e.g. "data=4,model=2" (default: every device on `data`).
       setup: the weights, layer edits and optimizer wrapper to build with (see
         `ModelSetup`); by default the task's own fresh model.
+      data: the data set, if not `task.load_data()` (e.g. a card's, read from the
+        user's copy: `zoo.hub.card_data`).
     """
     compilation.enable_persistent_cache(cache_dir("jax-cache"))  # for library users too
     cfg = task.config
-    with distributed.primary_first("load data"):  # process 0 downloads, the others reuse
-        data = task.load_data()
+    if data is None:
+        with distributed.primary_first("load data"):  # process 0 downloads, the others reuse
+            data = task.load_data()
     for split in ("train", "val", "test"):
         data.splits[split] = limit(data.splits[split], cfg.train.max_examples)
         if data.size(split) == 0:
@@ -97,7 +101,7 @@ def open_session(task: Task, *, device: str = "auto", mesh: str | None = None,
     placement.check_batch_size(cfg.train.batch_size, mesh)
     placement.check_batch_size(cfg.train.eval_batch_size, mesh)
     spe = loader.steps_per_epoch(data.splits["train"], cfg.train.batch_size)
-    if spe == 0:
+    if spe == 0 and training:  # an eval session never draws a training batch
         raise ZooError(f"the train split has {data.size('train')} examples, fewer than one "
                        f"batch of {cfg.train.batch_size}; lower --batch-size")
     tx = make_run_optimizer(cfg, spe * cfg.train.epochs, spe)
@@ -106,6 +110,7 @@ def open_session(task: Task, *, device: str = "auto", mesh: str | None = None,
     model, loaded = setup.build(task, data.info, nnx.Rngs(cfg.train.seed))
     precision.check_model(model, precision.get_policy(cfg.train.dtype), task.name)
     optimizer = task.make_optimizer(model, tx)
+    hold_frozen_backbone(model, cfg.optimizer)
     graphdef, state = split_train_state(model, optimizer)
     state = placement.place_state(state, mesh)
     steps = build_steps(task, model, optimizer, seed=cfg.train.seed,

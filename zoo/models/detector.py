@@ -16,6 +16,7 @@ from flax import nnx
 from zoo.errors import ZooError
 from zoo.models.activations import get_activation
 from zoo.models.conv import Conv
+from zoo.models.fpn import FPN
 from zoo.models.resnet import ResNetBackbone
 from zoo.models.unet import ConvBN, UNetDecoder
 
@@ -29,16 +30,27 @@ class CenterNet(nnx.Module):
     def __init__(self, in_channels: int, num_classes: int, *,
                  widths: Sequence[int] = (16, 32, 64, 128), blocks: int = 1, level: int = 2,
                  stem_stride: int = 1, head_width: int = 64, activation: str = "relu",
-                 rngs: nnx.Rngs):
-        if not 0 <= level < len(widths):
-            raise ZooError(f"level {level}: the heads need a backbone stage, "
-                           f"0..{len(widths) - 1} (--set level=N)")
+                 backbone: nnx.Module | None = None, fpn_width: int = 128, rngs: nnx.Rngs):
+        """With `backbone` (an ImageNet family's, see `zoo.models.create_backbone`) an FPN
+        replaces the U-Net decoder and `level` indexes the backbone's strides."""
         act = get_activation(activation)
-        self.stride = stem_stride * 2 ** level
-        self.backbone = ResNetBackbone(in_channels, widths=widths, blocks=blocks,
-                                       stem_stride=stem_stride, activation=activation, rngs=rngs)
-        self.decoder = UNetDecoder(widths, act, stop=level, rngs=rngs)
-        self.neck = ConvBN(widths[level], head_width, act, rngs=rngs)
+        stages = len(widths) if backbone is None else len(backbone.strides)
+        if not 0 <= level < stages:
+            raise ZooError(f"level {level}: the heads need a backbone stage, "
+                           f"0..{stages - 1} (--set level=N)")
+        if backbone is None:
+            self.stride = stem_stride * 2 ** level
+            self.backbone = ResNetBackbone(in_channels, widths=widths, blocks=blocks,
+                                           stem_stride=stem_stride, activation=activation,
+                                           rngs=rngs)
+            self.decoder = UNetDecoder(widths, act, stop=level, rngs=rngs)
+            neck_width = widths[level]
+        else:
+            self.stride = backbone.strides[level]
+            self.backbone = backbone
+            self.decoder = FPN(backbone.channels, fpn_width, stop=level, rngs=rngs)
+            neck_width = fpn_width
+        self.neck = ConvBN(neck_width, head_width, act, rngs=rngs)
         bias = nnx.initializers.constant(-math.log((1 - PRIOR) / PRIOR))
         self.heatmap = Conv(head_width, num_classes, (1, 1), bias_init=bias, rngs=rngs)
         self.offset = Conv(head_width, 2, (1, 1), rngs=rngs)
