@@ -67,7 +67,8 @@ class DetectionTask(Task):
         if not 0 <= cfg.level < cfg.backbone.stages:
             raise ZooError(f"--set level={cfg.level}: the heads need a backbone stage, "
                            f"0..{cfg.backbone.stages - 1}")
-        return CenterNet(info["input_shape"][-1], len(info["classes"]), level=cfg.level,
+        heads = {"heatmap": len(info["classes"]), "offset": 2, "size": 2}
+        return CenterNet(info["input_shape"][-1], heads, level=cfg.level,
                          head_width=cfg.head_width, **cfg.backbone.kwargs(), rngs=rngs)
 
     def loss(self, model, batch, rng):

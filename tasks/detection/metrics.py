@@ -1,12 +1,11 @@
 """COCO mAP with pycocotools: detections collected on the host, scored once per split."""
 
-import contextlib
-import io
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from zoo.data import coco
 from zoo.task import Metrics
 
 
@@ -22,9 +21,6 @@ def coco_map(truth: Sequence[tuple[np.ndarray, np.ndarray]],
     Returns:
       {"map", "map50", "ap_per_class"}; a class without ground truth has AP None.
     """
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
     images, annotations, results = [], [], []
     for image_id, ((gt_boxes, gt_classes), (boxes, scores, classes)) in enumerate(
             zip(truth, detections)):
@@ -40,15 +36,8 @@ def coco_map(truth: Sequence[tuple[np.ndarray, np.ndarray]],
         present = {a["category_id"] for a in annotations}
         return {"map": 0.0, "map50": 0.0,
                 "ap_per_class": [0.0 if c in present else None for c in range(num_classes)]}
-    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
-        gt = COCO()
-        gt.dataset = {"images": images, "annotations": annotations,
-                      "categories": [{"id": c} for c in range(num_classes)]}
-        gt.createIndex()
-        evaluator = COCOeval(gt, gt.loadRes(results), "bbox")
-        evaluator.evaluate()
-        evaluator.accumulate()
-        evaluator.summarize()
+    evaluator = coco.evaluate(images, annotations, [{"id": c} for c in range(num_classes)],
+                              results, "bbox")
     # (iou threshold, recall, class) at area "all" and the most detections (100)
     precision = evaluator.eval["precision"][:, :, :, 0, -1]
     per_class = []

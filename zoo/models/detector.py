@@ -1,14 +1,16 @@
-"""A CenterNet-style single-stage detector on the shared ResNet backbone.
+"""A CenterNet-style dense predictor on the shared ResNet backbone.
 
 The U-Net decoder (shared with segmentation) brings the backbone's deepest stage back
-up to the resolution of stage `level`, stride `stem_stride * 2 ** level`; there three
-small heads predict, per cell, a heatmap logit per class (object centres), the
-sub-cell offset of the centre and the box size. What those maps mean (targets, loss,
-decoding) belongs to the task.
+up to the resolution of stage `level`, stride `stem_stride * 2 ** level`; there one
+shared 3x3 layer feeds a 1x1 head per named output: heatmap logits (points such as
+object centres or joints, started at a low prior probability) and regressed values
+(offsets, sizes). Detection asks for {"heatmap": classes, "offset": 2, "size": 2}; pose
+for centres, joints and their offsets. What those maps mean (targets, loss, decoding)
+belongs to the task.
 """
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import jax
 from flax import nnx
@@ -17,17 +19,21 @@ from zoo.models.activations import get_activation
 from zoo.models.resnet import ResNetBackbone
 from zoo.models.unet import ConvBN, UNetDecoder
 
-PRIOR = 0.01  # initial centre probability: keeps the many empty cells from swamping early training
+PRIOR = 0.01  # initial point probability: keeps the many empty cells from swamping early training
 
 
 class CenterNet(nnx.Module):
-    """Maps NHWC images to {"heatmap": (N, h, w, C) logits, "offset": (N, h, w, 2),
-    "size": (N, h, w, 2)} at stride `self.stride`."""
+    """Maps NHWC images to {name: (N, h, w, channels)} for each of `heads`, at stride
+    `self.stride`. Heads named in `heatmaps` start at probability `PRIOR`.
 
-    def __init__(self, in_channels: int, num_classes: int, *,
-                 widths: Sequence[int] = (16, 32, 64, 128), blocks: int = 1, level: int = 2,
-                 stem_stride: int = 1, head_width: int = 64, activation: str = "relu",
-                 rngs: nnx.Rngs):
+    Each head is an attribute of its own name, so its weights are addressed as
+    `NAME/kernel` whatever other heads exist.
+    """
+
+    def __init__(self, in_channels: int, heads: Mapping[str, int], *,
+                 heatmaps: Sequence[str] = ("heatmap",), widths: Sequence[int] = (16, 32, 64, 128),
+                 blocks: int = 1, level: int = 2, stem_stride: int = 1, head_width: int = 64,
+                 activation: str = "relu", rngs: nnx.Rngs):
         if not 0 <= level < len(widths):
             raise ValueError(f"level {level} must name a backbone stage (0..{len(widths) - 1})")
         act = get_activation(activation)
@@ -36,12 +42,12 @@ class CenterNet(nnx.Module):
                                        stem_stride=stem_stride, activation=activation, rngs=rngs)
         self.decoder = UNetDecoder(widths, act, stop=level, rngs=rngs)
         self.neck = ConvBN(widths[level], head_width, act, rngs=rngs)
-        bias = nnx.initializers.constant(-math.log((1 - PRIOR) / PRIOR))
-        self.heatmap = nnx.Conv(head_width, num_classes, (1, 1), bias_init=bias, rngs=rngs)
-        self.offset = nnx.Conv(head_width, 2, (1, 1), rngs=rngs)
-        self.size = nnx.Conv(head_width, 2, (1, 1), rngs=rngs)
+        prior = nnx.initializers.constant(-math.log((1 - PRIOR) / PRIOR))
+        self.head_names = tuple(heads)
+        for name, channels in heads.items():
+            init = {"bias_init": prior} if name in heatmaps else {}
+            setattr(self, name, nnx.Conv(head_width, channels, (1, 1), **init, rngs=rngs))
 
     def __call__(self, x: jax.Array) -> dict[str, jax.Array]:
-        features = self.backbone(x)
-        y = self.neck(self.decoder(features))
-        return {"heatmap": self.heatmap(y), "offset": self.offset(y), "size": self.size(y)}
+        y = self.neck(self.decoder(self.backbone(x)))
+        return {name: getattr(self, name)(y) for name in self.head_names}
