@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import zoo.testing
 from zoo.cli.main import main
+from zoo.data.coco_eval import keypoint_ap
 from zoo.errors import ZooError
 from zoo_tasks.pose import centernet, data
 from zoo_tasks.pose.augment import random_flip
 from zoo_tasks.pose.figures import FigureConfig, generate, load_figures
-from zoo_tasks.pose.metrics import keypoint_ap
 from zoo_tasks.pose.skeleton import COCO_PERSON, Skeleton
 
 from helpers import zoo_cli
@@ -325,6 +326,10 @@ def test_sigmas_must_fit_the_skeleton(tmp_path, figures, capsys):
 
 
 # -- training and predict --------------------------------------------------------------------
+
+def test_pose_honours_the_task_contract(tmp_path):
+    zoo.testing.check_task("pose", tmp_path)
+
 
 EASY = FigureConfig(canvas=32, min_people=1, max_people=2, min_height=22, max_height=30,
                     clutter=0, occluders=0, train=2048, val=64, test=64)

@@ -5,13 +5,9 @@ Every split holds "image" uint8 (N, S, S, C), "boxes" float32 (N, M, 4) pixel
 the data set's largest count M, so every batch has one shape.
 """
 
-from pathlib import Path
-
-import numpy as np
-
 from zoo.data import coco, scenes
 from zoo.data.images import image_info
-from zoo.errors import ZooError, unknown
+from zoo.errors import unknown
 from zoo.task import Dataset
 
 DATASETS = {
@@ -29,43 +25,8 @@ def load(spec: str, scene_cfg: scenes.SceneConfig, image_size: int) -> Dataset:
         data = {s: {k: a[k] for k in fields} for s, a in splits.items()}
         return Dataset(data, image_info(scenes.CLASSES, data["train"]["image"], spec))
     if spec.startswith("coco:"):
-        ann, sep, images_dir = spec.removeprefix("coco:").partition(":")
-        if not sep or not ann or not images_dir:
-            raise ZooError(f"--data {spec}: expected coco:ANNOTATIONS.json:IMAGES_DIR")
-        return load_coco(Path(ann), Path(images_dir), image_size, spec)
+        names, data = coco.load_splits(spec, image_size)
+        # Photos are never inverted at predict time, whatever their mean brightness.
+        return Dataset(data, image_info(names, data["train"]["image"], spec,
+                                        dark_background=False))
     raise unknown("data set", spec, DATASETS)
-
-
-def load_coco(ann_path: Path, images_dir: Path, size: int, spec: str) -> Dataset:
-    """COCO json + images, letterboxed to size x size, split 70/10/20 by image.
-
-    Crowd annotations (iscrowd=1) are left out. Images without boxes are kept.
-
-    Raises:
-      ZooError: for unreadable json, missing keys or image files, an unknown
-        category id, or a box that is empty or lies outside its image.
-    """
-    parsed = coco.read(ann_path)
-    categories = sorted(parsed["categories"], key=lambda c: c["id"])
-    index = {c["id"]: i for i, c in enumerate(categories)}
-    per_image = coco.by_image(parsed, ann_path, list(index))
-    most = max(1, max(len(a) for a in per_image.values()))
-    n = len(parsed["images"])
-    images = np.zeros((n, size, size, 3), np.uint8)
-    boxes = np.zeros((n, most, 4), np.float32)
-    classes = np.zeros((n, most), np.int32)
-    valid = np.zeros((n, most), bool)
-    for i, (record, image, square, scale, offset) in enumerate(
-            coco.letterboxed(parsed, images_dir, size)):
-        anns = per_image[record["id"]]
-        xyxy = coco.checked_boxes(anns, image.shape, ann_path, record["file_name"])
-        images[i] = square
-        boxes[i, :len(anns)] = xyxy * np.tile(scale, 2) + np.tile(offset, 2)
-        classes[i, :len(anns)] = [index[a["category_id"]] for a in anns]
-        valid[i, :len(anns)] = True
-    data = {s: {"image": images[j], "boxes": boxes[j], "classes": classes[j],
-                "box_valid": valid[j]} for s, j in coco.splits(n).items()}
-    names = [str(c.get("name", c["id"])) for c in categories]
-    # Photos are never inverted at predict time, whatever their mean brightness.
-    return Dataset(data, image_info(names, images, spec, dark_background=False))
-

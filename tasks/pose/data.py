@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from zoo.data import coco
-from zoo.data.images import image_info
+from zoo.data.images import image_info, letterbox, load_image
 from zoo.errors import ZooError, unknown
 from zoo.task import Dataset
 from zoo_tasks.pose.figures import FigureConfig, load_figures
@@ -56,11 +56,11 @@ def load_coco_keypoints(ann_path: Path, images_dir: Path, size: int, sigmas: Seq
         outside their image or disagreeing with num_keypoints, a bad box or area, or
         sigmas missing (for a skeleton other than COCO's person) or of the wrong length.
     """
-    parsed = coco.read(ann_path)
+    parsed = coco.read_json(ann_path)
     category = _keypoint_category(parsed["categories"], ann_path)
     skeleton = _skeleton(category, sigmas, ann_path)
-    per_image = coco.by_image(parsed, ann_path, [c.get("id") for c in parsed["categories"]],
-                              keep=[category["id"]])
+    per_image = coco.objects_per_image(parsed, [c.get("id") for c in parsed["categories"]],
+                                       ann_path, keep=[category["id"]])
     most = max(1, max(len(a) for a in per_image.values()))
     n, k = len(parsed["images"]), skeleton.num_joints
     arrays = {"image": np.zeros((n, size, size, 3), np.uint8),
@@ -68,8 +68,9 @@ def load_coco_keypoints(ann_path: Path, images_dir: Path, size: int, sigmas: Seq
               "boxes": np.zeros((n, most, 4), np.float32),
               "area": np.zeros((n, most), np.float32),
               "person_valid": np.zeros((n, most), bool)}
-    for i, (record, image, square, scale, offset) in enumerate(
-            coco.letterboxed(parsed, images_dir, size)):
+    for i, record in enumerate(parsed["images"]):
+        image = load_image(images_dir / record["file_name"], None, 3)
+        square, scale, offset = letterbox(image, size)
         anns = per_image[record["id"]]
         where = f"{ann_path}: image {record['file_name']}"
         keypoints = np.zeros((len(anns), k, 3), np.float32)

@@ -1,36 +1,113 @@
-"""COCO-format annotation files and pycocotools' evaluation, shared by the tasks that
-read them (detection boxes, pose keypoints).
+"""COCO-format annotations (json plus an image folder) as fixed-shape arrays.
 
-Reading checks what every COCO task needs (valid JSON, the three lists, known image and
-category ids) and says what is wrong in one line naming the file and annotation;
-images are letterboxed to one square size so every batch has one shape.
+Shared by the tasks that read users' COCO data (boxes, instance masks, and through
+`read_json`, `objects_per_image`, `checked_boxes` and `splits` person keypoints): every
+image is letterboxed to one square size with its boxes (and masks) mapped alike, objects
+padded to the largest count of any image. Every malformed case is a one-line `ZooError`.
 """
 
-from __future__ import annotations
-
-import contextlib
-import io
-import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from zoo.data.images import letterbox, load_image
 from zoo.data.loader import holdout_sizes, split_indices
 from zoo.errors import ZooError
 
+TOLERANCE = 1.0  # pixels a box may overhang its image (rounding in annotation tools)
 SPLIT_SEED = 20240601
-TOLERANCE = 1.0  # pixels an annotation may overhang its image (rounding in annotation tools)
 
 
-def read(path: Path) -> dict[str, Any]:
-    """The parsed annotation file, with "images", "annotations" and "categories".
+def load_splits(spec: str, size: int, *, masks: bool = False,
+                ) -> tuple[list[str], dict[str, dict[str, np.ndarray]]]:
+    """`coco:ANN.json:IMAGES/` as category names and train/val/test arrays (`load`),
+    split 70/10/20 by image with a fixed seed."""
+    ann, sep, images_dir = spec.removeprefix("coco:").partition(":")
+    if not spec.startswith("coco:") or not sep or not ann or not images_dir:
+        raise ZooError(f"--data {spec}: expected coco:ANNOTATIONS.json:IMAGES_DIR")
+    names, arrays = load(Path(ann), Path(images_dir), size, masks=masks)
+    idx = splits(len(arrays["image"]))
+    return names, {s: {k: v[j] for k, v in arrays.items()} for s, j in idx.items()}
+
+
+def splits(n: int) -> dict[str, np.ndarray]:
+    """Seeded 70/10/20 train/val/test indices of n images."""
+    return split_indices(n, holdout_sizes(n), SPLIT_SEED)
+
+
+def load(ann_path: Path, images_dir: Path, size: int, *, masks: bool = False,
+         ) -> tuple[list[str], dict[str, np.ndarray]]:
+    """Category names and the arrays of every image, letterboxed to size x size.
+
+    Crowd annotations (iscrowd=1) are left out; images without objects are kept.
+
+    Returns:
+      Names in category-id order, and "image" uint8 (N, S, S, 3), "boxes" float32
+      (N, M, 4) pixel (x0, y0, x1, y1), "classes" int32 (N, M), "box_valid" bool (N, M);
+      with `masks`, also "instances" uint8 (N, S, S): 0 background, j + 1 where object j
+      is (where masks overlap, the smaller object is on top).
 
     Raises:
-      ZooError: for a missing file, invalid JSON, a missing list or no categories.
+      ZooError: for unreadable json, missing keys or image files, an unknown category
+        or image id, a box that is empty or outside its image, or (with `masks`) a
+        missing or malformed segmentation.
     """
+    coco = read_json(ann_path)
+    categories = sorted(coco["categories"], key=lambda c: c["id"])
+    index = {c["id"]: i for i, c in enumerate(categories)}
+    per_image = objects_per_image(coco, index, ann_path)
+    most = max(1, max(len(a) for a in per_image.values()))
+    if masks and most > 254:
+        raise ZooError(f"{ann_path}: an image has {most} objects; instance masks hold at most 254")
+    n = len(coco["images"])
+    arrays = {"image": np.zeros((n, size, size, 3), np.uint8),
+              "boxes": np.zeros((n, most, 4), np.float32),
+              "classes": np.zeros((n, most), np.int32),
+              "box_valid": np.zeros((n, most), bool)}
+    if masks:
+        arrays["instances"] = np.zeros((n, size, size), np.uint8)
+    for i, record in enumerate(coco["images"]):
+        image = load_image(images_dir / record["file_name"], None, 3)
+        anns = per_image[record["id"]]
+        xyxy = checked_boxes(anns, image.shape, ann_path, record["file_name"])
+        arrays["image"][i], scale, offset = letterbox(image, size)
+        arrays["boxes"][i, :len(anns)] = xyxy * np.tile(scale, 2) + np.tile(offset, 2)
+        arrays["classes"][i, :len(anns)] = [index[a["category_id"]] for a in anns]
+        arrays["box_valid"][i, :len(anns)] = True
+        if masks:
+            where = f"{ann_path}: image {record['file_name']}"
+            arrays["instances"][i] = _instance_map(anns, image.shape[:2], size, where)
+    names = [str(c.get("name", c["id"])) for c in categories]
+    return names, arrays
+
+
+def objects_per_image(coco: dict, category_ids: Collection, ann_path: Path,
+                      keep: Collection | None = None) -> dict:
+    """Image id -> its non-crowd annotations of the `keep` categories (default: all),
+    every image and category id checked against the file's."""
+    keep = category_ids if keep is None else keep
+    per_image: dict = {img["id"]: [] for img in coco["images"]}
+    for n, ann in enumerate(coco["annotations"]):
+        where = f"{ann_path}: annotation {ann.get('id', n)}"
+        if ann.get("category_id") not in category_ids:
+            raise ZooError(f"{where} has category_id {ann.get('category_id')!r}, not one of the "
+                           f"categories {sorted(category_ids)}")
+        if ann.get("image_id") not in per_image:
+            raise ZooError(f"{where} has image_id {ann.get('image_id')!r}, not one of the images")
+        if not ann.get("iscrowd", 0) and ann["category_id"] in keep:
+            per_image[ann["image_id"]].append(ann)
+    if len(per_image) < 3:
+        raise ZooError(f"{ann_path}: {len(per_image)} image(s); need at least 3 "
+                       f"(train, val and test)")
+    return per_image
+
+
+def read_json(path: Path) -> dict:
+    """The parsed annotation file, checked to hold images, annotations and categories."""
+    import json
+
     if not path.is_file():
         raise ZooError(f"{path}: no such annotation file")
     try:
@@ -48,98 +125,84 @@ def read(path: Path) -> dict[str, Any]:
     return coco
 
 
-def by_image(coco: Mapping[str, Any], path: Path, category_ids: Sequence[int],
-             keep: Sequence[int] | None = None) -> dict[Any, list[dict]]:
-    """Each image id's annotations (crowd ones left out), in file order.
-
-    Args:
-      category_ids: the categories an annotation may name.
-      keep: the categories whose annotations are returned (default: all of them).
-
-    Raises:
-      ZooError: for an annotation naming an unknown category or image, or too few
-        images to make train, val and test splits.
-    """
-    keep = set(category_ids if keep is None else keep)
-    per_image: dict = {img["id"]: [] for img in coco["images"]}
-    for n, ann in enumerate(coco["annotations"]):
-        where = f"{path}: annotation {ann.get('id', n)}"
-        if ann.get("category_id") not in category_ids:
-            raise ZooError(f"{where} has category_id {ann.get('category_id')!r}, not one of the "
-                           f"categories {sorted(category_ids)}")
-        if ann.get("image_id") not in per_image:
-            raise ZooError(f"{where} has image_id {ann.get('image_id')!r}, not one of the images")
-        if not ann.get("iscrowd", 0) and ann["category_id"] in keep:
-            per_image[ann["image_id"]].append(ann)
-    if len(per_image) < 3:
-        raise ZooError(f"{path}: {len(per_image)} image(s); need at least 3 "
-                       f"(train, val and test)")
-    return per_image
-
-
-def letterboxed(coco: Mapping[str, Any], images_dir: Path, size: int
-                ) -> Iterator[tuple[dict, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
-    """(image record, the image as read, its size x size letterbox, scale, offset) for
-    every image of the file in order; a point p of the image lands at p * scale + offset."""
-    for record in coco["images"]:
-        image = load_image(images_dir / record["file_name"], None, 3)
-        yield (record, image, *letterbox(image, size))
-
-
-def checked_boxes(anns: Sequence[Mapping[str, Any]], shape: tuple[int, ...], path: Path,
-                  file_name: str) -> np.ndarray:
-    """(n, 4) x0 y0 x1 y1 of the annotations' COCO [x, y, w, h] boxes, each checked to
-    lie in its image (of `shape`) and clipped to it.
-
-    Raises:
-      ZooError: for a missing, empty or outside box, naming the annotation.
-    """
+def checked_boxes(anns: list, shape: tuple, ann_path: Path, file_name: str) -> np.ndarray:
+    """(n, 4) x0 y0 x1 y1 of COCO [x, y, w, h] boxes, each checked to lie in its image."""
     h, w = shape[:2]
     out = np.zeros((len(anns), 4), np.float32)
     for j, ann in enumerate(anns):
         box = ann.get("bbox")
         if not (isinstance(box, list) and len(box) == 4 and
                 all(isinstance(v, (int, float)) for v in box)):
-            raise ZooError(f"{path}: annotation {ann.get('id', j)} has bbox {box!r}; expected "
-                           f"[x, y, width, height]")
+            raise ZooError(f"{ann_path}: annotation {ann.get('id', j)} has bbox {box!r}; "
+                           f"expected [x, y, width, height]")
         x, y, bw, bh = (float(v) for v in box)
         if bw <= 0 or bh <= 0 or x < -TOLERANCE or y < -TOLERANCE or \
                 x + bw > w + TOLERANCE or y + bh > h + TOLERANCE:
-            raise ZooError(f"{path}: annotation {ann.get('id', j)} box {box} "
+            raise ZooError(f"{ann_path}: annotation {ann.get('id', j)} box {box} "
                            f"(x, y, width, height) is empty or outside its image {file_name} "
                            f"({w}x{h}); fix or remove it")
         out[j] = [max(x, 0), max(y, 0), min(x + bw, w), min(y + bh, h)]
     return out
 
 
-def splits(n: int) -> dict[str, np.ndarray]:
-    """Seeded 70/10/20 train/val/test image indices."""
-    return split_indices(n, holdout_sizes(n), SPLIT_SEED)
+def _instance_map(anns: list, shape: tuple[int, int], size: int, where: str) -> np.ndarray:
+    """The letterboxed (size, size) id map of one image's objects, smallest on top."""
+    decoded = [segmentation_mask(ann, *shape, f"{where} annotation {ann.get('id', j)}")
+               for j, ann in enumerate(anns)]
+    ids = np.zeros(shape, np.uint8)
+    for j in sorted(range(len(anns)), key=lambda j: -int(decoded[j].sum())):
+        ids[decoded[j]] = j + 1
+    return letterbox(ids[..., None], size, resample=Image.Resampling.NEAREST)[0][..., 0]
 
 
-def evaluate(images: list[dict], annotations: list[dict], categories: list[dict],
-             results: np.ndarray | list[dict], iou_type: str,
-             params: Mapping[str, Any] | None = None):
-    """pycocotools' COCOeval of `results` against in-memory ground truth, run quietly.
+def segmentation_mask(ann: dict, height: int, width: int, where: str) -> np.ndarray:
+    """The (height, width) bool mask of a COCO segmentation: polygons, or RLE with
+    compressed (string) or uncompressed (list) counts, decoded by pycocotools."""
+    from pycocotools import mask as mask_utils
 
-    Args:
-      results: detections in any form `COCO.loadRes` takes (an (N, 7) array, or dicts).
-      params: COCOeval.Params fields to set, e.g. {"kpt_oks_sigmas": ...}.
+    seg = ann.get("segmentation")
+    if isinstance(seg, list):
+        if not seg or any(not isinstance(p, list) or len(p) < 6 or len(p) % 2 or
+                          not all(isinstance(v, (int, float)) for v in p) for p in seg):
+            raise ZooError(f"{where}: a polygon needs at least 3 (x, y) points as a flat list "
+                           f"of numbers, [[x1, y1, x2, y2, x3, y3, ...], ...]")
+        rle = mask_utils.merge(mask_utils.frPyObjects(seg, height, width))
+    elif isinstance(seg, dict) and {"size", "counts"} <= set(seg):
+        if list(seg["size"]) != [height, width]:
+            raise ZooError(f"{where}: RLE size {seg['size']} is not the image's "
+                           f"[height, width] = [{height}, {width}]")
+        counts = seg["counts"]
+        runs = _compressed_runs(counts) if isinstance(counts, str) else counts
+        if not isinstance(runs, list) or not all(isinstance(c, int) and c >= 0 for c in runs):
+            raise ZooError(f"{where}: RLE counts must be a COCO-compressed string or a list of "
+                           f"non-negative integers")
+        if sum(runs) != height * width:  # pycocotools would write past its buffer
+            raise ZooError(f"{where}: RLE counts cover {sum(runs)} pixels, not height x width "
+                           f"= {height * width}")
+        rle = (mask_utils.frPyObjects(seg, height, width) if isinstance(counts, list) else
+               {"size": [height, width], "counts": counts.encode("ascii")})
+    else:
+        raise ZooError(f"{where}: no segmentation; instance masks need a polygon list or an "
+                       f"RLE {{'size', 'counts'}} per object")
+    return mask_utils.decode(rle).reshape(height, width).astype(bool)
 
-    Returns:
-      The evaluator after evaluate, accumulate and summarize (`.stats`, `.eval`).
-    """
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
 
-    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
-        gt = COCO()
-        gt.dataset = {"images": images, "annotations": annotations, "categories": categories}
-        gt.createIndex()
-        evaluator = COCOeval(gt, gt.loadRes(results), iou_type)
-        for key, value in (params or {}).items():
-            setattr(evaluator.params, key, value)
-        evaluator.evaluate()
-        evaluator.accumulate()
-        evaluator.summarize()
-    return evaluator
+def _compressed_runs(counts: str) -> list[int] | None:
+    """The run lengths of a COCO-compressed RLE string (pycocotools' rleFrString, with
+    bounds checks), or None if it is malformed."""
+    runs, p = [], 0
+    while p < len(counts):
+        x, k, more = 0, 0, True
+        while more:
+            if p >= len(counts) or not 48 <= ord(counts[p]) < 48 + 64:
+                return None
+            c = ord(counts[p]) - 48
+            x |= (c & 0x1F) << (5 * k)
+            more = bool(c & 0x20)
+            p, k = p + 1, k + 1
+            if not more and c & 0x10:
+                x |= -1 << (5 * k)
+        if len(runs) > 2:
+            x += runs[-2]
+        runs.append(x)
+    return runs

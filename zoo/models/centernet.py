@@ -12,8 +12,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from zoo.models.boxes import nms
 from zoo.models.heatmaps import box_centres, focal_loss, gather_cells, gaussian_heatmap, peaks
-from zoo_tasks.detection.boxes import nms
 
 
 def encode(boxes: jax.Array, classes: jax.Array, valid: jax.Array, *, grid: tuple[int, int],
@@ -58,7 +58,8 @@ def loss(outputs: dict[str, jax.Array], targets: dict[str, jax.Array], *, size_w
 
 def decode(outputs: dict[str, jax.Array], *, stride: int, k: int, nms_iou: float,
            class_agnostic: bool) -> dict[str, jax.Array]:
-    """The top `k` detections per image: (B, k, 4) pixel boxes, (B, k) scores and classes.
+    """The top `k` detections per image: (B, k, 4) pixel boxes, (B, k) scores, classes and
+    "cells" (the flat heatmap cell of each, where other per-cell heads are read).
 
     Peaks are cells that are the maximum of their 3x3 neighbourhood (CenterNet's
     substitute for NMS); `nms_iou` > 0 adds greedy NMS on top. Suppressed and missing
@@ -71,4 +72,4 @@ def decode(outputs: dict[str, jax.Array], *, stride: int, k: int, nms_iou: float
     if nms_iou > 0:
         suppress = functools.partial(nms, iou_threshold=nms_iou, class_agnostic=class_agnostic)
         scores = jax.vmap(suppress)(boxes, scores, classes)
-    return {"boxes": boxes, "scores": scores, "classes": classes}
+    return {"boxes": boxes, "scores": scores, "classes": classes, "cells": cell}
