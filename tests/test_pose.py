@@ -369,20 +369,30 @@ def test_short_training_beats_the_mean_pose(trained):
     assert metrics["ap"] > baseline["ap"] + 0.05, (metrics, baseline)
 
 
-def test_predict_draws_skeletons_and_prints_keypoints(trained, tmp_path, capsys):
-    figure = generate(dataclasses.replace(EASY, max_people=1, train=1, val=1, test=1,
-                                          seed=7))["test"]
+def test_predict_draws_skeletons_and_prints_keypoints(tmp_path, capsys):
+    """The embedded card's model on a generated person it never saw, enlarged 1.5x."""
+    figure = generate(FigureConfig(min_people=1, max_people=1, train=1, val=1, test=1,
+                                   seed=7))["test"]
     image = np.asarray(Image.fromarray(figure["image"][0]).resize((96, 96), Image.NEAREST))
     Image.fromarray(image).save(tmp_path / "person.png")
     out = tmp_path / "skeletons.png"
-    assert main(["predict", "pose", str(tmp_path / "person.png"), "--workdir", str(trained),
-                 "--out", str(out), "--min-score", "0.01"]) == 0
+    assert main(["predict", "pose", str(tmp_path / "person.png"), "--pretrained",
+                 "--out", str(out)]) == 0
     (found,) = json.loads(capsys.readouterr().out)
     assert found["drawing"] == str(out) and Image.open(out).size == (288, 288)  # enlarged
-    best = found["people"][0]
-    assert list(best["keypoints"]) == list(COCO_PERSON.names) and 0.01 <= best["score"] <= 1
+    (person,) = found["people"]
+    assert list(person["keypoints"]) == list(COCO_PERSON.names) and 0.3 <= person["score"] <= 1
     truth = figure["keypoints"][0, 0]
     labelled = truth[:, 2] > 0
-    got = np.array([best["keypoints"][name][:2] for name in COCO_PERSON.names])
-    error = np.linalg.norm(got[labelled] - truth[labelled, :2] * 3, axis=-1)
-    assert np.median(error) < 9  # joints in the 96x96 input's pixels (3 px of the 32x32)
+    got = np.array([person["keypoints"][name][:2] for name in COCO_PERSON.names])
+    error = np.linalg.norm(got[labelled] - truth[labelled, :2] * 1.5, axis=-1)
+    assert np.median(error) < 3  # joints in the 96x96 input's pixels (2 px of the 64x64)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(7200)
+def test_default_run_reaches_the_issue_targets(tmp_path):
+    """Issue 22's targets for a fresh `zoo run pose` (README, Measured)."""
+    zoo_cli("run", "pose", "--workdir", str(tmp_path), "--quiet", check=True, timeout=7200)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())["metrics"]
+    assert metrics["ap"] >= 0.70 and metrics["ap50"] >= 0.90, metrics

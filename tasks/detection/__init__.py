@@ -16,7 +16,7 @@ from zoo.config import EarlyStoppingConfig, OptimizerConfig, TaskConfig, TrainCo
 from zoo.data.draw import draw_boxes
 from zoo.data.images import letterboxed_input, output_paths, to_unit_range, unletterbox
 from zoo.data.scenes import SceneConfig
-from zoo.models import BackboneConfig, CenterNet, centernet
+from zoo.models import BackboneConfig, CenterNet, box_heads, centernet
 from zoo.task import Batch, Dataset, Task
 from zoo_tasks.detection import data
 from zoo_tasks.detection.metrics import DetectionMetrics

@@ -17,7 +17,6 @@ from flax import nnx
 from zoo.config import (EarlyStoppingConfig, NonNegativeFloat, OptimizerConfig, Positive, Range,
                         TaskConfig, TrainConfig)
 from zoo.data.images import letterbox, load_image, match_background, output_paths, to_unit_range
-from zoo.errors import ZooError
 from zoo.models import BackboneConfig, CenterNet
 from zoo.task import Batch, Dataset, Task
 from zoo_tasks.pose import centernet, data
@@ -82,9 +81,6 @@ class PoseTask(Task):
         steps need (left/right pairs to flip, sigmas for the heatmaps) and which the
         harness always builds a model from before it traces them."""
         cfg = self.config
-        if not 0 <= cfg.level < cfg.backbone.stages:
-            raise ZooError(f"--set level={cfg.level}: the heads need a backbone stage, "
-                           f"0..{cfg.backbone.stages - 1}")
         self.skeleton = Skeleton.from_info(info)
         return CenterNet(info["input_shape"][-1], centernet.heads(self.skeleton.num_joints),
                          heatmaps=centernet.HEATMAPS, level=cfg.level,

@@ -22,22 +22,17 @@ is symmetric, as in photographs, so flip augmentation is consistent with the lab
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 from dataclasses import dataclass
 
 import numpy as np
 from matplotlib.colors import hsv_to_rgb
 
-from zoo.data.cache import cached_arrays
 from zoo.data.raster import capsule, union_of_capsules
+from zoo.data.scenes import SPLITS, cached_splits
 from zoo.errors import ZooError
-from zoo.paths import cache_dir
 from zoo_tasks.pose.geometry import PARTS, Figures, sample_figures
 
 GENERATOR_VERSION = 2  # bump when the drawing changes: old caches are then ignored
-SPLITS = ("train", "val", "test")
 OCCLUDER = 127  # owner code of the bar in the per-pixel owner map
 CHUNK = 64  # images drawn at once: their maps stay in the CPU cache
 
@@ -73,12 +68,7 @@ def load_figures(cfg: FigureConfig) -> dict[str, dict[str, np.ndarray]]:
     COCO's (x, y, visibility), "boxes" float32 (N, P, 4) pixel (x0, y0, x1, y1),
     "area" float32 (N, P) and "person_valid" bool (N, P); P is `cfg.max_people`.
     """
-    key = json.dumps({"version": GENERATOR_VERSION, **dataclasses.asdict(cfg)}, sort_keys=True)
-    path = cache_dir("data") / f"figures-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
-    flat = cached_arrays(path, lambda: {f"{s}/{k}": v for s, arrays in generate(cfg).items()
-                                        for k, v in arrays.items()})
-    return {s: {k.split("/", 1)[1]: v for k, v in flat.items() if k.startswith(s + "/")}
-            for s in SPLITS}
+    return cached_splits("figures", GENERATOR_VERSION, cfg, generate)
 
 
 def generate(cfg: FigureConfig) -> dict[str, dict[str, np.ndarray]]:

@@ -19,7 +19,7 @@ from zoo.models.copies import Average, Frozen, retyped_copy, update_average
 from zoo.models.crnn import CRNN
 from zoo.models.ctc import ctc_beam_search, ctc_greedy, ctc_loss
 from zoo.models.dcgan import Discriminator, Generator
-from zoo.models.detector import CenterNet
+from zoo.models.detector import CenterNet, box_heads
 from zoo.models.lenet import MLP, LeNet
 from zoo.models.lstm import LSTM, BiLSTM
 from zoo.models.resnet import BackboneConfig, ResNet, ResNetBackbone
@@ -53,5 +53,5 @@ def create_classifier(name: str, input_shape: Sequence[int], num_classes: int, *
 # What a task plugin builds its model from (README, "Writing a task plugin").
 __all__ = ["ACTIVATIONS", "Average", "BackboneConfig", "BiLSTM", "CLASSIFIERS", "CRNN", "CenterNet", "CondInst",
            "Discriminator", "Frozen", "Generator", "LSTM", "LeNet", "MLP", "ResNet", "ResNetBackbone",
-           "Seq2Seq", "UNet", "UNetDecoder", "beam_search", "create_classifier", "ctc_beam_search",
+           "Seq2Seq", "UNet", "UNetDecoder", "beam_search", "box_heads", "create_classifier", "ctc_beam_search",
            "ctc_greedy", "ctc_loss", "get_activation", "retyped_copy", "update_average"]
