@@ -54,9 +54,9 @@ class PoseConfig(TaskConfig):
         """Small and quick to compile; a constant learning rate keeps the step count out
         of the compiled steps, so a test may train it longer on other figures of the same
         shapes and reuse the programs from the compilation cache."""
-        return dataclasses.replace(super().smoke(), head_width=32, image_size=32, level=1,
+        return dataclasses.replace(super().smoke(), head_width=16, image_size=32, level=1,
                                    max_people=4, figures=FigureConfig.smoke(),
-                                   backbone=BackboneConfig(width=8, stages=3),
+                                   backbone=BackboneConfig(width=8, stages=2),
                                    optimizer=OptimizerConfig(name="adam", lr=3e-3,
                                                              schedule="constant"))
 
