@@ -1,6 +1,7 @@
 """Pose: OKS and keypoint AP, flip augmentation, peak decoding, the figure generator,
 COCO keypoint files and their errors, a short training run and predict."""
 
+import argparse
 import dataclasses
 import functools
 import json
@@ -9,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 from PIL import Image
 
 import zoo.testing
@@ -327,8 +329,36 @@ def test_sigmas_must_fit_the_skeleton(tmp_path, figures, capsys):
 
 # -- training and predict --------------------------------------------------------------------
 
-def test_pose_honours_the_task_contract(tmp_path):
-    zoo.testing.check_task("pose", tmp_path)
+@pytest.fixture(scope="module")
+def smoke():
+    """The smoke config's session (compiled steps, untrained model)."""
+    return zoo.testing.smoke_session("pose")
+
+
+def test_pose_honours_the_task_contract(smoke, tmp_path):
+    zoo.testing.check_train_steps(smoke)
+    zoo.testing.check_evaluate(smoke)
+    zoo.testing.check_checkpoint_round_trip(smoke, tmp_path)
+
+
+def test_predict_draws_skeletons_and_prints_keypoints(smoke, tmp_path):
+    """The contract of predict, on the smoke model: one JSON entry per image with every
+    person above --min-score (best first) and all 17 named joints, and the drawing
+    enlarged so it reads at a glance. (What it finds is tested on a trained model.)"""
+    task, info = smoke.task, smoke.data.info
+    model = task.build_model(info, nnx.Rngs(0))
+    Image.fromarray(smoke.data.splits["test"]["image"][0]).resize((48, 40)).save(
+        tmp_path / "people.png")
+    args = argparse.Namespace(inputs=[str(tmp_path / "people.png")],
+                              out=str(tmp_path / "skeletons.png"), min_score=0.0)
+    (found,) = json.loads(task.predict(model, info, args))
+    assert found["image"] == args.inputs[0] and found["drawing"] == args.out
+    assert Image.open(args.out).size == (288, 240)  # 48x40 enlarged 6x, nearest neighbour
+    scores = [person["score"] for person in found["people"]]
+    assert len(scores) == task.config.max_people and scores == sorted(scores, reverse=True)
+    for person in found["people"]:
+        assert list(person["keypoints"]) == list(COCO_PERSON.names)
+        assert all(len(xys) == 3 and 0 <= xys[2] <= 1 for xys in person["keypoints"].values())
 
 
 EASY = FigureConfig(canvas=32, min_people=1, max_people=2, min_height=22, max_height=30,
@@ -337,9 +367,7 @@ EASY = FigureConfig(canvas=32, min_people=1, max_people=2, min_height=22, max_he
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """The smoke config trained for 2 epochs on 2,048 easy figures (no clutter). Its
-    compiled steps are those of the conformance test (same shapes, a constant learning
-    rate), so in the full suite they come from the compilation cache: ~20 CPU-seconds."""
+    """The smoke config trained for 2 epochs on 2,048 easy figures (no clutter)."""
     from zoo.harness.trainer import fit
     from zoo_tasks.pose import PoseConfig, PoseTask
 
@@ -351,6 +379,7 @@ def trained(tmp_path_factory):
     return workdir
 
 
+@pytest.mark.slow
 def test_short_training_beats_the_mean_pose(trained):
     """The trivial baseline: the training set's mean pose, at its mean place, for every
     test image. Training must find the people and place their joints far better."""
@@ -369,24 +398,22 @@ def test_short_training_beats_the_mean_pose(trained):
     assert metrics["ap"] > baseline["ap"] + 0.05, (metrics, baseline)
 
 
-def test_predict_draws_skeletons_and_prints_keypoints(tmp_path, capsys):
-    """The embedded card's model on a generated person it never saw, enlarged 1.5x."""
-    figure = generate(FigureConfig(min_people=1, max_people=1, train=1, val=1, test=1,
-                                   seed=7))["test"]
+@pytest.mark.slow
+def test_trained_predict_finds_the_joints(trained, tmp_path, capsys):
+    figure = generate(dataclasses.replace(EASY, max_people=1, train=1, val=1, test=1,
+                                          seed=7))["test"]
     image = np.asarray(Image.fromarray(figure["image"][0]).resize((96, 96), Image.NEAREST))
     Image.fromarray(image).save(tmp_path / "person.png")
     out = tmp_path / "skeletons.png"
-    assert main(["predict", "pose", str(tmp_path / "person.png"), "--pretrained",
-                 "--out", str(out)]) == 0
+    assert main(["predict", "pose", str(tmp_path / "person.png"), "--workdir", str(trained),
+                 "--out", str(out), "--min-score", "0.01"]) == 0
     (found,) = json.loads(capsys.readouterr().out)
-    assert found["drawing"] == str(out) and Image.open(out).size == (288, 288)  # enlarged
-    (person,) = found["people"]
-    assert list(person["keypoints"]) == list(COCO_PERSON.names) and 0.3 <= person["score"] <= 1
+    best = found["people"][0]
     truth = figure["keypoints"][0, 0]
     labelled = truth[:, 2] > 0
-    got = np.array([person["keypoints"][name][:2] for name in COCO_PERSON.names])
-    error = np.linalg.norm(got[labelled] - truth[labelled, :2] * 1.5, axis=-1)
-    assert np.median(error) < 3  # joints in the 96x96 input's pixels (2 px of the 64x64)
+    got = np.array([best["keypoints"][name][:2] for name in COCO_PERSON.names])
+    error = np.linalg.norm(got[labelled] - truth[labelled, :2] * 3, axis=-1)
+    assert np.median(error) < 9  # joints in the 96x96 input's pixels (3 px of the 32x32)
 
 
 @pytest.mark.slow
