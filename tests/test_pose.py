@@ -361,6 +361,25 @@ def test_predict_draws_skeletons_and_prints_keypoints(smoke, tmp_path):
         assert all(len(xys) == 3 and 0 <= xys[2] <= 1 for xys in person["keypoints"].values())
 
 
+def test_embedded_card_predicts_a_person_it_never_saw(tmp_path, capsys):
+    """`zoo predict pose --pretrained` on a generated person (seed 7, not in any split),
+    enlarged 1.5x: joints come back in the input's pixels, near the true ones."""
+    figure = generate(FigureConfig(min_people=1, max_people=1, clutter=0, occluders=0,
+                                   train=1, val=1, test=1, seed=7))["test"]
+    image = np.asarray(Image.fromarray(figure["image"][0]).resize((96, 96), Image.NEAREST))
+    Image.fromarray(image).save(tmp_path / "person.png")
+    out = tmp_path / "skeletons.png"
+    assert main(["predict", "pose", str(tmp_path / "person.png"), "--pretrained",
+                 "--out", str(out)]) == 0
+    (found,) = json.loads(capsys.readouterr().out)
+    assert found["drawing"] == str(out) and len(found["people"]) == 1
+    truth = figure["keypoints"][0, 0]
+    labelled = truth[:, 2] > 0
+    got = np.array([found["people"][0]["keypoints"][name][:2] for name in COCO_PERSON.names])
+    error = np.linalg.norm(got[labelled] - truth[labelled, :2] * 1.5, axis=-1)
+    assert np.median(error) < 3  # pixels of the 96x96 input (2 of the 64x64 figure)
+
+
 EASY = FigureConfig(canvas=32, min_people=1, max_people=2, min_height=22, max_height=30,
                     clutter=0, occluders=0, train=2048, val=64, test=64)
 
