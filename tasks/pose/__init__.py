@@ -132,11 +132,13 @@ class PoseTask(Task):
         found = jax.device_get(find(state, batch))
         skeleton, results = Skeleton.from_info(info), []
         for i, (_, scale, offset) in enumerate(squares):
-            people = tuple(Person((joints - offset) / scale, float(score), joint_scores)
-                           for joints, score, joint_scores in
-                           zip(found["keypoints"][i], found["scores"][i], found["joint_scores"][i])
-                           if score >= min_score)
-            results.append(Poses(sources[i] if sources else f"image {i}", skeleton, people))
+            people = [Person((joints - offset) / scale, float(score), joint_scores)
+                      for joints, score, joint_scores in
+                      zip(found["keypoints"][i], found["scores"][i], found["joint_scores"][i])
+                      if score >= min_score]
+            people.sort(key=lambda person: -person.score)  # decoded in centre-peak order
+            results.append(Poses(sources[i] if sources else f"image {i}", skeleton,
+                                 tuple(people)))
         return results
 
     @classmethod
