@@ -14,7 +14,7 @@ from zoo.batching import Prepared
 from zoo.config import EarlyStoppingConfig, OptimizerConfig, Range, TaskConfig, TrainConfig
 from zoo.data.images import Preprocess, letterboxed_inputs, unletterbox
 from zoo.data.scenes import SceneConfig
-from zoo.models import BackboneConfig, CenterNet, centernet, create_backbone
+from zoo.models import BackboneConfig, CenterNet, box_heads, centernet, create_backbone
 from zoo.predictions import Detections
 from zoo.task import Batch, Dataset, PredictOptions, Task
 from zoo_tasks.detection import data
@@ -71,12 +71,13 @@ class DetectionTask(Task):
 
     def build_model(self, info: Mapping[str, Any], rngs: nnx.Rngs) -> nnx.Module:
         cfg = self.config
+        heads = box_heads(len(info["classes"]))
         if cfg.backbone.name == "resnet":
-            return CenterNet(info["input_shape"][-1], len(info["classes"]), level=cfg.level,
+            return CenterNet(info["input_shape"][-1], heads, level=cfg.level,
                              head_width=cfg.head_width, **cfg.backbone.kwargs(), rngs=rngs)
         backbone = create_backbone(cfg.backbone.name, info["input_shape"],
                                    dtype=self.compute_dtype, rngs=rngs)
-        return CenterNet(info["input_shape"][-1], len(info["classes"]), level=cfg.level,
+        return CenterNet(info["input_shape"][-1], heads, level=cfg.level,
                          head_width=cfg.head_width, backbone=backbone,
                          fpn_width=cfg.backbone.fpn_width, rngs=rngs)
 

@@ -1,10 +1,12 @@
 """COCO-format annotations (json plus an image folder) as fixed-shape arrays.
 
-Shared by the tasks that read users' COCO data (boxes, instance masks): every image is
-letterboxed to one square size with its boxes (and masks) mapped alike, objects padded
-to the largest count of any image. Every malformed case is a one-line `ZooError`.
+Shared by the tasks that read users' COCO data (boxes, instance masks, and through
+`read_json`, `objects_per_image`, `checked_boxes` and `splits` person keypoints): every
+image is letterboxed to one square size with its boxes (and masks) mapped alike, objects
+padded to the largest count of any image. Every malformed case is a one-line `ZooError`.
 """
 
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -26,9 +28,13 @@ def load_splits(spec: str, size: int, *, masks: bool = False,
     if not spec.startswith("coco:") or not sep or not ann or not images_dir:
         raise ZooError(f"--data {spec}: expected coco:ANNOTATIONS.json:IMAGES_DIR")
     names, arrays = load(Path(ann), Path(images_dir), size, masks=masks)
-    n = len(arrays["image"])
-    idx = split_indices(n, holdout_sizes(n), SPLIT_SEED)
+    idx = splits(len(arrays["image"]))
     return names, {s: {k: v[j] for k, v in arrays.items()} for s, j in idx.items()}
+
+
+def splits(n: int) -> dict[str, np.ndarray]:
+    """Seeded 70/10/20 train/val/test indices of n images."""
+    return split_indices(n, holdout_sizes(n), SPLIT_SEED)
 
 
 def load(ann_path: Path, images_dir: Path, size: int, *, masks: bool = False,
@@ -48,10 +54,10 @@ def load(ann_path: Path, images_dir: Path, size: int, *, masks: bool = False,
         or image id, a box that is empty or outside its image, or (with `masks`) a
         missing or malformed segmentation.
     """
-    coco = _read_json(ann_path)
+    coco = read_json(ann_path)
     categories = sorted(coco["categories"], key=lambda c: c["id"])
     index = {c["id"]: i for i, c in enumerate(categories)}
-    per_image = _objects_per_image(coco, index, ann_path)
+    per_image = objects_per_image(coco, index, ann_path)
     most = max(1, max(len(a) for a in per_image.values()))
     if masks and most > 254:
         raise ZooError(f"{ann_path}: an image has {most} objects; instance masks hold at most 254")
@@ -65,7 +71,7 @@ def load(ann_path: Path, images_dir: Path, size: int, *, masks: bool = False,
     for i, record in enumerate(coco["images"]):
         image = load_image(images_dir / record["file_name"], None, 3)
         anns = per_image[record["id"]]
-        xyxy = _checked_boxes(anns, image.shape, ann_path, record["file_name"])
+        xyxy = checked_boxes(anns, image.shape, ann_path, record["file_name"])
         arrays["image"][i], scale, offset = letterbox(image, size)
         arrays["boxes"][i, :len(anns)] = xyxy * np.tile(scale, 2) + np.tile(offset, 2)
         arrays["classes"][i, :len(anns)] = [index[a["category_id"]] for a in anns]
@@ -77,17 +83,20 @@ def load(ann_path: Path, images_dir: Path, size: int, *, masks: bool = False,
     return names, arrays
 
 
-def _objects_per_image(coco: dict, index: dict, ann_path: Path) -> dict:
-    """Image id -> its non-crowd annotations, every id checked."""
+def objects_per_image(coco: dict, category_ids: Collection, ann_path: Path,
+                      keep: Collection | None = None) -> dict:
+    """Image id -> its non-crowd annotations of the `keep` categories (default: all),
+    every image and category id checked against the file's."""
+    keep = category_ids if keep is None else keep
     per_image: dict = {img["id"]: [] for img in coco["images"]}
     for n, ann in enumerate(coco["annotations"]):
         where = f"{ann_path}: annotation {ann.get('id', n)}"
-        if ann.get("category_id") not in index:
+        if ann.get("category_id") not in category_ids:
             raise ZooError(f"{where} has category_id {ann.get('category_id')!r}, not one of the "
-                           f"categories {sorted(index)}")
+                           f"categories {sorted(category_ids)}")
         if ann.get("image_id") not in per_image:
             raise ZooError(f"{where} has image_id {ann.get('image_id')!r}, not one of the images")
-        if not ann.get("iscrowd", 0):
+        if not ann.get("iscrowd", 0) and ann["category_id"] in keep:
             per_image[ann["image_id"]].append(ann)
     if len(per_image) < 3:
         raise ZooError(f"{ann_path}: {len(per_image)} image(s); need at least 3 "
@@ -95,7 +104,8 @@ def _objects_per_image(coco: dict, index: dict, ann_path: Path) -> dict:
     return per_image
 
 
-def _read_json(path: Path) -> dict:
+def read_json(path: Path) -> dict:
+    """The parsed annotation file, checked to hold images, annotations and categories."""
     import json
 
     if not path.is_file():
@@ -104,6 +114,9 @@ def _read_json(path: Path) -> dict:
         coco = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ZooError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(coco, dict):
+        raise ZooError(f"{path}: not COCO format, expected an object with images, "
+                       f"annotations and categories")
     missing = [k for k in ("images", "annotations", "categories") if k not in coco]
     if missing:
         raise ZooError(f"{path}: not COCO format, missing {', '.join(missing)}")
@@ -112,15 +125,20 @@ def _read_json(path: Path) -> dict:
     return coco
 
 
-def _checked_boxes(anns: list, shape: tuple, ann_path: Path, file_name: str) -> np.ndarray:
+def checked_boxes(anns: list, shape: tuple, ann_path: Path, file_name: str) -> np.ndarray:
     """(n, 4) x0 y0 x1 y1 of COCO [x, y, w, h] boxes, each checked to lie in its image."""
     h, w = shape[:2]
     out = np.zeros((len(anns), 4), np.float32)
     for j, ann in enumerate(anns):
-        x, y, bw, bh = (float(v) for v in ann["bbox"])
+        box = ann.get("bbox")
+        if not (isinstance(box, list) and len(box) == 4 and
+                all(isinstance(v, (int, float)) for v in box)):
+            raise ZooError(f"{ann_path}: annotation {ann.get('id', j)} has bbox {box!r}; "
+                           f"expected [x, y, width, height]")
+        x, y, bw, bh = (float(v) for v in box)
         if bw <= 0 or bh <= 0 or x < -TOLERANCE or y < -TOLERANCE or \
                 x + bw > w + TOLERANCE or y + bh > h + TOLERANCE:
-            raise ZooError(f"{ann_path}: annotation {ann.get('id', j)} box {ann['bbox']} "
+            raise ZooError(f"{ann_path}: annotation {ann.get('id', j)} box {box} "
                            f"(x, y, width, height) is empty or outside its image {file_name} "
                            f"({w}x{h}); fix or remove it")
         out[j] = [max(x, 0), max(y, 0), min(x + bw, w), min(y + bh, h)]

@@ -19,7 +19,7 @@ from zoo.models.copies import Average, Frozen, retyped_copy, update_average
 from zoo.models.crnn import CRNN
 from zoo.models.ctc import ctc_beam_search, ctc_greedy, ctc_loss
 from zoo.models.dcgan import Discriminator, Generator
-from zoo.models.detector import CenterNet
+from zoo.models.detector import CenterNet, box_heads
 from zoo.models.lenet import MLP, LeNet
 from zoo.models.lstm import LSTM, BiLSTM
 from zoo.models.mobilenetv3 import MobileNetV3, MobileNetV3Backbone
@@ -78,5 +78,5 @@ def create_backbone(name: str, input_shape: Sequence[int], *, dtype: Any = jnp.f
 __all__ = ["ACTIVATIONS", "Average", "BackboneConfig", "BiLSTM", "CLASSIFIERS", "CRNN", "CenterNet", "CondInst",
            "Discriminator", "Frozen", "Generator", "IMAGENET", "LSTM", "LeNet", "MLP", "MobileNetV3",
            "ResNet", "ResNetBackbone", "ResNetV15", "Seq2Seq", "UNet", "UNetDecoder", "ViT",
-           "beam_search", "create_backbone", "create_classifier", "ctc_beam_search", "ctc_greedy",
-           "ctc_loss", "get_activation", "retyped_copy", "update_average"]
+           "beam_search", "box_heads", "create_backbone", "create_classifier", "ctc_beam_search",
+           "ctc_greedy", "ctc_loss", "get_activation", "retyped_copy", "update_average"]
