@@ -14,10 +14,11 @@ import optax
 from flax import nnx
 
 from zoo.config import EarlyStoppingConfig, OptimizerConfig, TaskConfig, TrainConfig
+from zoo.data import augment
 from zoo.data.images import load_image, match_background, to_unit_range
 from zoo.models import CLASSIFIERS, create_classifier
 from zoo.task import Batch, Dataset, Task
-from zoo_tasks.classification import augment, data
+from zoo_tasks.classification import data
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from flax import nnx
 from zoo.errors import unknown
 from zoo.models.activations import ACTIVATIONS, get_activation
 from zoo.models.detector import CenterNet
+from zoo.models.heads import EmbeddingNet, MultiLabelNet, Thresholds, arcface_logits
 from zoo.models.lenet import MLP, LeNet
 from zoo.models.resnet import BackboneConfig, ResNet, ResNetBackbone
 from zoo.models.unet import UNet, UNetDecoder
@@ -42,5 +43,6 @@ def create_classifier(name: str, input_shape: Sequence[int], num_classes: int, *
                              dtype=dtype, rngs=rngs)
 
 
-__all__ = ["ACTIVATIONS", "BackboneConfig", "CLASSIFIERS", "CenterNet", "LeNet", "MLP", "ResNet", "ResNetBackbone",
-           "UNet", "UNetDecoder", "create_classifier", "get_activation"]
+__all__ = ["ACTIVATIONS", "BackboneConfig", "CLASSIFIERS", "CenterNet", "EmbeddingNet", "LeNet", "MLP",
+           "MultiLabelNet", "ResNet", "ResNetBackbone", "Thresholds", "UNet", "UNetDecoder",
+           "arcface_logits", "create_classifier", "get_activation"]
