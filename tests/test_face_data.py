@@ -31,9 +31,11 @@ def test_generation_is_deterministic_and_cached_bit_for_bit(drawn):
 def test_splits_hold_their_own_people_with_varying_photos(drawn):
     shapes = {split: d["image"].shape for split, d in drawn.items()}
     assert shapes == {"train": (36, 32, 32, 3), "val": (18, 32, 32, 3), "test": (18, 32, 32, 3)}
-    # people drawn from per-split streams: no split's first photos equal another's
-    firsts = [d["image"][0] for d in drawn.values()]
-    assert not np.array_equal(firsts[0], firsts[1]) and not np.array_equal(firsts[1], firsts[2])
+    people = {split: faces.draw_people(getattr(SMALL, split), faces.split_rng(SMALL, split))
+              for split in faces.SPLITS}
+    faces_of = {split: {tuple(np.round([p["face_w"][i], p["eye_gap"][i], p["nose_length"][i]], 6))
+                        for i in range(len(p["face_w"]))} for split, p in people.items()}
+    assert sum(map(len, faces_of.values())) == len(set().union(*faces_of.values())) == 24
     train = drawn["train"]
     assert list(train["person"][:6]) == [0, 0, 0, 1, 1, 1]
     photos = train["image"][train["person"] == 0].astype(int)

@@ -44,19 +44,20 @@ class VerificationConfig(TaskConfig):
     model: str = "resnet"
     data: str = "faces"  # faces | lfw:ROOT | folder:PATH
     loss: Literal["arcface", "softmax"] = "arcface"  # softmax: a plain linear layer, no margin
-    scale: Annotated[float, Range(1.0, 128.0)] = 30.0  # arcface: s, the logits' radius
-    margin: Annotated[float, Range(0.0, 1.5)] = 0.5  # arcface: m, radians added to the true class's angle
+    scale: Annotated[float, Range(1.0, 128.0)] = 16.0  # arcface: s, the logits' radius
+    margin: Annotated[float, Range(0.0, 1.5)] = 0.3  # arcface: m, radians added to the true class's angle
     embedding_dim: Positive = 64
     backbone: BackboneConfig = BackboneConfig(width=16, stages=4, blocks=1, stem_stride=2)
-    image_size: Positive = 48  # square side the images are drawn at or resized to
+    image_size: Positive = 32  # square side the images are drawn at or resized to
     crop: Annotated[float, Range(0.0, 1.0)] = 0.0  # centre square kept, of the shorter side (0: faces/folder 1.0, lfw 0.6)
     train_folder: str = ""  # PATH: train on these people (one sub-folder each) instead
-    faces: FaceConfig = FaceConfig(train=600, val=100, test=300, photos=12)
+    faces: FaceConfig = FaceConfig(train=1500, val=200, test=300, photos=6)
     augment: FlipAffine = "flip"
-    train: TrainConfig = TrainConfig(epochs=10, batch_size=64, eval_batch_size=200)
+    train: TrainConfig = TrainConfig(epochs=12, batch_size=64, eval_batch_size=200)
     optimizer: OptimizerConfig = OptimizerConfig(name="adam", lr=3e-3, schedule="cosine",
                                                  warmup_epochs=0.5)
-    early_stopping: EarlyStoppingConfig = EarlyStoppingConfig(patience=4)
+    # the cosine schedule runs to its end; the epoch with the best val accuracy is kept
+    early_stopping: EarlyStoppingConfig = EarlyStoppingConfig(patience=0)
 
     @classmethod
     def smoke(cls) -> VerificationConfig:

@@ -1,27 +1,28 @@
-"""Vectorised drawing of cartoon faces: soft-edged shapes on every image's pixel grid.
+"""Drawing cartoon faces: soft-edged shapes evaluated on every image's pixel grid.
 
 Each part of a face (ears, head, hair, eyes, brows, nose, mouth, beard, glasses, hat) is
 a signed distance in *face space* (the face centred at 0, about 1.1 units wide, y
 pointing down), evaluated for a whole chunk of images at once on the pixel grid mapped
 through each image's inverse pose (shift, scale, rotation). A distance becomes coverage
 with a one-pixel ramp, so edges are antialiased at any pose, and parts are painted back
-to front. `zoo.data.faces` draws the traits and nuisance that parameterise it.
+to front. It is all elementwise arithmetic, so `draw` is one jitted XLA program (about
+3x faster than the same code in numpy, which writes every temporary out).
+`zoo.data.faces` draws the traits and nuisance that parameterise it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import functools
+from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-Params = Mapping[str, np.ndarray]  # name -> (n,) or (n, 3) per-image values
+Params = Mapping[str, np.ndarray]  # name -> (n,) or (n, 3) per image; "noise" (n, S, S, 3)
 
 HAIR_BALD, HAIR_SHORT, HAIR_BANGS, HAIR_LONG = range(4)
-MOUTH_INSIDE = jnp.array([0.25, 0.05, 0.05], jnp.float32)
+MOUTH_INSIDE = np.array([0.25, 0.05, 0.05], np.float32)
 
 
 class Canvas:
@@ -43,10 +44,7 @@ class Canvas:
         self.rgb = jnp.broadcast_to(colour[:, None, None, :], self.rgb.shape)
 
     def paint(self, distance: jnp.ndarray, colour: jnp.ndarray, opacity: float = 1.0) -> None:
-        """Paints `colour` (n, 3) where `distance` < 0, with antialiased edges.
-
-        Only the covered pixels are touched: most parts cover a few percent of them.
-        """
+        """Paints `colour` (n, 3) where `distance` < 0, with antialiased edges."""
         alpha = jnp.clip(0.5 - distance / self.pixel, 0.0, 1.0) * opacity
         self.rgb = self.rgb + alpha[..., None] * (colour[:, None, None, :] - self.rgb)
 

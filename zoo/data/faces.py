@@ -19,6 +19,7 @@ cached as .npz after the first run (`face_render` draws the pixels).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -81,7 +82,7 @@ def generate(cfg: FaceConfig, split: str, size: int) -> dict[str, np.ndarray]:
     """Draws one split (deterministic in `cfg`, `split` and `size`; no caching)."""
     if size < 16:
         raise ZooError(f"image_size={size}: generated faces need at least 16x16 pixels")
-    rng = np.random.default_rng([cfg.seed, SPLITS.index(split)])
+    rng = split_rng(cfg, split)
     people = getattr(cfg, split)
     traits = draw_people(people, rng)
     person = np.repeat(np.arange(people, dtype=np.int32), cfg.photos)
@@ -96,14 +97,23 @@ def generate(cfg: FaceConfig, split: str, size: int) -> dict[str, np.ndarray]:
     return {"image": images, "person": person, "attributes": attributes(params)}
 
 
+def split_rng(cfg: FaceConfig, split: str) -> np.random.Generator:
+    """The random stream of one split: its people are drawn first, then their photos."""
+    return np.random.default_rng([cfg.seed, SPLITS.index(split)])
+
+
 def _pad(values: np.ndarray, n: int) -> np.ndarray:
     """`values` with its last row repeated up to `n` rows."""
     return np.concatenate([values, np.repeat(values[-1:], n - len(values), axis=0)])
 
 
+def _uniform(rng: np.random.Generator, n: int, low: float, high: float) -> np.ndarray:
+    return rng.uniform(low, high, n).astype(np.float32)
+
+
 def draw_people(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """The fixed traits of `n` people (face-space units: the face is about 1.1 wide)."""
-    u = lambda lo, hi: rng.uniform(lo, hi, n).astype(np.float32)  # noqa: E731
+    u = functools.partial(_uniform, rng, n)
     pale = rng.random(n) < 0.2
     tone = np.where(pale, rng.uniform(0.0, 0.1, n), rng.uniform(0.3, 1.0, n)).astype(np.float32)
     skin = PALE + tone[:, None] * (DARK_SKIN - PALE) + rng.normal(0, 0.02, (n, 3))
@@ -132,7 +142,7 @@ def draw_people(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
 
 def draw_photos(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """What changes from photo to photo of one person."""
-    u = lambda lo, hi: rng.uniform(lo, hi, n).astype(np.float32)  # noqa: E731
+    u = functools.partial(_uniform, rng, n)
     smile = (rng.random(n) < 0.45).astype(np.float32)
     open_ = (rng.random(n) < 0.3).astype(np.float32)
     return {
@@ -144,13 +154,13 @@ def draw_photos(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         "glasses": (rng.random(n) < 0.3).astype(np.float32),
         "lens": rng.uniform(0.3, 0.9, (n, 3)).astype(np.float32),
         "frame": rng.uniform(0.0, 0.5, (n, 3)).astype(np.float32),
-        "hat": (rng.random(n) < 0.25).astype(np.float32),
+        "hat": (rng.random(n) < 0.2).astype(np.float32),
         "hat_colour": rng.uniform(0.05, 0.95, (n, 3)).astype(np.float32),
         "background": rng.uniform(0.15, 0.95, (n, 3)).astype(np.float32),
         "bg_gradient": u(-0.3, 0.3),
-        "light": u(0.0, 0.5), "light_angle": u(0, 2 * np.pi), "contrast": u(0.75, 1.15),
-        "brightness": u(0.75, 1.15),
-        "cast": (1.0 + rng.normal(0, 0.05, (n, 3))).astype(np.float32),
+        "light": u(0.0, 0.4), "light_angle": u(0, 2 * np.pi), "contrast": u(0.8, 1.15),
+        "brightness": u(0.8, 1.15),
+        "cast": (1.0 + rng.normal(0, 0.04, (n, 3))).astype(np.float32),
     }
 
 
