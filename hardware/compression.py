@@ -31,6 +31,7 @@ from zoo.errors import ZooError
 from zoo_hardware.quantization import Quantized
 
 MAGIC, FORMAT = b"ZOOC", 1
+FORMAT_NAME = "compressed"  # how a workdir's run.json names weights in this format
 _LEVEL = 22  # zstd's strongest: files are written once and read often
 _PREFIX = struct.Struct("<4sBI")
 

@@ -46,10 +46,16 @@ def trained_lenet(tmp_path_factory):
 def spirals():
     """The example plugin's task class, registered once for the whole session (a plugin
     file is imported, and so registers, only once per process)."""
+    import zoo.testing
     from zoo import registry
 
     from helpers import EXAMPLE_PLUGIN
 
-    with registry.temporary_registry():
-        registry.load_plugin_file(EXAMPLE_PLUGIN)
+    with zoo.testing.registered(EXAMPLE_PLUGIN):
         yield registry.get_task("spirals")
+
+
+def pytest_runtest_setup(item):
+    """`device` tests need a GPU or TPU (benchmarks/device_check.sh runs them)."""
+    if item.get_closest_marker("device") and jax.default_backend() == "cpu":
+        pytest.skip("needs a GPU or TPU: run benchmarks/device_check.sh on one")

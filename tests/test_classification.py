@@ -6,14 +6,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from zoo.data import mnist
+from zoo.data.image_sets import load_image_set
 from zoo.errors import ZooError
-from zoo_tasks.classification import data
 
 from helpers import EXAMPLE_PLUGIN, zoo_cli
 
 
 def _digit_png(path, index=0, invert=False):
-    images, labels = data.mnist.mnist_sample()
+    images, labels = mnist.mnist_sample()
     image = images[index, ..., 0]
     Image.fromarray(255 - image if invert else image).resize((56, 56)).save(path)
     return int(labels[index])
@@ -90,7 +91,7 @@ def _folder(root, classes, per_class=4, size=(20, 30), mode="RGB"):
 
 def test_image_folder_loads_resized_three_way_split(tmp_path):
     _folder(tmp_path, ["cat", "dog"], per_class=10, mode="L")
-    ds = data.load(f"folder:{tmp_path}", image_size=16, channels=3)
+    ds = load_image_set(f"folder:{tmp_path}", image_size=16, channels=3)
     assert ds.info["classes"] == ["cat", "dog"] and ds.info["input_shape"] == [16, 16, 3]
     sizes = [ds.size(s) for s in ("train", "val", "test")]
     assert sum(sizes) == 20 and min(sizes) >= 1
@@ -103,7 +104,7 @@ def test_image_folder_loads_resized_three_way_split(tmp_path):
 def test_bad_image_folder_is_explained(tmp_path, classes, per_class, message):
     _folder(tmp_path, classes, per_class=per_class)
     with pytest.raises(ZooError, match=message):
-        data.load(f"folder:{tmp_path}", image_size=16, channels=3)
+        load_image_set(f"folder:{tmp_path}", image_size=16, channels=3)
 
 
 def test_cli_run_on_a_folder_with_resnet(tmp_path):
@@ -118,7 +119,7 @@ def test_cli_run_on_a_folder_with_resnet(tmp_path):
 
 def test_unknown_dataset_suggests(tmp_path):
     with pytest.raises(ZooError, match="did you mean 'mnist-sample'"):
-        data.load("mnist-sampel", 0, 0)
+        load_image_set("mnist-sampel", 0, 0)
 
 
 @pytest.mark.slow

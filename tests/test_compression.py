@@ -209,9 +209,9 @@ def test_int8_post_training_quantization_of_weights_and_activations(trained_lene
     assert 3.5 < report["total"]["ratio"] and report["latency_ms"]["after"] > 0
     png = tmp_path / "digit.png"
     from PIL import Image
-    from zoo_tasks.classification import data
+    from zoo.data.mnist import mnist_sample
 
-    images, labels = data.mnist.mnist_sample()
+    images, labels = mnist_sample()
     Image.fromarray(images[0, ..., 0]).save(png)
     predicted = zoo_cli("predict", "classification", str(png), "--workdir", str(out), check=True)
     assert predicted.stdout.strip().startswith(f"{png}: {labels[0]} (p=")

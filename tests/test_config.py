@@ -61,5 +61,5 @@ def test_smoke_config_is_small():
 def test_fields_table_lists_leaves_with_docs():
     rows = {row[0]: row for row in fields_table(_Cfg())}
     assert rows["width"][3] == "channels of the first layer"
-    assert rows["optimizer.lr"][1] == "float >= 0"
+    assert rows["optimizer.lr"][1] == "float > 0"
     assert "train" not in rows

@@ -1,62 +1,58 @@
 """Every registered task honours the Task contract: build, step, evaluate, checkpoint.
 
 Parametrized over the whole registry (built-ins come through their entry points), so a
-new task plugin is checked the moment it is registered.
+new task plugin is checked the moment it is registered. The checks are `zoo.testing`'s,
+the ones plugin authors run; the example plugin's own test (docs/examples) runs here too.
 """
 
-import jax
-import numpy as np
-import pytest
-from flax import nnx
+import importlib.util
 
+import pytest
+
+import zoo.testing
 from zoo import registry
-from zoo.data import loader
-from zoo.harness.checkpoints import LATEST, CheckpointStore
-from zoo.harness.trainer import evaluate, open_session
-from zoo_hardware import placement
 
 from helpers import EXAMPLE_PLUGIN
 
-registry.load_plugin_file(EXAMPLE_PLUGIN)  # third-party example, held to the same contract
 TASKS = registry.task_names()
+
+
+def _example_tests():
+    path = EXAMPLE_PLUGIN.with_name("test_my_task.py")
+    spec = importlib.util.spec_from_file_location("zoo_example_plugin_tests", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+test_the_example_plugin_with_zoo_testing = _example_tests().test_spirals_honours_the_task_contract
 
 
 @pytest.fixture(scope="module", params=TASKS)
 def session(request):
-    task_cls = registry.get_task(request.param)
-    return open_session(task_cls(task_cls.Config.smoke()))
+    return zoo.testing.smoke_session(request.param)
 
 
 def test_train_steps_give_finite_scalars_and_change_parameters(session):
-    cfg = session.task.config
-    batches = loader.train_batches(session.data.splits["train"], cfg.train.batch_size,
-                                   seed=0, epoch=0)
-    before = jax.tree.map(np.asarray, nnx.to_pure_dict(session.state)["model"])
-    for step in range(2):  # step 0 may have a zero learning rate (warm-up)
-        batch = placement.put_batch(next(batches), session.mesh)
-        session.state, out = session.steps.train(session.state, batch, np.int32(step))
-    out = jax.device_get(out)
-    assert "loss" in out or any("loss" in k for k in out)
-    assert all(np.isfinite(v) for v in out.values()), out
-    after = jax.tree.map(np.asarray, nnx.to_pure_dict(session.state)["model"])
-    changed = jax.tree.leaves(jax.tree.map(lambda a, b: not np.array_equal(a, b), before, after))
-    assert any(changed)
+    zoo.testing.check_train_steps(session)
 
 
 def test_evaluate_reports_the_primary_metric(session):
-    metrics = evaluate(session, "val")
-    assert session.task.metric in metrics
-    assert np.isfinite(metrics[session.task.metric])
+    zoo.testing.check_evaluate(session)
 
 
 def test_checkpoint_round_trip(session, tmp_path):
-    pure = nnx.to_pure_dict(session.state)
-    store = CheckpointStore(tmp_path)
-    store.save(LATEST, 7, pure, {"step": 7})
-    store.wait()
-    zeros = jax.tree.map(lambda x: jax.numpy.zeros_like(x), pure)
-    restored, meta = store.restore(LATEST, zeros)
-    store.close()
-    assert meta == {"step": 7}
-    same = jax.tree.map(lambda a, b: np.array_equal(np.asarray(a), np.asarray(b)), pure, restored)
-    assert all(jax.tree.leaves(same))
+    zoo.testing.check_checkpoint_round_trip(session, tmp_path)
+
+
+def test_a_broken_task_fails_the_checks_with_the_reason(spirals, tmp_path):
+    """The checks can fail: a task whose loss never reaches the parameters."""
+
+    class Frozen(spirals):
+        def loss(self, model, batch, rng):
+            loss, aux = super().loss(model, batch, rng)
+            return loss * 0.0, aux
+
+    session = zoo.testing.smoke_session(Frozen)
+    with pytest.raises(AssertionError, match="left every model variable unchanged"):
+        zoo.testing.check_train_steps(session)

@@ -9,7 +9,7 @@ import pytest
 
 from zoo.data import faces
 from zoo.models import arcface_logits
-from zoo.scoring import best_threshold
+from zoo.data.scoring import best_threshold
 
 SMALL = faces.FaceConfig(train=12, val=6, test=6, photos=3)
 

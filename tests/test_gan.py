@@ -17,7 +17,9 @@ from zoo.errors import ZooError
 from zoo.harness.optim import make_optimizer
 from zoo.harness.trainer import fit
 from zoo.models import create_classifier
-from zoo_tasks.gan import GanTask, judge, steps
+from zoo.hub.index import EMBEDDED
+from zoo.io import weights
+from zoo_tasks.gan import GanTask, steps
 from zoo_tasks.gan.model import GAN
 from zoo_tasks.gan.quality import classifier_score, frechet_distance
 
@@ -121,15 +123,23 @@ def test_classifier_score_bounds():
     np.testing.assert_allclose(classifier_score(np.full((100, 10), 0.1)), 1, rtol=1e-6)
 
 
-def test_judge_is_trained_once_then_reused(monkeypatch):
-    cfg = judge.judge_config("mnist-sample", 0, 0, epochs=1)
-    first = judge.load_judge(cfg)
+DIGITS = {"input_shape": [28, 28, 1], "classes": list("0123456789"), "data": "mnist-sample"}
 
-    def no_training(*args, **kwargs):
-        raise AssertionError("the cached judge was trained again")
 
-    monkeypatch.setattr("zoo.harness.trainer.fit", no_training)
-    assert _same(_params(first), _params(judge.load_judge(cfg)))
+def test_a_new_gan_takes_the_published_lenet_as_its_judge():
+    """Nothing is trained: the judge is the embedded hub's LeNet, the one inside the
+    published GAN weights."""
+    parts = _task().pretrained_parts(DIGITS)
+    published = weights.load(EMBEDDED / "classification" / "lenet-mnist-sample.safetensors")
+    assert list(parts) == ["judge"] and parts["judge"].keys() == published.keys()
+    assert all(np.array_equal(parts["judge"][k], published[k]) for k in published)
+
+
+def test_a_judge_for_other_images_is_refused_with_the_fix():
+    colour = {**DIGITS, "input_shape": [32, 32, 3], "data": "folder:imgs"}
+    with pytest.raises(ZooError, match=r"needs a LeNet for \(32, 32, 3\) images.*"
+                                       r"zoo run classification --model lenet --data folder:imgs"):
+        _task().pretrained_parts(colour)
 
 
 class _Interrupted(GanTask):
@@ -178,7 +188,8 @@ def test_run_reports_quality_and_writes_a_grid_per_epoch(trained):
         assert grid.size == (10 * 30 + 2, 8 * 30 + 2)
 
 
-def test_predict_writes_the_requested_class(trained, tmp_path, capsys):
+def test_predict_writes_the_requested_class(trained, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("ZOO_HUB", str(tmp_path / "no-hub"))  # the judge comes with the weights
     out = tmp_path / "sevens.png"
     assert main(["predict", "gan", "--workdir", str(trained), "--label", "7", "--n", "16",
                  "--out", str(out)]) == 0

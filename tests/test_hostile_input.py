@@ -143,7 +143,8 @@ def test_cli_names_a_broken_image_and_an_empty_split(capsys, image_list, tmp_pat
 
 @pytest.mark.parametrize("override, message", [
     ("train.batch_size=0", "train.batch_size=0 is out of range: it must be >= 1"),
-    ("optimizer.lr=-0.1", "optimizer.lr=-0.1 is out of range: it must be >= 0"),
+    ("optimizer.lr=-0.1", "optimizer.lr=-0.1 is out of range: it must be > 0"),
+    ("optimizer.lr=0", "optimizer.lr=0.0 is out of range: it must be > 0"),
     ("optimizer.momentum=1.5", "optimizer.momentum=1.5 is out of range: it must be in [0, 1]"),
     ("optimizer.lr=nan", "optimizer.lr=nan is out of range"),
     ("train.max_bad_steps=0", "train.max_bad_steps=0 is out of range"),

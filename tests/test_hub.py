@@ -14,14 +14,15 @@ import pytest
 from flax import nnx
 from PIL import Image
 
-from zoo import registry
+from zoo import registry, restore
 from zoo.config import apply_overrides
+from zoo.data import mnist
 from zoo.errors import ZooError
 from zoo.harness.trainer import fit
-from zoo.hub import index, pretrained, weights
+from zoo.hub import index, pretrained
 from zoo.hub.publish import publish
+from zoo.io import weights
 from zoo.models import MLP, LeNet
-from zoo_tasks.classification import data
 
 from helpers import EXAMPLE_PLUGIN, zoo_cli
 from hub_server import HubServer
@@ -85,19 +86,21 @@ def test_publish_serve_pull_and_eval_reproduces_the_card(tmp_path, monkeypatch):
         spirals = registry.get_task("spirals")
         task = spirals(apply_overrides(spirals.Config(), ["points=1000", "train.epochs=3"]))
         fit(task, tmp_path / "run", quiet=True)
-        card = publish(tmp_path / "run", tmp_path / "hub", "v1", license="MIT")
+        run = restore.from_workdir(tmp_path / "run")
+        card = publish(run, tmp_path / "hub", "v1", license="MIT")
         with pytest.raises(ZooError, match="already has spirals/mlp:v1.*--force"):
-            publish(tmp_path / "run", tmp_path / "hub", "v1")
+            publish(run, tmp_path / "hub", "v1")
         assert card.urls == ("spirals/mlp-v1.safetensors",) and card.license == "MIT"
         assert card.metrics["dataset"] == "spirals" and card.metrics["split"] == "test"
         assert card.params == 2 * 64 + 64 + 64 * 64 + 64 + 64 * 2 + 2
+        assert card.plugin == {"file": str(EXAMPLE_PLUGIN.resolve())}  # from run.json
         server = HubServer()
         try:
             server.add_folder(tmp_path / "hub", "/zoo")
             monkeypatch.setenv("ZOO_HUB", server.url + "/zoo")
-            hub, found = pretrained.find("spirals", "mlp:v1")
-            assert found == card
-            metrics = pretrained.evaluate(spirals, hub, found, split="test")
+            restored = restore.from_hub("spirals", "mlp:v1")
+            assert restored.card == card
+            metrics = restored.evaluate("test")
         finally:
             server.stop()
     assert metrics["accuracy"] == pytest.approx(card.metrics["values"]["accuracy"], abs=1e-6)
@@ -105,7 +108,7 @@ def test_publish_serve_pull_and_eval_reproduces_the_card(tmp_path, monkeypatch):
 
 
 def _reproducible(card):
-    """A card as a test case; the GAN's is slow (it first trains its LeNet judge, ~45 s)."""
+    """A card as a test case; the GAN's are slow (each samples and judges 1,000 digits)."""
     return pytest.param(card, id=card.name, marks=[pytest.mark.slow] if card.task == "gan" else [])
 
 
@@ -133,7 +136,7 @@ def test_every_built_in_task_has_an_embedded_weight():
 
 
 def _digits(folder, labels_wanted, per_class):
-    images, labels = data.mnist.mnist_sample()
+    images, labels = mnist.mnist_sample()
     for label in labels_wanted:
         (folder / str(label)).mkdir(parents=True)
         for i in np.flatnonzero(labels == label)[:per_class]:

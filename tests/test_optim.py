@@ -43,7 +43,9 @@ def test_step_schedule_divides_by_ten_twice():
 
 
 def test_non_positive_learning_rate_is_refused():
-    with pytest.raises(ZooError, match="must be positive"):
+    """The bound is the config's Range: the same line from --set and from code."""
+    with pytest.raises(ZooError, match=r"optimizer.lr=0.0 is out of range: it must be > 0 "
+                                       r"\(--set optimizer.lr=...\)"):
         make_optimizer(dataclasses.replace(OptimizerConfig(), lr=0.0), 10, 1)
 
 

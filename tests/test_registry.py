@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 import textwrap
@@ -83,11 +84,13 @@ def test_broken_plugin_file_is_a_one_line_error(tmp_path):
 
 
 def test_entry_point_of_an_installed_package(tmp_path):
-    """A real distribution, pip-installed into a folder, adds a task through `zoo.tasks`."""
+    """A real distribution, pip-installed into a folder, adds a task through `zoo.tasks`.
+
+    Its module keeps its `@register_task`: registering the class its own entry point
+    names is no clash. run.json records the distribution and its version."""
     pkg = tmp_path / "src"
     (pkg / "zoo_spirals").mkdir(parents=True)
-    (pkg / "zoo_spirals" / "__init__.py").write_text(
-        EXAMPLE_PLUGIN.read_text().replace("@zoo.register_task()\n", ""))
+    (pkg / "zoo_spirals" / "__init__.py").write_text(EXAMPLE_PLUGIN.read_text())
     (pkg / "pyproject.toml").write_text(textwrap.dedent("""
         [build-system]
         requires = ["setuptools"]
@@ -108,6 +111,22 @@ def test_entry_point_of_an_installed_package(tmp_path):
     run = zoo_cli("run", "spirals", "--smoke", "--quiet", "--workdir", str(tmp_path / "run"),
                   env=env, check=True)
     assert (tmp_path / "run" / "metrics.json").exists(), run.stderr
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["plugin"] == {"distribution": "zoo-spirals", "version": "1.0"}
+
+
+def test_a_broken_plugin_is_a_row_of_zoo_list_and_the_rest_still_lists(tmp_path):
+    site = tmp_path / "site"
+    dist = site / "broken_zoo-1.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-zoo\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[zoo.tasks]\nbroken = broken_zoo_tasks:Broken\n")
+    (site / "broken_zoo_tasks.py").write_text("raise RuntimeError('boom')\n")
+    result = zoo_cli("list", env={"PYTHONPATH": str(site)}, check=True)
+    rows = " ".join(result.stdout.replace("│", " ").split())  # the table's wrapped cells
+    assert ("broken: task plugin entry point broken = broken_zoo_tasks:Broken [broken-zoo] "
+            "failed to import: RuntimeError: boom") in rows
+    assert all(name in rows for name in ("classification", "gan", "translation"))
 
 
 def test_clashing_entry_points_need_a_qualified_name(tmp_path):

@@ -6,6 +6,10 @@ Importing `zoo` is cheap: it loads neither JAX nor any task. The public API:
   zoo.TaskConfig, zoo.TrainConfig ...  typed configs (zoo.config); zoo.Range bounds a field
   zoo.register_task, zoo.get_task      the registry (zoo.registry)
   zoo.fit                              the harness (zoo.harness.trainer)
+
+For task plugins, `zoo.data` and `zoo.models` export (`__all__`) the helpers a task
+builds on, `zoo.restore` brings back any trained model and `zoo.testing` holds the
+conformance checks (README, "Writing a task plugin").
 """
 
 import importlib
@@ -20,6 +24,8 @@ _EXPORTS = {
     "fit": "zoo.harness.trainer",
     "ZooError": "zoo.errors",
 }
+
+__all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str):

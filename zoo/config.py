@@ -30,22 +30,25 @@ class Range:
 
     low: float | None = None
     high: float | None = None
+    exclusive_low: bool = False  # `low` itself is out of range (a learning rate > 0)
 
     def describe(self) -> str:
+        above = f"> {self.low:g}" if self.exclusive_low else f">= {self.low:g}"
         if self.high is None:
-            return f">= {self.low:g}"
+            return above
         if self.low is None:
             return f"<= {self.high:g}"
-        return f"in [{self.low:g}, {self.high:g}]"
+        return f"in {'(' if self.exclusive_low else '['}{self.low:g}, {self.high:g}]"
 
     def contains(self, value: float) -> bool:
-        return (math.isfinite(value) and (self.low is None or value >= self.low) and
-                (self.high is None or value <= self.high))
+        above = self.low is None or value > self.low or (value == self.low and not self.exclusive_low)
+        return math.isfinite(value) and above and (self.high is None or value <= self.high)
 
 
 Positive = Annotated[int, Range(1)]
 NonNegative = Annotated[int, Range(0)]
 NonNegativeFloat = Annotated[float, Range(0)]
+PositiveFloat = Annotated[float, Range(0, exclusive_low=True)]
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,7 @@ class OptimizerConfig:
     """Optimizer and learning-rate schedule (built with optax)."""
 
     name: OptimizerName = "adam"
-    lr: NonNegativeFloat = 1e-3
+    lr: PositiveFloat = 1e-3  # peak learning rate
     schedule: ScheduleName = "cosine"
     warmup_epochs: NonNegativeFloat = 0.0
     momentum: Annotated[float, Range(0, 1)] = 0.9  # SGD momentum; Adam's b1 (GANs use 0.5)

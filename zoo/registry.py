@@ -6,7 +6,10 @@ plugins are installed. Built-in tasks come through the same entry-point group as
 else's.
 
 When two sources offer one name, both stay reachable under qualified names
-(`distribution:name`); asking for the bare name is then an error naming both.
+(`distribution:name`); asking for the bare name is then an error naming both. A module
+named by its own entry point may also carry `@register_task`: registering the class an
+entry point names is a no-op. `plugin_of` says where a task class came from, for
+run.json and model cards.
 """
 
 from __future__ import annotations
@@ -39,6 +42,12 @@ class _Entry:
     task_cls: type[Task] | None = None
     entry_point: importlib.metadata.EntryPoint | None = None
 
+    def names(self, task_cls: type) -> bool:
+        """Whether this entry is `task_cls`, or an entry point naming it."""
+        if self.task_cls is not None:
+            return self.task_cls is task_cls
+        return self.entry_point.value == f"{task_cls.__module__}:{task_cls.__qualname__}"
+
     def load(self) -> type[Task]:
         if self.task_cls is None:
             try:
@@ -52,6 +61,7 @@ class _Entry:
 
 _entries: dict[str, list[_Entry]] = {}
 _entry_points_loaded = False
+_plugin_files: dict[str, Path] = {}  # module name -> the --plugin file it was imported from
 
 
 def register_task(name: str | None = None, *, replace: bool = False) -> Callable:
@@ -74,6 +84,10 @@ def register_task(name: str | None = None, *, replace: bool = False) -> Callable
             raise ZooError(f"task class {source} has no name: set `name = '...'` on the class "
                            f"or pass one to @register_task('...')")
         existing = _all_entries().get(task_name, [])
+        same = [e for e in existing if e.names(task_cls)]
+        if same:  # the class its own entry point (or an earlier import) registered
+            same[0].task_cls = task_cls
+            return cls
         if existing and not replace:
             raise ZooError(f"task {task_name!r} from {source} clashes with {existing[0].source}; "
                            f"rename one, or pass replace=True to override")
@@ -103,6 +117,7 @@ def load_plugin_file(path: str | Path) -> None:
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
+    _plugin_files[module_name] = path.resolve()
     try:
         spec.loader.exec_module(module)
     except ZooError:
@@ -138,6 +153,19 @@ def get_task(name: str) -> type[Task]:
 def task_names() -> list[str]:
     """All registered task names, sorted."""
     return sorted(_all_entries())
+
+
+def plugin_of(task_cls: type[Task]) -> dict[str, str]:
+    """Where a task class comes from: its distribution and version (built-ins: zoo), the
+    `--plugin` file it was imported from, or else its module."""
+    for entries in _all_entries().values():
+        for entry in entries:
+            if entry.entry_point is not None and entry.names(task_cls) and entry.entry_point.dist:
+                dist = entry.entry_point.dist
+                return {"distribution": dist.name, "version": dist.version}
+    if task_cls.__module__ in _plugin_files:
+        return {"file": str(_plugin_files[task_cls.__module__])}
+    return {"module": task_cls.__module__}
 
 
 @contextlib.contextmanager

@@ -108,6 +108,16 @@ class Task(abc.ABC):
         Pass `dtype=self.compute_dtype` to the model's layers (parameters stay float32).
         """
 
+    def pretrained_parts(self, info: Mapping[str, Any]) -> Mapping[str, Mapping[str, np.ndarray]]:
+        """Weights a fresh model loads into parts it does not train (a GAN's judge).
+
+        Returns {attribute name of a submodule: its weights by variable path}. Read when
+        a run starts from scratch; a restored model's own weights already hold these
+        parts, so eval and predict never fetch them.
+        """
+        del info
+        return {}
+
     def make_optimizer(self, model: nnx.Module, tx: optax.GradientTransformation) -> nnx.Object:
         """Wraps `tx` around the trainable parameters. A GAN returns one per network."""
         return nnx.Optimizer(model, tx, wrt=nnx.Param)

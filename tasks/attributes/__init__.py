@@ -27,7 +27,7 @@ from zoo.data.augment import FlipAffine, flip_and_affine
 from zoo.data.faces import FaceConfig
 from zoo.data.images import load_centre_square, to_unit_range
 from zoo.models import BackboneConfig, MultiLabelNet
-from zoo.scoring import Goal
+from zoo.data.scoring import Goal
 from zoo.task import Batch, Dataset, Task
 from zoo_tasks.attributes import data
 from zoo_tasks.attributes.metrics import AttributeMetrics

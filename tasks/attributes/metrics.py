@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from zoo.scoring import Goal, best_threshold
+from zoo.data.scoring import Goal, best_threshold
 from zoo.task import Metrics
 
 

@@ -15,10 +15,10 @@ from flax import nnx
 
 from zoo.config import EarlyStoppingConfig, OptimizerConfig, TaskConfig, TrainConfig
 from zoo.data import augment
+from zoo.data.image_sets import IMAGE_SETS, load_image_set
 from zoo.data.images import load_image, match_background, to_unit_range
 from zoo.models import CLASSIFIERS, create_classifier
 from zoo.task import Batch, Dataset, Task
-from zoo_tasks.classification import data
 
 
 @dataclass(frozen=True)
@@ -43,12 +43,12 @@ class ClassificationTask(Task):
     description = "image classification (LeNet, MLP, ResNet) on digits or an image folder"
     Config = ClassificationConfig
     models = tuple(CLASSIFIERS)
-    datasets = data.DATASETS
+    datasets = IMAGE_SETS
     metric = "accuracy"
     metric_mode = "max"
 
     def load_data(self) -> Dataset:
-        return data.load(self.config.data, self.config.image_size, self.config.channels)
+        return load_image_set(self.config.data, self.config.image_size, self.config.channels)
 
     def build_model(self, info: Mapping[str, Any], rngs: nnx.Rngs) -> nnx.Module:
         return create_classifier(self.config.model, info["input_shape"], len(info["classes"]),

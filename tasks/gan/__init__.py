@@ -2,7 +2,8 @@
 
 Both networks train in one compiled step on the ordinary harness (checkpoints, resume,
 early stopping on the validation Frechet distance, logs, devices). Quality is measured
-by a judge: the zoo's own LeNet trained on the same data (`judge.py`).
+by a judge: a trained LeNet classifier, by default the published
+`classification/lenet:mnist-sample` (`judge.py`).
 """
 
 from __future__ import annotations
@@ -22,14 +23,13 @@ from flax import nnx
 
 from zoo.config import (EarlyStoppingConfig, NonNegative, OptimizerConfig, Positive, Range,
                         TaskConfig, TrainConfig)
+from zoo.data.image_sets import IMAGE_SETS, load_image_set
 from zoo.data.images import to_unit_range
 from zoo.errors import ZooError
 from zoo.models.copies import update_average
 from zoo.task import Batch, Dataset, Task
-from zoo_tasks.classification import data
-from zoo_tasks.gan import steps
+from zoo_tasks.gan import judge, steps
 from zoo_tasks.gan.grid import save_grid
-from zoo_tasks.gan.judge import judge_config, load_judge
 from zoo_tasks.gan.model import GAN
 from zoo_tasks.gan.quality import QualityMetrics
 
@@ -48,7 +48,7 @@ class GanConfig(TaskConfig):
     latent_dim: Positive = 64  # noise dimensions
     width: Positive = 32  # channels of the generator's last and the discriminator's first layer
     ema_decay: Annotated[float, Range(0, 1)] = 0.999  # generator weight averaging; samples and metrics use the average
-    judge_epochs: Positive = 30  # epochs of the LeNet judge (trained once per data set, then cached)
+    judge: str = "classification/lenet:mnist-sample"  # LeNet measuring samples: hub TASK/MODEL:TAG or a classification workdir
     train: TrainConfig = TrainConfig(epochs=60, batch_size=64, log_every=20)
     optimizer: OptimizerConfig = OptimizerConfig(name="adam", lr=1e-3, momentum=0.5,
                                                  schedule="constant")
@@ -57,7 +57,7 @@ class GanConfig(TaskConfig):
     @classmethod
     def smoke(cls) -> GanConfig:
         base = super().smoke()
-        return dataclasses.replace(base, latent_dim=16, width=8, judge_epochs=1)
+        return dataclasses.replace(base, latent_dim=16, width=8)
 
 
 class GanTask(Task):
@@ -67,7 +67,7 @@ class GanTask(Task):
     description = "DCGAN and class-conditional DCGAN on digits, FD-measured with a LeNet judge"
     Config = GanConfig
     models = tuple(CONDITIONAL)
-    datasets = {k: v for k, v in data.DATASETS.items() if k != "digits"}
+    datasets = {k: v for k, v in IMAGE_SETS.items() if k != "digits"}
     metric = "fd"
     metric_mode = "min"
 
@@ -77,7 +77,7 @@ class GanTask(Task):
 
     def load_data(self) -> Dataset:
         cfg = self.config
-        dataset = data.load(cfg.data, cfg.image_size, cfg.channels)
+        dataset = load_image_set(cfg.data, cfg.image_size, cfg.channels)
         h, w, _ = dataset.info["input_shape"]
         if min(h, w) < 16:
             raise ZooError(f"data set {cfg.data!r} has {h}x{w} images; the LeNet judge needs "
@@ -90,11 +90,13 @@ class GanTask(Task):
 
     def build_model(self, info: Mapping[str, Any], rngs: nnx.Rngs) -> nnx.Module:
         cfg = self.config
-        h, w, c = info["input_shape"]
-        judge = load_judge(judge_config(cfg.data, cfg.image_size, cfg.channels,
-                                        epochs=cfg.judge_epochs))
-        return GAN((h, w, c), judge, latent_dim=cfg.latent_dim, width=cfg.width,
-                   num_classes=len(info["classes"]) if self.conditional else 0, rngs=rngs)
+        return GAN(tuple(info["input_shape"]), judge.untrained(info), latent_dim=cfg.latent_dim,
+                   width=cfg.width, num_classes=len(info["classes"]) if self.conditional else 0,
+                   rngs=rngs)
+
+    def pretrained_parts(self, info: Mapping[str, Any]) -> dict[str, dict[str, np.ndarray]]:
+        """The judge `config.judge` names, for a GAN trained from scratch."""
+        return {"judge": judge.judge_weights(self.config.judge, info)}
 
     def make_optimizer(self, model: GAN, tx: optax.GradientTransformation) -> nnx.Object:
         return nnx.Dict(g=nnx.Optimizer(model.generator, tx, wrt=nnx.Param),

@@ -1,62 +1,49 @@
-"""The judge network: the zoo's own LeNet classifier, trained once per data set and cached.
+"""The judge: a trained LeNet classifier whose features measure sample quality.
 
-It is trained by the classification task through the ordinary harness, with a fixed
-seed, into `$ZOO_HOME/judges/<config hash>`; every later GAN run on the same data reuses
-it. A copy also lives in each GAN checkpoint, so `zoo eval` reproduces a run's figures
-with the very judge that measured them.
+`GanConfig.judge` names it: a published weight (by default the embedded
+`classification/lenet:mnist-sample`, the very judge inside the published GAN weights)
+or a classification workdir, both restored through `zoo.restore`. The GAN module keeps
+a copy (`GAN.judge`), so its checkpoints and published weights hold their judge:
+restoring a GAN for eval or predict never fetches one.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
-import os
-import shutil
-import sys
+from collections.abc import Mapping
+from typing import Any
 
+import numpy as np
 from flax import nnx
 
-from zoo.config import to_dict
-from zoo.paths import cache_dir
-from zoo_tasks.classification import ClassificationConfig, ClassificationTask
+from zoo.errors import ZooError
+from zoo.models import create_classifier
 
-JUDGE_SEED = 0  # fixed: the judge is the same network whatever the GAN's seed
+SEED = 0  # initialises the judge's place in a new GAN; its weights always replace it
 
 
-def judge_config(data: str, image_size: int, channels: int, *, epochs: int) -> ClassificationConfig:
-    """The classification run that trains the judge for a GAN on data set `data`.
+def untrained(info: Mapping[str, Any]) -> nnx.Module:
+    """A LeNet for the images `info` describes, to hold the judge's weights."""
+    return create_classifier("lenet", info["input_shape"], len(info["classes"]),
+                             rngs=nnx.Rngs(SEED))
 
-    It always sees the whole data set (a GAN's `train.max_examples` does not apply), so
-    runs of any size on the same data share one judge.
+
+def judge_weights(source: str, info: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """The weights of the judge `source` names, checked to fit the data `info` describes.
+
+    Raises:
+      ZooError: no such judge, or one that is not a LeNet for these images and classes.
     """
-    base = ClassificationConfig()
-    train = dataclasses.replace(base.train, epochs=epochs, seed=JUDGE_SEED)
-    return dataclasses.replace(base, model="lenet", data=data, image_size=image_size,
-                               channels=channels, train=train)
+    from zoo.restore import restore
 
-
-def load_judge(config: ClassificationConfig) -> nnx.Module:
-    """The LeNet trained by `config`: from the cache, or trained now (once) and cached.
-
-    Concurrent first uses each train into a private directory and the first rename
-    wins, so the cache never holds a half-trained judge.
-    """
-    from zoo.harness.inference import load_model
-    from zoo.harness.trainer import fit
-
-    digest = hashlib.sha256(json.dumps(to_dict(config), sort_keys=True).encode()).hexdigest()
-    root = cache_dir("judges")
-    workdir = root / f"lenet-{digest[:16]}"
-    if not (workdir / "metrics.json").exists():
-        print(f"gan: training the judge network once (LeNet on {config.data}, "
-              f"{config.train.epochs} epochs) into {workdir}", file=sys.stderr)
-        private = root / f".{workdir.name}.{os.getpid()}"
-        shutil.rmtree(private, ignore_errors=True)
-        fit(ClassificationTask(config), private, quiet=True)
-        try:
-            private.rename(workdir)
-        except OSError:  # another process finished first: use its judge
-            shutil.rmtree(private, ignore_errors=True)
-    _, model, _ = load_model(workdir, ClassificationTask.name)
-    return model
+    judge = restore(source)
+    shape, classes = tuple(info["input_shape"]), len(info["classes"])
+    model = judge.task.config.model
+    fits = (tuple(judge.info.get("input_shape", ())), len(judge.info.get("classes", ())))
+    if model != "lenet" or fits != (shape, classes):
+        h, w, c = shape
+        raise ZooError(
+            f"judge {source} is a {model} for {fits[0]} images of {fits[1]} classes; data "
+            f"{info['data']} needs a LeNet for {shape} images of {classes}: train one with "
+            f"`zoo run classification --model lenet --data {info['data']} --set image_size={h} "
+            f"--set channels={c} --workdir runs/judge` and pass --set judge=runs/judge")
+    return judge.setup.weights

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from zoo.scoring import best_threshold
+from zoo.data.scoring import best_threshold
 from zoo.task import Metrics
 
 FAR = 1e-3  # false accept rate at which the true accept rate is reported

@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import fnmatch
 
-import sys
-
-from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-
-def console() -> Console:
-    """A rich console; wide when piped, so names are never cut in logs or tests."""
-    return Console() if sys.stdout.isatty() else Console(width=200)
+from zoo.cli.common import console, no_extra
 
 
 def add_commands(sub, common) -> None:
@@ -25,15 +20,19 @@ def add_commands(sub, common) -> None:
 
 
 def _list(args, rest) -> int:
-    from zoo.cli.commands import _no_extra
+    from zoo.errors import ZooError
     from zoo.registry import get_task, task_names
 
-    _no_extra(rest)
+    no_extra(rest)
     table = Table("task", "models", "data sets", "metric", "description")
     for name in task_names():
         if not fnmatch.fnmatch(name, args.pattern):
             continue
-        cls = get_task(name)
+        try:
+            cls = get_task(name)
+        except ZooError as e:  # one broken plugin: its row says why, the others still list
+            table.add_row(name, "-", "-", "-", Text(f"broken: {e}", style="red"))
+            continue
         table.add_row(name, ", ".join(cls.models), ", ".join(cls.datasets),
                       f"{cls.metric} ({cls.metric_mode})", cls.description)
     console().print(table)
@@ -41,11 +40,10 @@ def _list(args, rest) -> int:
 
 
 def _info(args, rest) -> int:
-    from zoo.cli.commands import _no_extra
     from zoo.config import fields_table
     from zoo.registry import get_task
 
-    _no_extra(rest)
+    no_extra(rest)
     cls = get_task(args.task)
     out = console()
     out.print(f"[bold]{cls.name}[/bold]: {cls.description}")

@@ -1,9 +1,12 @@
-"""`zoo compress`: prune, quantize and encode a trained workdir (see zoo_hardware.pipeline)."""
+"""`zoo compress`: prune, quantize and encode a trained workdir (see zoo.compress.pipeline)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from zoo.cli.common import (add_device, add_pretrained, add_workdir, console, no_extra,
+                            restored_model, workdir_of)
 
 EXAMPLES = """examples:
   zoo compress classification --workdir runs/cls --prune 0.92 --quantize kmeans:5 \\
@@ -16,8 +19,6 @@ EXAMPLES = """examples:
 
 
 def add_commands(sub, common: argparse.ArgumentParser) -> None:
-    from zoo.cli.commands import _add_device, _add_pretrained, _add_workdir
-
     cmd = sub.add_parser("compress", parents=[common], help="prune and quantize a trained model",
                          description="Prune, quantize and entropy-code a trained workdir into "
                                      "a compressed one that `zoo eval` and `zoo predict` load. "
@@ -25,8 +26,8 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
                                      "bits per weight, sizes on disk, accuracy and latency.",
                          epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     cmd.add_argument("task", help="task name")
-    _add_workdir(cmd)
-    _add_pretrained(cmd, "compress published weights instead of a trained --workdir")
+    add_workdir(cmd)
+    add_pretrained(cmd, "compress published weights instead of a trained --workdir")
     cmd.add_argument("--out", type=Path,
                      help="output workdir (default: WORKDIR-compressed, runs/TASK-compressed)")
     cmd.add_argument("--prune", type=float, default=0.0, metavar="FRACTION",
@@ -41,41 +42,25 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
                      help="fine-tuning epochs per phase (0: one-shot, post-training)")
     cmd.add_argument("--finetune-lr", type=float, default=0.0,
                      help="peak fine-tuning learning rate (default: half the task's)")
-    _add_device(cmd)
+    add_device(cmd)
     cmd.set_defaults(handler=_compress)
 
 
 def _compress(args, rest) -> int:
-    from zoo.cli.catalog import console
-    from zoo.cli.commands import _no_extra, _workdir
+    from zoo.compress.pipeline import Plan, compress
+    from zoo.compress.report import print_report
     from zoo.errors import ZooError
-    from zoo.registry import get_task
-    from zoo_hardware.pipeline import Plan, compress
     from zoo_hardware.quantization import parse_scheme
-    from zoo_hardware.report import print_report
 
-    _no_extra(rest)
-    task_cls = get_task(args.task)
+    no_extra(rest)
     if args.finetune_epochs < 0:
         raise ZooError(f"--finetune-epochs {args.finetune_epochs}: must be 0 or more")
     scheme = parse_scheme(args.quantize, args.act_bits) if args.quantize else None
     plan = Plan(prune=args.prune, scope=args.prune_scope, scheme=scheme,
                 finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr)
-    if args.pretrained is None:
-        from zoo.harness.inference import load_model
-
-        workdir = _workdir(args)
-        loaded, source = load_model(workdir, args.task), str(workdir)
-    else:
-        from zoo.hub import pretrained
-
-        if args.workdir is not None:
-            raise ZooError("--pretrained compresses published weights; drop --workdir")
-        hub, card = pretrained.find(args.task, args.pretrained)
-        loaded = pretrained.load_model(task_cls, hub, card, allow_unverified=args.allow_unverified)
-        source = f"hub:{card.task}/{card.model}:{card.tag}"
-    out = args.out or _workdir(args).with_name(_workdir(args).name + "-compressed")
-    report = compress(loaded, source, out, plan, device=args.device,
+    source = restored_model(args, "compresses")
+    out = args.out or workdir_of(args).with_name(workdir_of(args).name + "-compressed")
+    report = compress(source, out, plan, device=args.device,
                       log=lambda m: console().print(m, markup=False, highlight=False))
     print_report(report, console())
     return 0

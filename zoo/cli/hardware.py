@@ -7,9 +7,8 @@ import json
 from rich import box
 from rich.table import Table
 
-from zoo.cli.catalog import console
-from zoo.cli.commands import (_add_device, _no_extra, add_config_arguments,
-                              add_runtime_arguments, build_config, start_runtime)
+from zoo.cli.common import (add_config_arguments, add_device, add_runtime_arguments,
+                            build_config, console, no_extra, start_runtime)
 
 
 def add_commands(sub, common) -> None:
@@ -30,13 +29,13 @@ def add_commands(sub, common) -> None:
                       help="comma-separated chips (default all): v100, a100, h100, h200, "
                            "tpu-v4, tpu-v5e, tpu-v5p")
     prof.add_argument("--steps", type=int, default=10, help="steps per timing window")
-    _add_device(prof)
+    add_device(prof)
     prof.add_argument("--json", action="store_true", help="print the report as JSON")
     prof.set_defaults(handler=_profile, num_processes=None, process_id=None, coordinator=None)
 
 
 def _devices(args, rest) -> int:
-    _no_extra(rest)
+    no_extra(rest)
     start_runtime(args)
     from zoo_hardware import inventory
 
@@ -60,7 +59,7 @@ def _devices(args, rest) -> int:
 
 
 def _profile(args, rest) -> int:
-    _no_extra(rest)
+    no_extra(rest)
     from zoo.registry import get_task
 
     task_cls = get_task(args.task)

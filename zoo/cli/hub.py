@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from zoo.cli.common import add_allow_unverified, console, no_extra
 from zoo.errors import ZooError
 
 
@@ -39,11 +40,6 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
     publish.set_defaults(handler=_publish)
 
 
-def add_allow_unverified(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--allow-unverified", action="store_true",
-                        help="accept hub entries without a sha256 (not recommended)")
-
-
 def megabytes(size: int | None) -> str:
     return "?" if size is None else f"{size / 1e6:.1f} MB"
 
@@ -51,11 +47,9 @@ def megabytes(size: int | None) -> str:
 def _list(args, rest) -> int:
     from rich.table import Table
 
-    from zoo.cli.catalog import console
-    from zoo.cli.commands import _no_extra
     from zoo.hub import cache, index
 
-    _no_extra(rest)
+    no_extra(rest)
     hub = index.load()
     table = Table("weights", "size", "metrics", "license", "source", "cached",
                   title=f"hub {hub.url}", title_justify="left")
@@ -69,10 +63,9 @@ def _list(args, rest) -> int:
 
 
 def _pull(args, rest) -> int:
-    from zoo.cli.commands import _no_extra
     from zoo.hub import cache, index
 
-    _no_extra(rest)
+    no_extra(rest)
     task, _, model_tag = args.name.partition("/")
     model, _, tag = model_tag.partition(":")
     hub = index.load()
@@ -84,14 +77,14 @@ def _pull(args, rest) -> int:
 
 
 def _publish(args, rest) -> int:
-    from zoo.cli.commands import _no_extra
+    from zoo import restore
     from zoo.hub.publish import publish
 
-    _no_extra(rest)
+    no_extra(rest)
     if not args.workdir.is_dir():
         raise ZooError(f"{args.workdir}: no such run directory")
-    card = publish(args.workdir, args.hub, args.tag, mirrors=args.mirror, license=args.license,
-                   source=args.source, force=args.force)
+    card = publish(restore.from_workdir(args.workdir), args.hub, args.tag, mirrors=args.mirror,
+                   license=args.license, source=args.source, force=args.force)
     values = ", ".join(f"{k}={v:.4f}" for k, v in card.metrics["values"].items())
     print(f"published {card.name} -> {args.hub / card.urls[0]} ({megabytes(card.size)}, "
           f"sha256 {card.sha256[:16]}...; {values} on {card.metrics['dataset']} "

@@ -1,0 +1,43 @@
+"""Data helpers for task plugins: splits and batches, caches, images, data sets, text.
+
+Every name a task needs is importable from here (`from zoo.data import load_image,
+split_indices`); each lives in a submodule, imported on first use, so `import zoo.data`
+stays cheap. The submodules say more: loader (grain batches, seeded splits), cache
+(.npz arrays made once), images (files, letterbox, model inputs), image_sets (labelled
+image data sets: mnist-sample, mnist, digits, folder:PATH, tsv:FILE), mnist, scenes
+(multi-digit scenes with masks and boxes), draw (overlays, boxes), tables (TSV files),
+text (tokenizer, vocabulary), augment (on-device flips and warps), faces (generated
+cartoon people with attributes), scoring (yes/no thresholds chosen on a split).
+"""
+
+import importlib
+
+_EXPORTS = {
+    "loader": ("holdout_sizes", "split_indices", "steps_per_epoch", "train_batches",
+               "eval_batches"),
+    "cache": ("cached_arrays",),
+    "images": ("IMAGE_SUFFIXES", "folder_files", "image_folder", "image_info", "letterbox",
+               "letterboxed_input", "load_centre_square", "load_image", "match_background", "output_paths", "to_unit_range", "unletterbox"),
+    "image_sets": ("IMAGE_SETS", "load_image_set"),
+    "mnist": ("mnist_full", "mnist_sample", "sklearn_digits"),
+    "scenes": ("SceneConfig", "load_scenes"),
+    "draw": ("IGNORE", "draw_boxes", "overlay_mask", "save_label_png"),
+    "tables": ("read_tsv",),
+    "augment": ("FlipAffine", "flip_and_affine", "random_affine", "random_flip"),
+    "faces": ("ATTRIBUTES", "FaceConfig", "load_faces"),
+    "scoring": ("Goal", "best_threshold"),
+    "text": ("BOS_ID", "EOS_ID", "PAD_ID", "UNK_ID", "Vocabulary", "detokenize", "tokenize"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str):
+    if name in _MODULE_OF:
+        return getattr(importlib.import_module(f"zoo.data.{_MODULE_OF[name]}"), name)
+    raise AttributeError(f"module 'zoo.data' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -24,6 +24,7 @@ import orbax.checkpoint as ocp
 
 from zoo.errors import ZooError
 from zoo.harness.manifest import DamagedCheckpoint, verify, write_manifest
+from zoo.io.weights import by_path
 from zoo_hardware import distributed
 
 LATEST, BEST = "latest", "best"
@@ -101,6 +102,23 @@ class CheckpointStore:
             raise ZooError(f"{directory} does not fit this model ({str(e).splitlines()[0]}); "
                            f"was it saved by other code? use a new --workdir") from None
         return restored["state"], restored["meta"]
+
+    def restore_saved(self, which: str, part: str) -> Any:
+        """One part (e.g. "model") of the newest `which` checkpoint, verified, as saved:
+        its own tree, on this process's first device, so nothing needs building first."""
+        directory = self._verified(which, self.latest_step(which)) / "state"
+        reader = ocp.PyTreeCheckpointHandler()
+        try:
+            saved = reader.metadata(directory).tree[part]
+            device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+            target = {part: jax.tree.map(
+                lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device), saved)}
+            restored = reader.restore(directory, args=ocp.args.PyTreeRestore(
+                item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+                partial_restore=True))
+        finally:
+            reader.close()
+        return restored[part]
 
     def resume(self, target: Any, *, last_good: bool,
                log: Callable[[str], None]) -> tuple[Any, dict] | None:
@@ -180,6 +198,22 @@ class CheckpointStore:
             kept = f"checkpoint {which}/{good} is intact" if good is not None else "no checkpoint was lost"
             raise ZooError(f"disk full while saving checkpoint {which}/{step} under {self.root}; "
                            f"{kept}: free some space and rerun the same command to resume") from None
+
+
+def model_weights(workdir: Path) -> dict[str, Any]:
+    """The model of a workdir's best checkpoint, by variable path (`zoo.io.weights`).
+
+    Raises:
+      ZooError: no finished epoch yet, or a damaged checkpoint (naming the file).
+    """
+    store = CheckpointStore(workdir)
+    try:
+        if store.latest_step(BEST) is None:
+            raise ZooError(f"{workdir}: no finished epoch to load yet; let `zoo run` complete "
+                           f"at least one epoch")
+        return by_path(store.restore_saved(BEST, "model"))
+    finally:
+        store.close()
 
 
 def is_disk_full(error: BaseException) -> bool:

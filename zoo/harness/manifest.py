@@ -11,8 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from zoo.harness.reports import write_json
-from zoo.hub.fetch import sha256_file
+from zoo.io.files import sha256_file, write_json
 
 MANIFEST = "zoo-manifest.json"
 # Orbax's rename step rewrites these after the manifest is written: bookkeeping (commit

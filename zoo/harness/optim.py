@@ -2,7 +2,7 @@
 
 import optax
 
-from zoo.config import OptimizerConfig, TaskConfig
+from zoo.config import OptimizerConfig, TaskConfig, validate
 from zoo.errors import ZooError
 from zoo_hardware.precision import get_policy
 
@@ -27,9 +27,12 @@ def make_schedule(cfg: OptimizerConfig, total_steps: int, steps_per_epoch: int) 
 
 
 def make_optimizer(cfg: OptimizerConfig, total_steps: int, steps_per_epoch: int) -> optax.GradientTransformation:
-    """The optax transformation for `cfg`: sgd, momentum, nesterov, adam or adamw."""
-    if cfg.lr <= 0:
-        raise ZooError(f"optimizer.lr must be positive, got {cfg.lr}")
+    """The optax transformation for `cfg`: sgd, momentum, nesterov, adam or adamw.
+
+    Raises:
+      ZooError: a field out of its config `Range` (e.g. lr <= 0), named as --set takes it.
+    """
+    validate(cfg, "optimizer.")
     lr = make_schedule(cfg, total_steps, steps_per_epoch)
     if cfg.name == "sgd":
         tx = optax.sgd(lr)

@@ -8,18 +8,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-
-def write_json(path: Path, data: Any) -> None:
-    """Writes JSON atomically (temp file + rename): readers never see half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=_jsonable) + "\n")
-    os.replace(tmp, path)
+from zoo.io.files import jsonable
 
 
 def write_history(workdir: Path, history: Sequence[Mapping[str, Any]]) -> None:
     """history.jsonl (one line per epoch) and curves.png, rewritten from the full history."""
     tmp = workdir / "history.jsonl.tmp"
-    tmp.write_text("".join(json.dumps(row, default=_jsonable) + "\n" for row in history))
+    tmp.write_text("".join(json.dumps(row, default=jsonable) + "\n" for row in history))
     os.replace(tmp, workdir / "history.jsonl")
     if history:
         plot_curves(history, workdir / "curves.png")
@@ -83,10 +78,3 @@ class TensorBoard:
                 events = file_writer.event_writer
                 events._closed = True
                 events._worker.stop()
-
-
-def _jsonable(value: Any) -> Any:
-    """numpy scalars and arrays to plain Python."""
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    raise TypeError(f"not JSON serializable: {type(value).__name__}")

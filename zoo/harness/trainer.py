@@ -12,14 +12,12 @@ from __future__ import annotations
 import collections
 import dataclasses
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 
 from zoo.config import validate
@@ -28,6 +26,7 @@ from zoo.errors import ZooError
 from zoo.harness import reports
 from zoo.harness.checkpoints import BEST, LATEST, CheckpointStore
 from zoo.harness.faults import explained, nan_origin
+from zoo.harness.model_setup import ModelSetup
 from zoo.harness.optim import make_run_optimizer
 from zoo.harness.preemption import Preempted, StopSignal
 from zoo.harness.progress import EpochProgress
@@ -35,7 +34,8 @@ from zoo.harness.scalars import NonFiniteStep, ScalarLog
 from zoo.harness.steps import (Steps, build_steps, compile_steps, inference_view,
                                merge_train_state, split_train_state)
 from zoo.harness.workdir import check_resumable, read_run, write_run
-from zoo.hub import weights
+from zoo.io.files import write_json
+from zoo.io.weights import LoadReport
 from zoo.paths import cache_dir
 from zoo.task import Dataset, Metrics, Task
 from zoo_hardware import compilation, distributed, placement, precision
@@ -55,36 +55,6 @@ class LoopState:
     partial_epoch: dict[str, Any] = dataclasses.field(default_factory=dict)  # scalars.EpochSums
 
 
-@dataclasses.dataclass(frozen=True)
-class Adapter:
-    """Changes a run makes to a task's model and optimizer without the task knowing.
-
-    Compression uses it to fine-tune any task under pruning masks, shared weights or
-    fake quantization, and to load compressed weights for eval and predict.
-
-    Attributes:
-      params: model state (a pure dict) loaded into the new model before the optimizer
-        is built, so optimizer wrappers initialise from these weights.
-      edit_model: changes the freshly built model in place (e.g. quantized layer ops).
-      wrap_optimizer: wraps the run's optax transformation (e.g. to keep masks).
-    """
-
-    params: Any = None
-    edit_model: Callable[[nnx.Module], None] | None = None
-    wrap_optimizer: Callable[[optax.GradientTransformation], optax.GradientTransformation] | None = None
-
-    def build(self, task: Task, info: Mapping[str, Any], rngs: nnx.Rngs) -> nnx.Module:
-        """The task's model with this adapter's edits and weights applied."""
-        model = task.build_model(info, rngs)
-        if self.edit_model is not None:
-            self.edit_model(model)
-        if self.params is not None:
-            state = nnx.state(model)  # copies: a train step donates (consumes) its state
-            nnx.replace_by_pure_dict(state, jax.tree.map(lambda x: jnp.array(x, copy=True), self.params))
-            nnx.update(model, state)
-        return model
-
-
 @dataclasses.dataclass
 class Session:
     """A task with its data, mesh, model, optimizer and compiled steps, ready to run."""
@@ -96,6 +66,7 @@ class Session:
     state: Any
     steps: Steps
     steps_per_epoch: int
+    loaded: LoadReport | None = None  # what loading the setup's weights did
 
 
 def limit(arrays: Mapping[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
@@ -104,11 +75,13 @@ def limit(arrays: Mapping[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
 
 
 def open_session(task: Task, *, device: str = "auto", mesh: str | None = None,
-                 training: bool = True, adapter: Adapter | None = None) -> Session:
+                 training: bool = True, setup: ModelSetup = ModelSetup()) -> Session:
     """Loads data and builds, places and compiles everything a run (or an eval) needs.
 
     Args:
       mesh: the device mesh, e.g. "data=4,model=2" (default: every device on `data`).
+      setup: the weights, layer edits and optimizer wrapper to build with (see
+        `ModelSetup`); by default the task's own fresh model.
     """
     compilation.enable_persistent_cache(cache_dir("jax-cache"))  # for library users too
     cfg = task.config
@@ -127,10 +100,9 @@ def open_session(task: Task, *, device: str = "auto", mesh: str | None = None,
         raise ZooError(f"the train split has {data.size('train')} examples, fewer than one "
                        f"batch of {cfg.train.batch_size}; lower --batch-size")
     tx = make_run_optimizer(cfg, spe * cfg.train.epochs, spe)
-    adapter = adapter or Adapter()
-    if adapter.wrap_optimizer is not None:
-        tx = adapter.wrap_optimizer(tx)
-    model = adapter.build(task, data.info, nnx.Rngs(cfg.train.seed))
+    if setup.wrap_optimizer is not None:
+        tx = setup.wrap_optimizer(tx)
+    model, loaded = setup.build(task, data.info, nnx.Rngs(cfg.train.seed))
     precision.check_model(model, precision.get_policy(cfg.train.dtype), task.name)
     optimizer = task.make_optimizer(model, tx)
     graphdef, state = split_train_state(model, optimizer)
@@ -146,7 +118,7 @@ def open_session(task: Task, *, device: str = "auto", mesh: str | None = None,
     eval_batch = next(loader.eval_batches(data.splits["val"], cfg.train.eval_batch_size))
     steps = compile_steps(steps, state, train_batch,
                           placement.put_batch(placement.own_rows(eval_batch, mesh), mesh))
-    return Session(task, data, mesh, graphdef, state, steps, spe)
+    return Session(task, data, mesh, graphdef, state, steps, spe, loaded)
 
 
 def prefetch(batches: Iterator[dict], mesh: jax.sharding.Mesh, depth: int = 2) -> Iterator[dict]:
@@ -190,18 +162,18 @@ def accumulate(session: Session, split: str) -> Metrics:
 
 
 def fit(task: Task, workdir: str | Path, *, device: str = "auto", mesh: str | None = None,
-        quiet: bool = False, init_params: Mapping[str, np.ndarray] | None = None,
-        adapter: Adapter | None = None, last_good: bool = False) -> dict[str, Any]:
+        quiet: bool = False, setup: ModelSetup = ModelSetup(),
+        last_good: bool = False) -> dict[str, Any]:
     """Trains `task` in `workdir` (resuming if it holds a run), tests, writes metrics.json.
 
     In a multi-process run every process calls `fit`; only process 0 writes reports.
 
     Args:
       mesh: the device mesh, e.g. "data=4,model=2" (default: every device on `data`).
-      init_params: model weights by path to start from, e.g. pretrained ones from
-        `zoo.hub` (fresh runs only). Layers whose shapes differ (a new head) keep their
-        fresh initialisation; the log says which.
-      adapter: optional changes to the task's model and optimizer (see `Adapter`).
+      setup: weights to start from, layer edits, an optimizer wrapper (`ModelSetup`).
+        Fine-tuning passes a restored model's `setup.fine_tuning()`: layers whose
+        shapes differ (a new head) keep their fresh initialisation; the log says which.
+        A resumed run continues from its checkpoint instead.
       last_good: resume from the newest checkpoint that passes its manifest, moving
         damaged ones aside (`--resume-from-last-good`); by default a damaged one stops.
 
@@ -222,7 +194,7 @@ def fit(task: Task, workdir: str | Path, *, device: str = "auto", mesh: str | No
     primary = distributed.is_primary()
     progress = EpochProgress(cfg.train.epochs, quiet=quiet or not primary)
     with StopSignal() as stop:
-        session = open_session(task, device=device, mesh=mesh, adapter=adapter)
+        session = open_session(task, device=device, mesh=mesh, setup=setup)
         progress.log(f"{task.name}: model {cfg.model}, data {cfg.data} "
                      f"({session.data.size('train')}/{session.data.size('val')}/"
                      f"{session.data.size('test')} train/val/test), "
@@ -233,8 +205,8 @@ def fit(task: Task, workdir: str | Path, *, device: str = "auto", mesh: str | No
         store = CheckpointStore(workdir)
         with explained(store):
             if primary:
-                write_run(workdir, task.name, cfg, session.data.info)
-            loop = _resume(store, session, progress, init_params, last_good=last_good)
+                write_run(workdir, task, session.data.info)
+            loop = _resume(store, session, progress, last_good=last_good)
             trainer = _Trainer(session, loop, progress, store, workdir, stop)
             t0 = time.perf_counter()
             try:
@@ -246,21 +218,19 @@ def fit(task: Task, workdir: str | Path, *, device: str = "auto", mesh: str | No
               "train_seconds": round(sum(r["seconds"] for r in loop.history), 1),
               "best_epoch": loop.best_epoch + 1, "wall_seconds": round(time.perf_counter() - t0, 1)}
     if primary:
-        reports.write_json(workdir / "metrics.json", result)
+        write_json(workdir / "metrics.json", result)
     progress.log(f"test: {_fmt(test)} -> {workdir / 'metrics.json'}")
     return result
 
 
-def _resume(store: CheckpointStore, session: Session, progress: EpochProgress,
-            init_params: Mapping[str, np.ndarray] | None, *, last_good: bool) -> LoopState:
+def _resume(store: CheckpointStore, session: Session, progress: EpochProgress, *,
+            last_good: bool) -> LoopState:
     """Restores the newest (verified) checkpoint into `session`; a fresh loop if none."""
     restored = store.resume(nnx.to_pure_dict(session.state), last_good=last_good,
                             log=progress.log)
     if restored is None:
-        if init_params is not None:
-            report = weights.load_into(session.state["model"], init_params, strict=False)
-            session.state = placement.place_state(session.state, session.mesh)
-            progress.log(f"initialised from pretrained weights: {report}")
+        if session.loaded is not None:
+            progress.log(f"initialised from pretrained weights: {session.loaded}")
         return LoopState()
     state, meta = restored
     nnx.replace_by_pure_dict(session.state, state)

@@ -10,9 +10,12 @@ from typing import Any
 
 from zoo.config import TaskConfig, to_dict
 from zoo.errors import ZooError
-from zoo.harness.reports import write_json
+from zoo.io.files import write_json
+from zoo.registry import plugin_of
+from zoo.task import Task
 
 RUN_FORMAT = 2  # bump when checkpoint layout or run.json changes incompatibly (2: manifests)
+CHECKPOINT = "checkpoint"  # run.json's weights format of a trained run: checkpoints/best
 # Settings a resumed run may change: they decide when to log, save or stop, not the result.
 RESUMABLE_CHANGES = ("train.log_every", "train.checkpoint_every_steps", "train.on_nan",
                      "train.max_bad_steps")
@@ -66,12 +69,15 @@ def check_resumable(workdir: Path, record: dict[str, Any], task_name: str,
                        f"or use a new --workdir")
 
 
-def write_run(workdir: Path, task_name: str, config: TaskConfig, info: dict[str, Any]) -> None:
+def write_run(workdir: Path, task: Task, info: dict[str, Any]) -> None:
+    """Writes run.json: the task, its config and plugin, the data-set facts, versions."""
     record = {
         "format": RUN_FORMAT,
-        "task": task_name,
-        "config": to_dict(config),
+        "task": task.name,
+        "config": to_dict(task.config),
+        "plugin": plugin_of(type(task)),  # which distribution (or --plugin file) ran it
         "info": info,
+        "weights": {"format": CHECKPOINT},  # how `zoo.restore` reads the model back
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "versions": {p: _version(p) for p in ("zoo", "jax", "flax", "optax", "orbax-checkpoint")},
     }

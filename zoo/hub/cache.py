@@ -21,6 +21,7 @@ from pathlib import Path
 from zoo.errors import ZooError
 from zoo.hub import archive, fetch, urls
 from zoo.hub.card import ARCHIVE_SUFFIXES, Card
+from zoo.io.files import sha256_file
 from zoo.paths import zoo_home
 
 LOCK_NOTICE_S = 0.5  # wait this long for a lock before saying who we wait for
@@ -77,7 +78,7 @@ def fetch_card(card: Card, index_url: str, *, allow_unverified: bool = False) ->
 
 def _intact(path: Path, card: Card) -> bool:
     if card.sha256 is not None:
-        return fetch.sha256_file(path) == card.sha256
+        return sha256_file(path) == card.sha256
     return card.size is None or path.stat().st_size == card.size
 
 

@@ -55,6 +55,7 @@ class Card:
     info: dict[str, Any] = field(default_factory=dict)  # preprocessing and data-set facts
     params: int | None = None  # trainable parameter count
     versions: dict[str, str] = field(default_factory=dict)  # libraries it was trained with
+    plugin: dict[str, str] = field(default_factory=dict)  # the task's distribution and version
     license: str = "unspecified"
     source: str = ""  # who made it and how
     created: str = ""
@@ -100,7 +101,7 @@ class Card:
         sha = data.get("sha256")
         if sha is not None and not (isinstance(sha, str) and _SHA256.fullmatch(sha)):
             raise ZooError(f"{label}: sha256 {sha!r} is not 64 lowercase hex digits")
-        for key in ("metrics", "config", "info", "versions"):
+        for key in ("metrics", "config", "info", "versions", "plugin"):
             if not isinstance(data.get(key, {}), dict):
                 raise ZooError(f"{label}: {key!r} must be a JSON object")
         size = data.get("size")

@@ -13,7 +13,6 @@ through the same loop, so a folder hub behaves exactly as a web one.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import sys
@@ -25,6 +24,7 @@ from urllib.parse import urljoin, urlsplit
 
 from zoo.errors import ZooError
 from zoo.hub import urls
+from zoo.io.files import sha256_file
 
 CHUNK = 1 << 16
 MAX_REDIRECTS = 5
@@ -66,14 +66,6 @@ def timeout_s() -> float:
     if value <= 0:
         raise ZooError(f"ZOO_HUB_TIMEOUT={raw!r}: expected a positive number of seconds")
     return value
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def download(addresses: Sequence[str], target: Target) -> None:

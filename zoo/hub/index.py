@@ -96,7 +96,7 @@ def add(hub_dir: Path, card: Card, *, force: bool = False) -> Path:
     Raises:
       ZooError: the name is taken and `force` is off.
     """
-    from zoo.harness.reports import write_json
+    from zoo.io.files import write_json
 
     path = hub_dir / "index.json"
     cards = list(parse(path.read_bytes(), str(path)).cards) if path.exists() else []

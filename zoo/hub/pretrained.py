@@ -1,22 +1,19 @@
-"""Published weights as tasks and models: what `--pretrained` does in run, eval, predict.
+"""Published weights for `--pretrained`: which card a spec names, and its weights.
 
 A card carries the task config its weights were trained with and the data-set facts
-(`info`) the model was built from, so the same model is rebuilt here with no access to
-the training run, and `eval` can check the card's metrics on the card's data.
+(`info`) the model was built from, so `zoo.restore.from_hub` rebuilds the same model
+with no access to the training run, and `eval` can check the card's metrics on the
+card's data.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
-from flax import nnx
 
-from zoo.config import TaskConfig, from_dict
 from zoo.errors import ZooError
-from zoo.hub import cache, index, weights
+from zoo.hub import cache, index
 from zoo.hub.card import Card
-from zoo.task import Task
+from zoo.io import weights
 
 
 def find(task_name: str, spec: str, *, model: str | None = None) -> tuple[index.Index, Card]:
@@ -36,40 +33,8 @@ def find(task_name: str, spec: str, *, model: str | None = None) -> tuple[index.
     return hub, hub.find(task_name, name or model, tag or None)
 
 
-def task_config(task_cls: type[Task], card: Card) -> TaskConfig:
-    """The config the card's weights were trained with."""
-    return from_dict(task_cls.Config, card.config)
-
-
 def load_weights(hub: index.Index, card: Card, *, allow_unverified: bool = False
                  ) -> dict[str, np.ndarray]:
     """The card's weights (fetched, verified and cached as needed), by variable path."""
     path = cache.fetch_card(card, hub.url, allow_unverified=allow_unverified)
     return weights.load(path / "weights.safetensors" if path.is_dir() else path)
-
-
-def load_model(task_cls: type[Task], hub: index.Index, card: Card, *,
-               allow_unverified: bool = False) -> tuple[Task, nnx.Module, dict[str, Any]]:
-    """The card's model with its weights, ready for prediction, and its data-set info."""
-    from zoo.harness.inference import inference_view
-
-    task = task_cls(task_config(task_cls, card))
-    model = task.build_model(card.info, nnx.Rngs(0))
-    weights.load_into(nnx.state(model), load_weights(hub, card, allow_unverified=allow_unverified),
-                      strict=True)
-    return task, inference_view(model), card.info
-
-
-def evaluate(task_cls: type[Task], hub: index.Index, card: Card, *, split: str,
-             device: str = "auto", allow_unverified: bool = False) -> dict[str, Any]:
-    """The card's weights evaluated on the card's data set: its claim, checked."""
-    from zoo.harness.trainer import evaluate as evaluate_split
-    from zoo.harness.trainer import open_session
-    from zoo_hardware import distributed, placement
-
-    with distributed.primary_first("download weights"):
-        tensors = load_weights(hub, card, allow_unverified=allow_unverified)
-    session = open_session(task_cls(task_config(task_cls, card)), device=device, training=False)
-    weights.load_into(session.state["model"], tensors, strict=True)
-    session.state = placement.place_state(session.state, session.mesh)
-    return evaluate_split(session, split)

@@ -2,7 +2,8 @@
 
 Works for any task: the card is built from what every run leaves in its workdir
 (`run.json`: task, config, data-set facts, versions; `metrics.json`: test metrics;
-`checkpoints/best`). The folder can then be served as it is by any static host.
+`checkpoints/best`, read through `zoo.restore`). The folder can then be served as it is
+by any static host.
 """
 
 from __future__ import annotations
@@ -18,32 +19,34 @@ import numpy as np
 from flax import nnx
 
 from zoo.errors import ZooError
-from zoo.hub import fetch, index, weights
+from zoo.hub import index
 from zoo.hub.card import Card, check_name
+from zoo.io import weights
+from zoo.io.files import sha256_file
 
 
-def publish(workdir: Path, hub_dir: Path, tag: str, *, mirrors: Sequence[str] = (),
+def publish(run, hub_dir: Path, tag: str, *, mirrors: Sequence[str] = (),
             license: str = "unspecified", source: str = "", force: bool = False) -> Card:
     """Writes `hub_dir/TASK/MODEL-TAG.safetensors` and its card in `hub_dir/index.json`.
 
     Args:
+      run: a finished run's model, as `zoo.restore.from_workdir` restores it.
       mirrors: base addresses serving a copy of `hub_dir`; the card lists the file
         there too, after the hub's own copy.
 
     Raises:
-      ZooError: no finished run in `workdir`, a bad tag, or the name taken (without
-        `force`).
+      ZooError: the run has not finished, a bad tag, or the name taken (without `force`).
     """
-    from zoo.harness.inference import restore_best
-
-    workdir, hub_dir = Path(workdir), Path(hub_dir)
+    hub_dir = Path(hub_dir)
     check_name("tag", tag)
-    result_path = workdir / "metrics.json"
+    if run.workdir is None:
+        raise ZooError(f"{run.source} is not a run's workdir; publish the run it came from")
+    result_path = run.workdir / "metrics.json"
     if not result_path.is_file():
-        raise ZooError(f"{workdir}: no metrics.json, so the run has not finished; "
+        raise ZooError(f"{run.workdir}: no metrics.json, so the run has not finished; "
                        f"let `zoo run` complete (it tests the best checkpoint last)")
     result = json.loads(result_path.read_text())
-    task, model, record = restore_best(workdir)
+    task, model = run.task, run.model()
     cfg = task.config
     file = f"{check_name('model', cfg.model)}-{tag}.safetensors"
     relative = f"{task.name}/{file}"
@@ -54,12 +57,13 @@ def publish(workdir: Path, hub_dir: Path, tag: str, *, mirrors: Sequence[str] = 
     card = Card(
         task=task.name, model=cfg.model, tag=tag, file=file,
         urls=(relative, *(f"{m.rstrip('/')}/{relative}" for m in mirrors)),
-        size=tmp.stat().st_size, sha256=fetch.sha256_file(tmp),
+        size=tmp.stat().st_size, sha256=sha256_file(tmp),
         metrics={"dataset": result["dataset"], "split": result["split"],
                  "values": {k: v for k, v in result["metrics"].items() if np.isscalar(v)}},
-        config=record["config"], info=record["info"],
+        config=run.record["config"], info=run.record["info"],
         params=sum(int(np.size(x)) for x in jax.tree.leaves(nnx.state(model, nnx.Param))),
-        versions=record.get("versions", {}), license=license,
+        versions=run.record.get("versions", {}), plugin=run.record.get("plugin", {}),
+        license=license,
         source=source or (f"zoo run {task.name} --model {cfg.model} --data {cfg.data} "
                           f"(seed {cfg.train.seed}): best of {result['epochs']} epochs at "
                           f"epoch {result['best_epoch']}"),

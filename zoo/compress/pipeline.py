@@ -5,11 +5,12 @@ fine-tuning run with the masks kept by the optimizer; (2) quantization: k-means 
 sharing with the centroids fine-tuned, or int8/int4/binary weights with activations
 calibrated on training data, post-training or with quantization-aware fine-tuning;
 (3) the `compression` file format. Each fine-tuning phase is an ordinary `fit` of the
-task through a `trainer.Adapter`, in a workdir of its own under OUT, so a killed
-compression resumes like any run.
+task through a `ModelSetup` (starting weights, layer edits, an optimizer wrapper), in a
+workdir of its own under OUT, so a killed compression resumes like any run.
 
-The output workdir holds run.json (marked "compressed"), model.zc, compression.json and
-metrics.json; `zoo eval`/`zoo predict` load it through `load_adapter`.
+The output workdir holds run.json (its weights stored in the "compressed" format),
+model.zc, compression.json and metrics.json; `zoo eval`/`zoo predict` load it through
+`zoo.restore` like any workdir.
 """
 
 from __future__ import annotations
@@ -26,18 +27,21 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from zoo.compress.report import build_report, latency_ms
 from zoo.data import loader
 from zoo.errors import ZooError
-from zoo.harness import reports
 from zoo.harness.checkpoints import LATEST, CheckpointStore
-from zoo.harness.inference import evaluate_workdir
-from zoo.harness.trainer import Adapter, evaluate, fit, open_session
+from zoo.harness.model_setup import ModelSetup
+from zoo.harness.steps import inference_view
+from zoo.harness.trainer import evaluate, fit, open_session
 from zoo.harness.workdir import read_run, write_run
+from zoo.io.files import write_json
+from zoo.io.weights import by_path
+from zoo.restore import Restored, from_workdir
 from zoo.task import Task
 from zoo_hardware import compression, pruning
-from zoo_hardware.report import build_report, latency_ms
-from zoo_hardware.quantization import (ActRange, Quantized, Scheme, calibrate, codebook_from,
-                                       quantize, quantize_layers, shared)
+from zoo_hardware.quantization import (ActRange, Quantized, Scheme, activation_meta, calibrate,
+                                       codebook_from, quantize, quantize_layers, shared)
 
 WEIGHTS = "model.zc"
 PRUNE_RAMP = 0.5  # fraction of the pruning phase spent raising sparsity; the rest recovers
@@ -69,14 +73,12 @@ class Plan:
         return out
 
 
-def compress(loaded: tuple[Task, nnx.Module, dict[str, Any]], source: str, out: Path,
-             plan: Plan, *, device: str = "auto", log: Callable[[str], None] = print) -> dict[str, Any]:
+def compress(source: Restored, out: Path, plan: Plan, *, device: str = "auto",
+             log: Callable[[str], None] = print) -> dict[str, Any]:
     """Compresses a trained model into the workdir `out`; returns the report.
 
     Args:
-      loaded: (task, model, data-set info), as `inference.load_model` returns for a
-        workdir or `zoo.hub.pretrained.load_model` for published weights.
-      source: where the model came from, for the report.
+      source: the model to compress, from a workdir or the hub (`zoo.restore`).
 
     Raises:
       ZooError: for a bad plan or an `out` that already holds a run.
@@ -87,14 +89,14 @@ def compress(loaded: tuple[Task, nnx.Module, dict[str, Any]], source: str, out: 
         raise ZooError("nothing to do: give --prune FRACTION and/or --quantize SCHEME")
     if (out / "run.json").exists():
         raise ZooError(f"{out} already holds a run (run.json); choose a new --out")
-    task, model, info = loaded
+    task, info, model = source.task, source.info, source.inference_model()
     state = nnx.to_pure_dict(nnx.state(model))
     params = set(compression.flatten(nnx.to_pure_dict(nnx.state(model, nnx.Param))))
-    work = out / f".finetune-{_digest(source, plan)}"
+    work = out / f".finetune-{_digest(source.source, plan)}"
     tuner = _Tuner(task, plan, work, device)
-    before = open_session(task, device=device, training=False, adapter=Adapter(params=state))
+    before = open_session(task, device=device, training=False, setup=_setup(state))
     acc_before = evaluate(before, "test")
-    log(f"{task.name}: source {source} test {_fmt(acc_before)}")
+    log(f"{task.name}: source {source.source} test {_fmt(acc_before)}")
 
     if plan.prune:
         state = tuner.prune(state)
@@ -107,37 +109,25 @@ def compress(loaded: tuple[Task, nnx.Module, dict[str, Any]], source: str, out: 
 
     out.mkdir(parents=True, exist_ok=True)
     meta = {"scheme": str(plan.scheme) if plan.scheme else None,
-            "act_bits": plan.scheme.act_bits if plan.scheme else 0,
-            "act_ranges": {k: dataclasses.asdict(v) for k, v in ranges.items()}}
+            **activation_meta(plan.scheme.act_bits if plan.scheme else 0, ranges)}
     compression.write(out / WEIGHTS, state, quantized, meta)
-    write_run(out, task.name, task.config, info)
+    write_run(out, task, info)
     record = read_run(out)
-    record["compressed"] = {"weights": WEIGHTS, "source": source, "plan": plan.describe()}
-    reports.write_json(out / "run.json", record)
+    record["weights"] = {"format": compression.FORMAT_NAME, "file": WEIGHTS}
+    record["compressed"] = {"source": source.source, "plan": plan.describe()}
+    write_json(out / "run.json", record)
 
-    acc_after = evaluate_workdir(out, task.name, device=device)  # the `zoo eval` path
-    after = open_session(task, device=device, training=False, adapter=load_adapter(out, record["compressed"]))
+    after = from_workdir(out, task.name).session(device=device)  # the `zoo eval` path
+    acc_after = evaluate(after, "test")
     latency = latency_ms(before, after)
-    report = build_report(task, source, out / WEIGHTS, plan, state, quantized, params,
+    report = build_report(task, source.source, out / WEIGHTS, plan, state, quantized, params,
                           (acc_before, acc_after), latency)
-    reports.write_json(out / "compression.json", report)
-    reports.write_json(out / "metrics.json", {"task": task.name, "model": task.config.model,
+    write_json(out / "compression.json", report)
+    write_json(out / "metrics.json", {"task": task.name, "model": task.config.model,
                                               "dataset": task.config.data, "split": "test",
                                               "metrics": acc_after, "compressed": True})
     shutil.rmtree(work, ignore_errors=True)
     return report
-
-
-def load_adapter(workdir: Path, record: Mapping[str, Any]) -> Adapter:
-    """The decoded weights (and activation quantization) of a compressed workdir."""
-    state, meta = compression.read(Path(workdir) / record["weights"])
-    ranges = {k: ActRange(**v) for k, v in meta.get("act_ranges", {}).items()}
-
-    def quantize_activations(model):
-        quantize_layers(model, act_bits=meta["act_bits"], ranges=ranges)
-
-    return Adapter(params=state,
-                   edit_model=quantize_activations if meta.get("act_bits") else None)
 
 
 class _Tuner:
@@ -161,7 +151,7 @@ class _Tuner:
         end = max(1, int(total * PRUNE_RAMP))
         every = max(1, end // 16)
         schedule = pruning.gradual_schedule(plan.prune, end_step=end, every=every)
-        return self._fit("prune", Adapter(params=state, wrap_optimizer=lambda tx: pruning.masked(
+        return self._fit("prune", _setup(state, wrap_optimizer=lambda tx: pruning.masked(
             tx, schedule=schedule, scope=plan.scope, every=every)))
 
     def quantize(self, state: dict, params: set, info: Mapping[str, Any]
@@ -176,8 +166,8 @@ class _Tuner:
             if self.plan.finetune_epochs:
                 codes = compression.unflatten({p: quantized[p].codes if p in quantized else
                                                jnp.array(-1) for p in flat if p in params})
-                state = self._fit("kmeans", Adapter(
-                    params=state, edit_model=self._edit(ranges),
+                state = self._fit("kmeans", _setup(
+                    state, edit_model=self._edit(ranges),
                     wrap_optimizer=lambda tx: shared(tx, codes, bits=scheme.bits)))
                 tuned = compression.flatten(state)
                 quantized = {p: q._replace(codebook=codebook_from(tuned[p], q.codes, scheme.bits))
@@ -185,8 +175,8 @@ class _Tuner:
         else:
             ranges = self._ranges(state, info)
             if self.plan.finetune_epochs:
-                state = self._fit(str(scheme), Adapter(
-                    params=state, edit_model=self._edit(ranges, weights=scheme),
+                state = self._fit(str(scheme), _setup(
+                    state, edit_model=self._edit(ranges, weights=scheme),
                     wrap_optimizer=lambda tx: pruning.masked(tx)))
             flat = compression.flatten(state)
             quantized = {p: quantize(flat[p], scheme) for p in kernels}
@@ -202,8 +192,7 @@ class _Tuner:
         """Activation ranges from the first training batches (none for float activations)."""
         if not self.plan.scheme.act_bits:
             return {}
-        model = nnx.view(Adapter(params=state).build(self.task, info, nnx.Rngs(0)),
-                         deterministic=True, use_running_average=True, raise_if_not_found=False)
+        model = inference_view(_setup(state).build(self.task, info, nnx.Rngs(0))[0])
         train = self.task.load_data().splits["train"]
         batches = list(loader.eval_batches(train, self.task.config.train.eval_batch_size))
         batches = batches[:self.plan.calibration_batches]
@@ -221,17 +210,22 @@ class _Tuner:
                                       {k: v[:cfg.train.max_examples] for k, v in train.items()},
                                       cfg.train.batch_size)
 
-    def _fit(self, phase: str, adapter: Adapter) -> dict:
+    def _fit(self, phase: str, setup: ModelSetup) -> dict:
         """Fine-tunes in work/PHASE (resuming if killed); the final model state."""
         workdir = self.work / phase.replace(":", "")
-        fit(self.finetune, workdir, device=self.device, adapter=adapter)
-        session = open_session(self.finetune, device=self.device, training=False, adapter=adapter)
+        fit(self.finetune, workdir, device=self.device, setup=setup)
+        session = open_session(self.finetune, device=self.device, training=False, setup=setup)
         store = CheckpointStore(workdir)
         try:
             restored, _ = store.restore(LATEST, nnx.to_pure_dict(session.state))
         finally:
             store.close()
         return jax.tree.map(lambda x: jnp.asarray(x), restored["model"])
+
+
+def _setup(state: dict, **changes: Any) -> ModelSetup:
+    """A setup starting from `state` (a pure-dict model state), with `changes`."""
+    return ModelSetup(weights=by_path(state), **changes)
 
 
 def _with_values(state: dict, quantized: Mapping[tuple, Quantized]) -> dict:

@@ -1,0 +1,139 @@
+"""What every `zoo` command shares: the console, common options, config and model sources.
+
+The command modules import only this one (and `main` imports them), so the CLI has no
+import cycles. Heavy imports (JAX, tasks) stay inside functions: `zoo --help` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from zoo.errors import ZooError, unknown
+
+
+def console() -> Console:
+    """A rich console; wide when piped, so names are never cut in logs or tests."""
+    return Console() if sys.stdout.isatty() else Console(width=200)
+
+
+def no_extra(rest: list[str]) -> None:
+    """Refuses arguments the command did not parse."""
+    if rest:
+        raise ZooError(f"unrecognized arguments: {' '.join(rest)} (see --help)")
+
+
+def add_workdir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workdir", type=Path,
+                        help="run directory (default: runs/TASK); holds checkpoints and logs")
+
+
+def workdir_of(args: argparse.Namespace) -> Path:
+    return args.workdir or Path("runs") / args.task
+
+
+def add_allow_unverified(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--allow-unverified", action="store_true",
+                        help="accept hub entries without a sha256 (not recommended)")
+
+
+def add_pretrained(parser: argparse.ArgumentParser, help: str) -> None:
+    parser.add_argument("--pretrained", nargs="?", const="", metavar="MODEL[:TAG]",
+                        help=help + " (default: the task's first entry in `zoo hub list`)")
+    add_allow_unverified(parser)
+
+
+def add_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu", "tpu"),
+                        help="accelerator kind; its devices form the mesh (see --mesh)")
+
+
+def restored_model(args: argparse.Namespace, verb: str):
+    """The model `--pretrained` or `--workdir` names (a `zoo.restore.Restored`).
+
+    Args:
+      verb: what the command does with published weights, for the error when both
+        options are given ("evaluates", "predicts with", ...).
+    """
+    from zoo import restore
+    from zoo.registry import get_task
+
+    get_task(args.task)  # an unknown name: one line with the closest names
+    if args.pretrained is None:
+        return restore.from_workdir(workdir_of(args), args.task)
+    if args.workdir is not None:
+        raise ZooError(f"--pretrained {verb} published weights; drop --workdir")
+    return restore.from_hub(args.task, args.pretrained, allow_unverified=args.allow_unverified)
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that choose a task's config (shared by `run` and `profile`)."""
+    parser.add_argument("--model", help="model name (see `zoo info TASK`)")
+    parser.add_argument("--data", help="data set spec (see `zoo info TASK`)")
+    parser.add_argument("--epochs", type=int, help="shorthand for --set train.epochs=N")
+    parser.add_argument("--batch-size", type=int, help="global batch size (train.batch_size)")
+    parser.add_argument("--lr", type=float, help="learning rate (optimizer.lr)")
+    parser.add_argument("--seed", type=int, help="seed for init, data order and augmentation")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"),
+                        help="compute dtype (train.dtype); parameters stay float32, "
+                             "float16 adds loss scaling")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        dest="overrides", help="override any config field, type-checked "
+                                               "(repeatable), e.g. --set optimizer.name=adamw")
+    parser.add_argument("--smoke", action="store_true", help="the task's tiny config (seconds)")
+
+
+def build_config(task_cls, args: argparse.Namespace, base=None) -> object:
+    """The task's config with the command line's shorthands and --set overrides applied.
+
+    Args:
+      base: the config to start from instead of the task's default (e.g. a pretrained
+        weight's); `--smoke` then only shrinks its `train` section.
+    """
+    from zoo.config import apply_overrides
+
+    if base is None:
+        config = task_cls.Config.smoke() if args.smoke else task_cls.Config()
+    elif args.smoke:
+        config = dataclasses.replace(base, train=task_cls.Config.smoke().train)
+    else:
+        config = base
+    shorthands = {"model": args.model, "data": args.data, "train.epochs": args.epochs,
+                  "train.batch_size": args.batch_size, "optimizer.lr": args.lr,
+                  "train.seed": args.seed, "train.dtype": args.dtype,
+                  "train.checkpoint_every_steps": getattr(args, "checkpoint_every", None),
+                  "train.on_nan": getattr(args, "on_nan", None)}
+    overrides = [f"{k}={v}" for k, v in shorthands.items() if v is not None]
+    config = apply_overrides(config, overrides + args.overrides)
+    if task_cls.models and config.model not in task_cls.models:
+        raise unknown(f"model for {task_cls.name}:", config.model, task_cls.models)
+    return config
+
+
+def add_runtime_arguments(parser: argparse.ArgumentParser, *, mesh: bool = True) -> None:
+    """Placement and multi-process options (`run`, `eval`, `devices`)."""
+    if mesh:
+        parser.add_argument("--mesh", metavar="data=N[,model=M]",
+                            help="device mesh: batches split over `data`, large parameters "
+                                 "over `model` (default: every device on data)")
+    parser.add_argument("--num-processes", type=int, metavar="N",
+                        help="processes (hosts) in a multi-process run; start one per host")
+    parser.add_argument("--process-id", type=int, metavar="I", help="this process, 0..N-1")
+    parser.add_argument("--coordinator", metavar="HOST:PORT",
+                        help="process 0's address, the same in every process")
+
+
+def start_runtime(args: argparse.Namespace) -> None:
+    """Joins a multi-process run if asked, and turns on the persistent compilation cache.
+
+    Runs before anything touches a JAX device.
+    """
+    from zoo.paths import cache_dir
+    from zoo_hardware import compilation, distributed
+
+    distributed.initialize(args.num_processes, args.process_id, args.coordinator)
+    compilation.enable_persistent_cache(cache_dir("jax-cache"))

@@ -1,0 +1,1 @@
+"""Files every layer reads: model weights (safetensors) and content digests."""
