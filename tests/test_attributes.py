@@ -8,9 +8,9 @@ from PIL import Image
 
 from zoo.data import faces
 from zoo.errors import ZooError
-from zoo.harness.inference import evaluate_workdir, load_model
 from zoo.harness.trainer import fit
 from zoo.registry import get_task
+from zoo.restore import from_workdir
 from zoo_tasks.attributes import AttributesConfig, AttributesTask, data
 from zoo_tasks.attributes.metrics import AttributeMetrics
 
@@ -101,10 +101,11 @@ def test_missing_celeba_files_are_named(tmp_path, capsys):
                                                            f"celeba:{root}")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def trained(tmp_path_factory):
-    """The smoke config trained: 3 epochs on 900 small faces (shared, read only; the
-    conformance test compiles the same steps, so one of the two finds them cached)."""
+    """The smoke config trained: 6 epochs on 800 faces of 24x24 pixels (shared, read
+    only; the conformance test compiles the same steps, so one of the two finds them in
+    the session's compilation cache)."""
     workdir = tmp_path_factory.mktemp("attributes")
     return workdir, fit(AttributesTask(AttributesConfig.smoke()), workdir, quiet=True)
 
@@ -118,7 +119,7 @@ def test_a_short_run_beats_chance_and_keeps_its_thresholds(trained):
     reported = [a["threshold"] for a in metrics["per_attribute"].values()]
     np.testing.assert_allclose(thresholds, reported, rtol=1e-6)
     assert not np.allclose(thresholds, 0.5)  # chosen on validation, not the initial 0.5
-    again = evaluate_workdir(workdir, "attributes")
+    again = from_workdir(workdir, "attributes").evaluate()
     assert again["mean_f1"] == pytest.approx(metrics["mean_f1"], abs=1e-6)
 
 
@@ -126,7 +127,7 @@ def test_predict_lists_every_attribute_with_its_decision(trained, tmp_path, caps
     from zoo.cli.main import main
 
     workdir, _ = trained
-    image = faces.generate(faces.FaceConfig(train=1, val=1, test=1, photos=1), "test", 32)["image"][0]
+    image = faces.generate(faces.FaceConfig(train=1, val=1, test=1, photos=1), "test", 24)["image"][0]
     Image.fromarray(image).resize((96, 96)).save(tmp_path / "face.png")
     predict = ["predict", "attributes", str(tmp_path / "face.png"), "--workdir", str(workdir)]
     assert main(predict) == 0
@@ -138,7 +139,7 @@ def test_predict_lists_every_attribute_with_its_decision(trained, tmp_path, caps
     assert probabilities == sorted(probabilities, reverse=True)
     assert main([*predict, "--json"]) == 0
     readings = json.loads(capsys.readouterr().out)[0]["attributes"]
-    _, model, info = load_model(workdir, "attributes")
+    model = from_workdir(workdir, "attributes").inference_model()
     assert [r["threshold"] for r in readings] == pytest.approx(np.asarray(model.thresholds[...]))
     assert all(r["present"] == (r["probability"] >= r["threshold"]) for r in readings)
 

@@ -8,29 +8,29 @@ import numpy as np
 import pytest
 
 from zoo.data import faces
-from zoo.models import arcface_logits
 from zoo.data.scoring import best_threshold
+from zoo.models import arcface_logits
 
 SMALL = faces.FaceConfig(train=12, val=6, test=6, photos=3)
 
 
 @pytest.fixture(scope="module")
 def drawn():
-    return {split: faces.generate(SMALL, split, 32) for split in faces.SPLITS}
+    return {split: faces.generate(SMALL, split, 24) for split in faces.SPLITS}
 
 
 def test_generation_is_deterministic_and_cached_bit_for_bit(drawn):
-    again = faces.generate(SMALL, "val", 32)
+    again = faces.generate(SMALL, "val", 24)
     for key in ("image", "person", "attributes"):
         np.testing.assert_array_equal(again[key], drawn["val"][key])
-    cached = faces.load_faces(SMALL, 32)  # written on this first call
-    assert np.array_equal(faces.load_faces(SMALL, 32)["test"]["image"], cached["test"]["image"])
+    cached = faces.load_faces(SMALL, 24)  # written on this first call
+    assert np.array_equal(faces.load_faces(SMALL, 24)["test"]["image"], cached["test"]["image"])
     np.testing.assert_array_equal(cached["train"]["image"], drawn["train"]["image"])
 
 
 def test_splits_hold_their_own_people_with_varying_photos(drawn):
     shapes = {split: d["image"].shape for split, d in drawn.items()}
-    assert shapes == {"train": (36, 32, 32, 3), "val": (18, 32, 32, 3), "test": (18, 32, 32, 3)}
+    assert shapes == {"train": (36, 24, 24, 3), "val": (18, 24, 24, 3), "test": (18, 24, 24, 3)}
     people = {split: faces.draw_people(getattr(SMALL, split), faces.split_rng(SMALL, split))
               for split in faces.SPLITS}
     faces_of = {split: {tuple(np.round([p["face_w"][i], p["eye_gap"][i], p["nose_length"][i]], 6))
@@ -43,7 +43,7 @@ def test_splits_hold_their_own_people_with_varying_photos(drawn):
 
 
 def test_person_attributes_hold_across_photos_and_photo_attributes_vary():
-    data = faces.generate(faces.FaceConfig(train=60, val=1, test=1, photos=4), "train", 32)
+    data = faces.generate(faces.FaceConfig(train=60, val=1, test=1, photos=4), "train", 24)
     by_person = data["attributes"].reshape(60, 4, -1)
     varies = (by_person != by_person[:, :1]).any(axis=(0, 1))
     per_photo = {"Eyeglasses", "Mouth_Open", "Smiling", "Wearing_Hat"}
@@ -53,8 +53,8 @@ def test_person_attributes_hold_across_photos_and_photo_attributes_vary():
 
 
 def test_a_seed_draws_other_people():
-    other = faces.generate(faces.FaceConfig(train=12, val=6, test=6, photos=3, seed=1), "train", 32)
-    assert not np.array_equal(other["image"], faces.generate(SMALL, "train", 32)["image"])
+    other = faces.generate(faces.FaceConfig(train=12, val=6, test=6, photos=3, seed=1), "train", 24)
+    assert not np.array_equal(other["image"], faces.generate(SMALL, "train", 24)["image"])
 
 
 def test_arcface_logits_match_a_hand_computed_case():

@@ -9,8 +9,8 @@ from PIL import Image
 
 from zoo.data import faces
 from zoo.errors import ZooError
-from zoo.harness.inference import evaluate_workdir
 from zoo.harness.trainer import fit
+from zoo.restore import from_workdir
 from zoo_tasks.verification import VerificationConfig, VerificationTask, data
 from zoo_tasks.verification.pairs import draw_pairs, read_lfw_pairs
 from zoo_tasks.verification.protocol import PairMetrics, fold_accuracies, tar_at_far
@@ -143,10 +143,11 @@ def test_folder_of_people_splits_by_person(tmp_path):
     assert dataset.size("val") == dataset.size("test") == 4  # 2 people: 2 matched, 2 not
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def trained(tmp_path_factory):
-    """The smoke config trained: ArcFace, 3 epochs on 150 people (shared, read only; the
-    conformance test compiles the same steps, so one of the two finds them cached)."""
+    """The smoke config trained: ArcFace, 6 epochs on 200 people (shared, read only; the
+    conformance test compiles the same steps, so one of the two finds them in the
+    session's compilation cache)."""
     workdir = tmp_path_factory.mktemp("verification")
     return workdir, fit(VerificationTask(VerificationConfig.smoke()), workdir, quiet=True)
 
@@ -157,14 +158,14 @@ def test_a_short_arcface_run_beats_chance_on_unseen_people(trained):
     assert metrics["auc"] > 0.7 and metrics["accuracy"] > 0.6, metrics
     threshold = latest_params(workdir, "best")["/threshold"]
     assert float(threshold) == pytest.approx(metrics["threshold"]) and float(threshold) != 0.5
-    assert evaluate_workdir(workdir, "verification")["auc"] == pytest.approx(metrics["auc"])
+    assert from_workdir(workdir, "verification").evaluate()["auc"] == pytest.approx(metrics["auc"])
 
 
 def test_predict_compares_every_pair_and_writes_embeddings(trained, tmp_path, capsys):
     from zoo.cli.main import main
 
     workdir, result = trained
-    photos = faces.generate(faces.FaceConfig(train=1, val=1, test=2, photos=2), "test", 32)["image"]
+    photos = faces.generate(faces.FaceConfig(train=1, val=1, test=2, photos=2), "test", 24)["image"]
     paths = [tmp_path / f"{i}.png" for i in range(3)]
     for path, image in zip(paths, photos[[0, 1, 2]]):
         Image.fromarray(image).save(path)
@@ -207,8 +208,18 @@ def test_unknown_data_set_suggests():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("loss", ["arcface", "softmax"])
-def test_default_run_on_unseen_people(tmp_path, loss):
-    result = fit(VerificationTask(VerificationConfig(loss=loss)), tmp_path, quiet=True)
-    if loss == "arcface":
-        assert result["metrics"]["accuracy"] >= 0.95
+def test_default_run_reaches_the_target_and_beats_plain_softmax(tmp_path):
+    """The issue's targets: 10-fold accuracy >= 0.95 on unseen people, and ArcFace better
+    than a plain softmax layer on the same test pairs."""
+    arcface = fit(VerificationTask(), tmp_path / "arcface", quiet=True)["metrics"]
+    softmax = fit(VerificationTask(VerificationConfig(loss="softmax")), tmp_path / "softmax",
+                  quiet=True)["metrics"]
+    assert arcface["accuracy"] >= 0.95, arcface
+    assert arcface["accuracy"] > softmax["accuracy"] and arcface["auc"] > softmax["auc"], softmax
+
+
+def test_a_scalar_threshold_keeps_its_shape_in_a_weights_file(tmp_path):
+    from zoo.io import weights
+
+    weights.save(tmp_path / "w.safetensors", {"threshold": np.float32(0.25)}, {})
+    assert weights.load(tmp_path / "w.safetensors")["threshold"].shape == ()

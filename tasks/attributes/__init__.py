@@ -26,8 +26,8 @@ from zoo.config import EarlyStoppingConfig, OptimizerConfig, Positive, Range, Ta
 from zoo.data.augment import FlipAffine, flip_and_affine
 from zoo.data.faces import FaceConfig
 from zoo.data.images import load_centre_square, to_unit_range
-from zoo.models import BackboneConfig, MultiLabelNet
 from zoo.data.scoring import Goal
+from zoo.models import BackboneConfig, MultiLabelNet
 from zoo.task import Batch, Dataset, Task
 from zoo_tasks.attributes import data
 from zoo_tasks.attributes.metrics import AttributeMetrics
@@ -50,11 +50,13 @@ class AttributesConfig(TaskConfig):
 
     @classmethod
     def smoke(cls) -> AttributesConfig:
-        """Small faces and net, a few seconds of training: enough to beat chance."""
+        """Small faces and net: a few seconds of training (after compiling), enough to
+        beat chance. Few epochs of more photos: each epoch also validates and saves."""
         base = super().smoke()
-        return dataclasses.replace(base, image_size=32, faces=FaceConfig.smoke(),
-                                   backbone=BackboneConfig(width=16, stages=3, stem_stride=2),
-                                   train=dataclasses.replace(base.train, epochs=3,
+        return dataclasses.replace(base, image_size=24, faces=FaceConfig.smoke(),
+                                   backbone=BackboneConfig(width=8, stages=2, stem_stride=2),
+                                   optimizer=dataclasses.replace(base.optimizer, lr=0.01),
+                                   train=dataclasses.replace(base.train, epochs=6,
                                                              max_examples=0))
 
 

@@ -61,11 +61,14 @@ class VerificationConfig(TaskConfig):
 
     @classmethod
     def smoke(cls) -> VerificationConfig:
-        """Small faces and net, a few seconds of training: enough to beat chance."""
+        """Small faces: a few seconds of training (after compiling), enough to beat
+        chance on unseen people. A wider, deeper net than attributes' smoke: at width 8
+        and 2 stages, 6 epochs left test AUC near 0.7."""
         base = super().smoke()
-        return dataclasses.replace(base, image_size=32, faces=FaceConfig.smoke(),
+        return dataclasses.replace(base, image_size=24, faces=FaceConfig.smoke(),
                                    backbone=BackboneConfig(width=16, stages=3, stem_stride=2),
-                                   train=dataclasses.replace(base.train, epochs=3,
+                                   optimizer=dataclasses.replace(base.optimizer, lr=0.01),
+                                   train=dataclasses.replace(base.train, epochs=6,
                                                              max_examples=0))
 
 

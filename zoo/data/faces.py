@@ -58,8 +58,9 @@ class FaceConfig:
 
     @classmethod
     def smoke(cls) -> FaceConfig:
-        """Enough people for a few seconds of training to beat chance."""
-        return cls(train=150, val=30, test=30, photos=6)
+        """Enough people for a few seconds of training to beat chance, and test pairs
+        (60 people: 120 pairs) enough to tell it from luck."""
+        return cls(train=200, val=30, test=60, photos=4)
 
 
 def load_faces(cfg: FaceConfig, size: int) -> dict[str, dict[str, np.ndarray]]:
