@@ -5,11 +5,12 @@ loop, compilation, devices, checkpoints and logging. Every method that runs on d
 written for one batch and traced once under `jax.jit` by the harness, so it must be pure
 JAX (no Python branching on array values, no host I/O).
 
-Six kinds of task fit it (see docs/architecture.md): classification, detection and
+The kinds of task that fit it (see docs/architecture.md): classification, detection and
 segmentation use the default `train_step`; OCR and translation put padding masks in
 their batches and decode inside `eval_step`; a GAN overrides `make_optimizer` (two
 optimizers) and `train_step` (two alternating updates in one compiled step), and
-writes sample images from `on_epoch_end`.
+writes sample images from `on_epoch_end`; face attributes and verification choose
+decision thresholds on validation data with `calibrate`.
 """
 
 from __future__ import annotations
@@ -207,6 +208,23 @@ class Task(abc.ABC):
         return Metrics()
 
     # -- host-side hooks ----------------------------------------------------------------
+
+    def calibrate(self, model: nnx.Module, metrics: Metrics) -> bool:
+        """Sets model state chosen on validation data, e.g. decision thresholds.
+
+        Called after every validation pass, before that epoch's checkpoint, with the
+        validation split's filled `Metrics` (before `compute`): what it sets is saved with
+        the weights, so eval, predict and published weights decide as validation chose.
+
+        Args:
+          model: the current model in evaluation mode; set its (non-trained) variables.
+          metrics: the accumulator `new_metrics` returned, updated with the whole split.
+
+        Returns:
+          Whether the model was changed. The default changes nothing.
+        """
+        del model, metrics
+        return False
 
     def on_epoch_end(self, model: nnx.Module, info: Mapping[str, Any], workdir: Path,
                      epoch: int) -> None:

@@ -14,12 +14,12 @@ from flax import nnx
 
 from zoo.batching import Prepared
 from zoo.config import EarlyStoppingConfig, OptimizerConfig, Positive, TaskConfig, TrainConfig
+from zoo.data import augment
 from zoo.data.image_sets import IMAGE_SETS, load_image_set
 from zoo.data.images import Preprocess, as_image, match_background, to_unit_range
 from zoo.models import CLASSIFIERS, create_classifier
 from zoo.predictions import Classification
 from zoo.task import Batch, Dataset, PredictOptions, Task
-from zoo_tasks.classification import augment
 
 
 @dataclass(frozen=True)

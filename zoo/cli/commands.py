@@ -156,7 +156,19 @@ def _eval(args, rest) -> int:
         print(json.dumps(metrics, indent=2))
     else:
         for key, value in metrics.items():
-            line = (f"{args.split}/{key}: {value:.4f}" if isinstance(value, float)
-                    else f"{args.split}/{key}: {value}")
+            line = _metric_lines(f"{args.split}/{key}", value)
             print(line + (f"  (card: {claimed[key]:.4f})" if key in claimed else ""))
     return 0
+
+
+def _metric_lines(name: str, value) -> str:
+    """`name: value`; a table of metrics (per class, per attribute) one line per row."""
+    if isinstance(value, float):
+        return f"{name}: {value:.4f}"
+    if isinstance(value, dict) and all(isinstance(v, dict) for v in value.values()):
+        return "\n".join(_metric_lines(f"{name}/{k}", v) for k, v in value.items())
+    if isinstance(value, dict):
+        return f"{name}: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                                       for k, v in value.items())
+    return f"{name}: {value}"
+

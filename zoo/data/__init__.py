@@ -6,7 +6,8 @@ stays cheap. The submodules say more: loader (grain batches, seeded splits), cac
 (.npz arrays made once), images (files, letterbox, model inputs), image_sets (labelled
 image data sets: mnist-sample, mnist, digits, folder:PATH, tsv:FILE), mnist, scenes
 (multi-digit scenes with masks and boxes), draw (overlays, boxes), tables (TSV files),
-text (tokenizer, vocabulary).
+text (tokenizer, vocabulary), augment (on-device flips and warps), faces (generated
+cartoon people with attributes), scoring (yes/no thresholds chosen on a split).
 """
 
 import importlib
@@ -15,14 +16,17 @@ _EXPORTS = {
     "loader": ("holdout_sizes", "split_indices", "steps_per_epoch", "train_batches",
                "eval_batches"),
     "cache": ("cached_arrays",),
-    "images": ("IMAGE_SUFFIXES", "as_image", "image_folder", "image_info", "letterbox",
-               "letterboxed_input", "letterboxed_inputs",
+    "images": ("IMAGE_SUFFIXES", "as_image", "folder_files", "image_folder", "image_info",
+               "letterbox", "letterboxed_input", "letterboxed_inputs", "load_centre_square",
                "load_image", "match_background", "output_paths", "to_unit_range", "unletterbox"),
     "image_sets": ("IMAGE_SETS", "load_image_set"),
     "mnist": ("mnist_full", "mnist_sample", "sklearn_digits"),
     "scenes": ("SceneConfig", "load_scenes"),
     "draw": ("IGNORE", "draw_boxes", "label_image", "overlay_mask", "save_label_png"),
     "tables": ("read_tsv",),
+    "augment": ("FlipAffine", "flip_and_affine", "random_affine", "random_flip"),
+    "faces": ("ATTRIBUTES", "FaceConfig", "load_faces"),
+    "scoring": ("Goal", "best_threshold"),
     "text": ("BOS_ID", "EOS_ID", "PAD_ID", "UNK_ID", "Vocabulary", "detokenize", "tokenize"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}

@@ -133,6 +133,20 @@ def _pixels(img: Image.Image, size: Sequence[int] | None, channels: int,
     return array.reshape(array.shape[0], array.shape[1], channels)
 
 
+def load_centre_square(path: str | Path, size: int, crop: float = 1.0) -> np.ndarray:
+    """An RGB image's centre square, `crop` times its shorter side, resized to size x size.
+
+    Aligned face photos (CelebA 178x218, LFW 250x250) keep their face in the centre, so
+    this is how face models read files; `load_image`'s errors apply.
+    """
+    image = load_image(path, None, 3)
+    h, w, _ = image.shape
+    side = max(1, round(min(h, w) * crop))
+    top, left = (h - side) // 2, (w - side) // 2
+    square = Image.fromarray(image[top:top + side, left:left + side])
+    return np.asarray(square.resize((size, size), Image.Resampling.BILINEAR), np.uint8)
+
+
 def letterbox(image: np.ndarray, size: int, *, fill: int = 0,
               resample: Image.Resampling = Image.Resampling.BILINEAR,
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -224,23 +238,37 @@ def image_folder(root: str | Path, size: Sequence[int], channels: int,
     Raises:
       ZooError: if the folder is missing, has fewer than two classes, or has no images.
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise ZooError(f"folder:{root}: no such directory; expected one sub-folder per class")
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if len(classes) < 2:
-        raise ZooError(f"folder:{root}: found {len(classes)} class sub-folder(s); "
-                       f"classification needs at least two (one sub-folder per class)")
+    folders = folder_files(root)
     images, labels = [], []
-    for label, name in enumerate(classes):
-        files = sorted(p for p in (root / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
-            raise ZooError(f"folder:{root}: class folder {name!r} has no images "
-                           f"({', '.join(sorted(IMAGE_SUFFIXES))})")
+    for label, files in enumerate(folders.values()):
         for file in files:
             images.append(load_image(file, size, channels, preprocess))
             labels.append(label)
-    return np.stack(images), np.asarray(labels, np.int32), classes
+    return np.stack(images), np.asarray(labels, np.int32), list(folders)
+
+
+def folder_files(root: str | Path, kind: str = "class") -> dict[str, list[Path]]:
+    """The image files of each sub-folder of `root` (one per class or person), sorted.
+
+    Raises:
+      ZooError: if the folder is missing, has fewer than two sub-folders, or one of
+        them has no images.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise ZooError(f"folder:{root}: no such directory; expected one sub-folder per {kind}")
+    names = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if len(names) < 2:
+        raise ZooError(f"folder:{root}: found {len(names)} {kind} sub-folder(s); "
+                       f"need at least two (one sub-folder per {kind})")
+    folders = {}
+    for name in names:
+        files = sorted(p for p in (root / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise ZooError(f"folder:{root}: {kind} folder {name!r} has no images "
+                           f"({', '.join(sorted(IMAGE_SUFFIXES))})")
+        folders[name] = files
+    return folders
 
 
 def letterboxed_inputs(items: Sequence, info: dict) -> list[Prepared]:

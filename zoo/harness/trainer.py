@@ -38,7 +38,7 @@ from zoo.harness.workdir import check_resumable, read_run, write_run
 from zoo.io.files import write_json
 from zoo.io.weights import LoadReport
 from zoo.paths import cache_dir
-from zoo.task import Dataset, Task
+from zoo.task import Dataset, Metrics, Task
 from zoo_hardware import compilation, distributed, placement, precision
 
 
@@ -151,6 +151,11 @@ def train_steps(session: Session, batches: Iterator[dict], first_step: int) -> I
 
 def evaluate(session: Session, split: str) -> dict[str, Any]:
     """The task's metrics over a whole split of `session.data` (padding masked out)."""
+    return accumulate(session, split).compute()
+
+
+def accumulate(session: Session, split: str) -> Metrics:
+    """The task's `Metrics`, updated with every batch of a split of `session.data`."""
     host_batches = list(loader.eval_batches(session.data.splits[split],
                                             session.task.config.train.eval_batch_size))
     own = (placement.own_rows(batch, session.mesh) for batch in host_batches)
@@ -159,7 +164,7 @@ def evaluate(session: Session, split: str) -> dict[str, Any]:
     metrics = session.task.new_metrics(session.data.info)
     for batch, out in zip(host_batches, placement.fetch(outputs)):
         metrics.update(batch, out)
-    return metrics.compute()
+    return metrics
 
 
 def fit(task: Task, workdir: str | Path, *, device: str = "auto", mesh: str | None = None,
@@ -272,7 +277,7 @@ class _Trainer:
         t0 = time.perf_counter()
         self._train_steps(start)
         train, skipped = self.scalars.end_epoch()
-        val = evaluate(session, "val")
+        val = self._validate()
         row = {"epoch": loop.epoch + 1, "step": loop.step,
                "seconds": round(time.perf_counter() - t0, 2), "skipped_steps": skipped,
                **{f"train/{k}": v for k, v in train.items()},
@@ -294,6 +299,17 @@ class _Trainer:
             model, _ = merge_train_state(session.graphdef, session.state)
             session.task.on_epoch_end(inference_view(model), session.data.info, self.workdir,
                                       loop.epoch)
+
+    def _validate(self) -> dict[str, Any]:
+        """Validation metrics, after the task has calibrated the model on them
+        (`Task.calibrate`: e.g. decision thresholds, saved with the next checkpoint)."""
+        session = self.session
+        metrics = accumulate(session, "val")
+        model, optimizer = merge_train_state(session.graphdef, session.state)
+        if session.task.calibrate(inference_view(model), metrics):
+            state = nnx.state({"model": model, "optimizer": optimizer})
+            session.state = placement.place_state(state, session.mesh)
+        return metrics.compute()
 
     def _train_steps(self, start: int) -> None:
         """Runs the epoch's steps from batch `start`, checkpointing at the step cadence and

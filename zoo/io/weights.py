@@ -49,7 +49,8 @@ def by_path(tree: Mapping) -> dict[str, Any]:
 def save(path: Path, tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str]) -> None:
     from safetensors.numpy import save_file
 
-    contiguous = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
+    # ascontiguousarray makes a scalar 1-d; the reshape keeps it a scalar (a threshold)
+    contiguous = {k: np.ascontiguousarray(v).reshape(np.shape(v)) for k, v in tensors.items()}
     save_file(contiguous, str(path), metadata={FORMAT_KEY: FORMAT, **metadata})
     os.chmod(path, 0o644)  # safetensors writes 0600; a hub folder is served to others
 

@@ -20,6 +20,7 @@ from zoo.models.crnn import CRNN
 from zoo.models.ctc import ctc_beam_search, ctc_greedy, ctc_loss
 from zoo.models.dcgan import Discriminator, Generator
 from zoo.models.detector import CenterNet, box_heads
+from zoo.models.heads import EmbeddingNet, MultiLabelNet, Thresholds, arcface_logits
 from zoo.models.lenet import MLP, LeNet
 from zoo.models.lstm import LSTM, BiLSTM
 from zoo.models.mobilenetv3 import MobileNetV3, MobileNetV3Backbone
@@ -76,7 +77,8 @@ def create_backbone(name: str, input_shape: Sequence[int], *, dtype: Any = jnp.f
 
 # What a task plugin builds its model from (README, "Writing a task plugin").
 __all__ = ["ACTIVATIONS", "Average", "BackboneConfig", "BiLSTM", "CLASSIFIERS", "CRNN", "CenterNet", "CondInst",
-           "Discriminator", "Frozen", "Generator", "IMAGENET", "LSTM", "LeNet", "MLP", "MobileNetV3",
-           "ResNet", "ResNetBackbone", "ResNetV15", "Seq2Seq", "UNet", "UNetDecoder", "ViT",
+           "Discriminator", "EmbeddingNet", "Frozen", "Generator", "IMAGENET", "LSTM", "LeNet",
+           "MLP", "MobileNetV3", "MultiLabelNet", "ResNet", "ResNetBackbone", "ResNetV15",
+           "Seq2Seq", "Thresholds", "UNet", "UNetDecoder", "ViT", "arcface_logits",
            "beam_search", "box_heads", "create_backbone", "create_classifier", "ctc_beam_search",
            "ctc_greedy", "ctc_loss", "get_activation", "retyped_copy", "update_average"]
