@@ -8,10 +8,26 @@ import platform
 from importlib import metadata
 
 
+def peak_fraction(row: dict) -> float | None:
+    """The row's achieved FLOP/s over its accelerator's datasheet peak in its dtype
+    (zoo_hardware.catalogue), for a GPU or TPU the catalogue knows; else None."""
+    from zoo_hardware import catalogue
+
+    kind = row.get("device_kind", "").lower().replace(" ", "-")
+    if row.get("device") in (None, "cpu") or "achieved_gflops" not in row:
+        return None
+    for spec in catalogue.CATALOGUE.values():
+        peak = spec.peak(row.get("dtype", "float32"))
+        if spec.name in kind and peak:
+            return row["achieved_gflops"] * 1e9 / peak
+    return None
+
+
 def row_line(row: dict, seconds: float) -> str:
     if "error" in row:
         return f"{row['model']:7s} {row['peer']:18s} skipped: {row['error']}"
-    return (f"{row['model']:7s} {row['peer']:18s} {row['median']:9,.0f} ex/s "
+    return (f"{row['model']:7s} {row['peer']:18s} {row.get('dtype', 'float32'):8s} "
+            f"{row.get('device', 'cpu'):4s} {row['median']:9,.0f} ex/s "
             f"(windows {min(row['windows']):,.0f}-{max(row['windows']):,.0f}), "
             f"compile {row['compile_seconds']:.1f}s, peak RSS {row['peak_rss_mb']:.0f} MB "
             f"[{seconds:.0f}s]")
@@ -38,33 +54,47 @@ def _cpu() -> str:
     return platform.processor() or "unknown"
 
 
-def write(path: str, sections: dict, args: dict) -> None:
+def write(path: str, sections: dict, args: dict, command: str | None = None) -> None:
+    """Writes the markdown report; `command` (default: train_throughput's, from `args`)."""
+    accelerators = sorted({r["device_kind"] for r in sections["training"]
+                           if r.get("device") not in (None, "cpu") and r.get("device_kind")})
     lines = [
         "# Benchmark results", "",
         f"- date: {datetime.date.today().isoformat()}",
-        f"- machine: {_cpu()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        f"- machine: {_cpu()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+        + (f"; accelerator: {', '.join(accelerators)}" if accelerators else ""),
         f"- libraries: {_versions()}",
-        f"- command: `python -m benchmarks.train_throughput "
+        "- load average (1 min): {:.2f} before, {:.2f} after (cores busy with other work slow "
+        "every peer)".format(*sections["load"]) if "load" in sections else "- load average: not measured",
+        f"- command: `{command}`" if command else f"- command: `python -m benchmarks.train_throughput "
         f"{'--all ' if args['all'] else ''}"
         f"{'--task %s ' % args['task'] if args.get('task', 'classification') != 'classification' else ''}"
         f"{'--batch-size %d ' % args['batch_size'] if args.get('batch_size') else ''}"
+        f"{'--dtype %s ' % args['dtype'] if args.get('dtype', 'float32') != 'float32' else ''}"
         f"--steps {args['steps']} --windows {args['windows']}`", "",
         "## Training throughput (examples/s, median of windows after warm-up)", "",
-        "| model | peer | batch | median ex/s | ratio to bare jax.jit | windows min-max | compile s | peak RSS MB | note |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| model | peer | dtype | device | batch | median ex/s | ratio to bare jax.jit "
+        "| windows min-max | compile s | peak RSS MB | note |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     rows = sections["training"]
-    bare = {r["model"]: r["median"] for r in rows if r.get("peer") == "bare jax.jit"}
+    bare = {(r["model"], r.get("dtype")): r["median"] for r in rows
+            if r.get("peer") == "bare jax.jit"}
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['model']} | {r['peer']} | | skipped | | | | | {r['error']} |")
+            lines.append(f"| {r['model']} | {r['peer']} | {r.get('dtype', '')} | | | skipped "
+                         f"| | | | | {r['error']} |")
             continue
-        ratio = r["median"] / bare[r["model"]] if r["model"] in bare else float("nan")
+        ratio = r["median"] / bare.get((r["model"], r.get("dtype")), float("nan"))
         note = r.get("note", "")
         if "achieved_gflops" in r:
+            fraction = peak_fraction(r)
             note = (f"{r['flops_per_example'] / 1e6:.1f} MFLOP/example, "
-                    f"{r['achieved_gflops']:.1f} GFLOP/s {note}").strip()
-        lines.append(f"| {r['model']} | {r['peer']} | {r['batch_size']} | {r['median']:,.0f} | {ratio:.2f} | "
+                    f"{r['achieved_gflops']:.1f} GFLOP/s"
+                    + (f" ({fraction:.1%} of the chip's peak)" if fraction is not None else "")
+                    + f" {note}").strip()
+        lines.append(f"| {r['model']} | {r['peer']} | {r.get('dtype', 'float32')} "
+                     f"| {r.get('device', 'cpu')} | {r['batch_size']} | {r['median']:,.0f} | {ratio:.2f} | "
                      f"{min(r['windows']):,.0f}-{max(r['windows']):,.0f} | "
                      f"{r['compile_seconds']:.1f} | {r['peak_rss_mb']:.0f} | {note} |")
     extras = sections.get("extras")

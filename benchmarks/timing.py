@@ -19,6 +19,7 @@ class Throughput:
     compile_seconds: float = float("nan")
     note: str = ""
     flops_per_example: float | None = None  # XLA's count of the step, where the peer knows it
+    device: str | None = None  # the platform it trained on; None: JAX's default backend
 
     @property
     def median(self) -> float:

@@ -23,25 +23,38 @@ import time
 from pathlib import Path
 
 from benchmarks import extras, report, workloads
+from zoo_hardware import allocator
 
 PEERS = {  # name -> module; optional peers are skipped with a note when not installed
     "zoo": "benchmarks.peers.zoo_harness",
     "bare": "benchmarks.peers.bare_jax",
     "keras": "benchmarks.peers.keras_peer",
     "torch": "benchmarks.peers.torch_peer",
+    "torch-compile": "benchmarks.peers.torch_peer",  # torch.compile'd; asked for by name
 }
+DEFAULT_PEERS = ("zoo", "bare", "keras", "torch")
+# The zoo peer runs as the `zoo` command does, with malloc tuned (zoo_hardware.allocator),
+# and so does the bare loop it is measured against; Keras and PyTorch run as installed.
+TUNED_MALLOC = ("zoo", "bare")
 CHECKOUT = Path(__file__).resolve().parents[1]  # where `-m benchmarks...` resolves
 TASKS = {"classification": tuple(workloads.INPUTS),  # task -> its benchmarked models
          **{task: (model,) for model, task in workloads.SEQUENCE.items()}}
 
 
-def run_peer(peer: str, model: str, batch_size: int, steps: int, windows: int) -> dict:
+def run_peer(peer: str, model: str, batch_size: int, steps: int, windows: int,
+             dtype: str = "float32") -> dict:
     """Runs one peer in this process and returns its result row (used by the child)."""
-    workload = workloads.load(model, batch_size)
+    workload = workloads.load(model, batch_size, dtype)
+    options = {"compiled": True} if peer == "torch-compile" else {}
     result = importlib.import_module(PEERS[peer]).train(workload, steps_per_window=steps,
-                                                        windows=windows)
+                                                        windows=windows, **options)
     row = dataclasses.asdict(result)
     row["median"] = result.median
+    row["dtype"] = dtype
+    if result.device is None:  # a JAX peer
+        import jax
+
+        row["device"], row["device_kind"] = jax.default_backend(), jax.devices()[0].device_kind
     row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if result.flops_per_example is not None:
         row["achieved_gflops"] = result.flops_per_example * result.median / 1e9
@@ -73,8 +86,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="default: the task's first (lenet for classification)")
     parser.add_argument("--all", action="store_true", help="every model, plus latency, pipeline, "
                                                            "cold/warm start and matmul peak")
-    parser.add_argument("--peers", default=",".join(PEERS), help="comma-separated subset of "
-                                                                 + ", ".join(PEERS))
+    parser.add_argument("--peers", default=",".join(DEFAULT_PEERS),
+                        help="comma-separated, of " + ", ".join(PEERS) + " (default: "
+                        + ",".join(DEFAULT_PEERS) + ")")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
+                        help="compute dtype of every peer (parameters stay float32)")
     parser.add_argument("--batch-size", type=int, help="global batch (default: the task's own, "
                         + ", ".join(f"{m} {b}" for m, b in workloads.BATCH_SIZES.items()) + ")")
     parser.add_argument("--steps", type=int, default=20, help="steps per timed window")
@@ -84,12 +100,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     model = args.model or TASKS[args.task][0]
     if args.child:
-        print(json.dumps(run_peer(args.child, model, _batch(args, model), args.steps, args.windows)))
+        if args.child in TUNED_MALLOC:
+            allocator.keep_freed_memory()
+        print(json.dumps(run_peer(args.child, model, _batch(args, model), args.steps, args.windows,
+                                  args.dtype)))
         return 0
     if model not in TASKS[args.task]:
         parser.error(f"--model {model} is not a {args.task} model; {args.task} has "
                      f"{', '.join(TASKS[args.task])}")
     models = workloads.MODELS if args.all else (model,)
+    load_before = os.getloadavg()[0]
     rows = []
     for model in models:
         for peer in args.peers.split(","):
@@ -99,12 +119,13 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             t0 = time.perf_counter()
             row = spawn(["--child", peer, "--model", model, "--batch-size", str(_batch(args, model)),
-                         "--steps", str(args.steps), "--windows", str(args.windows)])
+                         "--steps", str(args.steps), "--windows", str(args.windows),
+                         "--dtype", args.dtype])
             row.setdefault("peer", peer)
             row.setdefault("model", model)
             rows.append(row)
             print(report.row_line(row, time.perf_counter() - t0), flush=True)
-    sections = {"training": rows}
+    sections = {"training": rows, "load": (load_before, os.getloadavg()[0])}
     if args.all:
         sections["extras"] = extras.measure_all(args.batch_size or workloads.BATCH_SIZES["lenet"])
         print(json.dumps(sections["extras"], indent=1))

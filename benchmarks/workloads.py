@@ -34,8 +34,8 @@ class Workload:
         return self.task.load_data().info
 
 
-def load(model: str, batch_size: int) -> Workload:
-    """The task, arrays and batch size every peer of `model` trains with."""
+def load(model: str, batch_size: int, dtype: str = "float32") -> Workload:
+    """The task, arrays, batch size and compute dtype every peer of `model` trains with."""
     task_cls = get_task(SEQUENCE.get(model, "classification"))
     overrides = [f"model={model}"]
     if model in INPUTS:
@@ -49,7 +49,8 @@ def load(model: str, batch_size: int) -> Workload:
     small = {k: v[:256] for k, v in train.items()}
     dataset = Dataset({"train": train, "val": small, "test": small}, info)
     injected = type(f"Bench{task_cls.__name__}", (task_cls,), {"load_data": lambda self: dataset})
-    config = apply_overrides(task_cls.Config(), [*overrides, f"train.batch_size={batch_size}"])
+    config = apply_overrides(task_cls.Config(), [*overrides, f"train.batch_size={batch_size}",
+                                                 f"train.dtype={dtype}"])
     return Workload(model, injected(config), train)
 
 

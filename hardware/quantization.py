@@ -201,7 +201,9 @@ class QuantizedOp:
 
     Fake-quantizes the input activations (`act_bits` over `act`) and, for
     quantization-aware training, the kernel (`weights`, with STE). Frozen and hashable:
-    it is static graph structure, compiled into the step.
+    it is static graph structure, compiled into the step. (Integer arithmetic in its place
+    measured no faster than this and slower than float32 on an AVX2 CPU without VNNI:
+    benchmarks/int8_inference.py.)
     """
 
     op: Callable[..., jax.Array]
@@ -218,21 +220,21 @@ class QuantizedOp:
         return self.op(lhs, rhs, *args, **kwargs)
 
 
-_LAYER_OPS = ((nnx.Conv, "conv_general_dilated", jax.lax.conv_general_dilated),
-              (nnx.Linear, "dot_general", jax.lax.dot_general))
+_LAYER_OPS = ((nnx.Conv, "conv_general_dilated"), (nnx.Linear, "dot_general"))
 
 
 def quantizable_layers(model: nnx.Module) -> Iterable[tuple[str, nnx.Module, str, Callable]]:
-    """(path, layer, attribute, original op) of every Linear and Conv in `model`."""
+    """(path, layer, attribute, its op) of every Linear and Conv in `model`."""
     for path, module in nnx.iter_modules(model):
-        for cls, attr, op in _LAYER_OPS:
+        for cls, attr in _LAYER_OPS:
             if isinstance(module, cls):
-                yield "/".join(map(str, path)), module, attr, op
+                yield "/".join(map(str, path)), module, attr, getattr(module, attr)
 
 
 def quantize_layers(model: nnx.Module, *, act_bits: int, ranges: Mapping[str, ActRange],
                     weights: Scheme | None = None) -> None:
-    """Makes every Linear/Conv of `model` quantize its inputs (and kernel) in place."""
+    """Makes every Linear/Conv of `model` quantize its inputs (and kernel) in place,
+    around the layer's own op (zoo.models.conv's keeps its fast gradient for QAT)."""
     for path, layer, attr, op in quantizable_layers(model):
         setattr(layer, attr, QuantizedOp(op, act_bits, ranges.get(path), weights))
 

@@ -53,3 +53,9 @@ def spirals():
 
     with zoo.testing.registered(EXAMPLE_PLUGIN):
         yield registry.get_task("spirals")
+
+
+def pytest_runtest_setup(item):
+    """`device` tests need a GPU or TPU (benchmarks/device_check.sh runs them)."""
+    if item.get_closest_marker("device") and jax.default_backend() == "cpu":
+        pytest.skip("needs a GPU or TPU: run benchmarks/device_check.sh on one")

@@ -1,8 +1,13 @@
 """Benchmarks are never timed here: each one just runs a tiny step and writes a sane row."""
 
-import pytest
+import importlib.util
 
-from benchmarks import extras, lenet_ops, nan_guard, report, train_throughput
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+from benchmarks import extras, int8_inference, layer_ops, nan_guard, report, train_throughput
 
 
 def test_every_peer_runs_one_tiny_window_or_is_skipped_with_a_note(tmp_path, capsys):
@@ -13,10 +18,10 @@ def test_every_peer_runs_one_tiny_window_or_is_skipped_with_a_note(tmp_path, cap
     assert "| lenet | zoo harness |" in text and "| lenet | bare jax.jit |" in text
     for line in text.splitlines():
         if line.startswith("| lenet |") and "skipped" not in line:
-            median = float(line.split("|")[4].replace(",", ""))
+            median = float(line.split("|")[6].replace(",", ""))
             assert median > 0
     printed = capsys.readouterr().out
-    assert printed.count("lenet ") == len(train_throughput.PEERS)
+    assert printed.count("lenet ") == len(train_throughput.DEFAULT_PEERS)
 
 
 def test_extras_measure_something_real():
@@ -35,7 +40,15 @@ def test_report_lists_extras(tmp_path):
         "start": {"cold_s": 6.0, "warm_s": 2.0, "speedup": 3.0}}}
     report.write(str(tmp_path / "r.md"), sections, {"all": True, "batch_size": 128, "steps": 1, "windows": 1})
     text = (tmp_path / "r.md").read_text()
-    assert "| lenet | bare jax.jit | 128 | 10 | 1.00 |" in text and "cold 6.0 s, warm 2.0 s (3.0x)" in text
+    assert "| lenet | bare jax.jit | float32 | cpu | 128 | 10 | 1.00 |" in text and "cold 6.0 s, warm 2.0 s (3.0x)" in text
+
+
+def test_gpu_rows_report_the_fraction_of_the_chips_peak():
+    row = {"device": "gpu", "device_kind": "NVIDIA H200", "dtype": "bfloat16",
+           "achieved_gflops": 98_940.0}
+    assert report.peak_fraction(row) == pytest.approx(0.1)  # of 989.4 dense bf16 TFLOP/s
+    assert report.peak_fraction({**row, "device": "cpu"}) is None
+    assert report.peak_fraction({**row, "device_kind": "a chip nobody listed"}) is None
 
 
 def test_nan_guard_times_both_steps(capsys):
@@ -44,14 +57,30 @@ def test_nan_guard_times_both_steps(capsys):
     assert "skip costs" in capsys.readouterr().out
 
 
-def test_lenet_ops_times_every_layer_both_ways(capsys):
-    assert lenet_ops.main(["--batch-size", "2", "--repeats", "1"]) == 0
-    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| conv")
-            or line.startswith("| fc1")]
-    assert len(rows) == 3
+def test_layer_ops_times_every_layer_every_way(capsys):
+    assert layer_ops.main(["--model", "lenet", "--batch-size", "2", "--repeats", "1"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines()
+            if line.startswith(("| conv", "| fc1", "| **one step"))]
+    assert len(rows) == 8  # three layers and the step's sum, in wall and in CPU time
+    peers = 3 if importlib.util.find_spec("torch") else 2
     for row in rows:
-        cells = row.strip("|").split("|")[1:]
-        assert all(float(part) > 0 for cell in cells for part in cell.split("/")), row
+        forward, weights, inputs = row.strip("|").split("|")[2:]
+        assert len(weights.split("/")) == peers  # XLA, zoo (and PyTorch)
+        for cell in (forward, weights) + (() if "not needed" in inputs else (inputs,)):
+            assert all(float(part) > 0 for part in cell.split("/")), row
+    assert "conv1" in rows[0] and "not needed" in rows[0]  # a first layer's input gradient
+
+
+def test_int8_inference_runs_on_integer_codes_and_agrees_with_fake_quant():
+    images = jax.random.uniform(jax.random.key(0), (16, 28, 28, 1))
+    models = int8_inference.variants(images, with_qwix=False)
+    logits, programs = {}, {}
+    for name in ("int8 fake-quant", "int8 integer"):
+        graphdef, state = nnx.split(models[name])
+        forward = jax.jit(lambda s, g=graphdef: nnx.merge(g, s)(images))
+        logits[name], programs[name] = forward(state), forward.lower(state).as_text()
+    assert "xi8>" in programs["int8 integer"] and "xi8>" not in programs["int8 fake-quant"]
+    np.testing.assert_allclose(logits["int8 integer"], logits["int8 fake-quant"], atol=1e-3)
 
 
 def test_sequence_workload_runs_on_zoo_and_bare_jax_only(tmp_path):

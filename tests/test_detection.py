@@ -9,8 +9,9 @@ from PIL import Image
 
 from zoo.data.images import letterbox, unletterbox
 from zoo.errors import ZooError
-from zoo_tasks.detection import centernet, data
-from zoo_tasks.detection.boxes import iou_matrix, nms
+from zoo.models import centernet
+from zoo.models.boxes import iou_matrix, nms
+from zoo_tasks.detection import data
 from zoo_tasks.detection.metrics import coco_map
 
 from helpers import small_scene, train_on_small_scenes, zoo_cli

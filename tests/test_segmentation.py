@@ -131,13 +131,13 @@ def test_masks_are_letterboxed_with_their_images(tmp_path):
 
 
 def test_a_letterboxed_mask_maps_back_to_the_original_pixels():
-    from zoo.data.images import letterbox
+    from zoo.data.images import letterbox, unletterbox_mask
 
     mask = _scene(3)  # 30x45
     square, scale, offset = letterbox(mask[..., None], 90, fill=255,
                                       resample=Image.Resampling.NEAREST)
     assert square.shape == (90, 90, 1) and (square[:15] == 255).all()
-    np.testing.assert_array_equal(data.unletterbox_mask(square[..., 0], scale, offset, (30, 45)),
+    np.testing.assert_array_equal(unletterbox_mask(square[..., 0], scale, offset, (30, 45)),
                                   mask)
 
 

@@ -48,6 +48,8 @@ def train(workload, *, steps_per_window, windows) -> Throughput:
 
     if keras.backend.backend() != "jax":
         raise ImportError("Keras is not on its JAX backend (set KERAS_BACKEND=jax)")
+    if workload.task.config.train.dtype == "bfloat16":
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
     net = {"lenet": _lenet, "resnet": _resnet}[model](keras, images.shape[1:])
     net.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=True,
                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),

@@ -1,5 +1,7 @@
-"""PyTorch eager on the CPU, 2 threads (the optional peer)."""
+"""PyTorch eager (and `torch.compile`d), on the GPU when there is one, else the CPU with
+2 threads (the optional peers)."""
 
+import contextlib
 import time
 
 from benchmarks.timing import Throughput, measure
@@ -38,19 +40,25 @@ def _resnet(nn, channels, widths=(16, 32, 64), blocks=2):
     return nn.Sequential(*layers)
 
 
-def train(workload, *, steps_per_window, windows) -> Throughput:
+def train(workload, *, steps_per_window, windows, compiled: bool = False) -> Throughput:
+    """Adam steps of the model; in bfloat16 under autocast when the workload's dtype is."""
     model, batch_size = workload.model, workload.task.config.train.batch_size
     images, labels = workload.train["image"], workload.train["label"]
     import torch
     from torch import nn
 
-    torch.set_num_threads(2)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu":
+        torch.set_num_threads(2)
     torch.manual_seed(0)
-    net = {"lenet": _lenet, "resnet": _resnet}[model](nn, images.shape[-1])
+    net = {"lenet": _lenet, "resnet": _resnet}[model](nn, images.shape[-1]).to(device)
     optimizer = torch.optim.Adam(net.parameters(), 1e-3)
     loss_fn = nn.CrossEntropyLoss()
-    x_all = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()  # NCHW uint8
-    y_all = torch.from_numpy(labels).long()
+    forward = torch.compile(net) if compiled else net
+    low = workload.task.config.train.dtype == "bfloat16"
+    autocast = (lambda: torch.autocast(device, torch.bfloat16)) if low else contextlib.nullcontext
+    x_all = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().to(device)  # NCHW uint8
+    y_all = torch.from_numpy(labels).long().to(device)
     n = len(images) // batch_size
     state = {"i": 0}
 
@@ -59,11 +67,18 @@ def train(workload, *, steps_per_window, windows) -> Throughput:
             i = state["i"] % n
             x = x_all[i * batch_size:(i + 1) * batch_size].float() / 255.0
             optimizer.zero_grad(set_to_none=True)
-            loss_fn(net(x), y_all[i * batch_size:(i + 1) * batch_size]).backward()
+            with autocast():
+                loss = loss_fn(forward(x), y_all[i * batch_size:(i + 1) * batch_size])
+            loss.backward()
             optimizer.step()
             state["i"] += 1
+        if device == "cuda":
+            torch.cuda.synchronize()
 
     t0 = time.perf_counter()
     run(1)
-    return measure("pytorch eager", model, batch_size, run, compile_seconds=time.perf_counter() - t0,
-                   steps_per_window=steps_per_window, windows=windows)
+    name = "pytorch " + ("torch.compile" if compiled else "eager")
+    result = measure(name, model, batch_size, run, compile_seconds=time.perf_counter() - t0,
+                     steps_per_window=steps_per_window, windows=windows)
+    result.device = device
+    return result

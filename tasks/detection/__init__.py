@@ -16,10 +16,9 @@ from zoo.config import EarlyStoppingConfig, OptimizerConfig, TaskConfig, TrainCo
 from zoo.data.draw import draw_boxes
 from zoo.data.images import letterboxed_input, output_paths, to_unit_range, unletterbox
 from zoo.data.scenes import SceneConfig
-from zoo.errors import ZooError
-from zoo.models import BackboneConfig, CenterNet
+from zoo.models import BackboneConfig, CenterNet, centernet
 from zoo.task import Batch, Dataset, Task
-from zoo_tasks.detection import centernet, data
+from zoo_tasks.detection import data
 from zoo_tasks.detection.metrics import DetectionMetrics
 
 
@@ -64,9 +63,6 @@ class DetectionTask(Task):
 
     def build_model(self, info: Mapping[str, Any], rngs: nnx.Rngs) -> nnx.Module:
         cfg = self.config
-        if not 0 <= cfg.level < cfg.backbone.stages:
-            raise ZooError(f"--set level={cfg.level}: the heads need a backbone stage, "
-                           f"0..{cfg.backbone.stages - 1}")
         return CenterNet(info["input_shape"][-1], len(info["classes"]), level=cfg.level,
                          head_width=cfg.head_width, **cfg.backbone.kwargs(), rngs=rngs)
 
@@ -90,8 +86,9 @@ class DetectionTask(Task):
 
     def _decode(self, model, outputs):
         cfg = self.config
-        return centernet.decode(outputs, stride=model.stride, k=cfg.max_detections,
-                                nms_iou=cfg.nms_iou, class_agnostic=cfg.class_agnostic_nms)
+        found = centernet.decode(outputs, stride=model.stride, k=cfg.max_detections,
+                                 nms_iou=cfg.nms_iou, class_agnostic=cfg.class_agnostic_nms)
+        return {k: found[k] for k in ("boxes", "scores", "classes")}
 
     def new_metrics(self, info: Mapping[str, Any]) -> DetectionMetrics:
         return DetectionMetrics(len(info["classes"]))

@@ -1,19 +1,18 @@
 """COCO mAP with pycocotools: detections collected on the host, scored once per split."""
 
-import contextlib
-import io
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from zoo.data.coco_eval import coco_ap
 from zoo.task import Metrics
 
 
 def coco_map(truth: Sequence[tuple[np.ndarray, np.ndarray]],
              detections: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
              num_classes: int) -> dict[str, Any]:
-    """COCO box mAP@[.5:.95], mAP@0.5 and per-class AP, by pycocotools' COCOeval.
+    """COCO box mAP@[.5:.95], mAP@0.5 and per-class AP (`zoo.data.coco_eval`).
 
     Args:
       truth: per image, (boxes (n, 4) x0 y0 x1 y1, classes (n,)).
@@ -22,46 +21,10 @@ def coco_map(truth: Sequence[tuple[np.ndarray, np.ndarray]],
     Returns:
       {"map", "map50", "ap_per_class"}; a class without ground truth has AP None.
     """
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    images, annotations, results = [], [], []
-    for image_id, ((gt_boxes, gt_classes), (boxes, scores, classes)) in enumerate(
-            zip(truth, detections)):
-        images.append({"id": image_id})
-        for box, cls in zip(_xywh(gt_boxes), gt_classes):
-            annotations.append({"id": len(annotations) + 1, "image_id": image_id,
-                                "category_id": int(cls), "bbox": box.tolist(),
-                                "area": float(box[2] * box[3]), "iscrowd": 0})
-        rows = np.column_stack([np.full(len(scores), image_id), _xywh(boxes), scores, classes])
-        results.append(rows)
-    results = np.concatenate(results) if results else np.zeros((0, 7))
-    if not annotations or not len(results):  # nothing to match: COCOeval would fail
-        present = {a["category_id"] for a in annotations}
-        return {"map": 0.0, "map50": 0.0,
-                "ap_per_class": [0.0 if c in present else None for c in range(num_classes)]}
-    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
-        gt = COCO()
-        gt.dataset = {"images": images, "annotations": annotations,
-                      "categories": [{"id": c} for c in range(num_classes)]}
-        gt.createIndex()
-        evaluator = COCOeval(gt, gt.loadRes(results), "bbox")
-        evaluator.evaluate()
-        evaluator.accumulate()
-        evaluator.summarize()
-    # (iou threshold, recall, class) at area "all" and the most detections (100)
-    precision = evaluator.eval["precision"][:, :, :, 0, -1]
-    per_class = []
-    for c in range(num_classes):
-        p = precision[:, :, c]
-        per_class.append(round(float(p[p > -1].mean()), 6) if (p > -1).any() else None)
-    return {"map": float(evaluator.stats[0]), "map50": float(evaluator.stats[1]),
-            "ap_per_class": per_class}
-
-
-def _xywh(boxes: np.ndarray) -> np.ndarray:
-    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-    return np.column_stack([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]])
+    scores = coco_ap([{"boxes": b, "classes": c} for b, c in truth],
+                     [{"boxes": b, "scores": s, "classes": c} for b, s, c in detections],
+                     num_classes, "bbox")
+    return {"map": scores["ap"], "map50": scores["ap50"], "ap_per_class": scores["ap_per_class"]}
 
 
 class DetectionMetrics(Metrics):

@@ -16,7 +16,7 @@ from flax import nnx
 
 from zoo.config import EarlyStoppingConfig, OptimizerConfig, TaskConfig, TrainConfig
 from zoo.data.draw import IGNORE, overlay_mask, save_label_png
-from zoo.data.images import letterboxed_input, output_paths, to_unit_range
+from zoo.data.images import letterboxed_input, output_paths, to_unit_range, unletterbox_mask
 from zoo.data.scenes import SceneConfig
 from zoo.models import BackboneConfig, UNet
 from zoo.task import Batch, Dataset, Task, masked_mean
@@ -93,7 +93,7 @@ class SegmentationTask(Task):
         for i, path in enumerate(args.inputs):
             image, batch, scale, offset = letterboxed_input(path, size, c, dark)
             labels = np.asarray(jnp.argmax(model(batch), -1)[0])
-            labels = data.unletterbox_mask(labels.astype(np.uint8), scale, offset, image.shape[:2])
+            labels = unletterbox_mask(labels.astype(np.uint8), scale, offset, image.shape[:2])
             counts = np.bincount(labels.ravel(), minlength=len(info["classes"]))
             found = [f"{info['classes'][k]} {counts[k] / labels.size:.1%}"
                      for k in np.argsort(-counts) if k != 0 and counts[k]]

@@ -105,12 +105,3 @@ def read_mask(path: Path, image_path: Path) -> np.ndarray:
         raise ZooError(f"{path}: label {mask.max()} is above {IGNORE}; class indices must be "
                        f"0..254 ({IGNORE} = ignore)")
     return mask.astype(np.uint8)
-
-
-def unletterbox_mask(mask: np.ndarray, scale: np.ndarray, offset: np.ndarray,
-                     size: tuple[int, int]) -> np.ndarray:
-    """The (h, w) = `size` label mask of the original image, from its letterboxed square's."""
-    (ox, oy), (nw, nh) = offset.astype(int), np.round(scale * size[::-1]).astype(int)
-    crop = mask[oy:oy + max(nh, 1), ox:ox + max(nw, 1)]
-    return np.asarray(Image.fromarray(crop).resize(size[::-1], Image.Resampling.NEAREST))
-

@@ -10,6 +10,7 @@ import sys
 
 from zoo.cli import catalog, commands, compress, hardware, hub
 from zoo.errors import ZooError
+from zoo_hardware import allocator
 
 EPILOG = """examples:
   zoo run classification                          LeNet on the embedded MNIST sample
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    allocator.keep_freed_memory()  # before JAX starts its threads
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)

@@ -1,10 +1,10 @@
-"""Pictures of predictions: class-coloured mask overlays, label PNGs and boxes."""
+"""Pictures of predictions: class-coloured mask overlays, label PNGs, boxes, instances."""
 
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 IGNORE = 255  # the label index that marks "not labelled" in masks
 
@@ -53,6 +53,50 @@ def draw_boxes(image: np.ndarray, boxes: np.ndarray, classes: Sequence[int],
         draw.rectangle([x0, y, x0 + right - left + 2, y + bottom - top + 2], fill=colour)
         draw.text((x0 + 1, y), label, fill=(0, 0, 0))
     return img
+
+
+def draw_instances(image: np.ndarray, masks: np.ndarray, captions: Sequence[str], *,
+                   min_side: int = 384) -> Image.Image:
+    """`image` with each object's (H, W) mask tinted and outlined in its own colour, and a
+    legend beside it (never over the objects): one colour swatch and caption per object.
+
+    Small images are enlarged by a whole factor (nearest) until their longer side reaches
+    `min_side`, so captions stay readable next to them.
+    """
+    rgb = _rgb(image)
+    factor = max(1, -(-min_side // max(rgb.shape[:2])))
+    out = rgb.repeat(factor, 0).repeat(factor, 1).astype(np.float32)
+    colours = palette()[1:1 + len(masks)].astype(np.float32)
+    for mask, colour in zip(masks, colours):
+        big = np.asarray(mask, bool).repeat(factor, 0).repeat(factor, 1)
+        out[big] = 0.4 * out[big] + 0.6 * colour
+        out[big & ~_eroded(big, max(1, factor // 3))] = colour
+    picture = Image.fromarray(out.astype(np.uint8))
+    font = ImageFont.load_default(size=max(14, min(picture.size) // 24))
+    line = font.getbbox("Ag")[3] + 8
+    text_width = max((font.getbbox(c)[2] for c in captions), default=0)
+    legend = Image.new("RGB", (line + text_width + 24, max(picture.height, line * len(captions) + 8)),
+                       (255, 255, 255))
+    draw = ImageDraw.Draw(legend)
+    for i, (caption, colour) in enumerate(zip(captions, colours)):
+        y = 6 + i * line
+        draw.rectangle([8, y + 2, 8 + line - 8, y + line - 6], fill=tuple(int(c) for c in colour),
+                       outline=(0, 0, 0))
+        draw.text((line + 12, y), caption, fill=(0, 0, 0), font=font)
+    sheet = Image.new("RGB", (picture.width + legend.width, legend.height), (255, 255, 255))
+    sheet.paste(picture, (0, 0))
+    sheet.paste(legend, (picture.width, 0))
+    return sheet
+
+
+def _eroded(mask: np.ndarray, steps: int) -> np.ndarray:
+    """`mask` shrunk by `steps` pixels (4-neighbourhood): what is left inside its outline."""
+    inner = mask.copy()
+    for _ in range(steps):
+        padded = np.pad(inner, 1)
+        inner = (inner & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] &
+                 padded[1:-1, 2:])
+    return inner
 
 
 def _rgb(image: np.ndarray) -> np.ndarray:

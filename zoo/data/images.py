@@ -74,6 +74,16 @@ def unletterbox(boxes: np.ndarray, scale: np.ndarray, offset: np.ndarray) -> np.
     return (boxes - np.tile(offset, 2)) / np.tile(scale, 2)
 
 
+def unletterbox_mask(mask: np.ndarray, scale: np.ndarray, offset: np.ndarray,
+                     size: tuple[int, int], *,
+                     resample: Image.Resampling = Image.Resampling.NEAREST) -> np.ndarray:
+    """The (h, w) = `size` map of the original image from its letterboxed square's:
+    labels (uint8, nearest) or scores (float32, `resample=BILINEAR`)."""
+    (ox, oy), (nw, nh) = offset.astype(int), np.round(scale * size[::-1]).astype(int)
+    crop = mask[oy:oy + max(nh, 1), ox:ox + max(nw, 1)]
+    return np.asarray(Image.fromarray(crop).resize(size[::-1], resample))
+
+
 def image_info(classes: Sequence[str], images: np.ndarray, spec: str, *,
                dark_background: bool | None = None, **extra) -> dict:
     """The `Dataset.info` of an image data set: what a model and `predict` need to know.

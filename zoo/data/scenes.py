@@ -16,7 +16,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -61,9 +63,17 @@ def load_scenes(cfg: SceneConfig) -> dict[str, dict[str, np.ndarray]]:
     "classes" int32 (N, K), "box_valid" bool (N, K) and "digit_ids" int32 (N, K): the
     MNIST-sample index of each digit (-1 for an empty slot). K is `cfg.max_digits`.
     """
-    key = json.dumps({"version": GENERATOR_VERSION, **dataclasses.asdict(cfg)}, sort_keys=True)
-    path = cache_dir("data") / f"scenes-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
-    flat = cached_arrays(path, lambda: {f"{s}/{k}": v for s, arrays in generate(cfg).items()
+    return cached_splits("scenes", GENERATOR_VERSION, cfg, generate)
+
+
+def cached_splits(name: str, version: int, cfg: Any,
+                  generate_splits: Callable[[Any], dict[str, dict[str, np.ndarray]]],
+                  ) -> dict[str, dict[str, np.ndarray]]:
+    """`generate_splits(cfg)`, made once and kept as `name-HASH.npz` in the cache, the
+    hash taken over `version` and every field of the config dataclass `cfg`."""
+    key = json.dumps({"version": version, **dataclasses.asdict(cfg)}, sort_keys=True)
+    path = cache_dir("data") / f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
+    flat = cached_arrays(path, lambda: {f"{s}/{k}": v for s, arrays in generate_splits(cfg).items()
                                         for k, v in arrays.items()})
     return {s: {k.split("/", 1)[1]: v for k, v in flat.items() if k.startswith(s + "/")}
             for s in SPLITS}
@@ -72,10 +82,7 @@ def load_scenes(cfg: SceneConfig) -> dict[str, dict[str, np.ndarray]]:
 def generate(cfg: SceneConfig) -> dict[str, dict[str, np.ndarray]]:
     """Renders every split of `cfg` (deterministic in `cfg`; no caching)."""
     _check(cfg)
-    images, labels = mnist.mnist_sample()
-    pools = split_indices(len(images), mnist.SAMPLE_SPLIT, seed=20240601 + cfg.seed)
-    digits = images[..., 0].astype(np.float32)
-    ink_boxes = _frame_ink_boxes(digits)
+    digits, labels, pools, ink_boxes = digit_sources(cfg.seed)
     out = {}
     for i, split in enumerate(SPLITS):
         rng = np.random.default_rng([cfg.seed, i])
@@ -96,7 +103,16 @@ def _check(cfg: SceneConfig) -> None:
         raise ZooError("scenes: every split needs at least one scene (scenes.train/val/test)")
 
 
-def _frame_ink_boxes(digits: np.ndarray) -> np.ndarray:
+def digit_sources(seed: int) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    """What scenes are drawn from: the MNIST sample's digits as float32 (N, 28, 28), their
+    labels, each split's disjoint pool of digit indices (seeded) and each frame's ink box."""
+    images, labels = mnist.mnist_sample()
+    pools = split_indices(len(images), mnist.SAMPLE_SPLIT, seed=20240601 + seed)
+    digits = images[..., 0].astype(np.float32)
+    return digits, labels, pools, frame_ink_boxes(digits)
+
+
+def frame_ink_boxes(digits: np.ndarray) -> np.ndarray:
     """(N, 4) ink extent (top, left, bottom, right; exclusive) of each 28x28 frame."""
     ink = digits >= INK
     rows, cols = ink.any(axis=2), ink.any(axis=1)
@@ -165,6 +181,28 @@ def interpolation_matrix(offset: np.ndarray, scale: np.ndarray, out_size: int,
     return np.where(inside & (total > 0), w / np.maximum(total, 1e-12), 0.0).astype(np.float32)
 
 
+def render_slots(digits: np.ndarray, scale: np.ndarray, y0: np.ndarray, x0: np.ndarray,
+                 valid: np.ndarray, size: int) -> np.ndarray:
+    """(n, k, size, size) float intensities of (n, k) digit frames (n, k, 28, 28) placed at
+    `scale` and offsets (y0, x0) on a size x size canvas, one slot each (zero where not
+    `valid`): `Ry @ digit @ Rx.T`, one batched matmul."""
+    ry = interpolation_matrix(y0, scale, size)
+    rx = interpolation_matrix(x0, scale, size)
+    slots = ry @ digits @ np.swapaxes(rx, -1, -2)
+    slots *= valid[..., None, None]
+    return slots
+
+
+def tight_boxes(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(..., 4) pixel boxes (x0, y0, x1, y1; x1, y1 exclusive) of (..., H, W) bool masks,
+    and whether each mask has any pixel (an empty one's box is meaningless)."""
+    rows, cols = masks.any(-1), masks.any(-2)
+    height, width = masks.shape[-2:]
+    boxes = np.stack([cols.argmax(-1), rows.argmax(-1), width - cols[..., ::-1].argmax(-1),
+                      height - rows[..., ::-1].argmax(-1)], -1)
+    return boxes, rows.any(-1)
+
+
 def _render(cfg, digits, labels, ids, scale, y0, x0, valid, rng) -> dict[str, np.ndarray]:
     """Pixels, class mask and boxes of laid-out scenes (chunked to bound memory)."""
     n, k = ids.shape
@@ -174,16 +212,9 @@ def _render(cfg, digits, labels, ids, scale, y0, x0, valid, rng) -> dict[str, np
     boxes = np.zeros((n, k, 4), np.float32)
     for start in range(0, n, 512):
         sl = slice(start, min(start + 512, n))
-        ry = interpolation_matrix(y0[sl], scale[sl], size)
-        rx = interpolation_matrix(x0[sl], scale[sl], size)
-        slots = ry @ digits[ids[sl]] @ np.swapaxes(rx, -1, -2)  # (n, k, H, W)
-        slots *= valid[sl][..., None, None]
-        ink = slots >= INK - 0.5  # pixels that round to >= INK in the uint8 image
-        rows, cols = ink.any(-1), ink.any(-2)  # (n, k, H), (n, k, W)
-        boxes[sl] = np.stack([cols.argmax(-1), rows.argmax(-1),
-                              size - cols[..., ::-1].argmax(-1),
-                              size - rows[..., ::-1].argmax(-1)], -1)
-        valid[sl] &= rows.any(-1)
+        slots = render_slots(digits[ids[sl]], scale[sl], y0[sl], x0[sl], valid[sl], size)
+        boxes[sl], inked = tight_boxes(slots >= INK - 0.5)  # rounds to >= INK in uint8
+        valid[sl] &= inked
         top = slots.max(1)
         owner = np.take_along_axis(labels[ids[sl]] + 1, slots.argmax(1).reshape(len(top), -1),
                                    axis=1).reshape(top.shape)

@@ -14,6 +14,7 @@ from flax import nnx
 
 from zoo.errors import unknown
 from zoo.models.activations import ACTIVATIONS, get_activation
+from zoo.models.condinst import CondInst
 from zoo.models.copies import Average, Frozen, retyped_copy, update_average
 from zoo.models.crnn import CRNN
 from zoo.models.ctc import ctc_beam_search, ctc_greedy, ctc_loss
@@ -50,7 +51,7 @@ def create_classifier(name: str, input_shape: Sequence[int], num_classes: int, *
 
 
 # What a task plugin builds its model from (README, "Writing a task plugin").
-__all__ = ["ACTIVATIONS", "Average", "BackboneConfig", "BiLSTM", "CLASSIFIERS", "CRNN", "CenterNet",
+__all__ = ["ACTIVATIONS", "Average", "BackboneConfig", "BiLSTM", "CLASSIFIERS", "CRNN", "CenterNet", "CondInst",
            "Discriminator", "Frozen", "Generator", "LSTM", "LeNet", "MLP", "ResNet", "ResNetBackbone",
            "Seq2Seq", "UNet", "UNetDecoder", "beam_search", "create_classifier", "ctc_beam_search",
            "ctc_greedy", "ctc_loss", "get_activation", "retyped_copy", "update_average"]

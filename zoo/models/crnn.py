@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from zoo.models.conv import Conv
 from zoo.models.layers import max_pool
 from zoo.models.lstm import BiLSTM
 
@@ -44,7 +45,7 @@ class CRNN(nnx.Module):
         if out_height < 1:
             raise ValueError(f"line height {height} is too small for pools {self.pools}")
         sizes = [channels, *widths]
-        self.convs = nnx.List([nnx.Conv(a, b, (3, 3), dtype=dtype, rngs=rngs)
+        self.convs = nnx.List([Conv(a, b, (3, 3), dtype=dtype, rngs=rngs)
                                for a, b in zip(sizes, sizes[1:])])
         # Normalized per column (over height and channels), unlike BatchNorm, so padding
         # columns never enter a real column's statistics.

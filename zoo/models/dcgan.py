@@ -17,6 +17,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from zoo.errors import ZooError
+from zoo.models.conv import Conv
 
 
 def _check_shape(image_shape: Sequence[int]) -> tuple[int, int, int]:
@@ -43,7 +44,7 @@ class Upsample(nnx.Module):
     depth-to-space."""
 
     def __init__(self, cin: int, cout: int, *, use_bias: bool = True, rngs: nnx.Rngs):
-        self.conv = nnx.Conv(cin, 4 * cout, (3, 3), use_bias=use_bias,
+        self.conv = Conv(cin, 4 * cout, (3, 3), use_bias=use_bias,
                              kernel_init=_icnr(nnx.initializers.lecun_normal()), rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -85,8 +86,8 @@ class Discriminator(nnx.Module):
         h, w, c = _check_shape(image_shape)
         self.num_classes = num_classes
         features = h // 4 * (w // 4) * 2 * width
-        self.conv1 = nnx.Conv(c, width, (4, 4), strides=(2, 2), rngs=rngs)
-        self.conv2 = nnx.Conv(width, 2 * width, (4, 4), strides=(2, 2), rngs=rngs)
+        self.conv1 = Conv(c, width, (4, 4), strides=(2, 2), rngs=rngs)
+        self.conv2 = Conv(width, 2 * width, (4, 4), strides=(2, 2), rngs=rngs)
         self.head = nnx.Linear(features, 1, rngs=rngs)
         self.embed = nnx.Embed(num_classes, features, rngs=rngs) if num_classes else None
 

@@ -13,7 +13,9 @@ from collections.abc import Sequence
 import jax
 from flax import nnx
 
+from zoo.errors import ZooError
 from zoo.models.activations import get_activation
+from zoo.models.conv import Conv
 from zoo.models.resnet import ResNetBackbone
 from zoo.models.unet import ConvBN, UNetDecoder
 
@@ -29,7 +31,8 @@ class CenterNet(nnx.Module):
                  stem_stride: int = 1, head_width: int = 64, activation: str = "relu",
                  rngs: nnx.Rngs):
         if not 0 <= level < len(widths):
-            raise ValueError(f"level {level} must name a backbone stage (0..{len(widths) - 1})")
+            raise ZooError(f"level {level}: the heads need a backbone stage, "
+                           f"0..{len(widths) - 1} (--set level=N)")
         act = get_activation(activation)
         self.stride = stem_stride * 2 ** level
         self.backbone = ResNetBackbone(in_channels, widths=widths, blocks=blocks,
@@ -37,11 +40,17 @@ class CenterNet(nnx.Module):
         self.decoder = UNetDecoder(widths, act, stop=level, rngs=rngs)
         self.neck = ConvBN(widths[level], head_width, act, rngs=rngs)
         bias = nnx.initializers.constant(-math.log((1 - PRIOR) / PRIOR))
-        self.heatmap = nnx.Conv(head_width, num_classes, (1, 1), bias_init=bias, rngs=rngs)
-        self.offset = nnx.Conv(head_width, 2, (1, 1), rngs=rngs)
-        self.size = nnx.Conv(head_width, 2, (1, 1), rngs=rngs)
+        self.heatmap = Conv(head_width, num_classes, (1, 1), bias_init=bias, rngs=rngs)
+        self.offset = Conv(head_width, 2, (1, 1), rngs=rngs)
+        self.size = Conv(head_width, 2, (1, 1), rngs=rngs)
 
     def __call__(self, x: jax.Array) -> dict[str, jax.Array]:
-        features = self.backbone(x)
-        y = self.neck(self.decoder(features))
+        return self.heads(self.features(x))
+
+    def features(self, x: jax.Array) -> jax.Array:
+        """The (N, h, w, head_width) map the heads read, at stride `self.stride`: models
+        built on CenterNet add heads of their own on it."""
+        return self.neck(self.decoder(self.backbone(x)))
+
+    def heads(self, y: jax.Array) -> dict[str, jax.Array]:
         return {"heatmap": self.heatmap(y), "offset": self.offset(y), "size": self.size(y)}

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from zoo.models.activations import get_activation
+from zoo.models.conv import Conv
 from zoo.models.layers import max_pool_2x2
 
 
@@ -23,8 +24,8 @@ class LeNet(nnx.Module):
                  hidden: int = 500, dtype: Any = jnp.float32, rngs: nnx.Rngs):
         h, w, c = input_shape
         self.act = get_activation(activation)
-        self.conv1 = nnx.Conv(c, filters[0], (5, 5), padding="VALID", dtype=dtype, rngs=rngs)
-        self.conv2 = nnx.Conv(filters[0], filters[1], (5, 5), padding="VALID", dtype=dtype,
+        self.conv1 = Conv(c, filters[0], (5, 5), padding="VALID", dtype=dtype, rngs=rngs)
+        self.conv2 = Conv(filters[0], filters[1], (5, 5), padding="VALID", dtype=dtype,
                               rngs=rngs)
         flat = ((h - 4) // 2 - 4) // 2 * (((w - 4) // 2 - 4) // 2) * filters[1]
         self.fc1 = nnx.Linear(flat, hidden, dtype=dtype, rngs=rngs)

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from zoo.models.activations import get_activation
+from zoo.models.conv import Conv
 from zoo.models.layers import global_avg_pool
 
 
@@ -39,13 +40,13 @@ class ResidualBlock(nnx.Module):
     def __init__(self, cin: int, cout: int, stride: int, act, *, dtype: Any = jnp.float32,
                  rngs: nnx.Rngs):
         self.act = act
-        self.conv1 = nnx.Conv(cin, cout, (3, 3), strides=stride, use_bias=False, dtype=dtype,
+        self.conv1 = Conv(cin, cout, (3, 3), strides=stride, use_bias=False, dtype=dtype,
                               rngs=rngs)
         self.bn1 = nnx.BatchNorm(cout, momentum=0.9, dtype=dtype, rngs=rngs)
-        self.conv2 = nnx.Conv(cout, cout, (3, 3), use_bias=False, dtype=dtype, rngs=rngs)
+        self.conv2 = Conv(cout, cout, (3, 3), use_bias=False, dtype=dtype, rngs=rngs)
         self.bn2 = nnx.BatchNorm(cout, momentum=0.9, scale_init=nnx.initializers.zeros,
                                  dtype=dtype, rngs=rngs)
-        self.project = (nnx.Conv(cin, cout, (1, 1), strides=stride, use_bias=False,
+        self.project = (Conv(cin, cout, (1, 1), strides=stride, use_bias=False,
                                  dtype=dtype, rngs=rngs)
                         if stride != 1 or cin != cout else None)
 
@@ -71,7 +72,7 @@ class ResNetBackbone(nnx.Module):
         act = get_activation(activation)
         self.act = act
         self.widths = tuple(widths)
-        self.stem = nnx.Conv(in_channels, widths[0], (3, 3), strides=stem_stride,
+        self.stem = Conv(in_channels, widths[0], (3, 3), strides=stem_stride,
                              use_bias=False, dtype=dtype, rngs=rngs)
         self.stem_bn = nnx.BatchNorm(widths[0], momentum=0.9, dtype=dtype, rngs=rngs)
         stages, cin = [], widths[0]

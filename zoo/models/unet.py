@@ -12,6 +12,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from zoo.models.activations import get_activation
+from zoo.models.conv import Conv
 from zoo.models.resnet import ResNetBackbone
 
 
@@ -28,7 +29,7 @@ class ConvBN(nnx.Module):
 
     def __init__(self, cin: int, cout: int, act, *, rngs: nnx.Rngs):
         self.act = act
-        self.conv = nnx.Conv(cin, cout, (3, 3), use_bias=False, rngs=rngs)
+        self.conv = Conv(cin, cout, (3, 3), use_bias=False, rngs=rngs)
         self.bn = nnx.BatchNorm(cout, momentum=0.9, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -71,7 +72,7 @@ class UNet(nnx.Module):
         self.decoder = UNetDecoder(widths, act, rngs=rngs)
         self.refine = (ConvBN(widths[0] + in_channels, widths[0], act, rngs=rngs)
                        if stem_stride > 1 else None)
-        self.head = nnx.Conv(widths[0], num_classes, (1, 1), rngs=rngs)
+        self.head = Conv(widths[0], num_classes, (1, 1), rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         features = self.encoder(x)

@@ -11,7 +11,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from zoo_tasks.detection.boxes import nms
+from zoo.models.boxes import nms
 
 ALPHA = 0.54  # Gaussian spread relative to box size (TTFNet's elliptical variant)
 MIN_SIGMA = 0.5  # cells: a centre near a cell edge makes the neighbour a near-miss, not a miss
@@ -86,7 +86,8 @@ def loss(outputs: dict[str, jax.Array], targets: dict[str, jax.Array], *, size_w
 
 def decode(outputs: dict[str, jax.Array], *, stride: int, k: int, nms_iou: float,
            class_agnostic: bool) -> dict[str, jax.Array]:
-    """The top `k` detections per image: (B, k, 4) pixel boxes, (B, k) scores and classes.
+    """The top `k` detections per image: (B, k, 4) pixel boxes, (B, k) scores, classes and
+    "cells" (the flat heatmap cell of each, where other per-cell heads are read).
 
     Peaks are cells that are the maximum of their 3x3 neighbourhood (CenterNet's
     substitute for NMS); `nms_iou` > 0 adds greedy NMS on top. Suppressed and missing
@@ -105,4 +106,4 @@ def decode(outputs: dict[str, jax.Array], *, stride: int, k: int, nms_iou: float
     if nms_iou > 0:
         suppress = functools.partial(nms, iou_threshold=nms_iou, class_agnostic=class_agnostic)
         scores = jax.vmap(suppress)(boxes, scores, classes)
-    return {"boxes": boxes, "scores": scores, "classes": classes}
+    return {"boxes": boxes, "scores": scores, "classes": classes, "cells": cell}

@@ -1,0 +1,128 @@
+"""Instance segmentation: CondInst (CenterNet plus dynamic mask heads) on the shared ResNet
+backbone; one box, class and pixel mask per object, scored by COCO mask and box AP."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import jax.numpy as jnp
+from flax import nnx
+
+from zoo.config import (EarlyStoppingConfig, NonNegativeFloat, OptimizerConfig, Positive, Range,
+                        TaskConfig, TrainConfig)
+from zoo.data.images import output_paths, to_unit_range
+from zoo.data.instance_scenes import InstanceSceneConfig
+from zoo.models import BackboneConfig, CondInst
+from zoo.task import Batch, Dataset, Task
+from zoo_tasks.instances import data, masks
+from zoo_tasks.instances.metrics import InstanceMetrics
+from zoo_tasks.instances.predict import InstancePrediction, predict_file
+
+__all__ = ["InstancePrediction", "InstancesConfig", "InstancesTask"]
+
+
+@dataclass(frozen=True)
+class InstancesConfig(TaskConfig):
+    model: str = "condinst"
+    data: str = "scenes"  # scenes | coco:ANN.json:IMAGES/
+    backbone: BackboneConfig = BackboneConfig()
+    level: int = 1  # heads run at backbone stage `level`: stride stem_stride * 2**level
+    head_width: Positive = 64  # channels of the shared head convolution
+    mask_channels: Positive = 8  # head features brought to input resolution for the mask networks
+    mask_hidden: Positive = 8  # channels between the mask networks' 1x1 convolutions
+    mask_layers: Annotated[int, Range(2)] = 3  # 1x1 convolutions per mask network
+    image_size: Positive = 128  # coco: images are letterboxed to this square side
+    max_detections: Positive = 16  # objects kept per image (top heatmap peaks)
+    nms_iou: Annotated[float, Range(0, 1)] = 0.5  # greedy box NMS over the peaks (0: peaks only)
+    class_agnostic_nms: bool = True  # false where objects of different classes overlap
+    size_weight: NonNegativeFloat = 0.1  # weight of the box-size L1 loss
+    mask_weight: NonNegativeFloat = 1.0  # weight of the masks' Dice loss
+    scenes: InstanceSceneConfig = InstanceSceneConfig()
+    train: TrainConfig = TrainConfig(epochs=8, batch_size=32, eval_batch_size=64)
+    optimizer: OptimizerConfig = OptimizerConfig(name="adam", lr=3e-3, schedule="cosine",
+                                                 warmup_epochs=0.3)
+    early_stopping: EarlyStoppingConfig = EarlyStoppingConfig(patience=4)
+
+    @classmethod
+    def smoke(cls) -> InstancesConfig:
+        return dataclasses.replace(super().smoke(), head_width=16, image_size=32,
+                                   max_detections=6, scenes=InstanceSceneConfig.smoke(),
+                                   backbone=BackboneConfig(width=8, stages=2))
+
+
+class InstancesTask(Task):
+    """Finds every object with its own mask; reports test COCO `mask_ap`, `mask_ap50`,
+    `box_ap`, `box_ap50` and per-class AP."""
+
+    name = "instances"
+    description = ("instance segmentation (CondInst: CenterNet + dynamic mask heads) of "
+                   "touching digit scenes or COCO data")
+    Config = InstancesConfig
+    models = ("condinst",)
+    datasets = data.DATASETS
+    metric = "mask_ap"
+    metric_mode = "max"
+
+    def load_data(self) -> Dataset:
+        return data.load(self.config.data, self.config.scenes, self.config.image_size)
+
+    def build_model(self, info: Mapping[str, Any], rngs: nnx.Rngs) -> nnx.Module:
+        cfg = self.config
+        return CondInst(info["input_shape"][-1], len(info["classes"]), level=cfg.level,
+                        head_width=cfg.head_width, mask_channels=cfg.mask_channels,
+                        mask_hidden=cfg.mask_hidden, mask_layers=cfg.mask_layers,
+                        **cfg.backbone.kwargs(), rngs=rngs)
+
+    def loss(self, model, batch, rng):
+        del rng
+        return self._loss(model, batch)[:2]
+
+    def eval_step(self, model, batch):
+        total, _, outputs = self._loss(model, batch, batch["mask"])
+        count = batch["mask"].sum()
+        found = self._decode(model, outputs)
+        logits = found.pop("mask_logits")
+        return {"loss": total * count, "count": count, **found,
+                "masks": (logits > 0).astype(jnp.uint8)}
+
+    def _loss(self, model, batch: Batch, image_weights=None):
+        outputs = model(to_unit_range(batch["image"]))
+        total, parts = masks.loss(model, outputs, batch, size_weight=self.config.size_weight,
+                                  mask_weight=self.config.mask_weight,
+                                  image_weights=image_weights)
+        return total, parts, outputs
+
+    def _decode(self, model, outputs):
+        cfg = self.config
+        return masks.decode(model, outputs, k=cfg.max_detections, nms_iou=cfg.nms_iou,
+                            class_agnostic=cfg.class_agnostic_nms)
+
+    def new_metrics(self, info: Mapping[str, Any]) -> InstanceMetrics:
+        return InstanceMetrics(len(info["classes"]))
+
+    @classmethod
+    def add_predict_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("inputs", nargs="+", metavar="IMAGE",
+                            help="image files (any size or mode)")
+        parser.add_argument("--out", help="PNG with every object in its own colour and a "
+                                          "legend of class and score (a directory for several "
+                                          "images)")
+        parser.add_argument("--min-score", type=float, default=0.3,
+                            help="print and draw objects scoring at least this (default 0.3)")
+
+    def predict(self, model, info, args) -> str:
+        drawings = output_paths(args.inputs, args.out, "-instances.png") if args.out else None
+        results = []
+        for i, path in enumerate(args.inputs):
+            pixels, found = predict_file(path, lambda x: self._decode(model, model(x)), info,
+                                         min_score=args.min_score)
+            results.append(found.to_json())
+            if drawings:
+                found.drawing(pixels).save(drawings[i])
+                results[-1]["drawing"] = str(drawings[i])
+        return json.dumps(results, indent=2)

@@ -1,0 +1,127 @@
+"""The convolution of zoo.models.conv: XLA's forward pass bit for bit, and a matmul
+weight gradient on the CPU that agrees with XLA's own to float32 rounding."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+from jax import lax
+
+from zoo.models import LeNet, conv
+from zoo_hardware.quantization import quantize_layers
+
+NHWC = ("NHWC", "HWIO", "NHWC")
+
+# (name, input NHWC, kernel HWIO, strides, padding, kernel dilation, groups): every
+# convolution the library builds, plus the arguments nnx.Conv can pass that it does not use.
+CASES = [
+    ("lenet 5x5 valid", (3, 12, 12, 4), (5, 5, 4, 6), (1, 1), "VALID", (1, 1), 1),
+    ("resnet 3x3 same", (2, 8, 8, 4), (3, 3, 4, 6), (1, 1), "SAME", (1, 1), 1),
+    ("resnet 3x3 stride 2, even", (2, 8, 8, 4), (3, 3, 4, 6), (2, 2), "SAME", (1, 1), 1),
+    ("resnet 3x3 stride 2, odd", (2, 9, 7, 4), (3, 3, 4, 6), (2, 2), "SAME", (1, 1), 1),
+    ("projection 1x1 stride 2", (2, 8, 8, 4), (1, 1, 4, 6), (2, 2), "SAME", (1, 1), 1),
+    ("dcgan 4x4 stride 2", (2, 8, 8, 3), (4, 4, 3, 5), (2, 2), "SAME", (1, 1), 1),
+    ("crnn 3x3 on a wide line", (2, 8, 20, 1), (3, 3, 1, 4), (1, 1), "SAME", (1, 1), 1),
+    ("explicit, uneven padding", (2, 10, 9, 4), (3, 3, 4, 6), (1, 2), ((2, 1), (0, 3)), (1, 1), 1),
+    ("negative padding crops", (2, 10, 9, 4), (3, 3, 4, 6), (1, 1), ((-1, 2), (1, -1)), (1, 1), 1),
+    ("kernel dilation 2", (2, 10, 9, 4), (3, 3, 4, 6), (1, 1), "SAME", (2, 2), 1),
+    ("two groups", (2, 8, 8, 4), (3, 3, 2, 6), (1, 1), "SAME", (1, 1), 2),
+    ("depthwise", (2, 8, 8, 4), (3, 3, 1, 4), (2, 2), "SAME", (1, 1), 4),
+]
+
+
+@pytest.fixture(autouse=True)
+def _the_cpu_path(monkeypatch):
+    """These tests check the CPU path's arithmetic, on whatever device runs them."""
+    monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
+
+
+def _inputs(x_shape, k_shape, dtype=jnp.float32):
+    rng = np.random.default_rng(0)  # numpy: eager jax.random compiles a program per shape
+    return (jnp.asarray(rng.standard_normal(x_shape), dtype),
+            jnp.asarray(rng.standard_normal(k_shape), dtype))
+
+
+def _loss(fn, strides, padding, dilation, groups):
+    """A loss whose output gradient differs everywhere, so every weight is checked."""
+    def loss(x, k):
+        y = fn(x, k, strides, padding, rhs_dilation=dilation, dimension_numbers=NHWC,
+               feature_group_count=groups).astype(jnp.float32)
+        weights = jnp.sin(jnp.arange(y.size, dtype=jnp.float32)).reshape(y.shape)
+        return jnp.sum(weights * y * y) / y.size
+    return loss
+
+
+@pytest.mark.parametrize("name,x_shape,k_shape,strides,padding,dilation,groups", CASES,
+                         ids=[c[0] for c in CASES])
+def test_forward_is_xla_bit_for_bit_and_gradients_agree(name, x_shape, k_shape, strides, padding,
+                                                        dilation, groups):
+    x, k = _inputs(x_shape, k_shape)
+    args = (strides, padding, dilation, groups)
+    loss = _loss(conv.conv_general_dilated, *args)
+    assert "bwd=_conv_backward" in str(jax.make_jaxpr(loss)(x, k))  # the CPU path is tested
+    ours = jax.jit(jax.value_and_grad(loss, (0, 1)))
+    theirs = jax.jit(jax.value_and_grad(_loss(lax.conv_general_dilated, *args), (0, 1)))
+    (value, grads), (ref_value, ref_grads) = ours(x, k), theirs(x, k)
+    assert value == ref_value  # the same forward convolution, so the same loss exactly
+    for grad, ref in zip(grads, ref_grads):
+        assert grad.shape == ref.shape and grad.dtype == ref.dtype
+        np.testing.assert_allclose(grad, ref, rtol=1e-5, atol=1e-5 * float(jnp.abs(ref).max()))
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
+def test_low_precision_gradients_are_as_close_to_float32_as_xlas(dtype):
+    """Under the --dtype policy the layer computes in bfloat16/float16: the weight
+    gradient is accumulated in float32, so it errs no more than XLA's own."""
+    args = ((2, 2), "SAME", (1, 1), 1)
+    x, k = _inputs((4, 9, 9, 8), (3, 3, 8, 16), dtype)
+
+    @jax.jit
+    def gradients(x, k):
+        exact = jax.grad(_loss(lax.conv_general_dilated, *args), (0, 1))(
+            x.astype(jnp.float32), k.astype(jnp.float32))
+        ours = jax.grad(_loss(conv.conv_general_dilated, *args), (0, 1))(x, k)
+        theirs = jax.grad(_loss(lax.conv_general_dilated, *args), (0, 1))(x, k)
+        return exact, ours, theirs
+
+    for truth, grad, ref in zip(*gradients(x, k)):
+        assert grad.dtype == ref.dtype == dtype
+        scale = float(jnp.abs(truth).max())
+        error = float(jnp.abs(grad.astype(jnp.float32) - truth).max()) / scale
+        xla_error = float(jnp.abs(ref.astype(jnp.float32) - truth).max()) / scale
+        assert error <= max(2 * xla_error, 1e-2), (error, xla_error)
+
+
+def test_the_unused_input_gradient_of_a_first_layer_is_never_computed():
+    x, k = _inputs((2, 12, 12, 1), (5, 5, 1, 8))
+    loss = _loss(conv.conv_general_dilated, (1, 1), "VALID", (1, 1), 1)
+    weight_only = jax.jit(jax.grad(loss, 1)).lower(x, k).compile().as_text()
+    both = jax.jit(jax.grad(loss, (0, 1))).lower(x, k).compile().as_text()
+    # The forward pass is a convolution; the input gradient is XLA's transposed one.
+    assert weight_only.count("convolution(") == 1 and both.count("convolution(") == 2
+
+
+def test_other_backends_get_xlas_own_gradient(monkeypatch):
+    x, k = _inputs((2, 8, 8, 4), (3, 3, 4, 6))
+    loss = _loss(conv.conv_general_dilated, (1, 1), "SAME", (1, 1), 1)
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert "custom_vjp" not in str(jax.make_jaxpr(loss)(x, k))
+
+
+def test_conv_layers_are_nnx_convs_with_the_same_parameters():
+    layer = nnx.eval_shape(lambda: conv.Conv(3, 8, (3, 3), strides=2, rngs=nnx.Rngs(0)))
+    assert type(layer) is nnx.Conv and layer.conv_general_dilated is conv.conv_general_dilated
+
+    def params(make):
+        return jax.eval_shape(lambda: nnx.state(make(3, 8, (3, 3), strides=2, rngs=nnx.Rngs(0)),
+                                                nnx.Param))
+
+    assert params(conv.Conv) == params(nnx.Conv)  # same paths, shapes, dtypes: same checkpoints
+
+
+def test_quantization_aware_training_keeps_the_fast_gradient():
+    model = nnx.eval_shape(lambda: LeNet((28, 28, 1), 10, rngs=nnx.Rngs(0)))
+    quantize_layers(model, act_bits=8, ranges={})
+    assert model.conv2.conv_general_dilated.op is conv.conv_general_dilated
+    assert model.fc1.dot_general.op is lax.dot_general

@@ -1,0 +1,129 @@
+"""A 2-D convolution whose gradient is fast on XLA's CPU backend.
+
+XLA's CPU backend runs the gradients of a convolution as convolutions too, and the
+weight gradient (a convolution whose window is the whole image) 3-10x slower than
+oneDNN's (benchmarks/README.md). `conv_general_dilated` here is a drop-in for
+`lax.conv_general_dilated`: its forward pass *is* that call, so every trained weight
+evaluates bit for bit as before, and on the CPU its backward pass (a `jax.custom_vjp`)
+is written as matmuls over shifted views of the input, one per kernel tap, which XLA
+runs well. On GPU and TPU, and for layouts it does not cover, it is the plain
+convolution with XLA's own gradient.
+
+`Conv(...)` builds an `nnx.Conv` that uses it: the same class, parameters and
+checkpoints, so every model in zoo.models builds its convolutions with it.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from jax import lax
+
+# NHWC input and output, HWIO kernel: the layout nnx.Conv passes for 2-D images.
+NHWC = lax.ConvDimensionNumbers(lhs_spec=(0, 3, 1, 2), rhs_spec=(3, 2, 0, 1), out_spec=(0, 3, 1, 2))
+
+
+class Geometry(NamedTuple):
+    """The static shape of one convolution: hashable, so it can key a `custom_vjp`."""
+
+    strides: tuple[int, int]
+    padding: tuple[tuple[int, int], tuple[int, int]]  # explicit (low, high) per spatial axis
+    dilation: tuple[int, int]  # kernel (rhs) dilation
+    groups: int
+    precision: Any
+
+
+def conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides: Sequence[int],
+                         padding: str | Sequence[tuple[int, int]],
+                         lhs_dilation: Sequence[int] | None = None,
+                         rhs_dilation: Sequence[int] | None = None,
+                         dimension_numbers: Any = None, feature_group_count: int = 1,
+                         batch_group_count: int = 1, precision: Any = None,
+                         preferred_element_type: Any = None, out_sharding: Any = None) -> jax.Array:
+    """`lax.conv_general_dilated`, with a matmul backward pass on the CPU (same arguments)."""
+    plain = functools.partial(
+        lax.conv_general_dilated, window_strides=window_strides, padding=padding,
+        lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
+        dimension_numbers=dimension_numbers, feature_group_count=feature_group_count,
+        batch_group_count=batch_group_count, precision=precision,
+        preferred_element_type=preferred_element_type, out_sharding=out_sharding)
+    if (jax.default_backend() != "cpu" or lhs.ndim != 4 or batch_group_count != 1
+            or preferred_element_type is not None or out_sharding is not None
+            or any(d != 1 for d in (lhs_dilation or (1, 1)))
+            or lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers) != NHWC):
+        return plain(lhs, rhs)
+    dilation = tuple(rhs_dilation or (1, 1))
+    window = [(k - 1) * d + 1 for k, d in zip(rhs.shape[:2], dilation)]
+    pads = (lax.padtype_to_pads(lhs.shape[1:3], window, window_strides, padding)
+            if isinstance(padding, str) else padding)
+    geometry = Geometry(tuple(window_strides), tuple(tuple(p) for p in pads), dilation,
+                        feature_group_count, precision)
+    return _conv(geometry, lhs, rhs)
+
+
+def Conv(in_features: int, out_features: int, kernel_size: int | Sequence[int],
+         strides: int | Sequence[int] = 1, **kwargs) -> nnx.Conv:
+    """`nnx.Conv(...)` whose convolution is `conv_general_dilated` above (same arguments)."""
+    return nnx.Conv(in_features, out_features, kernel_size, strides,
+                    conv_general_dilated=conv_general_dilated, **kwargs)
+
+
+def _plain(geometry: Geometry, lhs: jax.Array, rhs: jax.Array) -> jax.Array:
+    return lax.conv_general_dilated(lhs, rhs, geometry.strides, geometry.padding,
+                                    rhs_dilation=geometry.dilation, dimension_numbers=NHWC,
+                                    feature_group_count=geometry.groups,
+                                    precision=geometry.precision)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _conv(geometry: Geometry, lhs: jax.Array, rhs: jax.Array) -> jax.Array:
+    return _plain(geometry, lhs, rhs)
+
+
+def _conv_forward(geometry, lhs, rhs):
+    return _plain(geometry, lhs, rhs), (lhs, rhs)
+
+
+def _conv_backward(geometry, residuals, grad):
+    lhs, rhs = residuals
+    # XLA's own input gradient (a transposed convolution) runs as fast as the forward
+    # pass on the CPU; only its weight gradient is slow. Under jit, XLA drops the input
+    # gradient where nothing uses it (a first layer's).
+    _, input_vjp = jax.vjp(lambda x: _plain(geometry, x, rhs), lhs)
+    return input_vjp(grad)[0], weight_gradient(geometry, lhs, grad, rhs.shape).astype(rhs.dtype)
+
+
+_conv.defvjp(_conv_forward, _conv_backward)
+
+
+def weight_gradient(geometry: Geometry, lhs: jax.Array, grad: jax.Array,
+                    kernel_shape: Sequence[int]) -> jax.Array:
+    """d(loss)/d(kernel) [KH, KW, Cin/G, Cout], in float32, as one matmul per kernel row.
+
+    Row i of the kernel sees, for each of its KW taps, a strided window of the padded
+    input; the KW windows side by side ([pixels, KW * Cin]) times the output gradient
+    ([pixels, Cout]) give the row's KW * Cin * Cout weights in one matmul.
+    """
+    (top, bottom), (left, right) = geometry.padding
+    padded = lax.pad(lhs, jnp.zeros((), lhs.dtype),
+                     [(0, 0, 0), (top, bottom, 0), (left, right, 0), (0, 0, 0)])
+    n, oh, ow, cout = grad.shape
+    kh, kw, cin_group, _ = kernel_shape
+    groups, (sh, sw), (dh, dw) = geometry.groups, geometry.strides, geometry.dilation
+    g = grad.reshape(-1, groups, cout // groups)
+    rows = []
+    for i in range(kh):
+        windows = [lax.slice(padded, (0, i * dh, j * dw, 0),
+                             (n, i * dh + (oh - 1) * sh + 1, j * dw + (ow - 1) * sw + 1,
+                              padded.shape[3]), (1, sh, sw, 1))
+                   for j in range(kw)]
+        patches = jnp.stack(windows, axis=3).reshape(-1, kw, groups, cin_group)
+        row = lax.dot_general(patches, g, (((0,), (0,)), ((2,), (1,))),  # [G, KW, Cin/G, Cout/G]
+                              precision=geometry.precision, preferred_element_type=jnp.float32)
+        rows.append(jnp.transpose(row, (1, 2, 0, 3)).reshape(kw, cin_group, cout))
+    return jnp.stack(rows)
