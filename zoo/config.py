@@ -52,6 +52,8 @@ class Range:
 
 
 def _number(value: float | None) -> str:
+    if value is None:
+        return ""
     return str(value) if isinstance(value, int) else f"{value:g}"
 
 

@@ -13,7 +13,8 @@ import numpy as np
 import optax
 from flax import nnx
 
-from zoo.config import EarlyStoppingConfig, OptimizerConfig, TaskConfig, TrainConfig
+from zoo.config import (EarlyStoppingConfig, OptimizerConfig, Range, TaskConfig, TrainConfig,
+                        bounded)
 from zoo.data.image_sets import IMAGE_SETS, load_image_set
 from zoo.data.images import load_image, match_background, to_unit_range
 from zoo.models import CLASSIFIERS, create_classifier
@@ -83,7 +84,7 @@ class ClassificationTask(Task):
     @classmethod
     def add_predict_arguments(cls, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("inputs", nargs="+", metavar="IMAGE", help="image files (any size or mode)")
-        parser.add_argument("--top-k", type=int, default=1, help="classes to print per image")
+        parser.add_argument("--top-k", type=bounded(int, Range(1)), default=1, help="classes to print per image")
 
     def predict(self, model, info, args) -> str:
         h, w, c = info["input_shape"]

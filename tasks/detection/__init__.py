@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 from flax import nnx
 
-from zoo.config import EarlyStoppingConfig, OptimizerConfig, TaskConfig, TrainConfig
+from zoo.config import (EarlyStoppingConfig, OptimizerConfig, Range, TaskConfig, TrainConfig,
+                        bounded)
 from zoo.data.draw import draw_boxes
 from zoo.data.images import letterboxed_input, output_paths, to_unit_range, unletterbox
 from zoo.data.scenes import SceneConfig
@@ -99,7 +100,7 @@ class DetectionTask(Task):
                             help="image files (any size or mode)")
         parser.add_argument("--out",
                             help="PNG with the boxes drawn (a directory for several images)")
-        parser.add_argument("--min-score", type=float, default=0.3,
+        parser.add_argument("--min-score", type=bounded(float, Range(0, 1)), default=0.3,
                             help="print and draw detections scoring at least this (default 0.3)")
 
     def predict(self, model, info, args) -> str:

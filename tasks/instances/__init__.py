@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from zoo.config import (EarlyStoppingConfig, NonNegativeFloat, OptimizerConfig, Positive, Range,
-                        TaskConfig, TrainConfig)
+                        TaskConfig, TrainConfig, bounded)
 from zoo.data.images import output_paths, to_unit_range
 from zoo.data.instance_scenes import InstanceSceneConfig
 from zoo.models import BackboneConfig, CondInst
@@ -112,7 +112,7 @@ class InstancesTask(Task):
         parser.add_argument("--out", help="PNG with every object in its own colour and a "
                                           "legend of class and score (a directory for several "
                                           "images)")
-        parser.add_argument("--min-score", type=float, default=0.3,
+        parser.add_argument("--min-score", type=bounded(float, Range(0, 1)), default=0.3,
                             help="print and draw objects scoring at least this (default 0.3)")
 
     def predict(self, model, info, args) -> str:

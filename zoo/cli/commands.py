@@ -7,7 +7,7 @@ import json
 import shlex
 import sys
 
-from zoo.cli.common import (add_config_arguments, add_device, add_pretrained,
+from zoo.cli.common import (Parser, add_config_arguments, check_output, add_device, add_pretrained,
                             add_runtime_arguments, add_workdir, build_config, no_extra,
                             restored_model, start_runtime, workdir_of)
 
@@ -119,12 +119,14 @@ def _predict(args, rest) -> int:
     from zoo.registry import get_task
 
     task_cls = get_task(args.task)
-    parser = argparse.ArgumentParser(prog=f"zoo predict {args.task}",
+    parser = Parser(prog=f"zoo predict {args.task}",
                                      description=f"Predict with a trained {args.task} model.")
     task_cls.add_predict_arguments(parser)
     add_workdir(parser)
     add_pretrained(parser, "predict with published weights instead of a workdir")
     task_args = parser.parse_args(rest, namespace=argparse.Namespace(task=args.task))
+    if task_args.pretrained is None:
+        check_output(getattr(task_args, "out", None), "--out", workdir_of(task_args))
     model = restored_model(task_args, "predicts with")
     print(model.task.predict(model.inference_model(), model.info, task_args))
     return 0

@@ -1,7 +1,8 @@
 """Reading image files and image folders, with one-line errors for bad files."""
 
+import contextlib
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -27,14 +28,24 @@ def load_image(path: str | Path, size: Sequence[int] | None = None, channels: in
         raise ZooError(f"{path}: no such image file")
     if path.stat().st_size == 0:
         raise ZooError(f"{path}: empty file, not an image")
+    with opened(path) as img:
+        img = _to_8bit(img, path).convert("L" if channels == 1 else "RGB")
+        if size is not None and img.size != (size[1], size[0]):
+            img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+        array = np.asarray(img, dtype=np.uint8)
+    return array.reshape(array.shape[0], array.shape[1], channels)
+
+
+@contextlib.contextmanager
+def opened(path: Path) -> Iterator[Image.Image]:
+    """`Image.open(path)`, with every way a file can be bad as one `ZooError` naming it:
+    corrupt, truncated, or so large it looks like a decompression bomb (refused before
+    its pixels are decoded)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
-                img = _to_8bit(img, path).convert("L" if channels == 1 else "RGB")
-                if size is not None and img.size != (size[1], size[0]):
-                    img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-                array = np.asarray(img, dtype=np.uint8)
+                yield img
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ZooError(f"{path}: refused, image too large ({e}); shrink it below "
                        f"{Image.MAX_IMAGE_PIXELS:,} pixels") from None
@@ -42,7 +53,6 @@ def load_image(path: str | Path, size: Sequence[int] | None = None, channels: in
         raise ZooError(f"{path}: not a readable image (corrupt, or an unsupported format)") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ZooError(f"{path}: unreadable image ({e}); re-export or remove it") from None
-    return array.reshape(array.shape[0], array.shape[1], channels)
 
 
 def letterbox(image: np.ndarray, size: int, *, fill: int = 0,

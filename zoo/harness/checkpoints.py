@@ -116,7 +116,7 @@ class CheckpointStore:
         step = manager.latest_step() if step is None else step
         directory = self.directory(which, step) if verified else self._verified(which, step)
         with self._failure("read", which, step):
-            saved = _int_keys(manager.item_metadata(step)["state"])
+            saved = _int_keys(_saved_tree(directory / "state"))
             abstract = _abstract_target(saved, target, directory)
             try:
                 restored = manager.restore(step, args=ocp.args.Composite(
@@ -256,6 +256,15 @@ class CheckpointStore:
             raise ZooError(f"cannot {action} {what} ({_os_error(e)}); {self.kept()}: make "
                            f"{self.root} a writable folder again and rerun the same command "
                            f"to resume") from None
+
+
+def _saved_tree(directory: Path) -> Any:
+    """The tree of array metadata a checkpoint's `state` item was saved with."""
+    reader = ocp.PyTreeCheckpointHandler()
+    try:
+        return reader.metadata(directory).tree
+    finally:
+        reader.close()
 
 
 def _int_keys(tree: Any) -> Any:

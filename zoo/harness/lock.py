@@ -30,20 +30,23 @@ class WorkdirLock:
 
     A workdir this lock created is removed again on exit if nothing but the lock was
     written into it (a run refused before its first write leaves nothing behind).
+    `enabled=False` (the other processes of a multi-process run) only creates it.
 
     Raises:
       ZooError: another live process holds the lock (naming its pid and host), or the
         workdir cannot be created or locked (a file in the way, no permission).
     """
 
-    def __init__(self, workdir: Path, log=lambda message: None):
-        self.workdir, self.log = Path(workdir), log
+    def __init__(self, workdir: Path, log=lambda message: None, *, enabled: bool = True):
+        self.workdir, self.log, self.enabled = Path(workdir), log, enabled
         self.path = self.workdir / LOCK_FILE
         self._created = False
         self._lock: filelock.BaseFileLock | None = None
 
     def __enter__(self) -> WorkdirLock:
         self._created = make_workdir(self.workdir)
+        if not self.enabled:
+            return self
         previous = _holder(self.path)
         self._lock = filelock.FileLock(self.path, timeout=0, is_singleton=False,
                                        thread_local=False, on_acquired=_write_holder)
@@ -66,6 +69,7 @@ class WorkdirLock:
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  traceback: TracebackType | None) -> None:
         if self._lock is None:
+            self._remove_if_created()
             return
         try:
             self.path.write_bytes(b"")  # released cleanly: no holder to report

@@ -12,7 +12,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from zoo.data import loader
 from zoo.errors import ZooError
 from zoo.harness import reports
 from zoo.harness.checkpoints import BEST, LATEST, CheckpointStore
+from zoo.harness.lock import WorkdirLock
 from zoo.harness.faults import explained, nan_origin
 from zoo.harness.model_setup import ModelSetup
 from zoo.harness.optim import make_run_optimizer
@@ -33,10 +34,11 @@ from zoo.harness.progress import EpochProgress
 from zoo.harness.scalars import NonFiniteStep, ScalarLog
 from zoo.harness.steps import (Steps, build_steps, compile_steps, inference_view,
                                merge_train_state, split_train_state)
-from zoo.harness.workdir import check_resumable, read_run, write_run
+from zoo.harness.workdir import check_data, check_resumable, read_run, write_run
 from zoo.io.files import write_json
 from zoo.io.weights import LoadReport
 from zoo.paths import cache_dir
+from zoo.registry import plugin_code
 from zoo.task import Dataset, Task
 from zoo_hardware import compilation, distributed, placement, precision
 
@@ -75,23 +77,27 @@ def limit(arrays: Mapping[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
 
 
 def open_session(task: Task, *, device: str = "auto", mesh: str | None = None,
-                 training: bool = True, setup: ModelSetup = ModelSetup()) -> Session:
+                 training: bool = True, setup: ModelSetup = ModelSetup(),
+                 check_data: Callable[[Dataset], None] = lambda data: None) -> Session:
     """Loads data and builds, places and compiles everything a run (or an eval) needs.
 
     Args:
       mesh: the device mesh, e.g. "data=4,model=2" (default: every device on `data`).
       setup: the weights, layer edits and optimizer wrapper to build with (see
         `ModelSetup`); by default the task's own fresh model.
+      check_data: called with the data as soon as it is loaded (before building and
+        compiling): a resumed run compares the data's identity there.
     """
     compilation.enable_persistent_cache(cache_dir("jax-cache"))  # for library users too
     cfg = task.config
-    with distributed.primary_first("load data"):  # process 0 downloads, the others reuse
-        data = task.load_data()
+    with distributed.primary_first("load data"), plugin_code(task, "load_data"):
+        data = task.load_data()  # process 0 downloads, the others reuse
     for split in ("train", "val", "test"):
         data.splits[split] = limit(data.splits[split], cfg.train.max_examples)
         if data.size(split) == 0:
             raise ZooError(f"data set {cfg.data!r} has an empty {split} split; "
                            f"it needs examples in train, val and test")
+    check_data(data)
     mesh = placement.make_mesh(device, mesh)
     placement.check_batch_size(cfg.train.batch_size, mesh)
     placement.check_batch_size(cfg.train.eval_batch_size, mesh)
@@ -102,7 +108,8 @@ def open_session(task: Task, *, device: str = "auto", mesh: str | None = None,
     tx = make_run_optimizer(cfg, spe * cfg.train.epochs, spe)
     if setup.wrap_optimizer is not None:
         tx = setup.wrap_optimizer(tx)
-    model, loaded = setup.build(task, data.info, nnx.Rngs(cfg.train.seed))
+    with plugin_code(task, "build_model"):
+        model, loaded = setup.build(task, data.info, nnx.Rngs(cfg.train.seed))
     precision.check_model(model, precision.get_policy(cfg.train.dtype), task.name)
     optimizer = task.make_optimizer(model, tx)
     graphdef, state = split_train_state(model, optimizer)
@@ -183,39 +190,91 @@ def fit(task: Task, workdir: str | Path, *, device: str = "auto", mesh: str | No
     workdir = Path(workdir)
     cfg = task.config
     validate(cfg)
-    record = read_run(workdir)
-    if record is not None:
-        check_resumable(workdir, record, task.name, cfg)
     primary = distributed.is_primary()
     progress = EpochProgress(cfg.train.epochs, quiet=quiet or not primary)
-    with StopSignal() as stop:
-        session = open_session(task, device=device, mesh=mesh, setup=setup)
+    with WorkdirLock(workdir, progress.log, enabled=primary), StopSignal() as stop:
+        record = read_run(workdir)
+        changes = {} if record is None else check_resumable(workdir, record, task.name, cfg)
+        held = {}
+        session = open_session(task, device=device, mesh=mesh, setup=setup,
+                               check_data=lambda data: held.update(
+                                   data=check_data(workdir, record, data, cfg.data)))
+        _check_metric_name(session)
         progress.log(f"{task.name}: model {cfg.model}, data {cfg.data} "
                      f"({session.data.size('train')}/{session.data.size('val')}/"
                      f"{session.data.size('test')} train/val/test), "
                      f"{placement.describe(session.mesh)}, {cfg.train.dtype}; "
                      f"compiled in {session.steps.compile_seconds:.1f}s"
                      f"{_cache_note(session.steps)}")
-        workdir.mkdir(parents=True, exist_ok=True)
         store = CheckpointStore(workdir)
         with explained(store):
-            if primary:
-                write_run(workdir, task, session.data.info)
             loop = _resume(store, session, progress, last_good=last_good)
+            _continue(loop, task, changes, progress)
+            if primary:
+                write_run(workdir, task, session.data.info, held["data"], previous=record,
+                          step=loop.step, changes=changes)
             trainer = _Trainer(session, loop, progress, store, workdir, stop)
             t0 = time.perf_counter()
             try:
                 test = trainer.run()
             finally:
                 trainer.close()
-    result = {"task": task.name, "model": cfg.model, "dataset": cfg.data, "split": "test",
-              "metrics": test, "epochs": loop.epoch,
-              "train_seconds": round(sum(r["seconds"] for r in loop.history), 1),
-              "best_epoch": loop.best_epoch + 1, "wall_seconds": round(time.perf_counter() - t0, 1)}
-    if primary:
-        write_json(workdir / "metrics.json", result)
+        result = {"task": task.name, "model": cfg.model, "dataset": cfg.data, "split": "test",
+                  "metrics": test, "epochs": loop.epoch,
+                  "train_seconds": round(sum(r["seconds"] for r in loop.history), 1),
+                  "best_epoch": loop.best_epoch + 1,
+                  "wall_seconds": round(time.perf_counter() - t0, 1)}
+        if primary:
+            write_json(workdir / "metrics.json", result)
     progress.log(f"test: {_fmt(test)} -> {workdir / 'metrics.json'}")
     return result
+
+
+def _continue(loop: LoopState, task: Task, changes: Mapping[str, list],
+              progress: EpochProgress) -> None:
+    """Applies settings changed on resume to the loop state (docs/reliability.md).
+
+    More epochs reopen a run that ended by reaching its epochs (not one that early
+    stopping ended, unless its patience is raised too); another early-stopping metric
+    starts its best value afresh, so the next epoch becomes the best checkpoint.
+    """
+    if not changes:
+        return
+    es, epochs = task.config.early_stopping, task.config.train.epochs
+    old_metric = changes.get("early_stopping.metric", [es.metric])[0]
+    if (old_metric or task.metric) != (es.metric or task.metric):
+        loop.best_value, loop.bad_epochs = None, 0
+    stopped_early = bool(es.patience) and loop.bad_epochs >= es.patience
+    was_finished = loop.finished
+    loop.finished = loop.epoch >= epochs or stopped_early
+    if loop.epoch > epochs:
+        progress.log(f"note: this run already trained {loop.epoch} epochs, more than "
+                     f"--epochs {epochs}; nothing more to train")
+    elif was_finished and not loop.finished:
+        progress.log(f"continuing a finished run from epoch {loop.epoch} to {epochs}")
+    elif was_finished and stopped_early and loop.epoch < epochs:
+        progress.log(f"early stopping ended this run at epoch {loop.epoch}; raise "
+                     f"early_stopping.patience (now {es.patience}) to train on")
+    progress.log("changed on resume at step {}: {}".format(loop.step, ", ".join(
+        f"{key} {old!r} -> {new!r}" for key, (old, new) in changes.items())))
+
+
+def _check_metric_name(session: Session) -> None:
+    """Refuses an `early_stopping.metric` that validation does not report, before the
+    first epoch (one validation batch names the metrics)."""
+    task = session.task
+    name = task.config.early_stopping.metric
+    if not name or name == task.metric:
+        return
+    batch = next(loader.eval_batches(session.data.splits["val"], task.config.train.eval_batch_size))
+    metrics = task.new_metrics(session.data.info)
+    own = placement.put_batch(placement.own_rows(batch, session.mesh), session.mesh)
+    metrics.update(batch, placement.fetch([session.steps.evaluate(session.state, own)])[0])
+    names = sorted(k for k, v in metrics.compute().items() if np.isscalar(v))
+    if name not in names:
+        raise ZooError(f"early_stopping.metric {name!r} is not a validation metric of "
+                       f"{task.name!r}; choose from {', '.join(names)} "
+                       f"(--set early_stopping.metric=...)")
 
 
 def _resume(store: CheckpointStore, session: Session, progress: EpochProgress, *,

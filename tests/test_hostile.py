@@ -1,0 +1,366 @@
+"""Hostile cases, table-driven: every one exits 2 with one line and writes nothing.
+
+Each case builds its inputs in a fresh folder, hashes that folder and $ZOO_HOME, runs
+`zoo` in-process (`zoo.cli.main.main`, argparse's exits included), and checks: exit code
+2, exactly one line on stderr starting `zoo: error:`, no traceback, the expected words,
+and every file as it was (the workdir's `run.lock` may be created: the lock itself; and
+JAX's compilation cache may gain programs).
+The few cases that need a real process (a lock held by another process, a read-only
+mount) run one further down.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from zoo import registry
+from zoo.cli.main import main
+
+from helpers import EXAMPLE_PLUGIN
+
+SPIRALS = ["--set", "points=256", "--epochs", "2", "--quiet"]
+
+
+def _png(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _bomb(width: int = 30_000, height: int = 30_000) -> bytes:
+    """A tiny PNG claiming width x height pixels: a decompression bomb's header."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) +
+            chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+
+
+def tree_digest(*roots: Path) -> dict[str, str]:
+    """sha256 of every file under `roots`, apart from the expected places: a workdir's
+    lock file and JAX's compilation cache."""
+    found = {}
+    for root in roots:
+        for path in sorted(Path(root).rglob("*")) if Path(root).exists() else ():
+            if "jax-cache" in path.parts:
+                continue
+            if path.is_file() and path.name != "run.lock":
+                found[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+            elif path.is_dir():
+                found[str(path)] = "dir"
+    return found
+
+
+def run_zoo(capsys, argv: list[str]) -> tuple[int, str]:
+    """`zoo ARGV` in-process: (exit code, stderr); tasks its plugins register are
+    forgotten after."""
+    try:
+        with registry.temporary_registry():
+            code = main([str(a) for a in argv])
+    except SystemExit as e:  # argparse exits itself
+        code = e.code
+    return code, capsys.readouterr().err
+
+
+def assert_refused(capsys, tmp_path: Path, argv: list[str], expect: str) -> str:
+    home = Path(os.environ["ZOO_HOME"])
+    before = tree_digest(tmp_path, home)
+    code, err = run_zoo(capsys, argv)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("zoo: error: "), err
+    assert "Traceback" not in err and expect in lines[0], err
+    assert tree_digest(tmp_path, home) == before, "files changed"
+    return lines[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """`setup(tmp_path, trained)` writes the inputs and returns zoo's arguments."""
+
+    name: str
+    setup: Callable[[Path, Path], list]
+    expect: str
+
+    def __str__(self) -> str:
+        return self.name
+
+
+# --- config values out of range, refused before anything is loaded or written -----------
+RANGES = [
+    ("seed beyond 64 bits", ["--seed", str(2**64 + 1)], "train.seed=18446744073709551617 is out of range: it must be in [0, 4294967295]"),
+    ("seed beyond 32 bits", ["--seed", str(2**32)], "it must be in [0, 4294967295]"),
+    ("negative seed", ["--set", "train.seed=-1"], "train.seed=-1 is out of range"),
+    ("zero batch", ["--batch-size", "0"], "train.batch_size=0 is out of range: it must be >= 1"),
+    ("negative batch", ["--batch-size", "-4"], "train.batch_size=-4 is out of range"),
+    ("zero eval batch", ["--set", "train.eval_batch_size=0"], "train.eval_batch_size=0"),
+    ("zero epochs", ["--epochs", "0"], "train.epochs=0 is out of range: it must be >= 1"),
+    ("negative max_examples", ["--set", "train.max_examples=-1"], "it must be >= 0"),
+    ("zero log_every", ["--set", "train.log_every=0"], "train.log_every=0"),
+    ("negative checkpoint cadence", ["--checkpoint-every", "-5"], "train.checkpoint_every_steps=-5"),
+    ("zero max_bad_steps", ["--set", "train.max_bad_steps=0"], "train.max_bad_steps=0"),
+    ("lr nan", ["--lr", "nan"], "optimizer.lr=nan is out of range"),
+    ("lr inf", ["--set", "optimizer.lr=inf"], "optimizer.lr=inf is out of range"),
+    ("lr -inf", ["--set", "optimizer.lr=-inf"], "optimizer.lr=-inf is out of range"),
+    ("lr zero", ["--lr", "0"], "it must be > 0"),
+    ("momentum above 1", ["--set", "optimizer.momentum=1.5"], "it must be in [0, 1]"),
+    ("negative weight decay", ["--set", "optimizer.weight_decay=-0.1"], "optimizer.weight_decay=-0.1"),
+    ("clip nan", ["--set", "optimizer.grad_clip_norm=nan"], "optimizer.grad_clip_norm=nan"),
+    ("negative warmup", ["--set", "optimizer.warmup_epochs=-1"], "optimizer.warmup_epochs=-1.0"),
+    ("negative patience", ["--set", "early_stopping.patience=-2"], "early_stopping.patience=-2"),
+    ("min_delta inf", ["--set", "early_stopping.min_delta=inf"], "early_stopping.min_delta=inf"),
+    ("hidden nan (a plugin's float)", ["--set", "points=nan"], "points"),
+]
+CASES = [Case(f"range: {name}", lambda t, w, a=argv: ["run", "spirals", "--workdir", t / "w", *a],
+              expect) for name, argv, expect in RANGES]
+
+DROPOUT = [("1.0", "it must be in [0, 1)"), ("-0.1", "it must be in [0, 1)"),
+           ("nan", "dropout=nan"), ("1e309", "dropout=inf")]
+CASES += [Case(f"range: translation dropout {v}",
+               lambda t, w, v=v: ["run", "translation", "--set", f"dropout={v}", "--workdir", t / "w"],
+               expect) for v, expect in DROPOUT]
+
+# --- predict options: argparse refuses them on one line, with the range ----------------
+PREDICT = [
+    ("classification", ["--top-k", "0"], "--top-k: 0 is out of range: it must be >= 1"),
+    ("classification", ["--top-k", "-3"], "it must be >= 1"),
+    ("classification", ["--top-k", "two"], "invalid int value 'two'"),
+    ("detection", ["--min-score", "nan"], "--min-score: nan is out of range: it must be in [0, 1]"),
+    ("detection", ["--min-score", "1.5"], "it must be in [0, 1]"),
+    ("instances", ["--min-score", "inf"], "it must be in [0, 1]"),
+    ("instances", ["--min-score", "-0.1"], "it must be in [0, 1]"),
+]
+CASES += [Case(f"predict: {task} {' '.join(argv)}",
+               lambda t, w, task=task, a=argv: ["predict", task, t / "x.png", *a], expect)
+          for task, argv, expect in PREDICT]
+CASES += [Case("argparse: unknown choice",
+               lambda t, w: ["run", "spirals", "--dtype", "float8"], "invalid choice: 'float8'"),
+          Case("argparse: --epochs not a number",
+               lambda t, w: ["run", "spirals", "--epochs", "many"], "invalid int value: 'many'")]
+
+
+# --- workdirs, ZOO_HOME and outputs that cannot be used --------------------------------
+def _file(path: Path, text: str = "not a folder") -> Path:
+    path.write_text(text)
+    return path
+
+
+CASES += [
+    Case("workdir: is a file (run)", lambda t, w: ["run", "spirals", "--workdir", _file(t / "w")],
+         "is a file, not a directory"),
+    Case("workdir: below a file (run)",
+         lambda t, w: ["run", "spirals", "--workdir", _file(t / "f") / "w"], "cannot create --workdir"),
+    Case("workdir: is a file (eval)", lambda t, w: ["eval", "spirals", "--workdir", _file(t / "w")],
+         "no zoo run here"),
+    Case("workdir: empty folder (eval)",
+         lambda t, w: ["eval", "spirals", "--workdir", (t / "w").mkdir() or t / "w"], "no zoo run here"),
+    Case("workdir: another task's", lambda t, w: ["run", "classification", "--workdir", w],
+         "holds a 'spirals' run, not 'classification'"),
+    Case("compress --out inside the source workdir",
+         lambda t, w: ["compress", "spirals", "--workdir", w, "--prune", "0.5", "--out", w / "small"],
+         "is inside the source"),
+    Case("compress --out is the source workdir",
+         lambda t, w: ["compress", "spirals", "--workdir", w, "--prune", "0.5", "--out", w],
+         "is inside the source"),
+    Case("compress --out inside its checkpoints",
+         lambda t, w: ["compress", "spirals", "--workdir", w, "--prune", "0.5",
+                       "--out", w / "checkpoints" / "best"], "is inside the source"),
+    Case("compress --out below a file",
+         lambda t, w: ["compress", "spirals", "--workdir", w, "--prune", "0.5",
+                       "--out", _file(t / "f") / "out"], "is a file, not a folder"),
+    Case("publish --hub inside the workdir",
+         lambda t, w: ["publish", w, "--hub", w / "hub", "--tag", "v1"], "is inside the source"),
+    Case("publish --hub below a file",
+         lambda t, w: ["publish", w, "--hub", _file(t / "f") / "hub", "--tag", "v1"], "is a file, not a folder"),
+    Case("predict --out inside the workdir",
+         lambda t, w: ["predict", "detection", t / "x.png", "--workdir", w, "--out", w / "boxes.png"],
+         "is inside the source"),
+    Case("predict --out below a file",
+         lambda t, w: ["predict", "detection", t / "x.png", "--out", _file(t / "f") / "o.png"],
+         "is a file, not a folder"),
+]
+
+
+# --- damaged run.json -----------------------------------------------------------------
+def _damaged(content: bytes | str, command: str = "run") -> Callable:
+    def setup(t: Path, w: Path) -> list:
+        copy = shutil.copytree(w, t / "w")
+        raw = content.encode() if isinstance(content, str) else content
+        (copy / "run.json").write_bytes(raw)
+        return [command, "spirals", "--workdir", copy, *(SPIRALS if command == "run" else [])]
+    return setup
+
+
+RECORDS = [
+    ("truncated", '{"format": 2, "task": "spir', "not valid JSON"),
+    ("empty", "", "not valid JSON"),
+    ("binary", b"\xff\xfe\x00garbage", "not valid JSON"),
+    ("a list", "[1, 2]", "not a zoo run record"),
+    ("no task", '{"format": 2}', "not a zoo run record"),
+    ("task a number", '{"format": 2, "task": 7}', "not a zoo run record"),
+    ("format a string", '{"format": "2", "task": "spirals", "config": {}}', "its format '2' is not a number"),
+    ("config a list", '{"format": 2, "task": "spirals", "config": []}', "its 'config' is not an object"),
+    ("info a string", '{"format": 2, "task": "spirals", "config": {}, "info": "x"}', "its 'info' is not an object"),
+    ("data null", '{"format": 2, "task": "spirals", "config": {}, "data": null}', "its 'data' is not an object"),
+]
+CASES += [Case(f"run.json: {name} ({command})", _damaged(content, command), expect)
+          for name, content, expect in RECORDS for command in ("run", "eval")]
+
+
+# --- a resumed run with other settings or other data ----------------------------------
+def _resume(*argv: str) -> Callable:
+    def setup(t: Path, w: Path) -> list:
+        return ["run", "spirals", "--workdir", shutil.copytree(w, t / "w"), *SPIRALS, *argv]
+    return setup
+
+
+CASES += [
+    Case("resume: other seed", _resume("--seed", "3"), "different config (train.seed)"),
+    Case("resume: other batch size", _resume("--batch-size", "32"), "(train.batch_size)"),
+    Case("resume: other dtype", _resume("--dtype", "bfloat16"), "(train.dtype)"),
+    Case("resume: other width", _resume("--set", "hidden=32"), "(hidden)"),
+    Case("resume: other optimizer", _resume("--set", "optimizer.name=sgd"), "(optimizer.name)"),
+    Case("resume: other schedule", _resume("--set", "optimizer.schedule=constant"), "(optimizer.schedule)"),
+    Case("resume: early_stopping.metric unknown",
+         lambda t, w: ["run", "spirals", "--workdir", t / "fresh", *SPIRALS,
+                       "--set", "early_stopping.metric=f1"],
+         "early_stopping.metric 'f1' is not a validation metric of 'spirals'; choose from accuracy"),
+]
+
+
+# --- COCO annotation files with the wrong types ----------------------------------------
+def _coco(**change) -> dict:
+    images = [{"id": i, "file_name": f"{i}.png", "width": 32, "height": 32} for i in range(3)]
+    anns = [{"id": i, "image_id": i, "category_id": 1, "bbox": [2, 2, 10, 10], "iscrowd": 0}
+            for i in range(3)]
+    coco = {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "one"}]}
+    for key, value in change.items():
+        section, _, field = key.partition("__")
+        if field:
+            coco[section][0][field] = value
+            if value is ...:
+                del coco[section][0][field]
+        else:
+            coco[section] = value
+    return coco
+
+
+def _coco_case(coco) -> Callable:
+    def setup(t: Path, w: Path) -> list:
+        (t / "img").mkdir()
+        for i in range(3):
+            (t / "img" / f"{i}.png").write_bytes(_png(np.zeros((32, 32, 3), np.uint8)))
+        (t / "ann.json").write_text(json.dumps(coco))
+        return ["run", "detection", "--data", f"coco:{t / 'ann.json'}:{t / 'img'}",
+                "--workdir", t / "w", "--smoke"]
+    return setup
+
+
+COCO = [
+    ("string category id", _coco(categories=[{"id": "1", "name": "one"}]), "categories[0] id is '1'; it must be an integer"),
+    ("string category_id", _coco(annotations__category_id="1"), "annotations[0] category_id is '1'"),
+    ("string iscrowd", _coco(annotations__iscrowd="0"), "annotations[0] iscrowd is '0'; it must be 0 or 1"),
+    ("iscrowd 2", _coco(annotations__iscrowd=2), "it must be 0 or 1"),
+    ("bbox of 3", _coco(annotations__bbox=[1, 2, 3]), "bbox is [1, 2, 3]; it must be a list of 4 numbers"),
+    ("bbox of strings", _coco(annotations__bbox=["1", "2", "3", "4"]), "it must be a list of 4 numbers"),
+    ("bbox null", _coco(annotations__bbox=None), "bbox is None"),
+    ("bbox missing", _coco(annotations__bbox=...), "annotations[0] has no 'bbox'"),
+    ("image_id missing", _coco(annotations__image_id=...), "annotations[0] has no 'image_id'"),
+    ("file_name a number", _coco(images__file_name=3), "images[0] file_name is 3; it must be a file name"),
+    ("image id a dict", _coco(images__id={"a": 1}), "images[0] id is {'a': 1}"),
+    ("annotations null", _coco(annotations=None), "'annotations' must be a list, not NoneType"),
+    ("categories a dict", _coco(categories={"id": 1}), "'categories' must be a list, not dict"),
+    ("images of strings", _coco(images=["0.png"]), "images[0] must be an object, not str"),
+    ("top level a list", [], "not COCO format"),
+]
+CASES += [Case(f"coco: {name}", _coco_case(coco), expect) for name, coco, expect in COCO]
+
+
+# --- decompression bombs and broken files in mask folders ------------------------------
+def _masks(bad_mask: bytes | None = None, bad_image: bytes | None = None) -> Callable:
+    def setup(t: Path, w: Path) -> list:
+        for folder in ("images", "masks"):
+            (t / folder).mkdir()
+        for i in range(3):
+            (t / "images" / f"{i}.png").write_bytes(_png(np.zeros((16, 16, 3), np.uint8)))
+            (t / "masks" / f"{i}.png").write_bytes(_png(np.ones((16, 16), np.uint8)))
+        if bad_mask is not None:
+            (t / "masks" / "1.png").write_bytes(bad_mask)
+        if bad_image is not None:
+            (t / "images" / "1.png").write_bytes(bad_image)
+        return ["run", "segmentation", "--data", f"masks:{t / 'images'}:{t / 'masks'}",
+                "--workdir", t / "w", "--smoke"]
+    return setup
+
+
+CASES += [
+    Case("masks: bomb mask", _masks(bad_mask=_bomb()), "1.png: refused, image too large"),
+    Case("masks: bomb just over the limit", _masks(bad_mask=_bomb(12_000, 12_000)), "refused, image too large"),
+    Case("masks: bomb image", _masks(bad_image=_bomb()), "refused, image too large"),
+    Case("masks: truncated mask", _masks(bad_mask=_png(np.ones((16, 16), np.uint8))[:40]), "masks/1.png: not a readable image"),
+    Case("masks: empty mask", _masks(bad_mask=b""), "1.png: not a readable image"),
+]
+
+
+# --- plugins that fail -----------------------------------------------------------------
+PLUGIN_FAILURES = {
+    "sys.exit at import": ("import sys\nsys.exit(3)\n", "failed to import: it called sys.exit(3)"),
+    "exception at import": ("raise RuntimeError('boom')\n", "failed to import: RuntimeError: boom"),
+    "load_data raises": ("load_data", "raise KeyError('shard')", "failed in load_data: KeyError: 'shard'"),
+    "load_data exits": ("load_data", "raise SystemExit('bye')", "failed in load_data: it called sys.exit('bye')"),
+    "build_model raises": ("build_model", "raise ValueError('bad width')", "failed in build_model: ValueError: bad width"),
+    "build_model exits": ("build_model", "import sys; sys.exit(1)", "failed in build_model: it called sys.exit(1)"),
+}
+
+
+def _plugin(spec: tuple) -> Callable:
+    """A plugin file: `spec`'s code, or the example plugin under another name with one
+    method replaced by `spec`'s body."""
+    def setup(t: Path, w: Path) -> list:
+        if len(spec) == 2:
+            (t / "bad.py").write_text(spec[0])
+            return ["run", "bad", "--plugin", t / "bad.py", "--workdir", t / "w"]
+        method, body = spec[:2]
+        name = f"broken_{method}"
+        source = EXAMPLE_PLUGIN.read_text().replace('name = "spirals"', f"name = {name!r}")
+        (t / f"{name}.py").write_text(f"{source}\n\ndef _broken(self, *args):\n    {body}\n\n\n"
+                                      f"SpiralsTask.{method} = _broken\n")
+        return ["run", name, "--plugin", t / f"{name}.py", "--workdir", t / "w", "--smoke"]
+    return setup
+
+
+CASES += [Case(f"plugin: {name}", _plugin(spec), spec[-1]) for name, spec in PLUGIN_FAILURES.items()]
+
+
+@pytest.fixture(scope="module")
+def trained(spirals, tmp_path_factory) -> Path:
+    """A finished 2-epoch spirals run (never written to: cases copy it)."""
+    workdir = tmp_path_factory.mktemp("trained") / "w"
+    assert main(["run", "spirals", "--workdir", str(workdir), *SPIRALS]) == 0
+    return workdir
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_hostile_case(case, capsys, tmp_path, trained):
+    argv = case.setup(tmp_path, trained)
+    trained_before = tree_digest(trained)
+    assert_refused(capsys, tmp_path, argv, case.expect)
+    assert tree_digest(trained) == trained_before
+
+
+def test_there_are_enough_cases():
+    assert len(CASES) >= 80
