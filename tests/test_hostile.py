@@ -228,6 +228,11 @@ def _resume(*argv: str) -> Callable:
     return setup
 
 
+def _vanished(workdir: Path) -> list:
+    shutil.rmtree(workdir / "checkpoints")
+    return ["run", "spirals", "--workdir", workdir, *SPIRALS, "--epochs", "3"]
+
+
 CASES += [
     Case("resume: other seed", _resume("--seed", "3"), "different config (train.seed)"),
     Case("resume: other batch size", _resume("--batch-size", "32"), "(train.batch_size)"),
@@ -235,6 +240,8 @@ CASES += [
     Case("resume: other width", _resume("--set", "hidden=32"), "(hidden)"),
     Case("resume: other optimizer", _resume("--set", "optimizer.name=sgd"), "(optimizer.name)"),
     Case("resume: other schedule", _resume("--set", "optimizer.schedule=constant"), "(optimizer.schedule)"),
+    Case("resume: checkpoints vanished", lambda t, w: _vanished(shutil.copytree(w, t / "w")),
+         "holds the history of a run but no checkpoint to resume it from"),
     Case("resume: early_stopping.metric unknown",
          lambda t, w: ["run", "spirals", "--workdir", t / "fresh", *SPIRALS,
                        "--set", "early_stopping.metric=f1"],
@@ -364,3 +371,229 @@ def test_hostile_case(case, capsys, tmp_path, trained):
 
 def test_there_are_enough_cases():
     assert len(CASES) >= 80
+
+
+# --- a resumed run whose data changed (file-backed data: the fingerprint of the files) ---
+@pytest.fixture(scope="module")
+def folder_run(tmp_path_factory) -> tuple[Path, Path]:
+    """(image folder of 3 classes, a finished 1-epoch MLP run on it)."""
+    root = tmp_path_factory.mktemp("folder")
+    rng = np.random.default_rng(0)
+    for name in ("cat", "dog", "owl"):
+        (root / "images" / name).mkdir(parents=True)
+        for i in range(6):
+            (root / "images" / name / f"{i}.png").write_bytes(
+                _png(rng.integers(0, 255, (16, 16), dtype=np.uint8)))
+    workdir = root / "w"
+    assert main(["run", "classification", *FOLDER_ARGS(root / "images"), "--workdir", str(workdir)]) == 0
+    return root / "images", workdir
+
+
+def FOLDER_ARGS(images: Path) -> list[str]:
+    return ["--data", f"folder:{images}", "--model", "mlp", "--smoke", "--batch-size", "4",
+            "--quiet", "--set", "image_size=16", "--set", "channels=1"]
+
+
+def _rename_class(images: Path) -> None:
+    (images / "owl").rename(images / "emu")
+
+
+DATA_CHANGES = {
+    "class renamed": (_rename_class, "classes (added 'emu'; removed 'owl')"),
+    "class added": (lambda d: shutil.copytree(d / "owl", d / "yak"), "classes (added 'yak')"),
+    "file added": (lambda d: shutil.copy(d / "cat" / "0.png", d / "cat" / "9.png"), "train split"),
+    "file removed": (lambda d: (d / "dog" / "5.png").unlink(), "split"),
+    "file rewritten, same count": (lambda d: (d / "dog" / "5.png").write_bytes((d / "dog" / "4.png").read_bytes() + b"\0"),
+                                   "files added, removed or modified"),
+}
+
+
+@pytest.mark.parametrize("change", DATA_CHANGES)
+def test_resuming_on_changed_data_is_refused_naming_the_change(change, folder_run, capsys, tmp_path):
+    images, trained = folder_run
+    data, workdir = shutil.copytree(images, tmp_path / "images"), shutil.copytree(trained, tmp_path / "w")
+    # the copy is the same data by its fingerprint only if mtimes are kept (copytree keeps them)
+    edit, expect = DATA_CHANGES[change]
+    edit(data)
+    record = json.loads((trained / "run.json").read_text())
+    record["config"]["data"] = f"folder:{data}"  # the copy is where the data now lives
+    (workdir / "run.json").write_text(json.dumps(record))
+    line = assert_refused(capsys, tmp_path, ["run", "classification", *FOLDER_ARGS(data),
+                                             "--workdir", workdir], expect)
+    assert "was trained on other data" in line
+
+
+def test_the_same_data_resumes(folder_run, capsys, tmp_path):
+    images, trained = folder_run
+    workdir = shutil.copytree(trained, tmp_path / "w")
+    assert main(["run", "classification", *FOLDER_ARGS(images), "--workdir", str(workdir)]) == 0
+    record = json.loads((workdir / "run.json").read_text())
+    assert record["data"] == json.loads((trained / "run.json").read_text())["data"]
+    assert record["data"]["fingerprint"].startswith("files:")
+
+
+# --- one writer per workdir --------------------------------------------------------------
+HOLD_LOCK = """
+import filelock, json, os, socket, sys, time
+lock = filelock.FileLock(sys.argv[1], timeout=0)
+lock.acquire()
+with open(sys.argv[1], "w") as f:
+    json.dump({"pid": os.getpid(), "host": socket.gethostname(), "since": "now"}, f)
+print("locked", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_second_writer_is_refused_naming_the_holder(trained, capsys, tmp_path):
+    workdir = shutil.copytree(trained, tmp_path / "w")
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(workdir / "run.lock")],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        line = assert_refused(capsys, tmp_path, ["run", "spirals", "--workdir", workdir,
+                                                 *SPIRALS, "--epochs", "3"],
+                              f"is in use by another zoo run (pid {holder.pid} on ")
+        assert "wait for it to finish, or use another --workdir" in line
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_the_lock_of_a_killed_run_is_recovered(trained, capsys, tmp_path):
+    """A SIGKILLed holder's flock dies with it; its record names it as recovered."""
+    workdir = shutil.copytree(trained, tmp_path / "w")
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(workdir / "run.lock")],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    holder.kill()
+    holder.wait()
+    assert main(["run", "spirals", "--workdir", str(workdir), "--set", "points=256",
+                 "--epochs", "2"]) == 0
+    err = capsys.readouterr().err
+    assert f"recovered the lock of a run that ended without releasing it (pid {holder.pid}" in err
+    assert (workdir / "run.lock").read_text() == ""  # released cleanly
+
+
+# --- storage failures: one line and exit 2 within seconds, never a hang -------------------
+def test_checkpoints_folder_replaced_by_a_file_mid_run(spirals, trained, capsys, tmp_path, monkeypatch):
+    """The checkpoint folder vanishes during a run and a file takes its place: the next
+    save fails at once with one line."""
+    workdir = shutil.copytree(trained, tmp_path / "w")
+
+    def vanish(self, *args):
+        shutil.rmtree(workdir / "checkpoints")
+        (workdir / "checkpoints").write_text("in the way")
+
+    monkeypatch.setattr(spirals, "on_epoch_end", vanish)
+    code, err = run_zoo(capsys, ["run", "spirals", "--workdir", workdir, *SPIRALS, "--epochs", "4"])
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert "cannot save checkpoint" in lines[0] and "no intact checkpoint is left" in lines[0], err
+
+
+def test_a_checkpoints_folder_that_is_a_file_is_one_line(trained, capsys, tmp_path):
+    workdir = shutil.copytree(trained, tmp_path / "w")
+    shutil.rmtree(workdir / "checkpoints" / "latest")
+    (workdir / "checkpoints" / "latest").write_text("not a folder")
+    assert_refused(capsys, tmp_path, ["run", "spirals", "--workdir", workdir, *SPIRALS, "--epochs", "3"],
+                   "cannot open checkpoints/latest")
+
+
+def test_a_full_disk_names_the_checkpoint_that_is_intact(trained, capsys, tmp_path, monkeypatch):
+    """tensorstore's full-disk error at the first save of a resumed run: the message names
+    the newest checkpoint that verifies, which is the one from before the failure."""
+    import orbax.checkpoint as ocp
+
+    from zoo.harness.manifest import verify
+
+    workdir = shutil.copytree(trained, tmp_path / "w")
+    intact = max(int(p.name) for p in (workdir / "checkpoints" / "latest").iterdir())
+
+    def full(self, step, *args, **kwargs):
+        raise ValueError("Error writing local file: No space left on device [os_error_code='28']")
+
+    monkeypatch.setattr(ocp.CheckpointManager, "save", full)
+    code, err = run_zoo(capsys, ["run", "spirals", "--workdir", workdir, *SPIRALS, "--epochs", "3"])
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert f"disk full while saving checkpoint latest/{intact + intact // 2}" in lines[0], err
+    assert f"checkpoint latest/{intact} is intact" in lines[0], err
+    verify(workdir / "checkpoints" / "latest" / str(intact))
+
+
+READ_ONLY_RUN = """
+set -e
+mount --bind "$1/checkpoints" "$1/checkpoints"
+mount -o remount,bind,ro "$1/checkpoints"
+shift
+exec "$@"
+"""
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare (util-linux)")
+def test_a_read_only_checkpoints_folder_ends_in_seconds(trained, tmp_path):
+    """A real read-only mount (a user+mount namespace: chmod does not stop root): the
+    resumed run's first save fails; before, orbax's thread slept forever."""
+    workdir = shutil.copytree(trained, tmp_path / "w")
+    probe = subprocess.run(["unshare", "-rm", "true"], capture_output=True)
+    if probe.returncode:
+        pytest.skip("user namespaces are not allowed here")
+    result = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", READ_ONLY_RUN, "sh", str(workdir), sys.executable, "-m",
+         "zoo.cli.main", "run", "spirals", "--plugin", str(EXAMPLE_PLUGIN), "--workdir",
+         str(workdir), *SPIRALS, "--epochs", "3"], capture_output=True, text=True, timeout=120)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "Read-only file system" in lines[0] and "checkpoint latest/8 is intact" in lines[0]
+
+
+# --- readers while a run writes --------------------------------------------------------------
+def test_eval_retries_when_the_run_cleans_up_the_best_checkpoint(trained, capsys, tmp_path, monkeypatch):
+    """`zoo eval` races a run: the best checkpoint it is reading is replaced by a newer
+    one and deleted (the run's clean-up); the reader retries with the new one."""
+    from zoo.harness import checkpoints
+
+    workdir = shutil.copytree(trained, tmp_path / "w")
+    best = workdir / "checkpoints" / "best"
+    real_verify, calls = checkpoints.verify, []
+
+    def racing_verify(directory):
+        calls.append(directory)
+        if len(calls) == 1:  # the run saves best/99 and cleans up the one being read
+            shutil.copytree(directory, best / "99")
+            shutil.rmtree(directory)
+        return real_verify(directory)
+
+    monkeypatch.setattr(checkpoints, "verify", racing_verify)
+    assert main(["eval", "spirals", "--workdir", str(workdir), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["accuracy"] > 0.5
+    assert [p.name for p in calls] == [calls[0].name, "99"]
+
+
+# --- settings that leave the past as it was may change on resume ---------------------------
+def test_a_finished_run_continues_with_more_epochs_and_new_settings(trained, capsys, tmp_path):
+    """Keras' initial_epoch: 2 epochs done, --epochs 3 trains one more; the learning rate,
+    clipping and patience change from step 8 on, recorded in run.json's settings."""
+    workdir = shutil.copytree(trained, tmp_path / "w")
+    before = json.loads((trained / "run.json").read_text())
+    assert main(["run", "spirals", "--workdir", str(workdir), *SPIRALS[:-1], "--epochs", "3",
+                 "--lr", "0.005", "--set", "optimizer.grad_clip_norm=1",
+                 "--set", "early_stopping.patience=7"]) == 0
+    err = capsys.readouterr().err
+    assert "continuing a finished run from epoch 2 to 3" in err
+    record = json.loads((workdir / "run.json").read_text())
+    assert record["created"] == before["created"] and record["data"] == before["data"]
+    assert record["settings"] == [{"step": 8, "at": record["settings"][0]["at"], "changed": {
+        "early_stopping.patience": [5, 7], "optimizer.grad_clip_norm": [0.0, 1.0],
+        "optimizer.lr": [0.01, 0.005], "train.epochs": [2, 3]}}]
+    history = [json.loads(line) for line in (workdir / "history.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in history] == [1, 2, 3] and history[-1]["step"] == 12
+    assert json.loads((workdir / "metrics.json").read_text())["epochs"] == 3
+
+
+def test_an_unchanged_resume_of_a_finished_run_only_tests(trained, capsys, tmp_path):
+    workdir = shutil.copytree(trained, tmp_path / "w")
+    assert main(["run", "spirals", "--workdir", str(workdir), *SPIRALS]) == 0
+    record = json.loads((workdir / "run.json").read_text())
+    assert record["settings"] == [] and record == json.loads((trained / "run.json").read_text())
+    assert (workdir / "history.jsonl").read_text() == (trained / "history.jsonl").read_text()

@@ -56,6 +56,9 @@ class CheckpointStore:
                               BEST: self._manager(BEST, max_to_keep=1)}
 
     def _manager(self, which: str, max_to_keep: int) -> ocp.CheckpointManager:
+        for folder in (self.root, self.root / which):
+            if folder.exists() and not folder.is_dir():
+                raise NotADirectoryError(errno.ENOTDIR, "not a folder", str(folder))
         seal = functools.partial(self._seal, which)
         # In a multi-process run the managers sync processes with barriers named by step;
         # the prefix keeps `latest` and `best` saving the same step from sharing a name.

@@ -206,6 +206,7 @@ def fit(task: Task, workdir: str | Path, *, device: str = "auto", mesh: str | No
                      f"{placement.describe(session.mesh)}, {cfg.train.dtype}; "
                      f"compiled in {session.steps.compile_seconds:.1f}s"
                      f"{_cache_note(session.steps)}")
+        _check_checkpoints_left(workdir)
         store = CheckpointStore(workdir)
         with explained(store):
             loop = _resume(store, session, progress, last_good=last_good)
@@ -257,6 +258,15 @@ def _continue(loop: LoopState, task: Task, changes: Mapping[str, list],
                      f"early_stopping.patience (now {es.patience}) to train on")
     progress.log("changed on resume at step {}: {}".format(loop.step, ", ".join(
         f"{key} {old!r} -> {new!r}" for key, (old, new) in changes.items())))
+
+
+def _check_checkpoints_left(workdir: Path) -> None:
+    """Refuses a workdir whose run trained epochs (its history says so) but whose
+    checkpoints are gone: starting afresh would silently rewrite its record."""
+    saved = any(p.name.isdigit() for p in (workdir / "checkpoints").glob("*/*"))
+    if (workdir / "history.jsonl").exists() and not saved:
+        raise ZooError(f"{workdir} holds the history of a run but no checkpoint to resume it "
+                       f"from; restore its checkpoints/ folder, or use a new --workdir")
 
 
 def _check_metric_name(session: Session) -> None:
