@@ -597,3 +597,34 @@ def test_an_unchanged_resume_of_a_finished_run_only_tests(trained, capsys, tmp_p
     record = json.loads((workdir / "run.json").read_text())
     assert record["settings"] == [] and record == json.loads((trained / "run.json").read_text())
     assert (workdir / "history.jsonl").read_text() == (trained / "history.jsonl").read_text()
+
+
+@pytest.mark.parametrize("done, bad, patience, epochs, finished", [
+    (2, 0, 5, 3, False),  # reached its epochs: more epochs reopen it
+    (2, 0, 5, 2, True),   # the same epochs: still finished
+    (3, 2, 2, 5, True),   # early stopping ended it: more epochs alone do not reopen it
+    (3, 2, 4, 5, False),  # ... a larger patience does
+])
+def test_more_epochs_reopen_a_run_unless_early_stopping_ended_it(spirals, done, bad, patience,
+                                                                  epochs, finished):
+    from zoo.config import apply_overrides
+    from zoo.harness.progress import EpochProgress
+    from zoo.harness.trainer import LoopState, _continue
+
+    task = spirals(apply_overrides(spirals.Config(), [f"train.epochs={epochs}",
+                                                      f"early_stopping.patience={patience}"]))
+    loop = LoopState(step=done * 4, epoch=done, best_value=0.9, bad_epochs=bad, finished=True)
+    _continue(loop, task, {"train.epochs": [done, epochs]}, EpochProgress(epochs, quiet=True))
+    assert loop.finished is finished and loop.best_value == 0.9
+
+
+def test_another_early_stopping_metric_starts_its_best_afresh(spirals):
+    from zoo.config import apply_overrides
+    from zoo.harness.progress import EpochProgress
+    from zoo.harness.trainer import LoopState, _continue
+
+    task = spirals(apply_overrides(spirals.Config(), ["early_stopping.metric=loss",
+                                                      "train.epochs=2"]))
+    loop = LoopState(step=8, epoch=2, best_value=0.9, bad_epochs=1)
+    _continue(loop, task, {"early_stopping.metric": ["", "loss"]}, EpochProgress(2, quiet=True))
+    assert loop.best_value is None and loop.bad_epochs == 0 and loop.finished
