@@ -182,6 +182,11 @@ CASES += [
     Case("compress --out below a file",
          lambda t, w: ["compress", "spirals", "--workdir", w, "--prune", "0.5",
                        "--out", _file(t / "f") / "out"], "is a file, not a folder"),
+    Case("compress --out is a file",
+         lambda t, w: ["compress", "spirals", "--workdir", w, "--prune", "0.5",
+                       "--out", _file(t / "out")], "is a file, not a folder"),
+    Case("publish --hub is a file",
+         lambda t, w: ["publish", w, "--hub", _file(t / "hub"), "--tag", "v1"], "is a file, not a folder"),
     Case("publish --hub inside the workdir",
          lambda t, w: ["publish", w, "--hub", w / "hub", "--tag", "v1"], "is inside the source"),
     Case("publish --hub below a file",
@@ -371,6 +376,13 @@ def test_hostile_case(case, capsys, tmp_path, trained):
 
 def test_there_are_enough_cases():
     assert len(CASES) >= 80
+
+
+def test_a_zoo_home_that_is_a_file_is_one_line(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("ZOO_HOME", str(_file(tmp_path / "home")))
+    line = assert_refused(capsys, tmp_path, ["run", "spirals", "--workdir", tmp_path / "w"],
+                          "cannot create zoo's cache folder")
+    assert "set ZOO_HOME to a writable folder" in line
 
 
 # --- a resumed run whose data changed (file-backed data: the fingerprint of the files) ---

@@ -44,9 +44,11 @@ def workdir_of(args: argparse.Namespace) -> Path:
     return args.workdir or Path("runs") / args.task
 
 
-def check_output(path: Path | str | None, option: str, *sources: Path | str | None) -> None:
+def check_output(path: Path | str | None, option: str, *sources: Path | str | None,
+                 folder: bool = False) -> None:
     """Refuses an output path that would land inside an input: inside (or at) a source
-    workdir or checkpoint folder, or below an existing file.
+    workdir or checkpoint folder, or below an existing file; with `folder`, also an
+    existing file where the output folder goes.
 
     Raises:
       ZooError: naming the option, the path and what it is inside of.
@@ -54,6 +56,8 @@ def check_output(path: Path | str | None, option: str, *sources: Path | str | No
     if path is None:
         return
     out = Path(path).expanduser().absolute()
+    if folder and out.exists() and not out.is_dir():
+        raise ZooError(f"{option} {path} is a file, not a folder; choose another path")
     for parent in out.parents:
         if parent.exists():
             if not parent.is_dir():

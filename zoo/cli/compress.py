@@ -59,7 +59,8 @@ def _compress(args, rest) -> int:
     plan = Plan(prune=args.prune, scope=args.prune_scope, scheme=scheme,
                 finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr)
     out = args.out or workdir_of(args).with_name(workdir_of(args).name + "-compressed")
-    check_output(out, "--out", None if args.pretrained is not None else workdir_of(args))
+    check_output(out, "--out", None if args.pretrained is not None else workdir_of(args),
+                 folder=True)
     source = restored_model(args, "compresses")
     report = compress(source, out, plan, device=args.device,
                       log=lambda m: console().print(m, markup=False, highlight=False))

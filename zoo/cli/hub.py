@@ -83,7 +83,7 @@ def _publish(args, rest) -> int:
     no_extra(rest)
     if not args.workdir.is_dir():
         raise ZooError(f"{args.workdir}: no such run directory")
-    check_output(args.hub, "--hub", args.workdir)
+    check_output(args.hub, "--hub", args.workdir, folder=True)
     card = publish(restore.from_workdir(args.workdir), args.hub, args.tag, mirrors=args.mirror,
                    license=args.license, source=args.source, force=args.force)
     values = ", ".join(f"{k}={v:.4f}" for k, v in card.metrics["values"].items())

@@ -48,19 +48,23 @@ class WorkdirLock:
         if not self.enabled:
             return self
         previous = _holder(self.path)
-        self._lock = filelock.FileLock(self.path, timeout=0, is_singleton=False,
-                                       thread_local=False, on_acquired=_write_holder)
+        self._lock = filelock.FileLock(self.path, timeout=0, thread_local=False)
         try:
             self._lock.acquire()
         except filelock.Timeout:
             self._lock = None
-            raise ZooError(f"{self.workdir} is in use by another zoo run ({_describe(_holder(self.path))});"
-                           f" wait for it to finish, or use another --workdir") from None
+            raise ZooError(f"{self.workdir} is in use by another zoo run "
+                           f"({_describe(_holder(self.path))}); wait for it to finish, or use "
+                           f"another --workdir") from None
         except OSError as e:
             self._lock = None
             self._remove_if_created()
             raise ZooError(f"cannot lock {self.path}: {e.strerror or e}; "
                            f"use a --workdir on a local, writable file system") from None
+        try:
+            _write_holder(self.path)
+        except OSError:
+            pass  # the lock holds without its record: a refused run says "holder unknown"
         if previous and previous.get("pid") != os.getpid():
             self.log(f"recovered the lock of a run that ended without releasing it "
                      f"({_describe(previous)})")
@@ -108,12 +112,12 @@ def make_workdir(workdir: Path) -> bool:
     return True
 
 
-def _write_holder(fd: int) -> None:
-    """filelock's on_acquired: this process's record, into the lock file it just locked."""
+def _write_holder(path: Path) -> None:
+    """This process's record, into the lock file it has just locked (flock is advisory:
+    a second descriptor may write while the lock's own holds the lock)."""
     record = {"pid": os.getpid(), "host": socket.gethostname(),
               "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, json.dumps(record).encode(), 0)
+    path.write_text(json.dumps(record))
 
 
 def _holder(path: Path) -> dict:

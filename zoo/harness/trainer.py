@@ -25,8 +25,8 @@ from zoo.data import loader
 from zoo.errors import ZooError
 from zoo.harness import reports
 from zoo.harness.checkpoints import BEST, LATEST, CheckpointStore
-from zoo.harness.lock import WorkdirLock
 from zoo.harness.faults import explained, nan_origin
+from zoo.harness.lock import WorkdirLock
 from zoo.harness.model_setup import ModelSetup
 from zoo.harness.optim import make_run_optimizer
 from zoo.harness.preemption import Preempted, StopSignal
