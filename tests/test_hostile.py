@@ -238,6 +238,12 @@ def _vanished(workdir: Path) -> list:
     return ["run", "spirals", "--workdir", workdir, *SPIRALS, "--epochs", "3"]
 
 
+def _best_a_file(workdir: Path) -> list:
+    shutil.rmtree(workdir / "checkpoints" / "best")
+    (workdir / "checkpoints" / "best").write_text("in the way")
+    return ["eval", "spirals", "--workdir", workdir]
+
+
 CASES += [
     Case("resume: other seed", _resume("--seed", "3"), "different config (train.seed)"),
     Case("resume: other batch size", _resume("--batch-size", "32"), "(train.batch_size)"),
@@ -247,6 +253,8 @@ CASES += [
     Case("resume: other schedule", _resume("--set", "optimizer.schedule=constant"), "(optimizer.schedule)"),
     Case("resume: checkpoints vanished", lambda t, w: _vanished(shutil.copytree(w, t / "w")),
          "holds the history of a run but no checkpoint to resume it from"),
+    Case("eval: checkpoints/best is a file", lambda t, w: _best_a_file(shutil.copytree(w, t / "w")),
+         "cannot open checkpoints/best (not a folder:"),
     Case("resume: early_stopping.metric unknown",
          lambda t, w: ["run", "spirals", "--workdir", t / "fresh", *SPIRALS,
                        "--set", "early_stopping.metric=f1"],
@@ -378,7 +386,7 @@ def test_there_are_enough_cases():
     assert len(CASES) >= 80
 
 
-def test_a_zoo_home_that_is_a_file_is_one_line(capsys, tmp_path, monkeypatch):
+def test_a_zoo_home_that_is_a_file_is_one_line(spirals, capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("ZOO_HOME", str(_file(tmp_path / "home")))
     line = assert_refused(capsys, tmp_path, ["run", "spirals", "--workdir", tmp_path / "w"],
                           "cannot create zoo's cache folder")

@@ -51,9 +51,15 @@ class CheckpointStore:
         self.root = Path(workdir).absolute() / "checkpoints"
         self.writable = writable
         self._saving: dict[str, int] = {}  # manager -> step of its save in flight
-        with self._failure("open", LATEST):
-            self._managers = {LATEST: self._manager(LATEST, max_to_keep=2),
-                              BEST: self._manager(BEST, max_to_keep=1)}
+        self._managers: dict[str, ocp.CheckpointManager] = {}
+        try:
+            for which, keep in ((LATEST, 2), (BEST, 1)):
+                with self._failure("open", which):
+                    self._managers[which] = self._manager(which, max_to_keep=keep)
+        except ZooError:
+            for manager in self._managers.values():
+                manager.close()
+            raise
 
     def _manager(self, which: str, max_to_keep: int) -> ocp.CheckpointManager:
         for folder in (self.root, self.root / which):
