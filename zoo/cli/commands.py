@@ -125,8 +125,10 @@ def _predict(args, rest) -> int:
     add_workdir(parser)
     add_pretrained(parser, "predict with published weights instead of a workdir")
     task_args = parser.parse_args(rest, namespace=argparse.Namespace(task=args.task))
-    if task_args.pretrained is None:
-        check_output(getattr(task_args, "out", None), "--out", workdir_of(task_args))
+    for name, value in vars(task_args).items():  # --out, --mask-out, ...: never into the model
+        if name == "out" or name.endswith("_out"):
+            check_output(value, f"--{name.replace('_', '-')}",
+                         workdir_of(task_args) if task_args.pretrained is None else None)
     model = restored_model(task_args, "predicts with")
     print(model.task.predict(model.inference_model(), model.info, task_args))
     return 0
