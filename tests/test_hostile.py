@@ -631,23 +631,23 @@ def test_an_unchanged_resume_of_a_finished_run_only_tests(trained, capsys, tmp_p
 def test_more_epochs_reopen_a_run_unless_early_stopping_ended_it(spirals, done, bad, patience,
                                                                   epochs, finished):
     from zoo.config import apply_overrides
-    from zoo.harness.progress import EpochProgress
-    from zoo.harness.trainer import LoopState, _continue
+    from zoo.harness.trainer import LoopState
+    from zoo.harness.workdir import apply_changes
 
     task = spirals(apply_overrides(spirals.Config(), [f"train.epochs={epochs}",
                                                       f"early_stopping.patience={patience}"]))
     loop = LoopState(step=done * 4, epoch=done, best_value=0.9, bad_epochs=bad, finished=True)
-    _continue(loop, task, {"train.epochs": [done, epochs]}, EpochProgress(epochs, quiet=True))
+    apply_changes(loop, task, {"train.epochs": [done, epochs]}, lambda message: None)
     assert loop.finished is finished and loop.best_value == 0.9
 
 
 def test_another_early_stopping_metric_starts_its_best_afresh(spirals):
     from zoo.config import apply_overrides
-    from zoo.harness.progress import EpochProgress
-    from zoo.harness.trainer import LoopState, _continue
+    from zoo.harness.trainer import LoopState
+    from zoo.harness.workdir import apply_changes
 
     task = spirals(apply_overrides(spirals.Config(), ["early_stopping.metric=loss",
                                                       "train.epochs=2"]))
     loop = LoopState(step=8, epoch=2, best_value=0.9, bad_epochs=1)
-    _continue(loop, task, {"early_stopping.metric": ["", "loss"]}, EpochProgress(2, quiet=True))
+    apply_changes(loop, task, {"early_stopping.metric": ["", "loss"]}, lambda message: None)
     assert loop.best_value is None and loop.bad_epochs == 0 and loop.finished

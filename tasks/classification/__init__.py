@@ -84,7 +84,8 @@ class ClassificationTask(Task):
     @classmethod
     def add_predict_arguments(cls, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("inputs", nargs="+", metavar="IMAGE", help="image files (any size or mode)")
-        parser.add_argument("--top-k", type=bounded(int, Range(1)), default=1, help="classes to print per image")
+        parser.add_argument("--top-k", type=bounded(int, Range(1)), default=1,
+                            help="classes to print per image")
 
     def predict(self, model, info, args) -> str:
         h, w, c = info["input_shape"]

@@ -205,7 +205,8 @@ class CheckpointStore:
         name = f"{damage.directory.parent.name}-{damage.directory.name}"
         target = self.root / DAMAGED / name
         if distributed.is_primary():
-            with self._failure("move aside", damage.directory.parent.name, int(damage.directory.name)):
+            which, step = damage.directory.parent.name, int(damage.directory.name)
+            with self._failure("move aside", which, step):
                 target.parent.mkdir(exist_ok=True)
                 if target.exists():
                     target = target.with_name(f"{target.name}-{time.time_ns()}")

@@ -34,7 +34,8 @@ from zoo.harness.progress import EpochProgress
 from zoo.harness.scalars import NonFiniteStep, ScalarLog
 from zoo.harness.steps import (Steps, build_steps, compile_steps, inference_view,
                                merge_train_state, split_train_state)
-from zoo.harness.workdir import check_data, check_resumable, read_run, write_run
+from zoo.harness.workdir import (apply_changes, check_checkpoints_left, check_data,
+                                 check_resumable, read_run, write_run)
 from zoo.io.files import write_json
 from zoo.io.weights import LoadReport
 from zoo.paths import cache_dir
@@ -206,11 +207,11 @@ def fit(task: Task, workdir: str | Path, *, device: str = "auto", mesh: str | No
                      f"{placement.describe(session.mesh)}, {cfg.train.dtype}; "
                      f"compiled in {session.steps.compile_seconds:.1f}s"
                      f"{_cache_note(session.steps)}")
-        _check_checkpoints_left(workdir)
+        check_checkpoints_left(workdir)
         store = CheckpointStore(workdir)
         with explained(store):
             loop = _resume(store, session, progress, last_good=last_good)
-            _continue(loop, task, changes, progress)
+            apply_changes(loop, task, changes, progress.log)
             if primary:
                 write_run(workdir, task, session.data.info, held["data"], previous=record,
                           step=loop.step, changes=changes)
@@ -229,44 +230,6 @@ def fit(task: Task, workdir: str | Path, *, device: str = "auto", mesh: str | No
             write_json(workdir / "metrics.json", result)
     progress.log(f"test: {_fmt(test)} -> {workdir / 'metrics.json'}")
     return result
-
-
-def _continue(loop: LoopState, task: Task, changes: Mapping[str, list],
-              progress: EpochProgress) -> None:
-    """Applies settings changed on resume to the loop state (docs/reliability.md).
-
-    More epochs reopen a run that ended by reaching its epochs (not one that early
-    stopping ended, unless its patience is raised too); another early-stopping metric
-    starts its best value afresh, so the next epoch becomes the best checkpoint.
-    """
-    if not changes:
-        return
-    es, epochs = task.config.early_stopping, task.config.train.epochs
-    old_metric = changes.get("early_stopping.metric", [es.metric])[0]
-    if (old_metric or task.metric) != (es.metric or task.metric):
-        loop.best_value, loop.bad_epochs = None, 0
-    stopped_early = bool(es.patience) and loop.bad_epochs >= es.patience
-    was_finished = loop.finished
-    loop.finished = loop.epoch >= epochs or stopped_early
-    if loop.epoch > epochs:
-        progress.log(f"note: this run already trained {loop.epoch} epochs, more than "
-                     f"--epochs {epochs}; nothing more to train")
-    elif was_finished and not loop.finished:
-        progress.log(f"continuing a finished run from epoch {loop.epoch} to {epochs}")
-    elif was_finished and stopped_early and loop.epoch < epochs:
-        progress.log(f"early stopping ended this run at epoch {loop.epoch}; raise "
-                     f"early_stopping.patience (now {es.patience}) to train on")
-    progress.log("changed on resume at step {}: {}".format(loop.step, ", ".join(
-        f"{key} {old!r} -> {new!r}" for key, (old, new) in changes.items())))
-
-
-def _check_checkpoints_left(workdir: Path) -> None:
-    """Refuses a workdir whose run trained epochs (its history says so) but whose
-    checkpoints are gone: starting afresh would silently rewrite its record."""
-    saved = any(p.name.isdigit() for p in (workdir / "checkpoints").glob("*/*"))
-    if (workdir / "history.jsonl").exists() and not saved:
-        raise ZooError(f"{workdir} holds the history of a run but no checkpoint to resume it "
-                       f"from; restore its checkpoints/ folder, or use a new --workdir")
 
 
 def _check_metric_name(session: Session) -> None:

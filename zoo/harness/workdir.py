@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -110,9 +111,48 @@ def check_data(workdir: Path, record: dict[str, Any], data: Dataset, spec: str) 
     return current
 
 
-def write_run(workdir: Path, task: Task, info: dict[str, Any], data: dict[str, Any] | None = None, *,
-              previous: dict[str, Any] | None = None, step: int = 0,
-              changes: dict[str, list] | None = None) -> None:
+def check_checkpoints_left(workdir: Path) -> None:
+    """Refuses a workdir whose run trained epochs (its history says so) but whose
+    checkpoints are gone: starting afresh would silently rewrite its record."""
+    saved = any(p.name.isdigit() for p in (workdir / "checkpoints").glob("*/*"))
+    if (workdir / "history.jsonl").exists() and not saved:
+        raise ZooError(f"{workdir} holds the history of a run but no checkpoint to resume it "
+                       f"from; restore its checkpoints/ folder, or use a new --workdir")
+
+
+def apply_changes(loop: Any, task: Task, changes: Mapping[str, list],
+                  log: Callable[[str], None]) -> None:
+    """Applies settings changed on resume to the loop state (`trainer.LoopState`; see
+    docs/reliability.md).
+
+    More epochs reopen a run that ended by reaching its epochs (not one that early
+    stopping ended, unless its patience is raised too); another early-stopping metric
+    starts its best value afresh, so the next epoch becomes the best checkpoint.
+    """
+    if not changes:
+        return
+    es, epochs = task.config.early_stopping, task.config.train.epochs
+    old_metric = changes.get("early_stopping.metric", [es.metric])[0]
+    if (old_metric or task.metric) != (es.metric or task.metric):
+        loop.best_value, loop.bad_epochs = None, 0
+    stopped_early = bool(es.patience) and loop.bad_epochs >= es.patience
+    was_finished = loop.finished
+    loop.finished = loop.epoch >= epochs or stopped_early
+    if loop.epoch > epochs:
+        log(f"note: this run already trained {loop.epoch} epochs, more than "
+            f"--epochs {epochs}; nothing more to train")
+    elif was_finished and not loop.finished:
+        log(f"continuing a finished run from epoch {loop.epoch} to {epochs}")
+    elif was_finished and stopped_early and loop.epoch < epochs:
+        log(f"early stopping ended this run at epoch {loop.epoch}; raise "
+            f"early_stopping.patience (now {es.patience}) to train on")
+    log("changed on resume at step {}: {}".format(loop.step, ", ".join(
+        f"{key} {old!r} -> {new!r}" for key, (old, new) in changes.items())))
+
+
+def write_run(workdir: Path, task: Task, info: dict[str, Any],
+              data: dict[str, Any] | None = None, *, previous: dict[str, Any] | None = None,
+              step: int = 0, changes: dict[str, list] | None = None) -> None:
     """Writes run.json: the task, its config and plugin, the data set's facts and
     identity, versions, and the history of settings changed on resume.
 
