@@ -27,30 +27,62 @@ class Range:
     """Inclusive bounds of a numeric field, attached with `Annotated[int, Range(1)]`.
 
     `validate` checks every such field of a config tree in one pass, so a value out of
-    range is one line naming the key, not a crash deep inside a run.
+    range is one line naming the key, not a crash deep inside a run. Command-line
+    options take the same bounds through `bounded`: this is the one place for them.
     """
 
     low: float | None = None
     high: float | None = None
     exclusive_low: bool = False  # `low` itself is out of range (a learning rate > 0)
+    exclusive_high: bool = False  # `high` itself is out of range (a dropout rate < 1)
 
     def describe(self) -> str:
-        above = f"> {self.low:g}" if self.exclusive_low else f">= {self.low:g}"
+        low, high = _number(self.low), _number(self.high)
         if self.high is None:
-            return above
+            return f"> {low}" if self.exclusive_low else f">= {low}"
         if self.low is None:
-            return f"<= {self.high:g}"
-        return f"in {'(' if self.exclusive_low else '['}{self.low:g}, {self.high:g}]"
+            return f"< {high}" if self.exclusive_high else f"<= {high}"
+        return (f"in {'(' if self.exclusive_low else '['}{low}, "
+                f"{high}{')' if self.exclusive_high else ']'}")
 
     def contains(self, value: float) -> bool:
+        if isinstance(value, float) and not math.isfinite(value):
+            return False
         above = self.low is None or value > self.low or (value == self.low and not self.exclusive_low)
-        return math.isfinite(value) and above and (self.high is None or value <= self.high)
+        below = self.high is None or value < self.high or (value == self.high and not self.exclusive_high)
+        return above and below
+
+
+def _number(value: float | None) -> str:
+    if value is None:
+        return ""
+    return str(value) if isinstance(value, int) else f"{value:g}"
+
+
+def bounded(kind: type, bound: Range):
+    """An argparse `type=` that parses `kind` and refuses values outside `bound`."""
+    import argparse
+
+    def parse(raw: str):
+        try:
+            value = kind(raw)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid {kind.__name__} value {raw!r}") from None
+        if not bound.contains(value):
+            raise argparse.ArgumentTypeError(f"{raw} is out of range: it must be {bound.describe()}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
 
 
 Positive = Annotated[int, Range(1)]
 NonNegative = Annotated[int, Range(0)]
 NonNegativeFloat = Annotated[float, Range(0)]
 PositiveFloat = Annotated[float, Range(0, exclusive_low=True)]
+Fraction = Annotated[float, Range(0, 1)]
+Rate = Annotated[float, Range(0, 1, exclusive_high=True)]  # a probability that must leave something
+Seed = Annotated[int, Range(0, 2**32 - 1)]  # jax.random.key and numpy take 32-bit seeds exactly
 
 
 @dataclass(frozen=True)
@@ -61,7 +93,7 @@ class OptimizerConfig:
     lr: PositiveFloat = 1e-3  # peak learning rate
     schedule: ScheduleName = "cosine"
     warmup_epochs: NonNegativeFloat = 0.0
-    momentum: Annotated[float, Range(0, 1)] = 0.9  # SGD momentum; Adam's b1 (GANs use 0.5)
+    momentum: Fraction = 0.9  # SGD momentum; Adam's b1 (GANs use 0.5)
     weight_decay: NonNegativeFloat = 0.0
     grad_clip_norm: NonNegativeFloat = 0.0  # 0 disables clipping
     backbone_lr_scale: Annotated[float, Range(0, 1)] = 1.0  # lr multiplier of the model's `backbone` (0: frozen)
@@ -83,7 +115,7 @@ class TrainConfig:
     epochs: Positive = 10
     batch_size: Positive = 128  # global: the same on any number of devices
     eval_batch_size: Positive = 256
-    seed: NonNegative = 0
+    seed: Seed = 0
     log_every: Positive = 50  # steps between progress/TensorBoard updates
     max_examples: NonNegative = 0  # caps every split (0: all); smoke configs use it to keep tests quick
     dtype: DtypeName = "float32"  # compute dtype; parameters and optimizer state stay float32
@@ -132,7 +164,8 @@ def from_dict(cls: type, data: dict[str, Any]) -> Any:
 
 def validate(config: Any, prefix: str = "", *,
              fix: Callable[[str], str] = lambda key: f"--set {key}=...") -> None:
-    """Checks every `Range`-annotated field of a config tree.
+    """Checks every field of a config tree: `Range` bounds (on tuple items too), and
+    that no float is NaN or infinite, bounded or not.
 
     Args:
       fix: how the user sets a key, for the message.
@@ -146,10 +179,12 @@ def validate(config: Any, prefix: str = "", *,
         if dataclasses.is_dataclass(value):
             validate(value, key + ".", fix=fix)
             continue
-        for bound in getattr(hints[f.name], "__metadata__", ()):
-            if isinstance(bound, Range) and value is not None and not bound.contains(value):
-                raise ZooError(f"{key}={value} is out of range: it must be {bound.describe()} "
-                               f"({fix(key)})")
+        annotation = hints[f.name]
+        if isinstance(value, tuple) and typing.get_origin(_base(annotation)) is tuple:
+            annotation = typing.get_args(_base(annotation))[0]
+        for item in value if isinstance(value, tuple) else (value,):
+            if item is not None:
+                _check_value(key, item, annotation, fix)
 
 
 def replace_fields(options: Any, values: Mapping[str, Any], *, command_line: bool) -> Any:
@@ -173,6 +208,20 @@ def replace_fields(options: Any, values: Mapping[str, Any], *, command_line: boo
     options = dataclasses.replace(options, **values)
     validate(options, fix=lambda key: f"{name(key)} ..." if command_line else f"{key}=...")
     return options
+
+
+def _check_value(key: str, value: Any, annotation: Any, fix: Callable[[str], str]) -> None:
+    for bound in getattr(annotation, "__metadata__", ()):
+        if isinstance(bound, Range) and not bound.contains(value):
+            raise ZooError(f"{key}={value} is out of range: it must be {bound.describe()} "
+                           f"({fix(key)})")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ZooError(f"{key}={value} is out of range: it must be a finite number ({fix(key)})")
+
+
+def _base(annotation: Any) -> Any:
+    """`Annotated[T, ...]` -> T."""
+    return typing.get_args(annotation)[0] if typing.get_origin(annotation) is Annotated else annotation
 
 
 def fields_table(config: Any, prefix: str = "") -> list[tuple[str, str, str, str]]:

@@ -7,7 +7,7 @@ from PIL import Image
 
 from zoo.data import scenes
 from zoo.data.draw import IGNORE
-from zoo.data.images import IMAGE_SUFFIXES, image_info, letterbox, load_image
+from zoo.data.images import IMAGE_SUFFIXES, image_info, letterbox, load_image, opened
 from zoo.data.loader import holdout_sizes, split_indices
 from zoo.errors import ZooError, unknown
 from zoo.task import Dataset
@@ -88,13 +88,10 @@ def read_mask(path: Path, image_path: Path) -> np.ndarray:
     """The (H, W) class indices of a palette or grey PNG, checked against its image's size."""
     if not path.is_file():
         raise ZooError(f"{image_path}: no mask {path} (masks are PNGs named like their image)")
-    try:
-        with Image.open(path) as img:
-            mode, mask = img.mode, np.asarray(img)
-        with Image.open(image_path) as img:
-            image_size = img.size
-    except OSError as e:
-        raise ZooError(f"{path}: unreadable ({e})") from None
+    with opened(image_path) as img:
+        image_size = img.size
+    with opened(path) as img:
+        mode, mask = img.mode, np.asarray(img)
     if mode not in INDEX_MODES:
         raise ZooError(f"{path}: mode {mode} is not a class-index mask; save class indices as "
                        f"a palette (P) or greyscale (L) PNG, not colours")

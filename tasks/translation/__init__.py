@@ -14,7 +14,7 @@ import sacrebleu
 from flax import nnx
 
 from zoo.batching import Prepared
-from zoo.config import EarlyStoppingConfig, OptimizerConfig, Positive, TaskConfig, TrainConfig
+from zoo.config import EarlyStoppingConfig, OptimizerConfig, Positive, Rate, TaskConfig, TrainConfig
 from zoo.data.text import BOS_ID, EOS_ID, Vocabulary, detokenize
 from zoo.errors import ZooError
 from zoo.models.search import beam_search
@@ -31,7 +31,7 @@ class TranslationConfig(TaskConfig):
     embed: int = 64  # token embedding size
     hidden: int = 128  # decoder LSTM units (the encoder has hidden/2 per direction)
     layers: int = 1  # encoder BiLSTM layers
-    dropout: float = 0.0  # on embeddings (try 0.2-0.3 on small real corpora)
+    dropout: Rate = 0.0  # on embeddings (try 0.2-0.3 on small real corpora)
     max_len: int = 50  # tokens per sentence; longer ones are truncated
     vocab_size: int = 16000  # most frequent training tokens kept per language
     subwords: int = 0  # >0: sentencepiece pieces per language (pip install 'zoo[subwords]')

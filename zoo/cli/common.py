@@ -17,6 +17,14 @@ from rich.console import Console
 from zoo.errors import ZooError, unknown
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with zoo's error convention: one line on stderr, exit code 2
+    (argparse's own prints the usage first; `--help` still shows it)."""
+
+    def error(self, message: str):
+        self.exit(2, f"zoo: error: {self.prog}: {message} (see --help)\n")
+
+
 def console() -> Console:
     """A rich console; wide when piped, so names are never cut in logs or tests."""
     return Console() if sys.stdout.isatty() else Console(width=200)
@@ -35,6 +43,33 @@ def add_workdir(parser: argparse.ArgumentParser) -> None:
 
 def workdir_of(args: argparse.Namespace) -> Path:
     return args.workdir or Path("runs") / args.task
+
+
+def check_output(path: Path | str | None, option: str, *sources: Path | str | None,
+                 folder: bool = False) -> None:
+    """Refuses an output path that would land inside an input: inside (or at) a source
+    workdir or checkpoint folder, or below an existing file; with `folder`, also an
+    existing file where the output folder goes.
+
+    Raises:
+      ZooError: naming the option, the path and what it is inside of.
+    """
+    if path is None:
+        return
+    out = Path(path).expanduser().absolute()
+    if folder and out.exists() and not out.is_dir():
+        raise ZooError(f"{option} {path} is a file, not a folder; choose another path")
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ZooError(f"{option} {path}: {parent} is a file, not a folder; "
+                               f"choose another path")
+            break
+    for source in filter(None, sources):
+        source = Path(source).expanduser().absolute()
+        if out == source or source in out.parents:
+            raise ZooError(f"{option} {path} is inside the source {source}, which it "
+                           f"would overwrite; choose a path outside it")
 
 
 def add_allow_unverified(parser: argparse.ArgumentParser) -> None:

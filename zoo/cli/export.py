@@ -6,8 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from zoo.cli.common import (add_option_flags, add_pretrained, add_workdir, options_from_flags,
-                            restored_model)
+from zoo.cli.common import (Parser, add_option_flags, add_pretrained, add_workdir,
+                            check_output, options_from_flags, restored_model, workdir_of)
+from zoo.config import Range, bounded
 
 EXAMPLES = """examples:
   zoo export classification --pretrained --format stablehlo --out lenet-hlo
@@ -29,7 +30,7 @@ def task_parser(task_cls) -> argparse.ArgumentParser:
     from zoo.export import RUNTIMES
     from zoo.task import COMPILED
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog=f"zoo export {task_cls.name}", epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Write the model with its weights for another runtime: stablehlo "
@@ -39,7 +40,7 @@ def task_parser(task_cls) -> argparse.ArgumentParser:
                     "README.md beside it say how to feed it.")
     parser.add_argument("--format", required=True, choices=RUNTIMES, dest="runtime")
     parser.add_argument("--out", type=Path, required=True, help="directory to write")
-    parser.add_argument("--batch", type=int, default=0,
+    parser.add_argument("--batch", type=bounded(int, Range(0)), default=0,
                         help="a fixed batch size (default: any size for stablehlo, 1 for onnx)")
     add_option_flags(parser, task_cls.PredictOptions, only=lambda f: f.metadata.get(COMPILED))
     add_workdir(parser)
@@ -57,6 +58,8 @@ def _export(args, rest) -> int:
     task_cls = get_task(args.task)
     task_args = task_parser(task_cls).parse_args(rest, namespace=argparse.Namespace(task=args.task))
     options = options_from_flags(task_cls.PredictOptions, task_args)
+    check_output(task_args.out, "--out",
+                 workdir_of(task_args) if task_args.pretrained is None else None, folder=True)
     predictor = from_restored(restored_model(task_args, "exports"))
     print(f"exporting {predictor.source} as {task_args.runtime}...", file=sys.stderr)
     record = export(predictor, task_args.out, task_args.runtime, options=options,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from zoo.cli.common import add_allow_unverified, console, no_extra
+from zoo.cli.common import add_allow_unverified, check_output, console, no_extra
 from zoo.errors import ZooError
 
 
@@ -145,6 +145,7 @@ def _publish(args, rest) -> int:
     no_extra(rest)
     if not args.workdir.is_dir():
         raise ZooError(f"{args.workdir}: no such run directory")
+    check_output(args.hub, "--hub", args.workdir, folder=True)
     card = publish(restore.from_workdir(args.workdir), args.hub, args.tag, mirrors=args.mirror,
                    license=args.license, source=args.source, force=args.force)
     values = ", ".join(f"{k}={v:.4f}" for k, v in card.metrics["values"].items())

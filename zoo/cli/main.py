@@ -9,6 +9,7 @@ import argparse
 import sys
 
 from zoo.cli import catalog, commands, compress, export, hardware, hub, predict, serve
+from zoo.cli.common import Parser
 from zoo.errors import ZooError
 from zoo_hardware import allocator
 
@@ -29,11 +30,11 @@ EPILOG = """examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument("--plugin", action="append", default=[], metavar="FILE.py",
                         help="import a Python file that registers tasks (repeatable)")
     common.add_argument("--debug", action="store_true", help="show tracebacks for errors")
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="zoo", description="A plugin-based deep-learning task zoo on JAX.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter, parents=[common])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

@@ -12,8 +12,8 @@ import argparse
 import json
 from pathlib import Path
 
-from zoo.cli.common import (add_option_flags, add_pretrained, add_workdir, flag,
-                            options_from_flags, restored_model)
+from zoo.cli.common import (Parser, add_option_flags, add_pretrained, add_workdir,
+                            check_output, flag, options_from_flags, restored_model, workdir_of)
 
 
 def add_commands(sub, common: argparse.ArgumentParser) -> None:
@@ -27,8 +27,8 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
 
 def task_parser(task_cls) -> argparse.ArgumentParser:
     """`zoo predict TASK`'s arguments: inputs, the task's options, its result files."""
-    parser = argparse.ArgumentParser(prog=f"zoo predict {task_cls.name}",
-                                     description=f"Predict with a trained {task_cls.name} model.")
+    parser = Parser(prog=f"zoo predict {task_cls.name}",
+                    description=f"Predict with a trained {task_cls.name} model.")
     if task_cls.inputs:
         parser.add_argument("inputs", nargs="+", metavar=task_cls.inputs,
                             help=f"{task_cls.inputs.lower().replace('_', ' ')}s to predict on")
@@ -51,6 +51,9 @@ def _predict(args, rest) -> int:
     task_cls = get_task(args.task)
     task_args = task_parser(task_cls).parse_args(rest, namespace=argparse.Namespace(task=args.task))
     options = options_from_flags(task_cls.PredictOptions, task_args)
+    source = workdir_of(task_args) if task_args.pretrained is None else None
+    for name in (task_cls.Result.files if task_cls.Result is not None else {}):
+        check_output(getattr(task_args, f"file_{name}"), flag(name), source)  # never into the model
     predictor = from_restored(restored_model(task_args, "predicts with"))
     inputs = list(task_args.inputs) if task_cls.inputs else []
     results = predictor.predict(inputs, options)

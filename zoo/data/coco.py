@@ -115,14 +115,57 @@ def read_json(path: Path) -> dict:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ZooError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(coco, dict):
-        raise ZooError(f"{path}: not COCO format, expected an object with images, "
-                       f"annotations and categories")
+        raise ZooError(f"{path}: not COCO format, a JSON object with images, annotations "
+                       f"and categories")
     missing = [k for k in ("images", "annotations", "categories") if k not in coco]
     if missing:
         raise ZooError(f"{path}: not COCO format, missing {', '.join(missing)}")
+    for section, fields in SCHEMA.items():
+        _check_section(coco[section], section, fields, path)
     if not coco["categories"]:
         raise ZooError(f"{path}: no categories")
     return coco
+
+
+def _integer(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# The fields zoo reads, with what each must be: (test, description, required).
+SCHEMA = {
+    "categories": {"id": (_integer, "an integer", True),
+                   "name": (lambda v: isinstance(v, str), "a string", False)},
+    "images": {"id": (_integer, "an integer", True),
+               "file_name": (lambda v: isinstance(v, str) and v != "", "a file name", True)},
+    "annotations": {
+        "image_id": (_integer, "an integer", True),
+        "category_id": (_integer, "an integer", True),
+        "bbox": (lambda v: isinstance(v, list) and len(v) == 4 and all(map(_number, v)),
+                 "a list of 4 numbers [x, y, width, height]", True),
+        "iscrowd": (lambda v: v in (0, 1) and not isinstance(v, (str, float)), "0 or 1", False)},
+}
+
+
+def _check_section(items, section: str, fields: dict, path: Path) -> None:
+    """Every entry of `section` is an object whose fields have the types zoo reads."""
+    if not isinstance(items, list):
+        raise ZooError(f"{path}: {section!r} must be a list, not {type(items).__name__}")
+    for n, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise ZooError(f"{path}: {section}[{n}] must be an object, not "
+                           f"{type(item).__name__}")
+        for name, (valid, description, required) in fields.items():
+            if name not in item:
+                if required:
+                    raise ZooError(f"{path}: {section}[{n}] has no {name!r}; it needs "
+                                   f"{description}")
+            elif not valid(item[name]):
+                raise ZooError(f"{path}: {section}[{n}] {name} is {item[name]!r}; it must be "
+                               f"{description}")
 
 
 def checked_boxes(anns: list, shape: tuple, ann_path: Path, file_name: str) -> np.ndarray:

@@ -1,8 +1,9 @@
 """Reading image files and image folders, with one-line errors for bad files."""
 
+import contextlib
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
@@ -79,11 +80,20 @@ def load_image(path: str | Path, size: Sequence[int] | None = None, channels: in
         raise ZooError(f"{path}: no such image file")
     if path.stat().st_size == 0:
         raise ZooError(f"{path}: empty file, not an image")
+    with opened(path) as img:
+        return _pixels(img, size, channels, path, preprocess)
+
+
+@contextlib.contextmanager
+def opened(path: Path) -> Iterator[Image.Image]:
+    """`Image.open(path)`, with every way a file can be bad as one `ZooError` naming it:
+    corrupt, truncated, or so large it looks like a decompression bomb (refused before
+    its pixels are decoded)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
-                array = _pixels(img, size, channels, path, preprocess)
+                yield img
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ZooError(f"{path}: refused, image too large ({e}); shrink it below "
                        f"{Image.MAX_IMAGE_PIXELS:,} pixels") from None
@@ -91,7 +101,6 @@ def load_image(path: str | Path, size: Sequence[int] | None = None, channels: in
         raise ZooError(f"{path}: not a readable image (corrupt, or an unsupported format)") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ZooError(f"{path}: unreadable image ({e}); re-export or remove it") from None
-    return array
 
 
 def as_image(item, channels: int = 3, size: Sequence[int] | None = None,
@@ -131,20 +140,6 @@ def _pixels(img: Image.Image, size: Sequence[int] | None, channels: int,
         img = preprocess.resize(img, size)
     array = np.asarray(img, dtype=np.uint8)
     return array.reshape(array.shape[0], array.shape[1], channels)
-
-
-def load_centre_square(path: str | Path, size: int, crop: float = 1.0) -> np.ndarray:
-    """An RGB image's centre square, `crop` times its shorter side, resized to size x size.
-
-    Aligned face photos (CelebA 178x218, LFW 250x250) keep their face in the centre, so
-    this is how face models read files; `load_image`'s errors apply.
-    """
-    image = load_image(path, None, 3)
-    h, w, _ = image.shape
-    side = max(1, round(min(h, w) * crop))
-    top, left = (h - side) // 2, (w - side) // 2
-    square = Image.fromarray(image[top:top + side, left:left + side])
-    return np.asarray(square.resize((size, size), Image.Resampling.BILINEAR), np.uint8)
 
 
 def letterbox(image: np.ndarray, size: int, *, fill: int = 0,

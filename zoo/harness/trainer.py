@@ -12,7 +12,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from zoo.harness import reports
 from zoo.harness.callbacks import Callback
 from zoo.harness.checkpoints import BEST, LATEST, CheckpointStore
 from zoo.harness.faults import explained, nan_origin
+from zoo.harness.lock import WorkdirLock
 from zoo.harness.model_setup import ModelSetup
 from zoo.harness.optim import hold_frozen_backbone, make_run_optimizer
 from zoo.harness.preemption import Preempted, StopSignal
@@ -34,10 +35,12 @@ from zoo.harness.progress import EpochProgress
 from zoo.harness.scalars import NonFiniteStep, ScalarLog
 from zoo.harness.steps import (Steps, build_steps, compile_steps, inference_view,
                                merge_train_state, split_train_state)
-from zoo.harness.workdir import check_resumable, read_run, write_run
+from zoo.harness.workdir import (apply_changes, check_checkpoints_left, check_data,
+                                 check_resumable, read_run, write_run)
 from zoo.io.files import write_json
 from zoo.io.weights import LoadReport
 from zoo.paths import cache_dir
+from zoo.registry import plugin_code
 from zoo.task import Dataset, Metrics, Task
 from zoo_hardware import compilation, distributed, placement, precision
 
@@ -77,7 +80,8 @@ def limit(arrays: Mapping[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
 
 def open_session(task: Task, *, device: str = "auto", mesh: str | None = None,
                  training: bool = True, setup: ModelSetup = ModelSetup(),
-                 data: Dataset | None = None) -> Session:
+                 data: Dataset | None = None,
+                 check_data: Callable[[Dataset], None] = lambda data: None) -> Session:
     """Loads data and builds, places and compiles everything a run (or an eval) needs.
 
     Args:
@@ -86,17 +90,20 @@ def open_session(task: Task, *, device: str = "auto", mesh: str | None = None,
         `ModelSetup`); by default the task's own fresh model.
       data: the data set, if not `task.load_data()` (e.g. a card's, read from the
         user's copy: `zoo.hub.card_data`).
+      check_data: called with the data as soon as it is loaded (before building and
+        compiling): a resumed run compares the data's identity there.
     """
     compilation.enable_persistent_cache(cache_dir("jax-cache"))  # for library users too
     cfg = task.config
     if data is None:
-        with distributed.primary_first("load data"):  # process 0 downloads, the others reuse
-            data = task.load_data()
+        with distributed.primary_first("load data"), plugin_code(task, "load_data"):
+            data = task.load_data()  # process 0 downloads, the others reuse
     for split in ("train", "val", "test"):
         data.splits[split] = limit(data.splits[split], cfg.train.max_examples)
         if data.size(split) == 0:
             raise ZooError(f"data set {cfg.data!r} has an empty {split} split; "
                            f"it needs examples in train, val and test")
+    check_data(data)
     mesh = placement.make_mesh(device, mesh)
     placement.check_batch_size(cfg.train.batch_size, mesh)
     placement.check_batch_size(cfg.train.eval_batch_size, mesh)
@@ -107,7 +114,8 @@ def open_session(task: Task, *, device: str = "auto", mesh: str | None = None,
     tx = make_run_optimizer(cfg, spe * cfg.train.epochs, spe)
     if setup.wrap_optimizer is not None:
         tx = setup.wrap_optimizer(tx)
-    model, loaded = setup.build(task, data.info, nnx.Rngs(cfg.train.seed))
+    with plugin_code(task, "build_model"):
+        model, loaded = setup.build(task, data.info, nnx.Rngs(cfg.train.seed))
     precision.check_model(model, precision.get_policy(cfg.train.dtype), task.name)
     optimizer = task.make_optimizer(model, tx)
     hold_frozen_backbone(model, cfg.optimizer)
@@ -195,39 +203,63 @@ def fit(task: Task, workdir: str | Path, *, device: str = "auto", mesh: str | No
     workdir = Path(workdir)
     cfg = task.config
     validate(cfg)
-    record = read_run(workdir)
-    if record is not None:
-        check_resumable(workdir, record, task.name, cfg)
     primary = distributed.is_primary()
     progress = EpochProgress(cfg.train.epochs, quiet=quiet or not primary)
-    with StopSignal() as stop:
-        session = open_session(task, device=device, mesh=mesh, setup=setup)
+    with WorkdirLock(workdir, progress.log, enabled=primary), StopSignal() as stop:
+        record = read_run(workdir)
+        changes = {} if record is None else check_resumable(workdir, record, task.name, cfg)
+        held = {}
+        session = open_session(task, device=device, mesh=mesh, setup=setup,
+                               check_data=lambda data: held.update(
+                                   data=check_data(workdir, record, data, cfg.data)))
+        _check_metric_name(session)
         progress.log(f"{task.name}: model {cfg.model}, data {cfg.data} "
                      f"({session.data.size('train')}/{session.data.size('val')}/"
                      f"{session.data.size('test')} train/val/test), "
                      f"{placement.describe(session.mesh)}, {cfg.train.dtype}; "
                      f"compiled in {session.steps.compile_seconds:.1f}s"
                      f"{_cache_note(session.steps)}")
-        workdir.mkdir(parents=True, exist_ok=True)
+        check_checkpoints_left(workdir)
         store = CheckpointStore(workdir)
         with explained(store):
-            if primary:
-                write_run(workdir, task, session.data.info)
             loop = _resume(store, session, progress, last_good=last_good)
+            apply_changes(loop, task, changes, progress.log)
+            if primary:
+                write_run(workdir, task, session.data.info, held["data"], previous=record,
+                          step=loop.step, changes=changes)
             trainer = _Trainer(session, loop, progress, store, workdir, stop, callbacks)
             t0 = time.perf_counter()
             try:
                 test = trainer.run()
             finally:
                 trainer.close()
-    result = {"task": task.name, "model": cfg.model, "dataset": cfg.data, "split": "test",
-              "metrics": test, "epochs": loop.epoch,
-              "train_seconds": round(sum(r["seconds"] for r in loop.history), 1),
-              "best_epoch": loop.best_epoch + 1, "wall_seconds": round(time.perf_counter() - t0, 1)}
-    if primary:
-        write_json(workdir / "metrics.json", result)
+        result = {"task": task.name, "model": cfg.model, "dataset": cfg.data, "split": "test",
+                  "metrics": test, "epochs": loop.epoch,
+                  "train_seconds": round(sum(r["seconds"] for r in loop.history), 1),
+                  "best_epoch": loop.best_epoch + 1,
+                  "wall_seconds": round(time.perf_counter() - t0, 1)}
+        if primary:
+            write_json(workdir / "metrics.json", result)
     progress.log(f"test: {_fmt(test)} -> {workdir / 'metrics.json'}")
     return result
+
+
+def _check_metric_name(session: Session) -> None:
+    """Refuses an `early_stopping.metric` that validation does not report, before the
+    first epoch (one validation batch names the metrics)."""
+    task = session.task
+    name = task.config.early_stopping.metric
+    if not name or name == task.metric:
+        return
+    batch = next(loader.eval_batches(session.data.splits["val"], task.config.train.eval_batch_size))
+    metrics = task.new_metrics(session.data.info)
+    own = placement.put_batch(placement.own_rows(batch, session.mesh), session.mesh)
+    metrics.update(batch, placement.fetch([session.steps.evaluate(session.state, own)])[0])
+    names = sorted(k for k, v in metrics.compute().items() if np.isscalar(v))
+    if name not in names:
+        raise ZooError(f"early_stopping.metric {name!r} is not a validation metric of "
+                       f"{task.name!r}; choose from {', '.join(names)} "
+                       f"(--set early_stopping.metric=...)")
 
 
 def _resume(store: CheckpointStore, session: Session, progress: EpochProgress, *,
