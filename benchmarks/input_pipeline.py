@@ -156,7 +156,7 @@ def train_wait(root: Path, workers: int, steps: int, workdir: Path) -> tuple[str
            str(workers), "--workdir", str(workdir)]
     done = subprocess.run(cmd, capture_output=True, text=True, check=True)
     wait = next(line for line in (done.stdout + done.stderr).splitlines() if "waited" in line)
-    facts = json.loads((workdir / "run.json").read_text())["data"]
+    facts = json.loads((workdir / "run.json").read_text())["reading"]
     return wait.split(": ", 1)[1], facts["peak_rss_bytes"]
 
 

@@ -212,9 +212,9 @@ def test_predict_draws_boxes_and_prints_json(trained, tmp_path):
     Image.fromarray(image).convert("RGB").save(tmp_path / "scene.jpg", quality=95)
     result = zoo_cli("predict", "detection", str(tmp_path / "scene.jpg"), "--workdir",
                      str(trained), "--out", str(tmp_path / "boxes.png"), "--min-score", "0.2",
-                     check=True)
+                     "--json", check=True)
     (found,) = json.loads(result.stdout)
-    assert found["drawing"] == str(tmp_path / "boxes.png")
+    assert found["files"] == {"out": str(tmp_path / "boxes.png")}
     assert Image.open(tmp_path / "boxes.png").size == (96, 96)
     truth = scene["boxes"][0][scene["box_valid"][0]] * 3
     for det in found["detections"]:

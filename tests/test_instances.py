@@ -1,7 +1,6 @@
 """Instance segmentation: RLE masks, the dynamic mask head, COCO AP, COCO polygon/RLE
 loading, the touching-digit generator, a short training run and predict."""
 
-import argparse
 import dataclasses
 import json
 import math
@@ -285,11 +284,11 @@ def test_predict_draws_instances_and_prints_rle_masks(trained, tmp_path):
     Image.fromarray(image).save(tmp_path / "scene.png")
     restored = from_workdir(workdir)
     task, model, info = restored.task, restored.inference_model(), restored.info
-    args = argparse.Namespace(inputs=[str(tmp_path / "scene.png")], out=str(tmp_path / "o.png"),
-                              min_score=0.05)
-    (found,) = json.loads(task.predict(model, info, args))
-    assert found["drawing"] == str(tmp_path / "o.png") and found["instances"]
-    drawing = Image.open(tmp_path / "o.png")
+    (result,) = task.predict(model, info, [str(tmp_path / "scene.png")],
+                             task.PredictOptions(min_score=0.05))
+    found = json.loads(json.dumps(result.to_json()))
+    assert found["instances"]
+    drawing = result.render("out", image)
     assert drawing.width > drawing.height >= 384  # enlarged, with the legend beside it
     ink = image < 128
     for obj in found["instances"]:

@@ -1,4 +1,5 @@
-"""A complete third-party task in one file: `zoo run spirals --plugin my_task.py`.
+"""A complete third-party task in one file: `zoo run spirals --plugin my_task.py`, then
+`zoo predict spirals 0.1,0.2 --plugin my_task.py --workdir runs/spirals`.
 
 Two interleaved spirals, told apart by a small MLP. Everything else (loop, early
 stopping, checkpoints, resume, metrics.json, TensorBoard, --set overrides, devices,
@@ -11,6 +12,7 @@ a file larger than memory, `--data jsonl:points.jsonl` with one `{"x": [x, y], "
 
 from dataclasses import dataclass
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -18,6 +20,8 @@ from flax import nnx
 
 import zoo
 import zoo.data
+from zoo.batching import Prepared
+from zoo.predictions import Classification
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,8 @@ class SpiralsTask(zoo.Task):
     datasets = {"spirals": "generated on the fly",
                 "jsonl:FILE": 'your points, one {"x": [x, y], "label": 0 or 1} a line (streamed)'}
     metric, metric_mode = "accuracy", "max"
+    Result = Classification  # what predict returns per input (zoo.predictions)
+    inputs = "X,Y"  # what `zoo predict spirals` takes: points
 
     def load_data(self):
         info = {"classes": ["a", "b"]}
@@ -85,3 +91,25 @@ class SpiralsTask(zoo.Task):
     def eval_step(self, model, batch):
         correct = jnp.argmax(model(batch["x"]), -1) == batch["label"]
         return {"count": batch["mask"].sum(), "accuracy": (correct * batch["mask"]).sum()}
+
+    # -- predict: inputs -> fixed-shape arrays (host) -> network (compiled) -> results --
+
+    def prepare(self, info, inputs, options):
+        """A point as (x, y) numbers, or "x,y" as typed on the command line."""
+        points = [p.split(",") if isinstance(p, str) else p for p in inputs]
+        bad = [p for p in points if len(p) != 2]
+        if bad:
+            raise zoo.ZooError(f"a point is two numbers x,y, not {bad[0]!r}")
+        return [Prepared({"x": np.asarray(p, np.float32)}) for p in points]
+
+    def example_input(self, info):
+        return [(0.0, 0.0)]
+
+    def forward(self, model, info, batch):
+        return {"logits": model(batch["x"])}
+
+    def infer(self, model, info, batch, options):
+        return {"probabilities": jax.nn.softmax(self.forward(model, info, batch)["logits"])}
+
+    def to_result(self, info, outputs, prepared, options):
+        return Classification(outputs["probabilities"], tuple(info["classes"]))

@@ -7,12 +7,15 @@ stays cheap. The submodules say more: sources (a split as random access: arrays 
 memory, or files read on demand by the input workers), loader (the seeded order of
 batches, seeded splits), workers and pipeline (input worker processes), image_files
 (image folders, the ImageNet layout), coco and voc (detection and segmentation layouts,
-streamed), masks (image/mask pairs), jsonl (JSON-lines records), hf (Hugging Face save_to_disk folders and parquet files), records and packed
-(`zoo data pack`, `packed:DIR`), cache (.npz arrays made once), images (files,
-letterbox, model inputs), host_augment (random-resized crop and flip in the workers),
-image_sets (labelled image data sets: mnist-sample, mnist, digits, folder:PATH,
-imagenet:ROOT, tsv:FILE, hf:PATH), mnist, scenes (multi-digit scenes with masks and
-boxes), draw (overlays, boxes), tables (TSV files), text (tokenizer, vocabulary).
+streamed), masks (image/mask pairs), jsonl (JSON-lines records), hf (Hugging Face
+save_to_disk folders and parquet files), records and packed (`zoo data pack`,
+`packed:DIR`), identity (what makes a data set the same one on resume), cache (.npz
+arrays made once), images (files, letterbox, model inputs), host_augment (random-resized
+crop and flip in the workers), augment (on-device flips and warps), image_sets (labelled
+image data sets: mnist-sample, mnist, digits, folder:PATH, imagenet:ROOT, tsv:FILE,
+hf:PATH), mnist, scenes (multi-digit scenes with masks and boxes), draw (overlays,
+boxes), tables (TSV files), text (tokenizer, vocabulary), faces (generated cartoon
+people with attributes), scoring (yes/no thresholds chosen on a split).
 """
 
 import importlib
@@ -29,14 +32,18 @@ _EXPORTS = {
     "records": ("PackedSource",),
     "jsonl": ("JsonLines",),
     "cache": ("cached_arrays",),
-    "images": ("IMAGE_SUFFIXES", "class_folders", "image_folder", "image_info", "letterbox",
-               "letterboxed_input", "load_image", "match_background", "output_paths", "resize",
+    "images": ("IMAGE_SUFFIXES", "as_image", "class_folders", "folder_files", "image_folder",
+               "image_info", "letterbox", "letterboxed_input", "letterboxed_inputs",
+               "load_centre_square", "load_image", "match_background", "output_paths", "resize",
                "to_unit_range", "unletterbox"),
     "image_sets": ("IMAGE_SETS", "load_image_set"),
     "mnist": ("mnist_full", "mnist_sample", "sklearn_digits"),
     "scenes": ("SceneConfig", "load_scenes"),
-    "draw": ("IGNORE", "draw_boxes", "overlay_mask", "save_label_png"),
+    "draw": ("IGNORE", "draw_boxes", "label_image", "overlay_mask", "save_label_png"),
     "tables": ("read_tsv",),
+    "augment": ("FlipAffine", "flip_and_affine", "random_affine", "random_flip"),
+    "faces": ("ATTRIBUTES", "FaceConfig", "load_faces"),
+    "scoring": ("Goal", "best_threshold"),
     "text": ("BOS_ID", "EOS_ID", "PAD_ID", "UNK_ID", "Vocabulary", "detokenize", "tokenize"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}

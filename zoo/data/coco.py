@@ -7,21 +7,24 @@ its boxes alike, padded to the data set's largest box count (one compiled shape)
 `masks`, it also decodes the objects' segmentations (polygons or RLE, by pycocotools)
 into one instance map. `load_splits` is a `coco:ANN.json:IMAGES/` data spec, split.
 
-Tasks with other per-object fields of fixed length (keypoints, area) read them with
-`read_coco(..., keep=("keypoints",))`: each becomes one array with a row per annotation.
+Tasks that read COCO files their own way (person keypoints) share the checks through
+`read_json`, `objects_per_image`, `checked_boxes` and `splits`; per-object fields of
+fixed length (keypoints, area) also come with `read_coco(..., keep=("keypoints",))`:
+each becomes one array with a row per annotation. Every malformed case is a one-line
+`ZooError`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from zoo.data.images import letterbox, load_image
+from zoo.data.images import letterbox, load_image, opened
 from zoo.data.loader import SPLIT_SEED, holdout_sizes, split_indices
 from zoo.data.sources import Example, Source, files_fingerprint
 from zoo.errors import ZooError
@@ -37,15 +40,16 @@ def load_splits(spec: str, size: int, *, masks: bool = False) -> tuple[list[str]
     if not spec.startswith("coco:") or not sep or not ann or not images_dir:
         raise ZooError(f"--data {spec}: expected coco:ANNOTATIONS.json:IMAGES_DIR")
     index = read_coco(ann, images_dir, masks=masks)
-    n = len(index)
-    if n < 3:
-        raise ZooError(f"{ann}: {n} image(s); need at least 3 (train, val and test)")
     if masks and index.most_objects() > MOST_INSTANCES:
         raise ZooError(f"{ann}: an image has {index.most_objects()} objects; instance masks "
                        f"hold at most {MOST_INSTANCES}")
     images = BoxedImages(index, size, masks=masks)
-    idx = split_indices(n, holdout_sizes(n), SPLIT_SEED)
-    return index.names, {s: images.subset(j) for s, j in idx.items()}
+    return index.names, {s: images.subset(j) for s, j in splits(len(index)).items()}
+
+
+def splits(n: int) -> dict[str, np.ndarray]:
+    """Seeded 70/10/20 train/val/test indices of n images."""
+    return split_indices(n, holdout_sizes(n), SPLIT_SEED)
 
 
 @dataclasses.dataclass
@@ -90,56 +94,74 @@ def read_coco(ann_path: str | Path, images_dir: str | Path, keep: Sequence[str] 
     without boxes are kept.
 
     Raises:
-      ZooError: for unreadable JSON, missing keys, an unknown category or image id, or
-        a box that is empty or lies outside its image.
+      ZooError: for unreadable JSON, missing keys or fields of the wrong type, fewer
+        than 3 images, an unknown category or image id, a box that is empty or lies
+        outside its image, or (with `masks`) a missing or malformed segmentation.
     """
     ann_path = Path(ann_path)
-    coco = _read_json(ann_path)
+    coco = read_json(ann_path)
     categories = sorted(coco["categories"], key=lambda c: c["id"])
     category = {c["id"]: i for i, c in enumerate(categories)}
     images = coco["images"]
-    position = {img["id"]: i for i, img in enumerate(images)}
-    per_image: list[list[dict]] = [[] for _ in images]
-    for n, ann in enumerate(coco["annotations"]):
-        where = f"{ann_path}: annotation {ann.get('id', n)}"
-        if ann.get("category_id") not in category:
-            raise ZooError(f"{where} has category_id {ann.get('category_id')!r}, not one of the "
-                           f"categories {sorted(category)}")
-        if ann.get("image_id") not in position:
-            raise ZooError(f"{where} has image_id {ann.get('image_id')!r}, not one of the images")
-        if not ann.get("iscrowd", 0):
-            per_image[position[ann["image_id"]]].append(ann)
+    per_image = objects_per_image(coco, category, ann_path)
     del coco["annotations"]
     sizes = np.array([_size(img, Path(images_dir)) for img in images], np.int64).reshape(-1, 2)
-    anns = [ann for group in per_image for ann in group]
+    groups = [per_image[img["id"]] for img in images]
+    anns = [ann for group in groups for ann in group]
     boxes = np.zeros((len(anns), 4), np.float32)
     row = 0
-    for i, group in enumerate(per_image):
-        for ann in group:
-            where = f"{ann_path}: annotation {ann.get('id', row)}"
-            boxes[row] = checked_box(ann["bbox"], sizes[i], where, images[i]["file_name"])
-            if masks:
-                checked_rle(ann, int(sizes[i][1]), int(sizes[i][0]), where)
-            row += 1
+    for (w, h), img, group in zip(sizes, images, groups):
+        boxes[row:row + len(group)] = checked_boxes(group, (h, w), ann_path, img["file_name"])
+        if masks:
+            for j, ann in enumerate(group):
+                checked_rle(ann, int(h), int(w), f"{ann_path}: annotation {ann.get('id', row + j)}")
+        row += len(group)
     return CocoIndex(
         root=str(images_dir), files=np.asarray([img["file_name"] for img in images], np.str_),
-        sizes=sizes, offsets=np.concatenate([[0], np.cumsum([len(g) for g in per_image])]),
+        sizes=sizes, offsets=np.concatenate([[0], np.cumsum([len(g) for g in groups])]),
         boxes=boxes, classes=np.asarray([category[a["category_id"]] for a in anns], np.int32),
         names=[str(c.get("name", c["id"])) for c in categories],
         kept={key: np.asarray([a.get(key) for a in anns], np.float32) for key in keep},
         segmentations=[a.get("segmentation") for a in anns] if masks else [])
 
 
-def _read_json(path: Path) -> dict:
+def objects_per_image(coco: dict, category_ids: Collection, ann_path: Path,
+                      keep: Collection | None = None) -> dict:
+    """Image id -> its non-crowd annotations of the `keep` categories (default: all),
+    every image and category id checked against the file's."""
+    keep = category_ids if keep is None else keep
+    per_image: dict = {img["id"]: [] for img in coco["images"]}
+    for n, ann in enumerate(coco["annotations"]):
+        where = f"{ann_path}: annotation {ann.get('id', n)}"
+        if ann.get("category_id") not in category_ids:
+            raise ZooError(f"{where} has category_id {ann.get('category_id')!r}, not one of the "
+                           f"categories {sorted(category_ids)}")
+        if ann.get("image_id") not in per_image:
+            raise ZooError(f"{where} has image_id {ann.get('image_id')!r}, not one of the images")
+        if not ann.get("iscrowd", 0) and ann["category_id"] in keep:
+            per_image[ann["image_id"]].append(ann)
+    if len(per_image) < 3:
+        raise ZooError(f"{ann_path}: {len(per_image)} image(s); need at least 3 "
+                       f"(train, val and test)")
+    return per_image
+
+
+def read_json(path: Path) -> dict:
+    """The parsed annotation file, checked to hold images, annotations and categories."""
     if not path.is_file():
         raise ZooError(f"{path}: no such annotation file")
     try:
         coco = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ZooError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(coco, dict):
+        raise ZooError(f"{path}: not COCO format, a JSON object with images, annotations "
+                       f"and categories")
     missing = [k for k in ("images", "annotations", "categories") if k not in coco]
     if missing:
         raise ZooError(f"{path}: not COCO format, missing {', '.join(missing)}")
+    for section, fields in SCHEMA.items():
+        _check_section(coco[section], section, fields, path)
     if not coco["categories"]:
         raise ZooError(f"{path}: no categories")
     return coco
@@ -149,12 +171,65 @@ def _size(image: dict, root: Path) -> tuple[int, int]:
     """(width, height) from the image record, else from the file's header (not decoded)."""
     if image.get("width") and image.get("height"):
         return int(image["width"]), int(image["height"])
-    try:
-        with Image.open(root / image["file_name"]) as img:
-            return img.size
-    except OSError as e:
-        raise ZooError(f"{root / image['file_name']}: unreadable image ({e}); fix or remove "
-                       f"it, or give its width and height in the annotations") from None
+    with opened(root / image["file_name"]) as img:
+        return img.size
+
+
+
+def _integer(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# The fields zoo reads, with what each must be: (test, description, required).
+SCHEMA = {
+    "categories": {"id": (_integer, "an integer", True),
+                   "name": (lambda v: isinstance(v, str), "a string", False)},
+    "images": {"id": (_integer, "an integer", True),
+               "file_name": (lambda v: isinstance(v, str) and v != "", "a file name", True)},
+    "annotations": {
+        "image_id": (_integer, "an integer", True),
+        "category_id": (_integer, "an integer", True),
+        "bbox": (lambda v: isinstance(v, list) and len(v) == 4 and all(map(_number, v)),
+                 "a list of 4 numbers [x, y, width, height]", True),
+        "iscrowd": (lambda v: v in (0, 1) and not isinstance(v, (str, float)), "0 or 1", False)},
+}
+
+
+def _check_section(items, section: str, fields: dict, path: Path) -> None:
+    """Every entry of `section` is an object whose fields have the types zoo reads."""
+    if not isinstance(items, list):
+        raise ZooError(f"{path}: {section!r} must be a list, not {type(items).__name__}")
+    for n, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise ZooError(f"{path}: {section}[{n}] must be an object, not "
+                           f"{type(item).__name__}")
+        for name, (valid, description, required) in fields.items():
+            if name not in item:
+                if required:
+                    raise ZooError(f"{path}: {section}[{n}] has no {name!r}; it needs "
+                                   f"{description}")
+            elif not valid(item[name]):
+                raise ZooError(f"{path}: {section}[{n}] {name} is {item[name]!r}; it must be "
+                               f"{description}")
+
+
+def checked_boxes(anns: list, shape: tuple, ann_path: Path, file_name: str) -> np.ndarray:
+    """(n, 4) x0 y0 x1 y1 of COCO [x, y, w, h] boxes, each checked to lie in its image
+    of (height, width, ...) `shape` (`checked_box`)."""
+    h, w = shape[:2]
+    out = np.zeros((len(anns), 4), np.float32)
+    for j, ann in enumerate(anns):
+        box = ann.get("bbox")
+        where = f"{ann_path}: annotation {ann.get('id', j)}"
+        if not (isinstance(box, list) and len(box) == 4 and
+                all(isinstance(v, (int, float)) for v in box)):
+            raise ZooError(f"{where} has bbox {box!r}; expected [x, y, width, height]")
+        out[j] = checked_box(box, (w, h), where, file_name)
+    return out
 
 
 def checked_box(xywh: Sequence[float], size: Sequence[int], where: str, file: str) -> np.ndarray:

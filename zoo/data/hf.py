@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from zoo.data.images import decode_image, resize
+from zoo.data.images import Preprocess, decode_image, resize
 from zoo.data.sources import Example, Source, files_fingerprint
 from zoo.errors import ZooError
 
@@ -71,8 +71,8 @@ class HFImages(Source):
     """Rows of an Arrow table with an Image column and a ClassLabel column."""
 
     def __init__(self, table: ArrowTable, image: str, label: str, size: Sequence[int],
-                 channels: int):
-        self.table, self.image, self.label = table, image, label
+                 channels: int, preprocess: Preprocess = Preprocess()):
+        self.table, self.image, self.label, self.preprocess = table, image, label, preprocess
         self.size, self.channels = (int(size[0]), int(size[1])), channels
         self.count = len(table)
 
@@ -88,7 +88,8 @@ class HFImages(Source):
         if not data:
             raise ZooError(f"{self.origin(index)}: the image has no bytes (stored by path "
                            f"{cell.get('path') if isinstance(cell, dict) else None!r})")
-        image = decode_image(io.BytesIO(data), self.origin(index), size, self.channels)
+        image = decode_image(io.BytesIO(data), self.origin(index), size, self.channels,
+                             self.preprocess)
         return {"image": image, "label": np.int32(self.table.value(self.label, index))}
 
     def read(self, index: int) -> Example:
@@ -98,10 +99,11 @@ class HFImages(Source):
         return self._decode(index, self.size)
 
     def finish(self, example: Example) -> Example:
-        return {**example, "image": resize(example["image"], self.size)}
+        return {**example, "image": resize(example["image"], self.size, self.preprocess)}
 
     def fingerprint(self) -> str:
-        return files_fingerprint("/", self.table.files, self.size, self.channels)
+        return files_fingerprint("/", self.table.files, self.size, self.channels,
+                                 self.preprocess.crop_pct, self.preprocess.interpolation)
 
 
 def splits(path: str) -> tuple[dict[str, ArrowTable], dict[str, Any]]:
@@ -171,9 +173,11 @@ def _converted(files: list[Path]) -> tuple[ArrowTable, dict]:
     return ArrowTable([target]), features
 
 
-def image_splits(path: str, size: Sequence[int], channels: int) -> tuple[dict[str, Source], list[str]]:
+def image_splits(path: str, size: Sequence[int], channels: int,
+                 preprocess: Preprocess = Preprocess()) -> tuple[dict[str, Source], list[str]]:
     """`hf:PATH` for image classification: the Image column and the ClassLabel column
-    (by feature type, else the columns named image/img and label/labels)."""
+    (by feature type, else the columns named image/img and label/labels), resized as
+    `preprocess` says."""
     tables, features = splits(path)
     table = tables["train"]
     image = _column(features, table, "Image", ("image", "img", "pixel_values"))
@@ -184,7 +188,7 @@ def image_splits(path: str, size: Sequence[int], channels: int) -> tuple[dict[st
         names = [str(i) for i in range(top + 1)]
     from zoo.data.loader import three_splits
 
-    sources = {name: HFImages(t, image, label, size, channels) for name, t in tables.items()}
+    sources = {name: HFImages(t, image, label, size, channels, preprocess) for name, t in tables.items()}
     return three_splits(sources), [str(n) for n in names]
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo.data.images import class_folders, load_image, resize
+from zoo.data.images import Preprocess, class_folders, load_image, resize
 from zoo.data.sources import Example, Source, files_fingerprint
 from zoo.errors import ZooError
 
@@ -25,12 +25,13 @@ class ImageFiles(Source):
     Args:
       names: file paths relative to `root` (kept as one numpy string array: a million
         names cost tens of MB, not a Python object each).
-      size: (h, w) of every finished image (bilinear resize, as `load_image`).
+      size: (h, w) of every finished image, resized as `preprocess` says (squashed, or
+        resized and centre-cropped: `Preprocess.resize`), as `load_image` resizes.
     """
 
     def __init__(self, root: str | Path, names: Sequence[str], labels: np.ndarray,
-                 size: Sequence[int], channels: int):
-        self.root = str(root)
+                 size: Sequence[int], channels: int, preprocess: Preprocess = Preprocess()):
+        self.root, self.preprocess = str(root), preprocess
         self.names = np.asarray(names, dtype=np.str_)
         self.labels = np.asarray(labels, np.int32)
         self.size, self.channels = (int(size[0]), int(size[1])), channels
@@ -48,27 +49,30 @@ class ImageFiles(Source):
                 "label": self.labels[index]}
 
     def finish(self, example: Example) -> Example:
-        return {**example, "image": resize(example["image"], self.size)}
+        return {**example, "image": resize(example["image"], self.size, self.preprocess)}
 
     def __getitem__(self, index: int) -> Example:
         # Decoded and resized in one PIL pass: the same pixels as finish(read(index)).
-        return {"image": load_image(self.origin(index), self.size, self.channels),
+        return {"image": load_image(self.origin(index), self.size, self.channels, self.preprocess),
                 "label": self.labels[index]}
 
     def fingerprint(self) -> str:
         return files_fingerprint(self.root, self.names, self.size, self.channels,
+                                 self.preprocess.crop_pct, self.preprocess.interpolation,
                                  self.labels.tobytes())
 
 
-def folder_files(root: Path, size: Sequence[int], channels: int,
-                 spec: str = "folder:") -> tuple[ImageFiles, list[str]]:
-    """Every image of `root/<class>/<image>` as one source, and the class names."""
+def folder_source(root: Path, size: Sequence[int], channels: int,
+                  preprocess: Preprocess = Preprocess(), spec: str = "folder:",
+                  ) -> tuple[ImageFiles, list[str]]:
+    """Every image of `root/<class>/<image>` as one streamed source, and the class names
+    (listed by `images.class_folders`, never opened)."""
     names, labels, classes = class_folders(root, spec)
-    return ImageFiles(root, names, labels, size, channels), classes
+    return ImageFiles(root, names, labels, size, channels, preprocess), classes
 
 
 def imagenet_splits(root: Path, size: Sequence[int], channels: int, spec: str,
-                    ) -> tuple[dict[str, ImageFiles], list[str]]:
+                    preprocess: Preprocess = Preprocess()) -> tuple[dict[str, ImageFiles], list[str]]:
     """The ImageNet layout: ROOT/train/<class>/*, ROOT/val/<class>/* and optionally
     ROOT/test/<class>/*. The classes are train's; val and test may hold fewer.
 
@@ -78,7 +82,7 @@ def imagenet_splits(root: Path, size: Sequence[int], channels: int, spec: str,
     if not (root / "train").is_dir() or not (root / "val").is_dir():
         raise ZooError(f"{spec}: expected {root}/train and {root}/val, each with one "
                        f"sub-folder per class (the ImageNet layout)")
-    train, classes = folder_files(root / "train", size, channels, f"{spec} train ")
+    train, classes = folder_source(root / "train", size, channels, preprocess, f"{spec} train ")
     splits = {"train": train}
     index = {name: i for i, name in enumerate(classes)}
     for split in ("val", "test"):
@@ -90,7 +94,8 @@ def imagenet_splits(root: Path, size: Sequence[int], channels: int, spec: str,
             raise ZooError(f"{spec}: {split}/ has class folder(s) {', '.join(unknown[:5])} "
                            f"that train/ lacks; every class needs training images")
         relabel = np.asarray([index[name] for name in found], np.int32)
-        splits[split] = ImageFiles(root / split, names, relabel[labels], size, channels)
+        splits[split] = ImageFiles(root / split, names, relabel[labels], size, channels,
+                                   preprocess)
     return splits, classes
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo.data import hf, mnist
-from zoo.data.image_files import ImageFiles, folder_files, imagenet_splits, mean_brightness
-from zoo.data.images import image_info, resize
+from zoo.data import class_lists, hf, mnist
+from zoo.data.image_files import ImageFiles, folder_source, imagenet_splits, mean_brightness
+from zoo.data.images import Preprocess, image_info, resize
 from zoo.data.loader import SPLIT_SEED, holdout_sizes, split_indices, three_splits
 from zoo.data.sources import Source
 from zoo.data.tables import read_tsv
@@ -33,27 +33,35 @@ IMAGE_SETS = {  # spec -> description, for a task's `datasets`
 SPLITS = ("train", "val", "test")
 
 
+def load_image_set(spec: str, image_size: int, channels: int,
+                   preprocess: Preprocess = Preprocess()) -> Dataset:
+    """Loads data set `spec` as uint8 NHWC images and int32 labels in three splits.
 
-def load_image_set(spec: str, image_size: int, channels: int) -> Dataset:
-    """Loads data set `spec` as uint8 NHWC images and int32 labels in three splits."""
+    Image files are resized to `image_size` as `preprocess` says (squashed, or resized
+    and centre-cropped for a pretrained weight that expects it).
+    """
     if spec.startswith("folder:"):
         root = Path(spec.removeprefix("folder:")).expanduser()
         size = image_size or 32
-        files, classes = folder_files(root, (size, size), channels or 3)
-        return _split(files, classes, spec, (size, size, channels or 3))
+        shape = (size, size, channels or 3)
+        files, classes = folder_source(root, shape[:2], shape[2], preprocess)
+        return _split(files, classes, spec, shape)
     if spec.startswith("imagenet:"):
         size = image_size or 224
         return _imagenet(Path(spec.removeprefix("imagenet:")).expanduser(), spec, size,
-                         channels or 3)
+                         channels or 3, preprocess)
     if spec.startswith("tsv:"):
         return _from_tsv(Path(spec.removeprefix("tsv:")).expanduser(), spec,
-                         image_size or 32, channels or 3)
+                         image_size or 32, channels or 3, preprocess)
     if spec.startswith("hf:"):
-        size = image_size or 32
-        splits, classes = hf.image_splits(spec.removeprefix("hf:"), (size, size), channels or 3)
-        return _labelled(splits, classes, spec, (size, size, channels or 3))
+        shape = (image_size or 32, image_size or 32, channels or 3)
+        splits, classes = hf.image_splits(spec.removeprefix("hf:"), shape[:2], shape[2],
+                                          preprocess)
+        return _labelled(splits, classes, spec, shape)
     sources = {"mnist-sample": mnist.mnist_sample, "mnist": mnist.mnist_full,
                "digits": mnist.sklearn_digits}
+    if spec in class_lists.FILES:  # a pretrained card's data set: the user has a copy
+        raise ZooError(f"data set {spec!r}: {class_lists.get(spec).how_to_get()}")
     if spec not in sources:
         raise unknown("data set", spec, [*sources, "folder:PATH", "imagenet:ROOT", "tsv:FILE",
                                          "hf:PATH"])
@@ -73,7 +81,7 @@ def load_image_set(spec: str, image_size: int, channels: int) -> Dataset:
     return _dataset(images, labels, classes, spec, idx)
 
 
-def _from_tsv(path: Path, spec: str, size: int, channels: int) -> Dataset:
+def _from_tsv(path: Path, spec: str, size: int, channels: int, preprocess: Preprocess) -> Dataset:
     """Images listed in a TSV (paths relative to it). With a split column, the classes
     are the training labels: a val/test label never seen in training is an error."""
     table = read_tsv(path, ["image", "label"], optional=["split"])
@@ -84,17 +92,19 @@ def _from_tsv(path: Path, spec: str, size: int, channels: int) -> Dataset:
         raise ZooError(f"{path}: no rows with split 'train'; the model needs training images")
     classes = sorted(set(train_labels))
     labels = table.lookup("label", classes)
-    files = ImageFiles(path.parent, table.columns["image"], labels, (size, size), channels)
+    files = ImageFiles(path.parent, table.columns["image"], labels, (size, size), channels,
+                       preprocess)
     if split is None:
         return _split(files, classes, spec, (size, size, channels))
     return _labelled({name: files.subset(np.flatnonzero(split == i))
                       for i, name in enumerate(SPLITS)}, classes, spec, (size, size, channels))
 
 
-def _imagenet(root: Path, spec: str, size: int, channels: int) -> Dataset:
+def _imagenet(root: Path, spec: str, size: int, channels: int,
+              preprocess: Preprocess) -> Dataset:
     """train/ and val/ (and test/): without test/, val/ is the test split and the
     validation split is held out of train/ (2%, at most 10,000 images)."""
-    splits, classes = imagenet_splits(root, (size, size), channels, spec)
+    splits, classes = imagenet_splits(root, (size, size), channels, spec, preprocess)
     return _labelled(three_splits(splits), classes, spec, (size, size, channels))
 
 

@@ -16,7 +16,6 @@ repeats out (`zoo.task.row_mean`).
 
 from collections.abc import Iterator, Mapping
 
-import grain
 import numpy as np
 
 from zoo.data.sources import ArraySource, Source, Split, as_source, split_size
@@ -35,6 +34,8 @@ class TrainOrder:
     """The rows of every training batch of one epoch: a function of (seed, epoch)."""
 
     def __init__(self, n: int, batch_size: int, *, seed: int, epoch: int):
+        import grain  # here, not at the top: `zoo predict` reads split sizes, never batches
+
         self.n, self.batch_size, self.seed, self.epoch = n, batch_size, seed, epoch
         order = grain.MapDataset.range(n).shuffle(seed=seed).repeat()[epoch * n:(epoch + 1) * n]
         self.partial = n < batch_size

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from zoo.data.draw import IGNORE
-from zoo.data.images import letterbox, load_image
+from zoo.data.images import letterbox, load_image, opened
 from zoo.data.sources import Example, Source, files_fingerprint
 from zoo.errors import ZooError
 
@@ -26,14 +26,11 @@ def read_mask(path: Path, image_path: Path, image_size: Sequence[int] | None = N
     (width, height) `image_size` (read from the image's header when not given)."""
     if not path.is_file():
         raise ZooError(f"{image_path}: no mask {path} (masks are PNGs named like their image)")
-    try:
-        with Image.open(path) as img:
-            mode, mask = img.mode, np.asarray(img)
-        if image_size is None:
-            with Image.open(image_path) as img:
-                image_size = img.size
-    except OSError as e:
-        raise ZooError(f"{path}: unreadable ({e})") from None
+    with opened(path) as img:
+        mode, mask = img.mode, np.asarray(img)
+    if image_size is None:
+        with opened(image_path) as img:
+            image_size = img.size
     if mode not in INDEX_MODES:
         raise ZooError(f"{path}: mode {mode} is not a class-index mask; save class indices as "
                        f"a palette (P) or greyscale (L) PNG, not colours")

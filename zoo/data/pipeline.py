@@ -18,8 +18,7 @@ from collections.abc import Iterator, Mapping
 import numpy as np
 
 from zoo.data import loader
-from zoo.data.sources import (ArraySource, Augment, Source, Split, as_source,
-                              dataset_fingerprint)
+from zoo.data.sources import ArraySource, Augment, Source, Split, as_source
 from zoo.data.workers import OnBad, Readers, Request
 
 AUTO = -1  # workers: from the core count
@@ -101,11 +100,6 @@ class Inputs:
         self.wait_seconds += time.perf_counter() - t0
         self.bad.update(read.bad)
         return read.arrays
-
-    def fingerprint(self) -> str:
-        """A digest of every split's examples (`Source.fingerprint`): files' names, sizes
-        and times, shard digests or array bytes, never the decoded data."""
-        return dataset_fingerprint(self.splits)
 
     def describe(self) -> str:
         """'2 input worker processes (train, val, test streamed)', or '' if all in memory."""

@@ -184,6 +184,70 @@ class WithArrays(Source):
                                ArraySource(self.arrays).fingerprint()).encode()).hexdigest()
 
 
+class Concatenated(Source):
+    """Sources one after another (every split of a data set as one evaluation set)."""
+
+    def __init__(self, parts: Sequence[Source]):
+        self.parts = list(parts)
+        self.starts = np.cumsum([0, *map(len, self.parts)])
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def _locate(self, index: int) -> tuple[Source, int]:
+        part = int(np.searchsorted(self.starts, index, side="right")) - 1
+        return self.parts[part], index - int(self.starts[part])
+
+    def read(self, index: int) -> Example:
+        part, i = self._locate(index)
+        return part.read(i)
+
+    def __getitem__(self, index: int) -> Example:
+        part, i = self._locate(index)
+        return part[i]
+
+    def finish(self, example: Example) -> Example:
+        return self.parts[0].finish(example)  # the splits of one data set finish alike
+
+    def origin(self, index: int) -> str:
+        part, i = self._locate(index)
+        return part.origin(i)
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(";".join(p.fingerprint() for p in self.parts).encode()).hexdigest()
+
+
+class Relabelled(Source):
+    """Another source with each "label" mapped through `mapping` (its class index in
+    another list of classes, e.g. a pretrained card's)."""
+
+    def __init__(self, parent: Source, mapping: np.ndarray):
+        self.parent, self.mapping = parent, np.asarray(mapping)
+
+    def __len__(self) -> int:
+        return len(self.parent)
+
+    def _mapped(self, example: Example) -> Example:
+        return {**example, "label": self.mapping[example["label"]]}
+
+    def read(self, index: int) -> Example:
+        return self._mapped(self.parent.read(index))
+
+    def __getitem__(self, index: int) -> Example:
+        return self._mapped(self.parent[index])
+
+    def finish(self, example: Example) -> Example:
+        return self.parent.finish(example)
+
+    def origin(self, index: int) -> str:
+        return self.parent.origin(index)
+
+    def fingerprint(self) -> str:
+        digest = hashlib.sha256(self.parent.fingerprint().encode())
+        digest.update(np.ascontiguousarray(self.mapping).data)
+        return digest.hexdigest()
+
+
 Split = Mapping[str, np.ndarray] | Source
 
 

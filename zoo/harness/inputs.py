@@ -11,21 +11,24 @@ from zoo.data.pipeline import Inputs
 from zoo.data.sources import Source
 from zoo.errors import ZooError
 from zoo.harness.memory import PeakMemory
+from zoo.registry import plugin_code
 from zoo.task import Dataset, Task
 from zoo_hardware import distributed
 
 SPLITS = ("train", "val", "test")
 
 
-def load(task: Task) -> Dataset:
-    """The task's data set: `packed:DIR` for any task, else `task.load_data()`; each
-    split capped at `train.max_examples`. Process 0 loads first (downloads, caches)."""
+def load(task: Task, data: Dataset | None = None) -> Dataset:
+    """`data`, or else the task's data set: `packed:DIR` for any task, else
+    `task.load_data()`; each split capped at `train.max_examples`. Process 0 loads first
+    (downloads, caches)."""
     cfg = task.config
-    with distributed.primary_first("load data"):
-        if cfg.data.startswith(packed.PREFIX):
-            data = packed.load_dataset(cfg.data, task.name)
-        else:
-            data = task.load_data()
+    if data is None:
+        with distributed.primary_first("load data"), plugin_code(task, "load_data"):
+            if cfg.data.startswith(packed.PREFIX):
+                data = packed.load_dataset(cfg.data, task.name)
+            else:
+                data = task.load_data()
     for split in SPLITS:
         data.splits[split] = _head(data.splits[split], cfg.train.max_examples)
         if data.size(split) == 0:
@@ -92,7 +95,7 @@ def bad_note(bad: Mapping[str, int]) -> str:
 
 
 def facts(inputs: Inputs, bad: Mapping[str, int], memory: PeakMemory) -> dict[str, Any]:
-    """run.json's record of how the data was read (beside its fingerprint)."""
+    """run.json's "reading": how this session read the data (never compared on resume)."""
     return {"streamed": inputs.streamed, "workers": inputs.workers,
             "peak_rss_bytes": memory.peak, "peak_rss_processes": memory.processes,
             "input_wait_seconds": round(inputs.wait_seconds, 2),
