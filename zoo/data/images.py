@@ -142,6 +142,20 @@ def _pixels(img: Image.Image, size: Sequence[int] | None, channels: int,
     return array.reshape(array.shape[0], array.shape[1], channels)
 
 
+def load_centre_square(path: str | Path, size: int, crop: float = 1.0) -> np.ndarray:
+    """An RGB image's centre square, `crop` times its shorter side, resized to size x size.
+
+    Aligned face photos (CelebA 178x218, LFW 250x250) keep their face in the centre, so
+    this is how face models read files; `load_image`'s errors apply.
+    """
+    image = load_image(path, None, 3)
+    h, w, _ = image.shape
+    side = max(1, round(min(h, w) * crop))
+    top, left = (h - side) // 2, (w - side) // 2
+    square = Image.fromarray(image[top:top + side, left:left + side])
+    return np.asarray(square.resize((size, size), Image.Resampling.BILINEAR), np.uint8)
+
+
 def letterbox(image: np.ndarray, size: int, *, fill: int = 0,
               resample: Image.Resampling = Image.Resampling.BILINEAR,
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
