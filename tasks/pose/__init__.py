@@ -110,6 +110,10 @@ class PoseTask(Task):
                                       image_weights=image_weights)
         return total, parts, outputs
 
+    def forward(self, model, info, batch):
+        """The heads' outputs: what training's loss, eval and predict all decode."""
+        return model(to_unit_range(batch["image"]))
+
     def _decode(self, model, outputs):
         cfg = self.config
         return centernet.decode(outputs, stride=model.stride, people=cfg.max_people,
@@ -121,9 +125,6 @@ class PoseTask(Task):
 
     def prepare(self, info, inputs, options) -> list[Prepared]:
         return letterboxed_inputs(inputs, info)
-
-    def forward(self, model, info, batch):
-        return model(to_unit_range(batch["image"]))
 
     def infer(self, model, info, batch, options):
         return self._decode(model, self.forward(model, info, batch))
