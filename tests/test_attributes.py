@@ -146,7 +146,8 @@ def test_predict_lists_every_attribute_with_its_decision(trained, tmp_path, caps
     assert [r["threshold"] for r in readings] == pytest.approx(np.asarray(model.thresholds[...]))
     assert all(r["present"] == (r["probability"] >= r["threshold"]) for r in readings)
     zoo.testing.check_predictions(restored.task, model, restored.info)
-    (typed,) = restored.task.predict(model, restored.info, [np.asarray(Image.open(tmp_path / "face.png"))])
+    face = np.asarray(Image.open(tmp_path / "face.png"))
+    (typed,) = restored.task.predict(model, restored.info, [face])
     assert isinstance(typed, Attributes) and typed.to_json()["attributes"] == readings
 
 

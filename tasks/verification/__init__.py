@@ -71,7 +71,7 @@ class VerificationConfig(TaskConfig):
 
 @dataclass(frozen=True)
 class VerificationOptions(PredictOptions):
-    threshold: Annotated[float, Range(-1.0, 1.0)] | None = None  # same person at or above this similarity (default: chosen on validation pairs)
+    threshold: Annotated[float | None, Range(-1.0, 1.0)] = None  # same person at this similarity or more (default: the model's)
 
 
 class VerificationTask(Task):
