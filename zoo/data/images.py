@@ -142,13 +142,14 @@ def _pixels(img: Image.Image, size: Sequence[int] | None, channels: int,
     return array.reshape(array.shape[0], array.shape[1], channels)
 
 
-def load_centre_square(path: str | Path, size: int, crop: float = 1.0) -> np.ndarray:
+def load_centre_square(item, size: int, crop: float = 1.0) -> np.ndarray:
     """An RGB image's centre square, `crop` times its shorter side, resized to size x size.
 
     Aligned face photos (CelebA 178x218, LFW 250x250) keep their face in the centre, so
-    this is how face models read files; `load_image`'s errors apply.
+    this is how face models read their inputs (a path, PIL image or array); `as_image`'s
+    errors apply.
     """
-    image = load_image(path, None, 3)
+    image = as_image(item, 3)
     h, w, _ = image.shape
     side = max(1, round(min(h, w) * crop))
     top, left = (h - side) // 2, (w - side) // 2
