@@ -299,7 +299,7 @@ def _first_keypoint(x, y, visibility):
     ({"annotations": _first_keypoint(500, 5, 2)}, "labelled keypoint outside its 64x48 image"),
     ({"annotations": _first_annotation(num_keypoints=1)}, "says num_keypoints 1 but labels"),
     ({"annotations": _first_annotation(area=0)}, "has area 0; OKS needs a positive area"),
-    ({"annotations": _first_annotation(bbox=[1, 2])}, "has bbox [1, 2]; expected [x, y, width"),
+    ({"annotations": _first_annotation(bbox=[1, 2])}, "bbox is [1, 2]; it must be a list of 4 numbers"),
     ({"categories": lambda c: [{"id": 1, "name": "person"}]}, "0 categories list keypoints"),
     ({"categories": lambda c: [{**c["categories"][0], "skeleton": [[1, 18]]}]},
      "skeleton limb [1, 18] is not a pair of joint numbers 1..17"),

@@ -173,11 +173,7 @@ def checked_boxes(anns: list, shape: tuple, ann_path: Path, file_name: str) -> n
     h, w = shape[:2]
     out = np.zeros((len(anns), 4), np.float32)
     for j, ann in enumerate(anns):
-        box = ann.get("bbox")
-        if not (isinstance(box, list) and len(box) == 4 and
-                all(isinstance(v, (int, float)) for v in box)):
-            raise ZooError(f"{ann_path}: annotation {ann.get('id', j)} has bbox {box!r}; "
-                           f"expected [x, y, width, height]")
+        box = ann["bbox"]  # four numbers: `read_json` checked the form
         x, y, bw, bh = (float(v) for v in box)
         if bw <= 0 or bh <= 0 or x < -TOLERANCE or y < -TOLERANCE or \
                 x + bw > w + TOLERANCE or y + bh > h + TOLERANCE:
