@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import zoo.testing
 from zoo.data import faces
 from zoo.errors import ZooError
 from zoo.harness.trainer import fit
@@ -13,6 +14,7 @@ from zoo.registry import get_task
 from zoo.restore import from_workdir
 from zoo_tasks.attributes import AttributesConfig, AttributesTask, data
 from zoo_tasks.attributes.metrics import AttributeMetrics
+from zoo_tasks.attributes.results import Attributes
 
 from helpers import cli_error, latest_params
 
@@ -139,9 +141,14 @@ def test_predict_lists_every_attribute_with_its_decision(trained, tmp_path, caps
     assert probabilities == sorted(probabilities, reverse=True)
     assert main([*predict, "--json"]) == 0
     readings = json.loads(capsys.readouterr().out)[0]["attributes"]
-    model = from_workdir(workdir, "attributes").inference_model()
+    restored = from_workdir(workdir, "attributes")
+    model = restored.inference_model()
     assert [r["threshold"] for r in readings] == pytest.approx(np.asarray(model.thresholds[...]))
     assert all(r["present"] == (r["probability"] >= r["threshold"]) for r in readings)
+    zoo.testing.check_predictions(restored.task, model, restored.info)
+    face = np.asarray(Image.open(tmp_path / "face.png"))
+    (typed,) = restored.task.predict(model, restored.info, [face])
+    assert isinstance(typed, Attributes) and typed.to_json()["attributes"] == readings
 
 
 def test_unknown_data_set_suggests():

@@ -138,7 +138,7 @@ CASES += [Case(f"range: translation dropout {v}",
 PREDICT = [
     ("classification", ["--top-k", "0"], "--top-k: 0 is out of range: it must be >= 1"),
     ("classification", ["--top-k", "-3"], "it must be >= 1"),
-    ("classification", ["--top-k", "two"], "invalid int value 'two'"),
+    ("classification", ["--top-k", "two"], "--top-k=two: expected int"),
     ("detection", ["--min-score", "nan"], "--min-score: nan is out of range: it must be in [0, 1]"),
     ("detection", ["--min-score", "1.5"], "it must be in [0, 1]"),
     ("instances", ["--min-score", "inf"], "it must be in [0, 1]"),

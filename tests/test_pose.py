@@ -1,7 +1,6 @@
 """Pose: OKS and keypoint AP, flip augmentation, peak decoding, the figure generator,
 COCO keypoint files and their errors, a short training run and predict."""
 
-import argparse
 import dataclasses
 import functools
 import json
@@ -13,6 +12,7 @@ import pytest
 from flax import nnx
 from PIL import Image
 
+import zoo
 import zoo.testing
 from zoo.cli.main import main
 from zoo.data.coco_eval import keypoint_ap
@@ -20,6 +20,7 @@ from zoo.errors import ZooError
 from zoo_tasks.pose import centernet, data
 from zoo_tasks.pose.augment import random_flip
 from zoo_tasks.pose.figures import FigureConfig, generate, load_figures
+from zoo_tasks.pose.results import Poses
 from zoo_tasks.pose.skeleton import COCO_PERSON, Skeleton
 
 from helpers import zoo_cli
@@ -298,7 +299,7 @@ def _first_keypoint(x, y, visibility):
     ({"annotations": _first_keypoint(500, 5, 2)}, "labelled keypoint outside its 64x48 image"),
     ({"annotations": _first_annotation(num_keypoints=1)}, "says num_keypoints 1 but labels"),
     ({"annotations": _first_annotation(area=0)}, "has area 0; OKS needs a positive area"),
-    ({"annotations": _first_annotation(bbox=[1, 2])}, "has bbox [1, 2]; expected [x, y, width"),
+    ({"annotations": _first_annotation(bbox=[1, 2])}, "bbox is [1, 2]; it must be a list of 4 numbers"),
     ({"categories": lambda c: [{"id": 1, "name": "person"}]}, "0 categories list keypoints"),
     ({"categories": lambda c: [{**c["categories"][0], "skeleton": [[1, 18]]}]},
      "skeleton limb [1, 18] is not a pair of joint numbers 1..17"),
@@ -339,45 +340,50 @@ def test_pose_honours_the_task_contract(smoke, tmp_path):
     zoo.testing.check_train_steps(smoke)
     zoo.testing.check_evaluate(smoke)
     zoo.testing.check_checkpoint_round_trip(smoke, tmp_path)
+    zoo.testing.check_predict(smoke)
 
 
-def test_predict_draws_skeletons_and_prints_keypoints(smoke, tmp_path):
-    """The contract of predict, on the smoke model: one JSON entry per image with every
-    person above --min-score (best first) and all 17 named joints, and the drawing
+def test_predict_draws_skeletons_and_types_keypoints(smoke, tmp_path):
+    """The contract of predict, on the smoke model: one `Poses` per image with every
+    person above min_score (best first) and all 17 named joints, and the drawing
     enlarged so it reads at a glance. (What it finds is tested on a trained model.)"""
     task, info = smoke.task, smoke.data.info
     model = task.build_model(info, nnx.Rngs(0))
-    Image.fromarray(smoke.data.splits["test"]["image"][0]).resize((48, 40)).save(
-        tmp_path / "people.png")
-    args = argparse.Namespace(inputs=[str(tmp_path / "people.png")],
-                              out=str(tmp_path / "skeletons.png"), min_score=0.0)
-    (found,) = json.loads(task.predict(model, info, args))
-    assert found["image"] == args.inputs[0] and found["drawing"] == args.out
-    assert Image.open(args.out).size == (288, 240)  # 48x40 enlarged 6x, nearest neighbour
-    scores = [person["score"] for person in found["people"]]
+    image = np.asarray(Image.fromarray(smoke.data.splits["test"]["image"][0]).resize((48, 40)))
+    (found,) = task.predict(model, info, [image], task.PredictOptions(min_score=0.0))
+    assert isinstance(found, Poses) and found.render("out", image).size == (288, 240)  # 6x
+    people = found.to_json()["people"]
+    scores = [person["score"] for person in people]
     assert len(scores) == task.config.max_people and scores == sorted(scores, reverse=True)
-    for person in found["people"]:
+    for person in people:
         assert list(person["keypoints"]) == list(COCO_PERSON.names)
         assert all(len(xys) == 3 and 0 <= xys[2] <= 1 for xys in person["keypoints"].values())
+    assert found.summary().startswith(f"{len(scores)} people (scores ")
+    (fewer,) = task.predict(model, info, [image], task.PredictOptions(min_score=scores[1]))
+    assert [p.score for p in fewer.people] == [p.score for p in found.people if p.score >= scores[1]]
 
 
 def test_embedded_card_predicts_a_person_it_never_saw(tmp_path, capsys):
     """`zoo predict pose --pretrained` on a generated person (seed 7, not in any split),
-    enlarged 1.5x: joints come back in the input's pixels, near the true ones."""
+    enlarged 1.5x: joints come back in the input's pixels, near the true ones, and
+    the Python API gives the same people."""
     figure = generate(FigureConfig(min_people=1, max_people=1, clutter=0, occluders=0,
                                    train=1, val=1, test=1, seed=7))["test"]
     image = np.asarray(Image.fromarray(figure["image"][0]).resize((96, 96), Image.NEAREST))
     Image.fromarray(image).save(tmp_path / "person.png")
     out = tmp_path / "skeletons.png"
     assert main(["predict", "pose", str(tmp_path / "person.png"), "--pretrained",
-                 "--out", str(out)]) == 0
+                 "--out", str(out), "--json"]) == 0
     (found,) = json.loads(capsys.readouterr().out)
-    assert found["drawing"] == str(out) and len(found["people"]) == 1
+    assert found["files"] == {"out": str(out)} and len(found["people"]) == 1
+    assert Image.open(out).size == (288, 288)
     truth = figure["keypoints"][0, 0]
     labelled = truth[:, 2] > 0
     got = np.array([found["people"][0]["keypoints"][name][:2] for name in COCO_PERSON.names])
     error = np.linalg.norm(got[labelled] - truth[labelled, :2] * 1.5, axis=-1)
     assert np.median(error) < 3  # pixels of the 96x96 input (2 of the 64x64 figure)
+    (typed,) = zoo.load("pose/centernet:figures").predict([image])
+    assert typed.to_json()["people"] == found["people"] and typed.summary().startswith("1 person")
 
 
 EASY = FigureConfig(canvas=32, min_people=1, max_people=2, min_height=22, max_height=30,
@@ -425,7 +431,7 @@ def test_trained_predict_finds_the_joints(trained, tmp_path, capsys):
     Image.fromarray(image).save(tmp_path / "person.png")
     out = tmp_path / "skeletons.png"
     assert main(["predict", "pose", str(tmp_path / "person.png"), "--workdir", str(trained),
-                 "--out", str(out), "--min-score", "0.01"]) == 0
+                 "--out", str(out), "--min-score", "0.01", "--json"]) == 0
     (found,) = json.loads(capsys.readouterr().out)
     best = found["people"][0]
     truth = figure["keypoints"][0, 0]

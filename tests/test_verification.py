@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import zoo.testing
 from zoo.data import faces
 from zoo.errors import ZooError
 from zoo.harness.trainer import fit
@@ -14,6 +15,7 @@ from zoo.restore import from_workdir
 from zoo_tasks.verification import VerificationConfig, VerificationTask, data
 from zoo_tasks.verification.pairs import draw_pairs, read_lfw_pairs
 from zoo_tasks.verification.protocol import PairMetrics, fold_accuracies, tar_at_far
+from zoo_tasks.verification.results import Embedding
 
 from helpers import cli_error, latest_params
 
@@ -173,20 +175,30 @@ def test_predict_compares_every_pair_and_writes_embeddings(trained, tmp_path, ca
     code = main(["predict", "verification", *map(str, paths), "--embed", str(out),
                  "--workdir", str(workdir), "--json"])
     assert code == 0
-    pairs = json.loads(capsys.readouterr().out)
+    printed = json.loads(capsys.readouterr().out)
+    pairs = printed["pairs"]
     assert [(p["first"], p["second"]) for p in pairs] == [(str(paths[0]), str(paths[1])),
                                                         (str(paths[0]), str(paths[2])),
                                                         (str(paths[1]), str(paths[2]))]
     embeddings = np.load(out)
     assert embeddings.shape == (3, VerificationConfig().embedding_dim)
     np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose([i["embedding"] for i in printed["inputs"]], embeddings, atol=1e-4)
     assert pairs[0]["similarity"] == pytest.approx(float(embeddings[0] @ embeddings[1]), abs=1e-5)
     assert pairs[0]["threshold"] == pytest.approx(result["metrics"]["threshold"])
+    assert all(p["same"] == (p["similarity"] >= p["threshold"]) for p in pairs)
     assert main(["predict", "verification", *map(str, paths[:2]), "--workdir", str(workdir)]) == 0
     line = capsys.readouterr().out.strip()
     assert line.startswith(f"{paths[0]} {paths[1]}: similarity ") and "(threshold " in line
     assert "give two photos to compare" in cli_error(
         capsys, "predict", "verification", str(paths[0]), "--workdir", str(workdir))
+    restored = from_workdir(workdir, "verification")
+    model = restored.inference_model()
+    zoo.testing.check_predictions(restored.task, model, restored.info)
+    first, second = restored.task.predict(model, restored.info, list(photos[[0, 1]]),
+                                          restored.task.PredictOptions(threshold=-1.0))
+    assert isinstance(first, Embedding) and first.same_person(second)  # every pair at -1
+    assert first.similarity(second) == pytest.approx(pairs[0]["similarity"], abs=1e-5)
 
 
 def test_softmax_baseline_trains_a_linear_layer_on_the_same_embedding():

@@ -165,12 +165,14 @@ def from_dict(cls: type, data: dict[str, Any]) -> Any:
 
 
 def validate(config: Any, prefix: str = "", *,
-             fix: Callable[[str], str] = lambda key: f"--set {key}=...") -> None:
+             fix: Callable[[str], str] = lambda key: f" (--set {key}=...)",
+             show: Callable[[str, Any], str] = lambda key, value: f"{key}={value}") -> None:
     """Checks every field of a config tree: `Range` bounds (on tuple items too), and
     that no float is NaN or infinite, bounded or not.
 
     Args:
-      fix: how the user sets a key, for the message.
+      fix: how the user sets a key, for the end of the message.
+      show: how the message names a key and its value.
 
     Raises:
       ZooError: naming the first key whose value is out of range, and the range.
@@ -179,14 +181,14 @@ def validate(config: Any, prefix: str = "", *,
     for f in dataclasses.fields(config):
         value, key = getattr(config, f.name), prefix + f.name
         if dataclasses.is_dataclass(value):
-            validate(value, key + ".", fix=fix)
+            validate(value, key + ".", fix=fix, show=show)
             continue
         annotation = hints[f.name]
         if isinstance(value, tuple) and typing.get_origin(_base(annotation)) is tuple:
             annotation = typing.get_args(_base(annotation))[0]
         for item in value if isinstance(value, tuple) else (value,):
             if item is not None:
-                _check_value(key, item, annotation, fix)
+                _check_value(key, item, annotation, fix, show)
 
 
 def replace_fields(options: Any, values: Mapping[str, Any], *, command_line: bool) -> Any:
@@ -208,17 +210,21 @@ def replace_fields(options: Any, values: Mapping[str, Any], *, command_line: boo
     if command_line:
         values = {k: parse_value(v, hints[k], name(k)) for k, v in values.items()}
     options = dataclasses.replace(options, **values)
-    validate(options, fix=lambda key: f"{name(key)} ..." if command_line else f"{key}=...")
+    if command_line:  # "--top-k: 0 is out of range: ..."
+        validate(options, fix=lambda key: "", show=lambda key, value: f"{name(key)}: {value}")
+    else:
+        validate(options, fix=lambda key: f" ({key}=...)")
     return options
 
 
-def _check_value(key: str, value: Any, annotation: Any, fix: Callable[[str], str]) -> None:
+def _check_value(key: str, value: Any, annotation: Any, fix: Callable[[str], str],
+                 show: Callable[[str, Any], str]) -> None:
     for bound in getattr(annotation, "__metadata__", ()):
         if isinstance(bound, Range) and not bound.contains(value):
-            raise ZooError(f"{key}={value} is out of range: it must be {bound.describe()} "
-                           f"({fix(key)})")
+            raise ZooError(f"{show(key, value)} is out of range: it must be "
+                           f"{bound.describe()}{fix(key)}")
     if isinstance(value, float) and not math.isfinite(value):
-        raise ZooError(f"{key}={value} is out of range: it must be a finite number ({fix(key)})")
+        raise ZooError(f"{show(key, value)} is out of range: it must be a finite number{fix(key)}")
 
 
 def _base(annotation: Any) -> Any:

@@ -76,6 +76,14 @@ class Result:
             lines.append(result.line(source, len(results) > 1) + files)
         return lines
 
+    @classmethod
+    def json_report(cls, results: Sequence[Result], sources: Sequence[str | None],
+                    written: Mapping[str, Sequence[Path]]) -> Any:
+        """What `zoo predict --json` prints: each result's JSON with its input and files."""
+        return [{"input": source, **result.to_json(),
+                 **({"files": {k: str(v[i]) for k, v in written.items()}} if written else {})}
+                for i, (source, result) in enumerate(zip(sources, results))]
+
 
 @dataclasses.dataclass(frozen=True)
 class Classification(Result):

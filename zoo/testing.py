@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import jax
 import numpy as np
@@ -33,8 +34,8 @@ from zoo.predictions import Result
 from zoo.task import Task
 from zoo_hardware import placement
 
-__all__ = ["check_checkpoint_round_trip", "check_evaluate", "check_predict", "check_task",
-           "check_train_steps", "registered", "smoke_session"]
+__all__ = ["check_checkpoint_round_trip", "check_evaluate", "check_predict", "check_predictions",
+           "check_task", "check_train_steps", "registered", "smoke_session"]
 
 
 @contextlib.contextmanager
@@ -108,10 +109,14 @@ def check_checkpoint_round_trip(session: Session, directory: str | Path) -> None
 def check_predict(session: Session) -> None:
     """A task with a predict (`prepare`) returns one typed, JSON-able result per input,
     the same for an input alone as inside a padded batch of several."""
-    task, info = session.task, session.data.info
+    model = inference_view(merge_train_state(session.graphdef, session.state)[0])
+    check_predictions(session.task, model, session.data.info)
+
+
+def check_predictions(task: Task, model: nnx.Module, info: Mapping[str, Any]) -> None:
+    """`check_predict` for a model in hand (a trained or restored one, in inference mode)."""
     if type(task).prepare is Task.prepare:
         return
-    model = inference_view(merge_train_state(session.graphdef, session.state)[0])
     example = task.example_input(info)
     alone = task.predict(model, info, example[:1])
     several = task.predict(model, info, example[:1] * 3)

@@ -9,27 +9,26 @@ eval` and `zoo predict` decide exactly as validation chose.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax import nnx
 
+from zoo.batching import Prepared
 from zoo.config import EarlyStoppingConfig, OptimizerConfig, Positive, Range, TaskConfig, TrainConfig
 from zoo.data.augment import FlipAffine, flip_and_affine
 from zoo.data.faces import FaceConfig
 from zoo.data.images import load_centre_square, to_unit_range
 from zoo.data.scoring import Goal
 from zoo.models import BackboneConfig, MultiLabelNet
-from zoo.task import Batch, Dataset, Task
+from zoo.task import Batch, Dataset, PredictOptions, Task
 from zoo_tasks.attributes import data
+from zoo_tasks.attributes.results import Attributes
 from zoo_tasks.attributes.metrics import AttributeMetrics
 
 
@@ -60,6 +59,11 @@ class AttributesConfig(TaskConfig):
                                                              max_examples=0))
 
 
+@dataclass(frozen=True)
+class AttributesOptions(PredictOptions):
+    sort: bool = False  # list attributes by probability, most likely first
+
+
 class AttributesTask(Task):
     """Predicts every attribute of a face; reports test `mean_ap`, accuracy and F1."""
 
@@ -70,6 +74,8 @@ class AttributesTask(Task):
     datasets = data.DATASETS
     metric = "mean_ap"
     metric_mode = "max"
+    PredictOptions = AttributesOptions
+    Result = Attributes
 
     def load_data(self) -> Dataset:
         cfg = self.config
@@ -106,64 +112,18 @@ class AttributesTask(Task):
         model.thresholds[...] = jnp.asarray(metrics.choose_thresholds(self.config.threshold_goal))
         return True
 
-    @classmethod
-    def add_predict_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("inputs", nargs="+", metavar="IMAGE",
-                            help="face images (centre-cropped like the training data)")
-        parser.add_argument("--sort", action="store_true",
-                            help="list attributes by probability, most likely first")
-        parser.add_argument("--json", action="store_true", help="print JSON instead of text")
-
-    def predict(self, model, info, args) -> str:
+    def prepare(self, info, inputs, options) -> list[Prepared]:
         size = info["input_shape"][0]
-        images = np.stack([load_centre_square(p, size, info["crop"]) for p in args.inputs])
-        results = read_attributes(model, info, images, args.inputs)
-        if args.json:
-            return json.dumps([r.to_json() for r in results], indent=2)
-        return "\n".join(r.format(sort=args.sort) for r in results)
+        return [Prepared({"image": load_centre_square(x, size, info["crop"])}) for x in inputs]
 
+    def forward(self, model, info, batch):
+        return {"logits": model(to_unit_range(batch["image"]))}
 
-@dataclass(frozen=True)
-class AttributeReading:
-    """One attribute of one image: its probability and the model's threshold for it."""
+    def infer(self, model, info, batch, options):
+        probabilities = jax.nn.sigmoid(self.forward(model, info, batch)["logits"])
+        return {"probabilities": probabilities,
+                "thresholds": jnp.broadcast_to(model.thresholds[...], probabilities.shape)}
 
-    name: str
-    probability: float
-    threshold: float
-
-    @property
-    def present(self) -> bool:
-        return self.probability >= self.threshold
-
-
-@dataclass(frozen=True)
-class AttributePrediction:
-    """Every attribute of one image, in the model's order."""
-
-    source: str
-    readings: tuple[AttributeReading, ...]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"source": self.source,
-                "attributes": [{**dataclasses.asdict(r), "present": r.present}
-                               for r in self.readings]}
-
-    def format(self, *, sort: bool = False) -> str:
-        """The deck's listing: one line per attribute, its probability, yes or no."""
-        readings = sorted(self.readings, key=lambda r: -r.probability) if sort else self.readings
-        width = max(len(r.name) for r in readings)
-        lines = [f"{r.name:<{width}}  {r.probability:.3f}  {'yes' if r.present else 'no ':3}"
-                 f"  (threshold {r.threshold:.2f})" for r in readings]
-        return "\n".join([f"{self.source}:", *("  " + line for line in lines)])
-
-
-def read_attributes(model: nnx.Module, info: Mapping[str, Any], images: np.ndarray,
-                    sources: list[str]) -> list[AttributePrediction]:
-    """Attribute probabilities and decisions for uint8 images (N, S, S, 3) read like
-    the training data."""
-    probs = np.asarray(jax.nn.sigmoid(model(to_unit_range(jnp.asarray(images)))))
-    thresholds = np.asarray(model.thresholds[...])
-    return [AttributePrediction(source, tuple(
-                AttributeReading(name, float(p[i]), float(thresholds[i]))
-                for i, name in enumerate(info["attributes"])))
-            for source, p in zip(sources, probs)]
+    def to_result(self, info, outputs, prepared, options) -> Attributes:
+        return Attributes(tuple(info["attributes"]), outputs["probabilities"],
+                          outputs["thresholds"], options.sort)

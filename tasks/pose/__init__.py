@@ -3,27 +3,24 @@ scored by COCO keypoint AP."""
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-import jax
-import numpy as np
 from flax import nnx
 
+from zoo.batching import Prepared
 from zoo.config import (EarlyStoppingConfig, NonNegativeFloat, OptimizerConfig, Positive, Range,
                         TaskConfig, TrainConfig)
-from zoo.data.images import letterbox, load_image, match_background, output_paths, to_unit_range
+from zoo.data.images import letterboxed_inputs, to_unit_range
 from zoo.models import BackboneConfig, CenterNet
-from zoo.task import Batch, Dataset, Task
+from zoo.task import Batch, Dataset, PredictOptions, Task
 from zoo_tasks.pose import centernet, data
 from zoo_tasks.pose.augment import random_flip
 from zoo_tasks.pose.figures import FigureConfig
 from zoo_tasks.pose.metrics import PoseMetrics
-from zoo_tasks.pose.results import Person, Poses
+from zoo_tasks.pose.results import Poses, to_poses
 from zoo_tasks.pose.skeleton import Skeleton
 
 Fraction = Annotated[float, Range(0, 1)]
@@ -61,6 +58,11 @@ class PoseConfig(TaskConfig):
                                                              schedule="constant"))
 
 
+@dataclass(frozen=True)
+class PoseOptions(PredictOptions):
+    min_score: Fraction = 0.3  # report and draw people scoring at least this
+
+
 class PoseTask(Task):
     """Finds every person and their joints; reports test keypoint `ap`, `ap50`, `ap75`."""
 
@@ -71,6 +73,8 @@ class PoseTask(Task):
     datasets = data.DATASETS
     metric = "ap"
     metric_mode = "max"
+    PredictOptions = PoseOptions
+    Result = Poses
 
     def load_data(self) -> Dataset:
         cfg = self.config
@@ -99,12 +103,16 @@ class PoseTask(Task):
         return {"loss": total * count, "count": count, **self._decode(model, outputs)}
 
     def _loss(self, model, batch: Batch, image_weights=None):
-        outputs = model(to_unit_range(batch["image"]))
+        outputs = self.forward(model, {}, batch)
         targets = centernet.encode(batch["keypoints"], batch["boxes"], batch["person_valid"],
                                    grid=outputs["centre"].shape[1:3], stride=model.stride)
         total, parts = centernet.loss(outputs, targets, joint_weight=self.config.joint_weight,
                                       image_weights=image_weights)
         return total, parts, outputs
+
+    def forward(self, model, info, batch):
+        """The heads' outputs: what training's loss, eval and predict all decode."""
+        return model(to_unit_range(batch["image"]))
 
     def _decode(self, model, outputs):
         cfg = self.config
@@ -115,49 +123,12 @@ class PoseTask(Task):
     def new_metrics(self, info: Mapping[str, Any]) -> PoseMetrics:
         return PoseMetrics(Skeleton.from_info(info).sigmas)
 
-    def estimate(self, model, info: Mapping[str, Any], images: Sequence[np.ndarray], *,
-                 min_score: float = 0.3, sources: Sequence[str] = ()) -> list[Poses]:
-        """Everyone in each image (H, W, C uint8, any size) scoring at least `min_score`,
-        with joints in that image's pixels; `sources` name the images in the results."""
-        size, dark = info["input_shape"][0], info.get("dark_background", False)
-        squares = [letterbox(image, size) for image in images]
-        batch = np.stack([match_background(square, dark) for square, _, _ in squares])
-        graphdef, state = nnx.split(model)
+    def prepare(self, info, inputs, options) -> list[Prepared]:
+        return letterboxed_inputs(inputs, info)
 
-        @jax.jit
-        def find(state, batch):
-            model = nnx.merge(graphdef, state)
-            return self._decode(model, model(to_unit_range(batch)))
+    def infer(self, model, info, batch, options):
+        return self._decode(model, self.forward(model, info, batch))
 
-        found = jax.device_get(find(state, batch))
-        skeleton, results = Skeleton.from_info(info), []
-        for i, (_, scale, offset) in enumerate(squares):
-            people = [Person((joints - offset) / scale, float(score), joint_scores)
-                      for joints, score, joint_scores in
-                      zip(found["keypoints"][i], found["scores"][i], found["joint_scores"][i])
-                      if score >= min_score]
-            people.sort(key=lambda person: -person.score)  # decoded in centre-peak order
-            results.append(Poses(sources[i] if sources else f"image {i}", skeleton,
-                                 tuple(people)))
-        return results
-
-    @classmethod
-    def add_predict_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("inputs", nargs="+", metavar="IMAGE",
-                            help="image files (any size or mode)")
-        parser.add_argument("--out", help="PNG with the skeletons drawn (a directory for "
-                                          "several images)")
-        parser.add_argument("--min-score", type=float, default=0.3,
-                            help="print and draw people scoring at least this (default 0.3)")
-
-    def predict(self, model, info, args) -> str:
-        images = [load_image(path, None, info["input_shape"][-1]) for path in args.inputs]
-        found = self.estimate(model, info, images, min_score=args.min_score,
-                              sources=[str(path) for path in args.inputs])
-        results = [poses.to_json() for poses in found]
-        if args.out:
-            drawings = output_paths(args.inputs, args.out, "-skeletons.png")
-            for image, poses, drawing, result in zip(images, found, drawings, results):
-                poses.draw(image).save(drawing)
-                result["drawing"] = str(drawing)
-        return json.dumps(results, indent=2)
+    def to_result(self, info, outputs, prepared, options) -> Poses:
+        _, scale, offset = prepared.context
+        return to_poses(outputs, scale, offset, Skeleton.from_info(info), options.min_score)

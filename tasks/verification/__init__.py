@@ -12,13 +12,9 @@ and saved in the model.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import itertools
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import jax
@@ -27,16 +23,17 @@ import numpy as np
 import optax
 from flax import nnx
 
+from zoo.batching import Prepared
 from zoo.config import (EarlyStoppingConfig, OptimizerConfig, Positive, Range, TaskConfig,
                         TrainConfig)
 from zoo.data.augment import FlipAffine, flip_and_affine
 from zoo.data.faces import FaceConfig
 from zoo.data.images import load_centre_square, to_unit_range
-from zoo.errors import ZooError
 from zoo.models import BackboneConfig, EmbeddingNet, arcface_logits
-from zoo.task import Batch, Dataset, Task
+from zoo.task import Batch, Dataset, PredictOptions, Task
 from zoo_tasks.verification import data
 from zoo_tasks.verification.protocol import PairMetrics
+from zoo_tasks.verification.results import Embedding
 
 
 @dataclass(frozen=True)
@@ -72,6 +69,11 @@ class VerificationConfig(TaskConfig):
                                                              max_examples=0))
 
 
+@dataclass(frozen=True)
+class VerificationOptions(PredictOptions):
+    threshold: Annotated[float | None, Range(-1.0, 1.0)] = None  # same person at this similarity or more (default: the model's)
+
+
 class VerificationTask(Task):
     """Embeds faces; reports the LFW protocol's test `accuracy` on pairs of unseen people."""
 
@@ -82,6 +84,8 @@ class VerificationTask(Task):
     datasets = data.DATASETS
     metric = "accuracy"
     metric_mode = "max"
+    PredictOptions = VerificationOptions
+    Result = Embedding
 
     def load_data(self) -> Dataset:
         cfg = self.config
@@ -122,75 +126,18 @@ class VerificationTask(Task):
         model.threshold[...] = jnp.asarray(metrics.choose_threshold(), jnp.float32)
         return True
 
-    @classmethod
-    def add_predict_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("inputs", nargs="+", metavar="IMAGE",
-                            help="face photos (centre-cropped like the training data); every "
-                                 "two of them are compared")
-        parser.add_argument("--embed", metavar="OUT.npy", type=Path,
-                            help="also write the embeddings of all inputs, (N, dim) float32, "
-                                 "in input order")
-        parser.add_argument("--threshold", type=float,
-                            help="similarity at or above which two photos are the same person "
-                                 "(default: the one chosen on validation pairs)")
-        parser.add_argument("--json", action="store_true", help="print JSON instead of text")
-
-    def predict(self, model, info, args) -> str:
-        if len(args.inputs) < 2 and args.embed is None:
-            raise ZooError("give two photos to compare, or --embed OUT.npy to write embeddings")
+    def prepare(self, info, inputs, options) -> list[Prepared]:
         size = info["input_shape"][0]
-        images = np.stack([load_centre_square(p, size, info["crop"]) for p in args.inputs])
-        embeddings = embed_images(model, images)
-        lines = []
-        if args.embed is not None:
-            save_embeddings(args.embed, embeddings)
-            lines.append(f"wrote {len(embeddings)} embeddings of {embeddings.shape[1]} "
-                         f"dimensions to {args.embed}")
-        threshold = float(model.threshold[...]) if args.threshold is None else args.threshold
-        comparisons = compare(embeddings, args.inputs, threshold)
-        if args.json:
-            return json.dumps([c.to_json() for c in comparisons], indent=2)
-        return "\n".join([*(c.format() for c in comparisons), *lines])
+        return [Prepared({"image": load_centre_square(x, size, info["crop"])}) for x in inputs]
 
+    def forward(self, model, info, batch):
+        return {"embedding": model.embed(to_unit_range(batch["image"]))}
 
-@dataclass(frozen=True)
-class Comparison:
-    """Two photos' cosine similarity and the call at `threshold`."""
+    def infer(self, model, info, batch, options):
+        embedding = self.forward(model, info, batch)["embedding"]
+        return {"embedding": embedding,
+                "threshold": jnp.broadcast_to(model.threshold[...], embedding.shape[:1])}
 
-    first: str
-    second: str
-    similarity: float
-    threshold: float
-
-    @property
-    def same(self) -> bool:
-        return self.similarity >= self.threshold
-
-    def to_json(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "same": self.same}
-
-    def format(self) -> str:
-        verdict = "same person" if self.same else "different people"
-        return (f"{self.first} {self.second}: similarity {self.similarity:.3f} -> {verdict} "
-                f"(threshold {self.threshold:.3f})")
-
-
-def embed_images(model: nnx.Module, images: np.ndarray) -> np.ndarray:
-    """Unit-length embeddings (N, dim) float32 of uint8 images read like the training data."""
-    return np.asarray(model.embed(to_unit_range(jnp.asarray(images))), np.float32)
-
-
-def compare(embeddings: np.ndarray, sources: list[str], threshold: float) -> list[Comparison]:
-    """Every pair of inputs (in input order), compared at `threshold`."""
-    return [Comparison(sources[i], sources[j], float(embeddings[i] @ embeddings[j]), threshold)
-            for i, j in itertools.combinations(range(len(sources)), 2)]
-
-
-def save_embeddings(path: Path, embeddings: np.ndarray) -> None:
-    """Writes `path` (.npy) atomically; a missing folder is a one-line error."""
-    if not path.parent.is_dir():
-        raise ZooError(f"--embed {path}: no such folder {path.parent}")
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, embeddings)
-    tmp.replace(path)
+    def to_result(self, info, outputs, prepared, options) -> Embedding:
+        threshold = outputs["threshold"] if options.threshold is None else options.threshold
+        return Embedding(np.asarray(outputs["embedding"], np.float32), float(threshold))

@@ -195,7 +195,10 @@ def add_option_flags(parser: argparse.ArgumentParser, options_cls: type, *,
 
     chosen = {f.name for f in dataclasses.fields(options_cls) if only(f)}
     for key, kind, default, doc in fields_table(options_cls()):
-        if key in chosen:
+        if key in chosen and kind == "bool" and default == "false":  # a switch: `--sort`
+            parser.add_argument(flag(key), dest=f"option_{key}", action="store_const",
+                                const="true", help=doc)
+        elif key in chosen:
             parser.add_argument(flag(key), dest=f"option_{key}", metavar=kind.split()[0].upper(),
                                 help=f"{doc} ({kind}, default {default})")
 

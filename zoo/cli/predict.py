@@ -76,6 +76,4 @@ def _format(results: list, inputs: list, args: argparse.Namespace) -> str:
                for name, out in wanted.items()}
     if not args.json:
         return "\n".join(result_type.report(results, sources, written))
-    return json.dumps([{"input": source, **result.to_json(),
-                        **({"files": {k: str(v[i]) for k, v in written.items()}} if written else {})}
-                       for i, (source, result) in enumerate(zip(sources, results))], indent=2)
+    return json.dumps(result_type.json_report(results, sources, written), indent=2)

@@ -165,6 +165,21 @@ def resize(image: np.ndarray, size: Sequence[int],
     return np.asarray(pil).reshape(size[0], size[1], c)
 
 
+def load_centre_square(item, size: int, crop: float = 1.0) -> np.ndarray:
+    """An RGB image's centre square, `crop` times its shorter side, resized to size x size.
+
+    Aligned face photos (CelebA 178x218, LFW 250x250) keep their face in the centre, so
+    this is how face models read their inputs (a path, PIL image or array); `as_image`'s
+    errors apply.
+    """
+    image = as_image(item, 3)
+    h, w, _ = image.shape
+    side = max(1, round(min(h, w) * crop))
+    top, left = (h - side) // 2, (w - side) // 2
+    square = Image.fromarray(image[top:top + side, left:left + side])
+    return np.asarray(square.resize((size, size), Image.Resampling.BILINEAR), np.uint8)
+
+
 def letterbox(image: np.ndarray, size: int, *, fill: int = 0,
               resample: Image.Resampling = Image.Resampling.BILINEAR,
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
