@@ -98,7 +98,7 @@ def test_image_folder_loads_resized_three_way_split(tmp_path):
 
 
 @pytest.mark.parametrize("classes, per_class, message", [
-    (["only"], 3, "needs at least two"),
+    (["only"], 3, "need at least two"),
     (["a", "b"], 0, "has no images"),
 ])
 def test_bad_image_folder_is_explained(tmp_path, classes, per_class, message):
