@@ -10,7 +10,6 @@ the same code and are `slow`. Models whose every weight is loaded are built abst
 (`upstream.loaded`), and the loopback hub is shared by the module.
 """
 
-import argparse
 import hashlib
 import json
 import sys
@@ -127,10 +126,6 @@ def _top_classes(case="resnet18"):
     return [IMAGENET.names[i] for i in upstream.reference(case)["logits"].argmax(-1)]
 
 
-def _predict_args(paths, top_k=1):
-    return argparse.Namespace(inputs=[str(p) for p in paths], top_k=top_k)
-
-
 def test_pull_convert_predict_through_a_loopback_hub(tmp_path, monkeypatch, loopback_hub,
                                                      photo_files):
     """Pulled, verified against timm's sha256, converted on load, predicting with the
@@ -143,11 +138,13 @@ def test_pull_convert_predict_through_a_loopback_hub(tmp_path, monkeypatch, loop
     before = len(loopback_hub.server.requests_for(file))
     restored = restore.from_hub("classification", "resnet18:imagenet")
     task, info = restored.task, restored.info
-    printed = task.predict(restored.inference_model(), info, _predict_args(photo_files, top_k=2))
+    results = task.predict(restored.inference_model(), info, [str(p) for p in photo_files],
+                           task.PredictOptions(top_k=2))
     assert restored.card.layout == "timm" and info["classes"] == list(IMAGENET.names)
     assert task.config.preprocess.crop_pct == 1.0 and task.config.image_size == upstream.SIZE
-    for line, top in zip(printed.splitlines(), _top_classes()):
-        assert line.split(": ", 1)[1].startswith(f"{top} (p="), (line, top)
+    assert len(results) == len(photo_files)
+    for result, top in zip(results, _top_classes()):
+        assert result.label == top and len(result.top()) == 2, (result.top(), top)
     assert len(loopback_hub.server.requests_for(file)) == before + 1
 
 

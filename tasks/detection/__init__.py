@@ -15,6 +15,7 @@ from zoo.config import EarlyStoppingConfig, OptimizerConfig, Range, TaskConfig, 
 from zoo.data.images import Preprocess, letterboxed_inputs, unletterbox
 from zoo.data.scenes import SceneConfig
 from zoo.models import BackboneConfig, CenterNet, box_heads, centernet, create_backbone
+from zoo.models.centernet import DecodedSteps
 from zoo.predictions import Detections
 from zoo.task import Batch, Dataset, PredictOptions, Task
 from zoo_tasks.detection import data
@@ -52,7 +53,7 @@ class DetectionOptions(PredictOptions):
     min_score: Annotated[float, Range(0, 1)] = 0.3  # report detections scoring at least this
 
 
-class DetectionTask(Task):
+class DetectionTask(DecodedSteps, Task):
     """Finds and classifies every object; reports test COCO `map`, `map50`, per-class AP."""
 
     name = "detection"
@@ -80,15 +81,6 @@ class DetectionTask(Task):
         return CenterNet(info["input_shape"][-1], heads, level=cfg.level,
                          head_width=cfg.head_width, backbone=backbone,
                          fpn_width=cfg.backbone.fpn_width, rngs=rngs)
-
-    def loss(self, model, batch, rng):
-        del rng
-        return self._loss(model, batch, batch.get("mask"))[:2]  # a mask leaves rows out
-
-    def eval_step(self, model, batch):
-        total, _, outputs = self._loss(model, batch, batch["mask"])
-        count = batch["mask"].sum()
-        return {"loss": total * count, "count": count, **self._decode(model, outputs)}
 
     def _loss(self, model, batch: Batch, image_weights=None):
         outputs = model(self.config.preprocess.normalize(batch["image"]))

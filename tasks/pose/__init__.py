@@ -16,6 +16,7 @@ from zoo.config import (EarlyStoppingConfig, NonNegativeFloat, OptimizerConfig, 
 from zoo.data.images import letterboxed_inputs, to_unit_range
 from zoo.models import BackboneConfig, CenterNet
 from zoo.task import Batch, Dataset, PredictOptions, Task
+from zoo.models.centernet import DecodedSteps
 from zoo_tasks.pose import centernet, data
 from zoo_tasks.pose.augment import random_flip
 from zoo_tasks.pose.figures import FigureConfig
@@ -63,7 +64,7 @@ class PoseOptions(PredictOptions):
     min_score: Fraction = 0.3  # report and draw people scoring at least this
 
 
-class PoseTask(Task):
+class PoseTask(DecodedSteps, Task):
     """Finds every person and their joints; reports test keypoint `ap`, `ap50`, `ap75`."""
 
     name = "pose"
@@ -92,15 +93,6 @@ class PoseTask(Task):
 
     def augment(self, batch: Batch, rng) -> Batch:
         return random_flip(batch, rng, self.skeleton.flip_index) if self.config.flip else batch
-
-    def loss(self, model, batch, rng):
-        del rng
-        return self._loss(model, batch)[:2]
-
-    def eval_step(self, model, batch):
-        total, _, outputs = self._loss(model, batch, batch["mask"])
-        count = batch["mask"].sum()
-        return {"loss": total * count, "count": count, **self._decode(model, outputs)}
 
     def _loss(self, model, batch: Batch, image_weights=None):
         outputs = self.forward(model, {}, batch)

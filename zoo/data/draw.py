@@ -107,7 +107,8 @@ def _eroded(mask: np.ndarray, steps: int) -> np.ndarray:
 
 
 def _rgb(image: np.ndarray) -> np.ndarray:
-    """(H, W, 3) colour pixels of an (H, W, C) image: grey repeated, alpha dropped."""
+    """(H, W, 3) colour pixels of an (H, W) or (H, W, C) image: grey repeated, alpha dropped."""
+    image = image[..., None] if image.ndim == 2 else image
     return np.repeat(image, 3, -1) if image.shape[-1] == 1 else image[..., :3]
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
+import logging
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -68,14 +69,20 @@ class CheckpointStore:
         seal = functools.partial(self._seal, which)
         # In a multi-process run the managers sync processes with barriers named by step;
         # the prefix keeps `latest` and `best` saving the same step from sharing a name.
+        if not self.writable:  # what orbax would otherwise warn that it sets
+            max_to_keep, interval = None, {"save_interval_steps": 0}
+        else:
+            interval = {}
         options = ocp.CheckpointManagerOptions(
             max_to_keep=max_to_keep, create=self.writable, read_only=not self.writable,
+            **interval,
             cleanup_tmp_directories=self.writable,
             async_options=ocp.AsyncOptions(post_finalization_callback=seal,
                                            create_directories_asynchronously=False),
             multiprocessing_options=ocp.options.MultiprocessingOptions(
                 barrier_sync_key_prefix=which))
-        return ocp.CheckpointManager(self.root / which, options=options)
+        with _quiet_orbax(not self.writable):  # "Given directory is read only": we know
+            return ocp.CheckpointManager(self.root / which, options=options)
 
     def _seal(self, which: str) -> None:
         """Orbax's post-finalization callback: writes the manifest before the rename."""
@@ -345,3 +352,16 @@ def _os_error(error: BaseException) -> str:
         return f"{error.strerror}: {error.filename}" if error.filename else error.strerror
     first = (str(error).strip().splitlines() or [""])[0]
     return f"{type(error).__name__}: {first[:200]}" if first else type(error).__name__
+
+
+@contextlib.contextmanager
+def _quiet_orbax(quiet: bool):
+    """Orbax's absl warnings about a read-only manager off: a reader asked for it."""
+    logger = logging.getLogger("absl")
+    level = logger.level
+    if quiet:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)

@@ -73,3 +73,19 @@ def decode(outputs: dict[str, jax.Array], *, stride: int, k: int, nms_iou: float
         suppress = functools.partial(nms, iou_threshold=nms_iou, class_agnostic=class_agnostic)
         scores = jax.vmap(suppress)(boxes, scores, classes)
     return {"boxes": boxes, "scores": scores, "classes": classes, "cells": cell}
+
+
+class DecodedSteps:
+    """`loss` and `eval_step` of a CenterNet-style task, from its `_loss(model, batch,
+    image_weights)` -> (total, parts, outputs) and `_decode(model, outputs)`: the mean
+    loss for training; for evaluation the loss weighted by the rows kept, beside what the
+    task decodes (detection and pose share it; mix it in before `zoo.Task`)."""
+
+    def loss(self, model, batch, rng):
+        del rng
+        return self._loss(model, batch, batch.get("mask"))[:2]  # a mask leaves rows out
+
+    def eval_step(self, model, batch):
+        total, _, outputs = self._loss(model, batch, batch["mask"])
+        count = batch["mask"].sum()
+        return {"loss": total * count, "count": count, **self._decode(model, outputs)}
