@@ -67,10 +67,10 @@ def test_archive_entry_is_extracted_into_the_cache(monkeypatch, home):
     server = HubServer()
     try:
         hub, card = serve_archive(server, monkeypatch, tar_bytes(GOOD), "m-v1.tar.gz")
-        folder = cache.fetch_card(card, hub.url)
+        folder = cache.fetch_card(card, hub.url_of(card))
         assert folder.is_dir() and folder.name == "m-v1" and home in folder.parents
         assert (folder / "vocab" / "tokens.txt").read_bytes() == b"a\nb\n"
-        assert cache.fetch_card(card, hub.url) == folder
+        assert cache.fetch_card(card, hub.url_of(card)) == folder
     finally:
         server.stop()
 
@@ -99,7 +99,7 @@ def test_malicious_tar_served_by_a_hub_is_refused_and_writes_nothing(kind, messa
     try:
         hub, card = serve_archive(server, monkeypatch, tar_bytes(GOOD + evil), "m-v1.tar.gz")
         with pytest.raises(ZooError, match=f"refused, member .*{message}"):
-            cache.fetch_card(card, hub.url)
+            cache.fetch_card(card, hub.url_of(card))
     finally:
         server.stop()
     assert not target.exists()

@@ -62,11 +62,12 @@ def serve(server, monkeypatch):
 
 def pull(**kwargs):
     hub = index.load()
-    return cache.fetch_card(hub.find("t"), hub.url, **kwargs)
+    return cache.fetch_card(hub.find("t"), hub.url_of(hub.find("t")), **kwargs)
 
 
 def cached_files(home):
-    return sorted(p for p in (home / "hub" / "weights").rglob("*") if p.is_file())
+    return sorted(p for p in (home / "hub" / "weights").rglob("*")
+                  if p.is_file() and p.name != cache.RECORD)
 
 
 def test_good_download_is_verified_cached_and_reused(server, serve, home):
@@ -165,7 +166,7 @@ def test_offline_with_an_empty_cache_names_what_is_missing(server, serve, monkey
     hub = index.load()  # the index is now cached, the file is not
     monkeypatch.setenv("ZOO_OFFLINE", "1")
     with pytest.raises(ZooError, match=r"t/m:v1 \(m-v1.bin\) is not in the cache .*ZOO_OFFLINE"):
-        cache.fetch_card(hub.find("t"), hub.url)
+        cache.fetch_card(hub.find("t"), hub.url_of(hub.find("t")))
     assert server.requests_for(FILE) == []
 
 
@@ -256,5 +257,5 @@ def test_hostile_hub_address_and_redirect_are_refused(monkeypatch):
     with pytest.raises(fetch.MirrorError, match="'..'"):
         fetch.next_url("http://a.example/hub/x.bin", "../../admin/x.bin")
     hf = "https://huggingface.co/org/repo/resolve"
-    assert urls.from_hf("hf://org/repo@v2/t/x.bin") == f"{hf}/v2/t/x.bin"
+    assert urls.resolve("hf://org/repo@v2/t/x.bin", "/hub/index.json") == f"{hf}/v2/t/x.bin"
     assert urls.index_url("hf://org/repo") == f"{hf}/main/index.json"

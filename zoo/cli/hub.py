@@ -98,7 +98,7 @@ def _pull(args, rest) -> int:
     model, _, tag = model_tag.partition(":")
     hub = index.load()
     card = hub.find(task, model or None, tag or None)
-    path = cache.fetch_card(card, hub.url, allow_unverified=args.allow_unverified)
+    path = cache.fetch_card(card, hub.url_of(card), allow_unverified=args.allow_unverified)
     check = f"sha256 {card.sha256[:16]}... verified" if card.sha256 else "UNVERIFIED"
     print(f"{card.name}: {path} ({megabytes(card.size)}, {check})")
     return 0

@@ -11,6 +11,7 @@ vocabulary...) and what it achieved (metrics with their data set and split), so
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,23 +22,28 @@ from zoo.hub import urls
 
 FORMAT = 2  # card schema (2: `layout`, weights converted from an upstream layout on load)
 LAYOUTS = ("zoo", "timm")  # zoo: variables by path; timm: timm/torchvision state dict
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 ARCHIVE_SUFFIXES = (".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".tar", ".zip")  # longest first
+MAX_SIZE = 1 << 40  # bytes of one weight file: 1 TiB
+MAX_PARAMS = 10**13
+MAX_TEXT = 10_000  # characters of a free-text field (license, source, created)
+MAX_MIRRORS = 16
 
 
 def check_name(kind: str, value: str) -> str:
-    """A task, model, tag or file name: letters, digits and `._+-`, never `..`."""
+    """A task, model, tag or file name: letters, digits and `._+-` (at most 128), never `..`."""
     if not isinstance(value, str) or not _NAME.fullmatch(value) or ".." in value:
-        raise ZooError(f"refused {kind} {value!r}: names are letters, digits and '._+-' "
-                       f"(no '/', no '..')")
+        shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:80] + "..."
+        raise ZooError(f"refused {kind} {shown}: names are letters, digits and '._+-', at "
+                       f"most 128 of them (no '/', no '..')")
     return value
 
 
 def check_format(fmt: Any, label: str) -> None:
     """Refuses cards and indexes written by a newer zoo (or malformed)."""
-    if not isinstance(fmt, int) or fmt > FORMAT:
-        raise ZooError(f"{label} has format {fmt!r}; this zoo reads format {FORMAT} "
+    if not _is_int(fmt) or fmt > FORMAT:
+        raise ZooError(f"{label} has format {_short(fmt)}; this zoo reads format {FORMAT} "
                        f"(upgrade zoo)")
 
 
@@ -85,44 +91,100 @@ class Card:
     def from_json(cls, data: Any, where: str) -> Card:
         """Validates one index entry; `where` names the index in errors.
 
+        Every field is checked for its type and range here, so a malformed card is
+        refused in one line when the index is read, never later with a traceback.
+
         Raises:
           ZooError: a missing or malformed field, a hostile name or URL, or a card
             written by a newer zoo.
         """
         if not isinstance(data, dict):
             raise ZooError(f"{where}: an entry is not a JSON object")
-        label = f"{where}: entry {data.get('task')}/{data.get('model')}:{data.get('tag')}"
+        label = (f"{where}: entry {_short(data.get('task'))}/{_short(data.get('model'))}:"
+                 f"{_short(data.get('tag'))}")
         check_format(data.get("format", FORMAT), label)
-        known = {f.name for f in dataclasses.fields(cls)}
         missing = {"task", "model", "tag", "file", "urls"} - set(data)
         if missing:
             raise ZooError(f"{label} lacks {', '.join(sorted(missing))}")
-        for kind in ("task", "model", "tag", "file"):
-            check_name(kind, data[kind])
-        card_urls = data["urls"]
-        if not isinstance(card_urls, list) or not card_urls or not all(
-                isinstance(u, str) for u in card_urls):
-            raise ZooError(f"{label}: 'urls' must be a non-empty list of strings")
-        for url in card_urls:
-            urls.check(url)
-        if data.get("layout", "zoo") not in LAYOUTS:
-            raise ZooError(f"{label}: layout {data['layout']!r} is not one of "
-                           f"{', '.join(LAYOUTS)} (upgrade zoo?)")
-        sha = data.get("sha256")
-        if sha is not None and not (isinstance(sha, str) and _SHA256.fullmatch(sha)):
-            raise ZooError(f"{label}: sha256 {sha!r} is not 64 lowercase hex digits")
-        for key in ("metrics", "config", "info", "versions", "plugin"):
-            if not isinstance(data.get(key, {}), dict):
-                raise ZooError(f"{label}: {key!r} must be a JSON object")
-        size = data.get("size")
-        if size is not None and not (isinstance(size, int) and size >= 0):
-            raise ZooError(f"{label}: size {size!r} is not a byte count")
-        values = {k: v for k, v in data.items() if k in known}
-        values["urls"] = tuple(card_urls)
-        if isinstance(values.get("info", {}).get("classes"), str):  # e.g. "imagenet-1k"
-            try:
-                classes = class_lists.resolve(values["info"]["classes"])
-            except ZooError as e:
-                raise ZooError(f"{label}: {e} (upgrade zoo?)") from None
-            values["info"] = {**values["info"], "classes": classes}
+        try:
+            values = _checked_fields(data)
+        except ZooError as e:
+            raise ZooError(f"{label}: {e}") from None
         return cls(**values)
+
+
+def _checked_fields(data: dict[str, Any]) -> dict[str, Any]:
+    """The card's fields from an index entry, each checked (unknown keys are ignored)."""
+    for kind in ("task", "model", "tag", "file"):
+        check_name(kind, data[kind])
+    card_urls = data["urls"]
+    if not (isinstance(card_urls, list) and 0 < len(card_urls) <= MAX_MIRRORS
+            and all(isinstance(u, str) and u for u in card_urls)):
+        raise ZooError(f"'urls' must be a list of 1 to {MAX_MIRRORS} addresses (strings)")
+    for url in card_urls:
+        urls.check(url)
+    layout = data.get("layout", "zoo")
+    if not (isinstance(layout, str) and layout in LAYOUTS):
+        raise ZooError(f"layout {_short(layout)} is not one of {', '.join(LAYOUTS)} (upgrade zoo?)")
+    sha = data.get("sha256")
+    if sha is not None and not (isinstance(sha, str) and _SHA256.fullmatch(sha)):
+        raise ZooError(f"sha256 {_short(sha)} is not 64 lowercase hex digits")
+    _check_count("size", data.get("size"), MAX_SIZE)
+    _check_count("params", data.get("params"), MAX_PARAMS)
+    for key in ("metrics", "config", "info", "versions", "plugin"):
+        if not isinstance(data.get(key, {}), dict):
+            raise ZooError(f"{key!r} must be a JSON object")
+    for key in ("versions", "plugin"):
+        if not all(isinstance(v, str) for v in data.get(key, {}).values()):
+            raise ZooError(f"{key!r} must map names to strings")
+    for key in ("license", "source", "created"):
+        value = data.get(key, "")
+        if not (isinstance(value, str) and len(value) <= MAX_TEXT):
+            raise ZooError(f"{key!r} must be a string of at most {MAX_TEXT:,} characters")
+    _check_metrics(data.get("metrics", {}))
+    known = {f.name for f in dataclasses.fields(Card)}
+    values = {k: v for k, v in data.items() if k in known}
+    values["urls"] = tuple(card_urls)
+    values["info"] = _checked_info(values.get("info", {}))
+    return values
+
+
+def _check_count(key: str, value: Any, limit: int) -> None:
+    if value is not None and not (_is_int(value) and 0 <= value <= limit):
+        raise ZooError(f"{key} {_short(value)} is not a count from 0 to {limit:,}")
+
+
+def _check_metrics(metrics: dict[str, Any]) -> None:
+    """`{"dataset": str, "split": str, "values": {name: finite number}}`, all optional."""
+    for key in ("dataset", "split"):
+        if not isinstance(metrics.get(key, ""), str):
+            raise ZooError(f"metrics' {key!r} must be a string")
+    values = metrics.get("values", {})
+    if not isinstance(values, dict) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            for v in values.values()):
+        raise ZooError("metrics' 'values' must map metric names to finite numbers")
+
+
+def _checked_info(info: dict[str, Any]) -> dict[str, Any]:
+    """`info` with `classes` a list of names (a named list, e.g. "imagenet-1k", expanded)."""
+    classes = info.get("classes")
+    if isinstance(classes, str):
+        try:
+            return {**info, "classes": class_lists.resolve(classes)}
+        except ZooError as e:
+            raise ZooError(f"{e} (upgrade zoo?)") from None
+    if classes is not None and not (isinstance(classes, list) and all(
+            isinstance(c, str) for c in classes)):
+        raise ZooError("info's 'classes' must be a list of names or the name of a class list")
+    return info
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _short(value: Any) -> str:
+    """A value for a message: its repr, cut at 60 characters."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:60] + "..."

@@ -5,10 +5,12 @@ HTTP goes through `requests` with `trust_env` on (its default), so the proxies o
 `CURL_CA_BUNDLE` are honoured; `SSL_CERT_FILE` (OpenSSL's own, which pip and urllib
 read) is added here. Redirects are followed by hand so that a downgrade from https to
 http, or a `..` in the new address, is refused. Local paths and `file://` addresses go
-through the same loop, so a folder hub behaves exactly as a web one.
+through the same loop, so a folder hub behaves exactly as a web one. Requests to the
+Hugging Face endpoint carry `HF_TOKEN` (`hf.auth_headers`); a redirect to another site
+drops it.
 
 `requests` is imported only when a remote address is actually fetched: with
-`ZOO_OFFLINE=1` nothing here opens a socket.
+`ZOO_OFFLINE=1` (or `HF_HUB_OFFLINE=1`) nothing here opens a socket.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 from zoo.errors import ZooError
-from zoo.hub import urls
+from zoo.hub import hf, urls
 from zoo.io.files import sha256_file
 
 CHUNK = 1 << 16
@@ -82,7 +84,8 @@ def download(addresses: Sequence[str], target: Target) -> None:
     failures = []
     for address in addresses:
         if urls.is_remote(address) and urls.offline():
-            failures.append(f"{address}: not tried, ZOO_OFFLINE=1 forbids network access")
+            failures.append(f"{address}: not tried, {urls.offline_variable()} forbids "
+                            f"network access")
             continue
         try:
             _fetch_one(address, target)
@@ -250,7 +253,7 @@ def _get(url: str, headers: dict[str, str]):
     # "Connection: close": each request (after a redirect, a 503, a resume) opens its own
     # connection, never a kept-alive one that the server may be closing at that moment.
     headers = {"User-Agent": f"zoo/{__version__}", "Accept-Encoding": "identity",
-               "Connection": "close", **headers}
+               "Connection": "close", **headers, **hf.auth_headers(url)}
     redirects = retries = 0
     while True:
         try:
@@ -269,7 +272,10 @@ def _get(url: str, headers: dict[str, str]):
             redirects += 1
             if redirects > MAX_REDIRECTS:
                 raise MirrorError(f"more than {MAX_REDIRECTS} redirects")
-            url = next_url(url, response.headers["Location"])
+            target = next_url(url, response.headers["Location"])
+            if urls.site(target) != urls.site(url):
+                headers.pop("Authorization", None)  # a token is for its own site only
+            url = target
             continue
         if response.status_code in RETRY_STATUSES and retries < RETRIES:
             response.close()

@@ -22,7 +22,7 @@ import numpy as np
 from zoo.data import class_lists
 from zoo.data.images import Preprocess
 from zoo.errors import ZooError, unknown
-from zoo.hub import fetch, urls
+from zoo.hub import fetch, hf
 from zoo.io import weights
 from zoo.io.files import sha256_file
 from zoo.models.torchvision_names import to_timm
@@ -156,7 +156,7 @@ def _download(name: str, filename: str) -> Path:
     dest = cache.root() / "upstream" / "timm" / name / filename
     if not dest.is_file():
         dest.parent.mkdir(parents=True, exist_ok=True)
-        address = urls.from_hf(f"hf://timm/{name}/{filename}")
+        address = hf.download_url(f"hf://timm/{name}/{filename}")
         fetch.download([address], fetch.Target(dest, None, None, f"timm/{name} ({filename})"))
     return dest
 

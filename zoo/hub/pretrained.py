@@ -61,8 +61,28 @@ def load_weights(hub: index.Index, card: Card, *, allow_unverified: bool = False
     converted here, on every load; the cache keeps the upstream bytes, verifiable
     against the upstream sha256.
     """
-    path = cache.fetch_card(card, hub.url, allow_unverified=allow_unverified)
+    path = cache.fetch_card(card, hub.url_of(card), allow_unverified=allow_unverified)
     file = path / "weights.safetensors" if path.is_dir() else path
+    if not file.is_file():
+        raise ZooError(f"{card.name}: the archive {card.file} holds no weights.safetensors at "
+                       f"its top level; its publisher must add it")
     if card.layout == "zoo":
-        return weights.load(file)
-    return from_torch_layout(card.model, weights.read_safetensors(file)[0])
+        return checked(weights.load(file), card)
+    return checked(from_torch_layout(card.model, weights.read_safetensors(file)[0]), card)
+
+
+def checked(tensors: dict[str, np.ndarray], card: Card) -> dict[str, np.ndarray]:
+    """`tensors`, refused when any is not float32 (the dtype of every zoo model's
+    variables: loading would cast it silently) or holds NaN or Inf.
+
+    A timm-layout file is converted to float32 by `from_torch_layout` first, on purpose.
+    """
+    for name, array in tensors.items():
+        if array.dtype.kind == "f" and array.dtype != np.float32:
+            raise ZooError(f"{card.name}: weight {name!r} is {array.dtype}, but zoo's models "
+                           f"hold float32 variables; refused rather than cast silently "
+                           f"(publish it as float32)")
+        if array.dtype.kind in "fc" and not np.isfinite(array).all():
+            raise ZooError(f"{card.name}: weight {name!r} holds NaN or Inf values; refused "
+                           f"(the file was published from a diverged or damaged model)")
+    return tensors

@@ -1,8 +1,10 @@
 """Where hub files live: local paths, `file://`, `http(s)://` and `hf://` addresses.
 
 Every address a card or an index gives is checked here before use: a `..` segment
-(also percent-encoded) is refused outright, so neither a hostile index nor a hostile
-redirect can point outside the folder or site it came from.
+(also percent-encoded) is refused outright, and a web hub's cards may only name files
+on the hub's own site (same scheme, host and port; `hf://` names the Hugging Face
+endpoint), so a hostile index can neither make zoo read local files nor send it to
+another host. `hf://` names are checked by Hugging Face's rules (`hf.py`).
 """
 
 from __future__ import annotations
@@ -12,20 +14,33 @@ from pathlib import Path
 from urllib.parse import unquote, urljoin, urlsplit
 
 from zoo.errors import ZooError
+from zoo.hub import hf
 
 REMOTE_SCHEMES = ("http", "https")
-HF_ENDPOINT = "https://huggingface.co"
+OFFLINE_VARIABLES = ("ZOO_OFFLINE", "HF_HUB_OFFLINE")  # either one: no network at all
+MAX_LENGTH = 2048
+
+
+def offline_variable() -> str | None:
+    """`NAME=VALUE` of the variable that forbids network access, or None when online."""
+    for name in OFFLINE_VARIABLES:
+        value = os.environ.get(name, "").strip()
+        if value.lower() in ("1", "true", "yes", "on"):
+            return f"{name}={value}"
+    return None
 
 
 def offline() -> bool:
-    """True when `ZOO_OFFLINE` asks for no network at all (cache and local files only)."""
-    return os.environ.get("ZOO_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    """True when `ZOO_OFFLINE` or `HF_HUB_OFFLINE` asks for no network at all."""
+    return offline_variable() is not None
 
 
 def check(url: str) -> str:
-    """Returns `url` unchanged, or raises if any of its path segments is `..`."""
+    """Returns `url` unchanged, or raises if it is over-long or a path segment is `..`."""
+    if len(url) > MAX_LENGTH:
+        raise ZooError(f"refused address {url[:60]!r}...: longer than {MAX_LENGTH} characters")
     path = unquote(urlsplit(url).path if "://" in url else url).replace("\\", "/")
-    if ".." in path.split("/"):
+    if ".." in path.split("/") or "\0" in path:
         raise ZooError(f"refused address {url!r}: it contains a '..' path segment")
     return url
 
@@ -34,20 +49,10 @@ def is_remote(url: str) -> bool:
     return urlsplit(url).scheme in REMOTE_SCHEMES
 
 
-def from_hf(url: str) -> str:
-    """`hf://org/repo[@revision]/path` to its Hugging Face download (`resolve`) URL.
-
-    `HF_ENDPOINT` selects a mirror of huggingface.co, as it does for huggingface_hub.
-    """
-    rest = url.removeprefix("hf://").strip("/")
-    parts = rest.split("/", 2)
-    if len(parts) < 2 or not all(parts[:2]):
-        raise ZooError(f"{url!r}: expected hf://ORG/REPO[@REVISION][/PATH]")
-    org, repo = parts[0], parts[1]
-    repo, _, revision = repo.partition("@")
-    path = parts[2] if len(parts) > 2 else ""
-    endpoint = os.environ.get("HF_ENDPOINT", HF_ENDPOINT).rstrip("/")
-    return f"{endpoint}/{org}/{repo}/resolve/{revision or 'main'}/{path}"
+def site(url: str) -> str:
+    """`scheme://host:port` of a web address ('' for a local path)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.lower()}" if is_remote(url) else ""
 
 
 def index_url(location: str) -> str:
@@ -55,8 +60,8 @@ def index_url(location: str) -> str:
     else its `index.json`. Folders come back as absolute paths."""
     check(location)
     if location.startswith("hf://"):
-        location = from_hf(location)
-    elif location.startswith("file://"):
+        return hf.download_url(location, "index.json")
+    if location.startswith("file://"):
         location = urlsplit(location).path
     if location.endswith(".json"):
         return location if is_remote(location) else str(Path(location).expanduser().absolute())
@@ -66,10 +71,22 @@ def index_url(location: str) -> str:
 
 
 def resolve(url: str, index: str) -> str:
-    """An entry's URL made absolute: relative ones are relative to the index's folder."""
-    check(url)
+    """An entry's URL made absolute: relative ones are relative to the index's folder.
+
+    Raises:
+      ZooError: a `..` segment, an unknown scheme, or, in a web hub's card, an address
+        on another site (a `file://` URL, a local path, another host or port).
+    """
+    address = _absolute(check(url), index)
+    if is_remote(index) and site(address) != site(index):
+        raise ZooError(f"refused address {url!r} in the hub index {index}: a web hub's "
+                       f"cards may only name files on its own site ({site(index)})")
+    return address
+
+
+def _absolute(url: str, index: str) -> str:
     if url.startswith("hf://"):
-        return from_hf(url)
+        return hf.download_url(url)
     if url.startswith("file://"):
         return urlsplit(url).path
     if "://" in url:
