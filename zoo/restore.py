@@ -24,7 +24,7 @@ from zoo.errors import ZooError
 from zoo.harness.model_setup import ModelSetup
 from zoo.harness.steps import inference_view
 from zoo.harness.workdir import CHECKPOINT, require_run
-from zoo.hub import card_data, pretrained
+from zoo.hub import card_config, card_data, pretrained
 from zoo.hub.card import Card
 from zoo.io.weights import by_path
 from zoo.registry import get_task
@@ -107,7 +107,7 @@ def from_hub(task_name: str, spec: str = "", *, model: str | None = None,
              allow_unverified: bool = False) -> Restored:
     """The model of the published weight `--pretrained [MODEL][:TAG]` names for `task_name`."""
     hub, card = pretrained.find(task_name, spec, model=model)
-    task = _task(task_name, card.config)
+    task = _card_task(task_name, card)
     with distributed.primary_first("download weights"):
         tensors = pretrained.load_weights(hub, card, allow_unverified=allow_unverified)
     return Restored(task, card.info, ModelSetup(weights=tensors), f"hub:{card.name}",
@@ -121,7 +121,8 @@ def hub_data(task_name: str, spec: str = "", data: str | None = None) -> Dataset
     cannot fetch (ImageNet) is named first.
     """
     _, card = pretrained.find(task_name, spec)
-    task = _task(task_name, card.config if data is None else {**card.config, "data": data})
+    task = _card_task(task_name, card if data is None else
+                      dataclasses.replace(card, config={**card.config, "data": data}))
     with distributed.primary_first("load data"):
         return task.load_data() if data is None else card_data.evaluation_data(task, card)
 
@@ -150,6 +151,12 @@ def stored_weights(record: Mapping[str, Any]) -> Mapping[str, Any]:
 def _task(name: str, config: Mapping[str, Any]) -> Task:
     task_cls = get_task(name)
     return task_cls(from_dict(task_cls.Config, dict(config)))
+
+
+def _card_task(name: str, card: Card) -> Task:
+    """The task configured from a card's config, every value type- and range-checked."""
+    task_cls = get_task(name)
+    return task_cls(card_config.task_config(task_cls.Config, card.config, card.name))
 
 
 def _checkpoint(workdir: Path, stored: Mapping[str, Any]) -> ModelSetup:

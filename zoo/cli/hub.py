@@ -1,8 +1,11 @@
-"""`zoo hub list`, `zoo pull` and `zoo publish`: the model hub from the command line."""
+"""`zoo hub list`, `zoo hub cache`, `zoo pull` and `zoo publish`: the model hub from the
+command line."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import time
 from pathlib import Path
 
 from zoo.cli.common import add_allow_unverified, check_output, console, no_extra
@@ -10,12 +13,13 @@ from zoo.errors import ZooError
 
 
 def add_commands(sub, common: argparse.ArgumentParser) -> None:
-    hub = sub.add_parser("hub", help="published weights (ZOO_HUB: which hub)")
+    hub = sub.add_parser("hub", help="published weights (ZOO_HUB: which hubs)")
     hub_sub = hub.add_subparsers(dest="hub_command", metavar="COMMAND", required=True)
     ls = hub_sub.add_parser("list", parents=[common], help="every published weight with its card")
     ls.add_argument("pattern", nargs="?", default="*",
                     help="wildcard on TASK/MODEL:TAG, e.g. 'classification/*'")
     ls.set_defaults(handler=_list)
+    _add_cache_commands(hub_sub, common)
 
     pull = sub.add_parser("pull", parents=[common],
                           help="download and verify weights into the cache",
@@ -68,6 +72,93 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
     imp.set_defaults(handler=_import)
 
 
+def _add_cache_commands(hub_sub, common: argparse.ArgumentParser) -> None:
+    as_json = argparse.ArgumentParser(add_help=False)
+    as_json.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    cache = hub_sub.add_parser(
+        "cache", parents=[common, as_json], help="what the weights cache holds; prune it",
+        description="List the cached hub weights ($ZOO_HOME/hub/weights) with their size and "
+                    "last use, or prune them.",
+        epilog="examples:\n  zoo hub cache --verify\n  zoo hub cache prune --unreferenced "
+               "--dry-run\n  zoo hub cache prune --older-than 30 --corrupt",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    cache.add_argument("--verify", action="store_true",
+                       help="re-hash every entry and show whether it is intact")
+    cache.set_defaults(handler=_cache_list)
+    cache_sub = cache.add_subparsers(dest="cache_command", metavar="ACTION")
+    prune = cache_sub.add_parser(
+        "prune", parents=[common, as_json], help="delete entries: unreferenced, old or corrupt",
+        description="Delete whole cache entries matching any of the criteria given.")
+    prune.add_argument("--unreferenced", action="store_true",
+                       help="entries no card of the current hubs (ZOO_HUB) uses")
+    prune.add_argument("--older-than", type=float, metavar="DAYS",
+                       help="entries not used for more than DAYS days")
+    prune.add_argument("--corrupt", action="store_true",
+                       help="entries whose files no longer match their sha256 (re-hashes all)")
+    prune.add_argument("--dry-run", action="store_true", help="say what would go, delete nothing")
+    prune.set_defaults(handler=_cache_prune)
+
+
+def _cache_list(args, rest) -> int:
+    from rich.table import Table
+
+    from zoo.hub import cache, cache_scan
+
+    no_extra(rest)
+    entries = cache_scan.scan()
+    status = {e.folder: cache_scan.problem(e) or "ok" for e in entries} if args.verify else {}
+    total = sum(e.size for e in entries)
+    if args.json:
+        rows = [{**e.to_json(), **({"status": status[e.folder]} if status else {})}
+                for e in entries]
+        print(json.dumps({"root": str(cache.root()), "entries": rows, "total_size": total},
+                         indent=2))
+        return 0
+    table = Table("weights", "file", "size", "last used", *(["status"] if status else []),
+                  title=f"hub cache {cache.root()}", title_justify="left")
+    for e in entries:
+        table.add_row(e.name, e.file or "(partial download)", megabytes(e.size),
+                      _ago(e.last_used), *([status[e.folder]] if status else []))
+    console().print(table)
+    print(f"{len(entries)} entries, {megabytes(total)} in all")
+    return 0
+
+
+def _cache_prune(args, rest) -> int:
+    from zoo.hub import cache_scan, index
+
+    no_extra(rest)
+    if not (args.unreferenced or args.older_than is not None or args.corrupt):
+        raise ZooError("zoo hub cache prune: say what to delete: --unreferenced, "
+                       "--older-than DAYS and/or --corrupt (add --dry-run to see it first)")
+    if args.older_than is not None and not args.older_than >= 0:
+        raise ZooError(f"--older-than {args.older_than}: expected a number of days >= 0")
+    referenced = (cache_scan.referenced_folders(index.load().cards) if args.unreferenced
+                  else None)
+    found = cache_scan.prunable(cache_scan.scan(), referenced=referenced, corrupt=args.corrupt,
+                                older_than_s=None if args.older_than is None
+                                else args.older_than * 86400)
+    for entry, _ in found if not args.dry_run else ():
+        cache_scan.delete(entry)
+    freed = sum(entry.size for entry, _ in found)
+    if args.json:
+        print(json.dumps({"dry_run": args.dry_run, "freed": freed, "deleted": [
+            {**entry.to_json(), "reason": why} for entry, why in found]}, indent=2))
+        return 0
+    verb = "would delete" if args.dry_run else "deleted"
+    for entry, why in found:
+        print(f"{verb} {entry.name} ({entry.file or 'partial download'}, "
+              f"{megabytes(entry.size)}): {why}")
+    print(f"{verb} {len(found)} entries, {megabytes(freed)}")
+    return 0
+
+
+def _ago(seconds: float) -> str:
+    days = (time.time() - seconds) / 86400
+    return f"{days:.0f} days ago" if days >= 2 else time.strftime("%Y-%m-%d %H:%M",
+                                                                 time.localtime(seconds))
+
+
 def megabytes(size: int | None) -> str:
     return "?" if size is None else f"{size / 1e6:.1f} MB"
 
@@ -79,8 +170,9 @@ def _list(args, rest) -> int:
 
     no_extra(rest)
     hub = index.load()
-    table = Table("weights", "size", "metrics", "license", "source", "cached",
-                  title=f"hub {hub.url}", title_justify="left")
+    title = f"hubs, searched in order: {hub.url}" if len(hub.urls) > 1 else f"hub {hub.url}"
+    table = Table("weights", "size", "metrics", "license", "source", "cached", title=title,
+                  title_justify="left")
     for card in hub.matching(args.pattern):
         values = ", ".join(f"{k} {v:.4g}" for k, v in card.metrics.get("values", {}).items())
         where = f" ({card.metrics.get('dataset')} {card.metrics.get('split')})" if values else ""

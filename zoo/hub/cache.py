@@ -54,10 +54,10 @@ def is_cached(card: Card) -> bool:
     return path_of(card).is_file()
 
 
-def record_of(path: Path) -> dict[str, Any] | None:
-    """The record kept beside a cached file (None if absent or unreadable)."""
+def record_of(folder: Path) -> dict[str, Any] | None:
+    """The record of the entry in `folder` (None if absent or unreadable)."""
     try:
-        data = json.loads((path.parent / RECORD).read_text())
+        data = json.loads((folder / RECORD).read_text())
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
@@ -77,7 +77,7 @@ def fetch_card(card: Card, index_url: str, *, allow_unverified: bool = False) ->
     label = f"{card.name} ({card.file})"
     addresses = [urls.resolve(u, index_url) for u in card.urls]
     path.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(path, label):
+    with locked(path, label):
         if path.is_file() and not _intact(path, card):
             print(f"zoo: cached {label} is corrupted (sha256 mismatch); fetching it again",
                   file=sys.stderr)
@@ -114,7 +114,7 @@ def _extracted(path: Path, card: Card, label: str) -> dict[str, str]:
         from the cache, so nothing of it stays usable.
     """
     folder = _folder(path)
-    recorded = (record_of(path) or {}).get("contents")
+    recorded = (record_of(path.parent) or {}).get("contents")
     if folder.is_dir():
         if isinstance(recorded, dict) and archive.intact(folder, recorded):
             return recorded
@@ -139,10 +139,17 @@ def _write_record(path: Path, card: Card, contents: dict[str, str] | None) -> No
               "size": path.stat().st_size}
     if contents is not None:
         record["contents"] = contents
-    if record_of(path) != record:
+    if record_of(path.parent) != record:
         write_json(path.parent / RECORD, record)
     else:
         os.utime(path.parent / RECORD, (time.time(), time.time()))
+
+
+def discard(card: Card) -> None:
+    """Removes a card's cached file, e.g. when its verified bytes hold refused weights."""
+    path = path_of(card)
+    with locked(path, f"{card.name} ({card.file})"):
+        _forget(path, card)
 
 
 def _forget(path: Path, card: Card) -> None:
@@ -154,7 +161,7 @@ def _forget(path: Path, card: Card) -> None:
 
 
 @contextlib.contextmanager
-def _locked(path: Path, label: str) -> Iterator[None]:
+def locked(path: Path, label: str) -> Iterator[None]:
     """Holds the file's lock; says so when another process holds it first."""
     import filelock
 

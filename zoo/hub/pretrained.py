@@ -63,12 +63,16 @@ def load_weights(hub: index.Index, card: Card, *, allow_unverified: bool = False
     """
     path = cache.fetch_card(card, hub.url_of(card), allow_unverified=allow_unverified)
     file = path / "weights.safetensors" if path.is_dir() else path
-    if not file.is_file():
-        raise ZooError(f"{card.name}: the archive {card.file} holds no weights.safetensors at "
-                       f"its top level; its publisher must add it")
-    if card.layout == "zoo":
-        return checked(weights.load(file), card)
-    return checked(from_torch_layout(card.model, weights.read_safetensors(file)[0]), card)
+    try:
+        if not file.is_file():
+            raise ZooError(f"{card.name}: the archive {card.file} holds no weights.safetensors "
+                           f"at its top level; its publisher must add it")
+        if card.layout == "zoo":
+            return checked(weights.load(file), card)
+        return checked(from_torch_layout(card.model, weights.read_safetensors(file)[0]), card)
+    except ZooError:
+        cache.discard(card)  # refused bytes never stay in the cache as if usable
+        raise
 
 
 def checked(tensors: dict[str, np.ndarray], card: Card) -> dict[str, np.ndarray]:
