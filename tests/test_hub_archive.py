@@ -75,6 +75,30 @@ def test_archive_entry_is_extracted_into_the_cache(monkeypatch, home):
         server.stop()
 
 
+def test_changed_extracted_files_are_detected_and_extracted_again(monkeypatch, home, capfd):
+    """The archive's files are hashed into the cache's record and re-verified on every
+    use, like single files: an overwritten or added file is noticed and undone offline."""
+    server = HubServer()
+    try:
+        hub, card = serve_archive(server, monkeypatch, tar_bytes(GOOD), "m-v1.tar.gz")
+        folder = cache.fetch_card(card, hub.url_of(card))
+    finally:
+        server.stop()
+    record = cache.record_of(folder.parent)["contents"]
+    assert record == {"weights.safetensors": hashlib.sha256(b"w" * 10).hexdigest(),
+                      "vocab/tokens.txt": hashlib.sha256(b"a\nb\n").hexdigest()}
+    monkeypatch.setenv("ZOO_OFFLINE", "1")
+    for change in ("overwrite", "add"):
+        if change == "overwrite":
+            (folder / "weights.safetensors").write_bytes(b"evil" * 3)
+        else:
+            (folder / "vocab" / "extra.txt").write_bytes(b"x")
+        assert cache.fetch_card(card, hub.url_of(card)) == folder
+        assert "extracted files of cached t/m:v1 (m-v1.tar.gz) were changed" in capfd.readouterr().err
+        assert (folder / "weights.safetensors").read_bytes() == b"w" * 10
+        assert not (folder / "vocab" / "extra.txt").exists()
+
+
 def _outside(tmp_path):
     """A path outside the cache that a malicious member aims at, unique per run."""
     return tmp_path / f"outside-{uuid.uuid4().hex}.txt"

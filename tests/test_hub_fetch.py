@@ -170,11 +170,12 @@ def test_offline_with_an_empty_cache_names_what_is_missing(server, serve, monkey
     assert server.requests_for(FILE) == []
 
 
-def test_offline_with_a_filled_cache_makes_no_network_call(server, serve, monkeypatch):
+@pytest.mark.parametrize("variable", ["ZOO_OFFLINE", "HF_HUB_OFFLINE"])
+def test_offline_with_a_filled_cache_makes_no_network_call(server, serve, monkeypatch, variable):
     serve()
     path = pull()
     before = len(server.log)
-    monkeypatch.setenv("ZOO_OFFLINE", "1")
+    monkeypatch.setenv(variable, "1")
 
     def no_network(*args):
         raise AssertionError("network call in offline mode")
@@ -259,3 +260,29 @@ def test_hostile_hub_address_and_redirect_are_refused(monkeypatch):
     hf = "https://huggingface.co/org/repo/resolve"
     assert urls.resolve("hf://org/repo@v2/t/x.bin", "/hub/index.json") == f"{hf}/v2/t/x.bin"
     assert urls.index_url("hf://org/repo") == f"{hf}/main/index.json"
+
+
+def test_hf_hub_on_a_mirror_sends_the_token_to_its_own_site_only(server, monkeypatch, capfd):
+    """`ZOO_HUB=hf://org/repo@v2` read from `HF_ENDPOINT` (the loopback server): the index
+    and the file carry `HF_TOKEN`; the CDN the file redirects to (another port) does not."""
+    cdn = HubServer()
+    try:
+        monkeypatch.setenv("HF_ENDPOINT", server.url)
+        monkeypatch.setenv("HF_HOME", str(cache.root() / "no-hf-home"))
+        monkeypatch.setenv("HF_TOKEN", "hf_secret_token")
+        monkeypatch.setenv("ZOO_HUB", "hf://org/repo@v2")
+        base = "/org/repo/resolve/v2"
+        server.routes[f"{base}/index.json"] = Route(json.dumps({"entries": [card_json()]}).encode())
+        server.routes[f"{base}/t/m-v1.bin"] = Route(location=cdn.url + "/blob/m-v1.bin")
+        cdn.routes["/blob/m-v1.bin"] = Route(PAYLOAD)
+        assert pull().read_bytes() == PAYLOAD
+        for path in (f"{base}/index.json", f"{base}/t/m-v1.bin"):
+            assert server.requests_for(path)[0]["Authorization"] == "Bearer hf_secret_token"
+        assert "Authorization" not in cdn.requests_for("/blob/m-v1.bin")[0]
+        cdn.routes["/blob/m-v1.bin"] = Route(status=403)
+        cache.discard(index.load().find("t"))
+        with pytest.raises(ZooError, match="HTTP 403") as refused:
+            pull()
+        assert "hf_secret" not in str(refused.value) + capfd.readouterr().err
+    finally:
+        cdn.stop()
