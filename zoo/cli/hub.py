@@ -37,7 +37,9 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
     publish.add_argument("--hub", type=Path, required=True, help="the hub folder (created)")
     publish.add_argument("--tag", required=True, help="the weight's tag, e.g. v1 or mnist-sample")
     publish.add_argument("--mirror", action="append", default=[], metavar="BASE_URL",
-                         help="another host serving a copy of the hub folder (repeatable)")
+                         help="another address of the hub folder, tried after it "
+                              "(repeatable); a web hub's cards may only name its own site, so "
+                              "a mirror on another host serves hubs read from a folder")
     publish.add_argument("--license", default="unspecified", help="license of the weights")
     publish.add_argument("--source", default="", help="how they were made (default: the run)")
     publish.add_argument("--force", action="store_true", help="replace an entry of the same name")
@@ -120,7 +122,8 @@ def _cache_list(args, rest) -> int:
         table.add_row(e.name, e.file or "(partial download)", megabytes(e.size),
                       _ago(e.last_used), *([status[e.folder]] if status else []))
     console().print(table)
-    print(f"{len(entries)} entries, {megabytes(total)} in all")
+    print(f"{len(entries)} {'entry' if len(entries) == 1 else 'entries'}, "
+          f"{megabytes(total)} in all")
     return 0
 
 
