@@ -43,7 +43,7 @@ def check_name(kind: str, value: str) -> str:
 def check_format(fmt: Any, label: str) -> None:
     """Refuses cards and indexes written by a newer zoo (or malformed)."""
     if not _is_int(fmt) or fmt > FORMAT:
-        raise ZooError(f"{label} has format {_short(fmt)}; this zoo reads format {FORMAT} "
+        raise ZooError(f"{label} has format {short_repr(fmt)}; this zoo reads format {FORMAT} "
                        f"(upgrade zoo)")
 
 
@@ -100,8 +100,8 @@ class Card:
         """
         if not isinstance(data, dict):
             raise ZooError(f"{where}: an entry is not a JSON object")
-        label = (f"{where}: entry {_short(data.get('task'))}/{_short(data.get('model'))}:"
-                 f"{_short(data.get('tag'))}")
+        label = (f"{where}: entry {short_repr(data.get('task'))}/{short_repr(data.get('model'))}:"
+                 f"{short_repr(data.get('tag'))}")
         check_format(data.get("format", FORMAT), label)
         missing = {"task", "model", "tag", "file", "urls"} - set(data)
         if missing:
@@ -125,10 +125,10 @@ def _checked_fields(data: dict[str, Any]) -> dict[str, Any]:
         urls.check(url)
     layout = data.get("layout", "zoo")
     if not (isinstance(layout, str) and layout in LAYOUTS):
-        raise ZooError(f"layout {_short(layout)} is not one of {', '.join(LAYOUTS)} (upgrade zoo?)")
+        raise ZooError(f"layout {short_repr(layout)} is not one of {', '.join(LAYOUTS)} (upgrade zoo?)")
     sha = data.get("sha256")
     if sha is not None and not (isinstance(sha, str) and _SHA256.fullmatch(sha)):
-        raise ZooError(f"sha256 {_short(sha)} is not 64 lowercase hex digits")
+        raise ZooError(f"sha256 {short_repr(sha)} is not 64 lowercase hex digits")
     _check_count("size", data.get("size"), MAX_SIZE)
     _check_count("params", data.get("params"), MAX_PARAMS)
     for key in ("metrics", "config", "info", "versions", "plugin"):
@@ -151,7 +151,7 @@ def _checked_fields(data: dict[str, Any]) -> dict[str, Any]:
 
 def _check_count(key: str, value: Any, limit: int) -> None:
     if value is not None and not (_is_int(value) and 0 <= value <= limit):
-        raise ZooError(f"{key} {_short(value)} is not a count from 0 to {limit:,}")
+        raise ZooError(f"{key} {short_repr(value)} is not a count from 0 to {limit:,}")
 
 
 def _check_metrics(metrics: dict[str, Any]) -> None:
@@ -184,7 +184,7 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _short(value: Any) -> str:
+def short_repr(value: Any) -> str:
     """A value for a message: its repr, cut at 60 characters."""
     text = repr(value)
     return text if len(text) <= 60 else text[:60] + "..."

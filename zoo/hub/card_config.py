@@ -15,6 +15,7 @@ from typing import Any, Literal, Union
 
 from zoo.config import from_dict, validate
 from zoo.errors import ZooError
+from zoo.hub.card import short_repr
 
 
 def task_config(config_cls: type, card_config: dict[str, Any], label: str) -> Any:
@@ -40,10 +41,10 @@ def _check_types(cls: type, data: dict[str, Any], prefix: str) -> None:
         value, hint, key = data[f.name], hints[f.name], prefix + f.name
         if dataclasses.is_dataclass(hint):
             if not isinstance(value, dict):
-                raise ZooError(f"{key} must be a JSON object, not {_short(value)}")
+                raise ZooError(f"{key} must be a JSON object, not {short_repr(value)}")
             _check_types(hint, value, key + ".")
         elif not _fits(value, hint):
-            raise ZooError(f"{key}={_short(value)}: expected {_name(hint)}")
+            raise ZooError(f"{key}={short_repr(value)}: expected {_name(hint)}")
 
 
 def _fits(value: Any, hint: Any) -> bool:
@@ -72,8 +73,3 @@ def _name(hint: Any) -> str:
     if typing.get_origin(hint) is Literal:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(hint))
     return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:60] + "..."

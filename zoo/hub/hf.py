@@ -73,7 +73,11 @@ def download_url(url: str, default_file: str = "") -> str:
 def auth_headers(url: str) -> dict[str, str]:
     """The `Authorization` header of `HF_TOKEN` for a URL on the Hugging Face endpoint
     (private repos); nothing for any other host, or when no token is set."""
-    if _site(url) != _site(endpoint()):
+    try:
+        own_site = _site(url) == _site(endpoint())
+    except ZooError:  # a malformed HF_ENDPOINT is reported where hf:// is used, not here
+        return {}
+    if not own_site:
         return {}
     from huggingface_hub.utils import build_hf_headers
 
