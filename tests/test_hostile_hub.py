@@ -25,7 +25,7 @@ import pytest
 from PIL import Image
 
 from zoo.cli.main import main
-from zoo.hub import archive, index
+from zoo.hub import archive, cache, index
 
 from hub_server import HubServer, Route
 
@@ -135,6 +135,9 @@ class Case:
     expect: str
     argv: tuple[str, ...] = tuple(PULL)
     patch: tuple[tuple[str, object], ...] = ()  # (attribute of zoo.hub.archive, value)
+    # the card is at fault, not its file: the verified weights may stay cached (a model is
+    # built from the card only after they are fetched)
+    weights_stay: bool = False
 
     def __str__(self) -> str:
         return self.name
@@ -244,6 +247,11 @@ CASES = [
     Case("config of the wrong type", lambda s, f: lenet_card(f, weights_file(), config={
         **LENET.config, "image_size": "big"}), "config image_size='big': expected a 64-bit integer",
          argv=tuple(PREDICT)),
+    Case("info input_shape a string", lambda s, f: lenet_card(f, weights_file(), info={
+        **LENET.info, "input_shape": "x"}), "the card's info and config do not build a "
+        "classification model", argv=tuple(PREDICT), weights_stay=True),
+    Case("info missing", lambda s, f: lenet_card(f, weights_file(), info={}),
+         "do not build a classification model (KeyError", argv=tuple(PREDICT), weights_stay=True),
     Case("config out of range", lambda s, f: lenet_card(f, weights_file(), config={
         **LENET.config, "train": {**LENET.config["train"], "batch_size": 0}}),
          "config train.batch_size=0 is out of range", argv=tuple(PREDICT)),
@@ -275,5 +283,7 @@ def test_hostile_hub_is_refused_in_one_line(case, server, tmp_path, monkeypatch,
     assert "Traceback" not in err and case.expect in lines[0], err
     assert tree_digest(tmp_path, home) == before, "files outside the cache changed"
     kept = [p for p in (home / "hub" / "weights").rglob("*") if p.is_file()]
+    if case.weights_stay:
+        kept = [p for p in kept if p.read_bytes() != weights_file() and p.name != cache.RECORD]
     assert kept == [], f"cached after a refusal: {kept}"
     assert not (tmp_path.parent / "escape.txt").exists()

@@ -27,7 +27,7 @@ from zoo.harness.workdir import CHECKPOINT, require_run
 from zoo.hub import card_config, card_data, pretrained
 from zoo.hub.card import Card
 from zoo.io.weights import by_path
-from zoo.registry import get_task
+from zoo.registry import failure, get_task
 from zoo.task import Dataset, Task
 from zoo_hardware import compression, distributed, quantization
 
@@ -60,8 +60,22 @@ class Restored:
     card: Card | None = None
 
     def model(self) -> nnx.Module:
-        """The model with its weights, in training mode."""
-        model, _ = self.setup.build(self.task, self.info, nnx.Rngs(0))
+        """The model with its weights, in training mode.
+
+        Raises:
+          ZooError: a hub card whose info or config does not build its task's model
+            (a malformed card: one line naming it, not the task's traceback).
+        """
+        try:
+            model, _ = self.setup.build(self.task, self.info, nnx.Rngs(0))
+        except ZooError:
+            raise
+        except Exception as e:
+            if self.card is None:
+                raise
+            raise ZooError(f"{self.source}: the card's info and config do not build a "
+                           f"{self.task.name} model ({failure(e)}); the card is malformed, "
+                           f"tell its publisher") from e
         return model
 
     def inference_model(self) -> nnx.Module:
