@@ -81,24 +81,46 @@ def _write_all(archive: Path, dest: Path, members: list[Member]) -> dict[str, st
     """Checks the members as a whole, then writes them, hashing each file."""
     budget = _budget(archive)
     _check_layout(archive, members, budget)
-    dest.mkdir(parents=True)
+    _mkdir(dest)
     digests, written = {}, 0
     for member in members:
         path = dest / member.path
         if member.is_dir:
-            path.mkdir(parents=True, exist_ok=True)
+            _mkdir(path)
             continue
-        path.parent.mkdir(parents=True, exist_ok=True)
         digest = hashlib.sha256()
-        with member.open() as src, open(path, "wb") as out:
+        with member.open() as src, _output(path) as out:
             for block in iter(lambda: src.read(CHUNK), b""):
                 written += len(block)
                 if written > budget:  # the declared sizes lied
                     raise _too_large(archive, written, budget)
                 digest.update(block)
-                out.write(block)
+                _write(out, block)
         digests[member.path.as_posix()] = digest.hexdigest()
     return digests
+
+
+def _mkdir(path: Path) -> None:
+    """A folder for members; a failure here is the disk's, not the archive's."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ZooError(f"cannot extract into {path}: {e.strerror or e}") from None
+
+
+def _output(path: Path):
+    _mkdir(path.parent)
+    try:
+        return open(path, "wb")
+    except OSError as e:
+        raise ZooError(f"cannot extract into {path.parent}: {e.strerror or e}") from None
+
+
+def _write(out, block: bytes) -> None:
+    try:
+        out.write(block)
+    except OSError as e:  # a full disk: say so, not "damaged archive"
+        raise ZooError(f"cannot extract into {Path(out.name).parent}: {e.strerror or e}") from None
 
 
 def _budget(archive: Path) -> int:
