@@ -40,8 +40,10 @@ def check(url: str) -> str:
     if len(url) > MAX_LENGTH:
         raise ZooError(f"refused address {url[:60]!r}...: longer than {MAX_LENGTH} characters")
     path = unquote(urlsplit(url).path if "://" in url else url).replace("\\", "/")
-    if ".." in path.split("/") or "\0" in path:
+    if ".." in path.split("/"):
         raise ZooError(f"refused address {url!r}: it contains a '..' path segment")
+    if "\0" in path:
+        raise ZooError(f"refused address {url!r}: it contains a NUL character")
     return url
 
 
