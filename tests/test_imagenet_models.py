@@ -440,11 +440,13 @@ def test_fine_tuning_a_resnet18_from_converted_weights_beats_chance(tmp_path):
     folder = _shapes_folder(tmp_path / "shapes")
     cfg = apply_overrides(task_cls.Config(), [
         "model=resnet18", f"data=folder:{folder}", "image_size=32", "channels=3",
-        "augment=none", "train.epochs=3", "train.batch_size=12", "train.eval_batch_size=24",
+        "augment=none", "train.epochs=6", "train.batch_size=12", "train.eval_batch_size=24",
         "optimizer.name=adamw", "optimizer.lr=1e-3", "optimizer.warmup_epochs=0",
         "optimizer.backbone_lr_scale=0.1", "early_stopping.patience=0",
         "preprocess.mean=0.485,0.456,0.406", "preprocess.std=0.229,0.224,0.225"])
     init = upstream.to_zoo("resnet18", upstream.random_state(upstream.manifest("resnet18")))
     result = fit(task_cls(cfg), tmp_path / "run", quiet=True,
                  setup=ModelSetup(weights=init).fine_tuning())
-    assert result["metrics"]["accuracy"] >= 0.5  # chance: 1/3 (measured: 0.54, seeded)
+    # chance: 1/3. Measured 0.83 on the test split (running statistics); the same model on
+    # batch statistics scores 0.875, so fine-tuning keeps batch norm's statistics current.
+    assert result["metrics"]["accuracy"] >= 0.7
