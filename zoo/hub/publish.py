@@ -64,9 +64,7 @@ def publish(run, hub_dir: Path, tag: str, *, mirrors: Sequence[str] = (),
         params=sum(int(np.size(x)) for x in jax.tree.leaves(nnx.state(model, nnx.Param))),
         versions=run.record.get("versions", {}), plugin=run.record.get("plugin", {}),
         license=license,
-        source=source or (f"zoo run {task.name} --model {cfg.model} --data {cfg.data} "
-                          f"(seed {cfg.train.seed}): best of {result['epochs']} epochs at "
-                          f"epoch {result['best_epoch']}"),
+        source=source or _how_made(run, result),
         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     try:
         index.add(hub_dir, card, force=force)
@@ -75,3 +73,16 @@ def publish(run, hub_dir: Path, tag: str, *, mirrors: Sequence[str] = (),
         raise
     os.replace(tmp, dest)
     return card
+
+
+def _how_made(run, result: dict) -> str:
+    """The card's default `source`: the command that trained the run, or compressed it
+    (a compressed workdir's metrics.json has no epochs: `zoo compress` trains none)."""
+    cfg = run.task.config
+    compressed = run.record.get("compressed")
+    if compressed:
+        plan = ", ".join(f"{k} {v}" for k, v in compressed["plan"].items() if v is not None)
+        return f"zoo compress {run.task.name} of {compressed['source']} ({plan})"
+    return (f"zoo run {run.task.name} --model {cfg.model} --data {cfg.data} "
+            f"(seed {cfg.train.seed}): best of {result['epochs']} epochs at "
+            f"epoch {result['best_epoch']}")
