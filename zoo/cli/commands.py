@@ -161,20 +161,28 @@ def _eval(args, rest) -> int:
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:
+        classes = [str(c) for c in model.info.get("classes", ())]
         for key, value in metrics.items():
-            line = _metric_lines(f"{args.split}/{key}", value)
+            line = _metric_lines(f"{args.split}/{key}", value, classes)
             print(line + (f"  (card: {claimed[key]:.4f})" if key in claimed else ""))
     return 0
 
 
-def _metric_lines(name: str, value) -> str:
-    """`name: value`; a table of metrics (per class, per attribute) one line per row."""
+def _metric_lines(name: str, value, classes: list[str] = ()) -> str:
+    """`name: value`; a table of metrics (per class, per attribute) one line per row; a
+    per-class list as `class value` pairs (`-`: a class the split does not hold)."""
     if isinstance(value, float):
         return f"{name}: {value:.4f}"
     if isinstance(value, dict) and all(isinstance(v, dict) for v in value.values()):
-        return "\n".join(_metric_lines(f"{name}/{k}", v) for k, v in value.items())
+        return "\n".join(_metric_lines(f"{name}/{k}", v, classes) for k, v in value.items())
+    if isinstance(value, list) and len(value) == len(classes):
+        value = dict(zip(classes, value))
+    if isinstance(value, list):
+        value = dict(enumerate(value))
     if isinstance(value, dict):
-        return f"{name}: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
-                                       for k, v in value.items())
+        return f"{name}: " + ", ".join(f"{k} {_number(v)}" for k, v in value.items())
     return f"{name}: {value}"
 
+
+def _number(value) -> str:
+    return "-" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from zoo.cli.common import add_allow_unverified, check_output, console, no_extra
@@ -15,6 +16,8 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
     ls = hub_sub.add_parser("list", parents=[common], help="every published weight with its card")
     ls.add_argument("pattern", nargs="?", default="*",
                     help="wildcard on TASK/MODEL:TAG, e.g. 'classification/*'")
+    ls.add_argument("--json", action="store_true",
+                    help="print the matching cards as a JSON list (each with name and cached)")
     ls.set_defaults(handler=_list)
 
     pull = sub.add_parser("pull", parents=[common],
@@ -81,6 +84,10 @@ def _list(args, rest) -> int:
     hub = index.load()
     table = Table("weights", "size", "metrics", "license", "source", "cached",
                   title=f"hub {hub.url}", title_justify="left")
+    if args.json:
+        print(json.dumps([{"name": card.name, **card.to_json(), "cached": cache.is_cached(card)}
+                          for card in hub.matching(args.pattern)], indent=2))
+        return 0
     for card in hub.matching(args.pattern):
         values = ", ".join(f"{k} {v:.4g}" for k, v in card.metrics.get("values", {}).items())
         where = f" ({card.metrics.get('dataset')} {card.metrics.get('split')})" if values else ""

@@ -331,7 +331,7 @@ class _Trainer:
         row = {"epoch": loop.epoch + 1, "step": loop.step,
                "seconds": round(time.perf_counter() - t0, 2), "skipped_steps": skipped,
                **{f"train/{k}": v for k, v in train.items()},
-               **{f"val/{k}": v for k, v in val.items() if np.isscalar(v)}}
+               **{f"val/{k}": v for k, v in val.items()}}  # per-class lists too
         loop.history.append(row)
         loop.epoch += 1
         improved = _update_early_stopping(session.task, loop, val)
@@ -339,7 +339,7 @@ class _Trainer:
         if any([bool(c.on_epoch(loop.epoch, row)) for c in self.callbacks]):  # every one called
             loop.finished = True
             self.progress.log(f"epoch {loop.epoch}: a callback stopped training")
-        self.progress.end_epoch(loop.epoch - 1, {k: v for k, v in row.items() if "/" in k})
+        self.progress.end_epoch(loop.epoch - 1, _scalars(row))
         if skipped:
             self.progress.log(f"epoch {loop.epoch}: dropped {skipped} non-finite step(s)")
         left_out = sum(session.inputs.bad.values()) - self._reported
@@ -348,7 +348,8 @@ class _Trainer:
                                                session.inputs.wait_seconds - waited,
                                                row["seconds"], left_out):
             self.progress.log(note)
-        self.tensorboard.scalars(loop.step, {k: v for k, v in row.items() if k.startswith("val/")})
+        self.tensorboard.scalars(loop.step, {k: v for k, v in _scalars(row).items()
+                                             if k.startswith("val/")})
         self._checkpoint(best=improved)
         if self.primary:
             reports.write_history(self.workdir, loop.history)
@@ -469,6 +470,11 @@ def describe_session(session: Session) -> str:
 def _cache_note(steps: Steps) -> str:
     return (f" ({steps.cached_programs} program(s) from the compilation cache)"
             if steps.cached_programs else "")
+
+
+def _scalars(row: Mapping[str, Any]) -> dict[str, float]:
+    """A history row's "split/name" numbers (per-class lists stay in history.jsonl)."""
+    return {k: v for k, v in row.items() if "/" in k and np.isscalar(v) and v is not None}
 
 
 def _fmt(metrics: Mapping[str, Any]) -> str:

@@ -58,8 +58,7 @@ def publish(run, hub_dir: Path, tag: str, *, mirrors: Sequence[str] = (),
         task=task.name, model=cfg.model, tag=tag, file=file,
         urls=(relative, *(f"{m.rstrip('/')}/{relative}" for m in mirrors)),
         size=tmp.stat().st_size, sha256=sha256_file(tmp),
-        metrics={"dataset": result["dataset"], "split": result["split"],
-                 "values": {k: v for k, v in result["metrics"].items() if np.isscalar(v)}},
+        metrics=_card_metrics(result),
         config=run.record["config"], info=run.record["info"],
         params=sum(int(np.size(x)) for x in jax.tree.leaves(nnx.state(model, nnx.Param))),
         versions=run.record.get("versions", {}), plugin=run.record.get("plugin", {}),
@@ -73,6 +72,14 @@ def publish(run, hub_dir: Path, tag: str, *, mirrors: Sequence[str] = (),
         raise
     os.replace(tmp, dest)
     return card
+
+
+def _card_metrics(result: dict) -> dict:
+    """The test metrics: numbers under "values", per-class lists and tables under "tables"."""
+    values = {k: v for k, v in result["metrics"].items() if np.isscalar(v)}
+    tables = {k: v for k, v in result["metrics"].items() if not np.isscalar(v)}
+    return {"dataset": result["dataset"], "split": result["split"], "values": values,
+            **({"tables": tables} if tables else {})}
 
 
 def _how_made(run, result: dict) -> str:

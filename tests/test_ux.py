@@ -1,0 +1,94 @@
+"""What a user reads: listings as JSON, help text, warnings, metric tables (issue 19).
+
+In-process CLI calls (`zoo.cli.main.main`) with the embedded hub: no training here.
+"""
+
+import json
+import tomllib
+import warnings
+
+import pytest
+from PIL import Image
+
+from zoo.cli.main import main
+
+from helpers import ROOT
+
+
+def _out(capsys, *argv):
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    return captured
+
+
+def test_info_shows_extras_and_every_data_spec_literally(capsys):
+    """Rich markup would eat `[subwords]` out of "pip install 'zoo[subwords]'"."""
+    assert "pip install 'zoo[subwords]'" in _out(capsys, "info", "translation").out
+    info = _out(capsys, "info", "classification").out
+    assert "tsv:FILE" in info and "pip install 'zoo[hf]'" in info
+
+
+def test_list_and_hub_list_print_json(capsys):
+    tasks = json.loads(_out(capsys, "list", "--json").out)
+    classification = next(t for t in tasks if t["task"] == "classification")
+    assert "lenet" in classification["models"] and "tsv:FILE" in classification["datasets"]
+    assert classification["metric"] == "accuracy"
+    cards = json.loads(_out(capsys, "hub", "list", "--json", "classification/*").out)
+    lenet = next(c for c in cards if c["name"] == "classification/lenet:mnist-sample")
+    assert lenet["metrics"]["values"]["accuracy"] > 0.9 and lenet["cached"] in (True, False)
+
+
+def test_every_imported_helper_library_is_declared():
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    names = {d.split(">")[0].split("=")[0].split("[")[0].strip().lower() for d in declared}
+    assert "platformdirs" in names  # zoo/paths.py: the default $ZOO_HOME
+
+
+def _digits(tmp_path, count=2):
+    from zoo.data.mnist import mnist_sample
+
+    images, labels = mnist_sample()
+    paths = []
+    for i in range(count):
+        paths.append(tmp_path / f"digit{i}.png")
+        Image.fromarray(images[i, ..., 0]).save(paths[-1])
+    return paths, labels[:count]
+
+
+def test_a_bare_pretrained_before_the_inputs_keeps_every_input(tmp_path, capsys):
+    (first, second), labels = _digits(tmp_path)
+    out = _out(capsys, "predict", "classification", "--pretrained", str(first), str(second)).out
+    lines = out.strip().splitlines()
+    assert [line.split(":")[0] for line in lines] == [str(first), str(second)]
+    assert lines[0].startswith(f"{first}: {labels[0]} (p=")
+
+
+def test_unknown_words_are_named_in_a_warning(capsys):
+    out = _out(capsys, "predict", "translation", "Hello world", "two", "--pretrained")
+    warning = [line for line in out.err.splitlines() if line.startswith("zoo: warning: ")]
+    assert len(warning) == 1 and "'Hello', 'world'" in warning[0], out.err
+    assert "'two'" not in warning[0] and out.out.strip().splitlines()[1].endswith("deux")
+
+
+def test_the_python_api_warns_too():
+    import zoo
+
+    predictor = zoo.load("translation/lstm-attention")
+    with pytest.warns(zoo.ZooWarning, match="'Hello'"):
+        predictor.predict(["Hello three"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        predictor.predict(["three"])
+
+
+def test_per_class_metrics_print_as_named_rows():
+    from zoo.cli.commands import _metric_lines
+    from zoo.hub.publish import _card_metrics
+
+    line = _metric_lines("test/iou_per_class", [0.91234, None, 0.5], ["bg", "0", "1"])
+    assert line == "test/iou_per_class: bg 0.9123, 0 -, 1 0.5000"
+    assert _metric_lines("test/ap", [0.5, 0.25]) == "test/ap: 0 0.5000, 1 0.2500"
+    card = _card_metrics({"dataset": "scenes", "split": "test",
+                          "metrics": {"miou": 0.8, "iou_per_class": [0.9, None]}})
+    assert card["values"] == {"miou": 0.8} and card["tables"] == {"iou_per_class": [0.9, None]}
