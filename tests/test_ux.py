@@ -7,6 +7,7 @@ import json
 import tomllib
 import warnings
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -92,3 +93,56 @@ def test_per_class_metrics_print_as_named_rows():
     card = _card_metrics({"dataset": "scenes", "split": "test",
                           "metrics": {"miou": 0.8, "iou_per_class": [0.9, None]}})
     assert card["values"] == {"miou": 0.8} and card["tables"] == {"iou_per_class": [0.9, None]}
+
+
+# -- pictures: each kind rendered, its size checked, and not blank -----------------------------
+
+def _not_blank(picture: Image.Image) -> np.ndarray:
+    pixels = np.asarray(picture.convert("RGB"), np.float32)
+    assert pixels.std() > 10 and len(np.unique(pixels.reshape(-1, 3), axis=0)) > 8
+    return pixels
+
+
+@pytest.mark.parametrize("epochs, metrics, size", [
+    (1, 2, (640, 240)),     # one epoch: dots, not empty axes
+    (20, 2, (640, 240)),
+    (5, 10, (1280, 720)),   # the GAN's ten curves: a 4-wide grid, not a 3200-pixel strip
+])
+def test_curves_read_at_a_glance(tmp_path, epochs, metrics, size):
+    from zoo.harness.reports import plot_curves
+
+    history = [{"epoch": e, "iou_per_class": [0.5, None],
+                **{f"train/m{j}": 1 / (e + j) for j in range(metrics)}, "val/m0": 0.9 / e}
+               for e in range(1, epochs + 1)]
+    plot_curves(history, tmp_path / "curves.png")
+    picture = Image.open(tmp_path / "curves.png")
+    assert picture.size == size
+    pixels = _not_blank(picture)
+    blue = (np.abs(pixels - [31, 119, 180]).sum(-1) < 40).sum()  # matplotlib's first colour
+    assert blue > 20 * epochs, "the train curve (or its one-epoch dot) is drawn"
+
+
+def test_boxes_on_a_tiny_input_are_drawn_large_with_captions_outside():
+    from zoo.data.draw import draw_boxes
+
+    image = np.full((32, 32, 3), 255, np.uint8)
+    image[10:26, 12:24] = 0  # the "digit"
+    picture = draw_boxes(image, np.array([[10.0, 8.0, 26.0, 28.0]]), [7], ["7 0.93"])
+    assert picture.size == (256, 256)
+    pixels = _not_blank(picture)
+    digit = pixels[8 * 10 + 4:8 * 26 - 4, 8 * 12 + 4:8 * 24 - 4]
+    assert (digit == 0).all(), "the caption is drawn outside the box, not over the object"
+
+
+def test_segmentation_overlay_has_a_legend_of_its_classes():
+    from zoo.data.draw import overlay_mask, palette
+
+    image = np.zeros((32, 32), np.uint8)
+    mask = np.zeros((32, 32), np.uint8)
+    mask[4:12, 4:12], mask[20:28, 20:28] = 3, 8
+    picture = overlay_mask(image, mask, [str(c) for c in range(11)])
+    assert picture.height == 256 and picture.width > 256 + 40  # 8x, and the legend beside it
+    legend = _not_blank(picture)[:, 256:]
+    for cls in (3, 8):
+        assert (np.abs(legend - palette()[cls]).sum(-1) == 0).sum() > 50, cls
+    assert (np.abs(legend - palette()[5]).sum(-1) == 0).sum() == 0, "only classes present"
