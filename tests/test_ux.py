@@ -146,3 +146,48 @@ def test_segmentation_overlay_has_a_legend_of_its_classes():
     for cls in (3, 8):
         assert (np.abs(legend - palette()[cls]).sum(-1) == 0).sum() > 50, cls
     assert (np.abs(legend - palette()[5]).sum(-1) == 0).sum() == 0, "only classes present"
+
+
+# -- TensorBoard: read back with TensorBoard's own event reader --------------------------------
+
+@pytest.fixture(scope="module")
+def spirals_run(tmp_path_factory, spirals):
+    """The example plugin trained for 3 short epochs (10 steps each) with scalars every 4 steps."""
+    from zoo.config import apply_overrides
+    from zoo.harness.trainer import fit
+
+    workdir = tmp_path_factory.mktemp("spirals")
+    config = apply_overrides(spirals.Config(), ["points=640", "train.epochs=3",
+                                                "train.log_every=4", "early_stopping.patience=0"])
+    result = fit(spirals(config), workdir, quiet=True)
+    return workdir, config, result
+
+
+def test_tensorboard_holds_train_curves_lr_epoch_means_test_and_hparams(spirals_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    from zoo.harness.optim import make_schedule
+
+    workdir, config, result = spirals_run
+    events = EventAccumulator(str(workdir / "tb"))
+    events.Reload()
+    steps = lambda tag: [e.step for e in events.Scalars(tag)]  # noqa: E731
+    assert steps("train/loss") == [4, 8, 12, 16, 20, 24, 28]  # global steps, across epochs
+    schedule = make_schedule(config.optimizer, 30, 10)
+    for event in events.Scalars("train/lr"):  # the rate the logged step trained with
+        assert event.value == pytest.approx(float(schedule(event.step - 1)), rel=1e-5)
+    assert steps("train_epoch/loss") == steps("val/accuracy") == [10, 20, 30]
+    history = [json.loads(line) for line in (workdir / "history.jsonl").read_text().splitlines()]
+    assert [e.value for e in events.Scalars("train_epoch/loss")] == pytest.approx(
+        [row["train/loss"] for row in history], rel=1e-5)
+    (test,) = events.Scalars("test/accuracy")
+    assert test.step == 30 and test.value == pytest.approx(result["metrics"]["accuracy"])
+    content = events.PluginTagToContent("hparams")
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"])
+    names = {h.name for h in experiment.experiment.hparam_infos}
+    assert {"optimizer.lr", "train.batch_size", "points"} <= names
+    assert "test/accuracy" in {m.name.tag for m in experiment.experiment.metric_infos}
+    start = plugin_data_pb2.HParamsPluginData.FromString(
+        content["_hparams_/session_start_info"]).session_start_info
+    assert start.hparams["optimizer.lr"].number_value == pytest.approx(config.optimizer.lr)

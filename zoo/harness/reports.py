@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -63,6 +64,17 @@ def plot_curves(history: Sequence[Mapping[str, Any]], path: Path, *, columns: in
     os.replace(tmp, path)
 
 
+def _flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, bool | int | float | str]:
+    """A nested config as {"a.b": value}, values as the hparams plugin takes them."""
+    out: dict[str, bool | int | float | str] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value if isinstance(value, (bool, int, float, str)) else str(value)
+    return out
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
 
@@ -83,6 +95,21 @@ class TensorBoard:
             return
         for key, value in values.items():
             self._writer.add_scalar(key, value, step)
+
+    def hparams(self, step: int, config: Any, metrics: Mapping[str, float]) -> None:
+        """The run's config (flattened: `optimizer.lr`...) and its final metrics, for
+        TensorBoard's HPARAMS tab; the metrics are also written as scalars at `step`.
+
+        Written into the run's own event file (tensorboardX's `add_hparams` would open a
+        sub-run), so TensorBoard shows one run per workdir.
+        """
+        if self._writer is None:
+            return
+        from tensorboardX.summary import hparams
+
+        for summary in hparams(_flat(dataclasses.asdict(config)), dict(metrics)):
+            self._writer.file_writer.add_summary(summary)
+        self.scalars(step, metrics)
 
     def close(self) -> None:
         """Flushes and closes the event files; on a full disk, drops what is pending.

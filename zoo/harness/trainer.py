@@ -32,7 +32,7 @@ from zoo.harness.faults import explained, nan_origin
 from zoo.harness.lock import WorkdirLock
 from zoo.harness.memory import PeakMemory
 from zoo.harness.model_setup import ModelSetup
-from zoo.harness.optim import hold_frozen_backbone, make_run_optimizer
+from zoo.harness.optim import hold_frozen_backbone, make_run_optimizer, make_schedule
 from zoo.harness.preemption import Preempted, StopSignal
 from zoo.harness.progress import EpochProgress
 from zoo.harness.scalars import NonFiniteStep, ScalarLog
@@ -308,15 +308,21 @@ class _Trainer:
         train = session.task.config.train
         self.scalars = ScalarLog(train.on_nan, train.max_bad_steps, loop.partial_epoch)
         self.tensorboard = reports.TensorBoard(workdir, enabled=self.primary)
+        spe = session.steps_per_epoch  # the learning rate each step used, for TensorBoard
+        self.schedule = make_schedule(session.task.config.optimizer, spe * train.epochs, spe)
         self._bad_before = dict(loop.bad_examples)  # left out before this session
         self._reported = 0  # of this session's, already logged
 
     def run(self) -> dict[str, Any]:
-        """Trains the remaining epochs, then tests."""
+        """Trains the remaining epochs, then tests (the test metrics and the config go to
+        TensorBoard's HPARAMS tab)."""
         while not self.loop.finished:
             self.train_epoch()
         self.store.wait()
-        return self.test()
+        test = self.test()
+        self.tensorboard.hparams(self.loop.step, self.session.task.config,
+                                 {f"test/{k}": v for k, v in test.items() if np.isscalar(v)})
+        return test
 
     def train_epoch(self) -> None:
         """Trains to the end of the current epoch, validates, checkpoints, logs."""
@@ -348,8 +354,8 @@ class _Trainer:
                                                session.inputs.wait_seconds - waited,
                                                row["seconds"], left_out):
             self.progress.log(note)
-        self.tensorboard.scalars(loop.step, {k: v for k, v in _scalars(row).items()
-                                             if k.startswith("val/")})
+        self.tensorboard.scalars(loop.step, {k.replace("train/", "train_epoch/"): v
+                                             for k, v in _scalars(row).items()})
         self._checkpoint(best=improved)
         if self.primary:
             reports.write_history(self.workdir, loop.history)
@@ -380,13 +386,15 @@ class _Trainer:
                 self.scalars.add(loop.step - 1, out)
                 i = loop.step - loop.epoch * spe
                 values = None
+                logging = loop.step % train.log_every == 0  # by global step: across epochs
                 asking = [c for c in self.callbacks
                           if c.every_steps and loop.step % c.every_steps == 0]
-                if i % train.log_every == 0 or asking:  # host syncs: here, saves, epoch ends
+                if logging or asking:  # host syncs: here, saves, epoch ends
                     values = self.scalars.fetch()
-                    if values and i % train.log_every == 0:
-                        self.tensorboard.scalars(loop.step,
-                                                 {f"train/{k}": v for k, v in values.items()})
+                    if values and logging:
+                        self.tensorboard.scalars(loop.step, {
+                            **{f"train/{k}": v for k, v in values.items()},
+                            "train/lr": float(self.schedule(loop.step - 1))})
                     for callback in asking if values else ():
                         callback.on_step(loop.step, {k: float(v) for k, v in values.items()})
                 self.progress.advance(i, (i - start) * train.batch_size, values)
