@@ -4,6 +4,7 @@ In-process CLI calls (`zoo.cli.main.main`) with the embedded hub: no training he
 """
 
 import json
+import re
 import tomllib
 import warnings
 
@@ -191,3 +192,37 @@ def test_tensorboard_holds_train_curves_lr_epoch_means_test_and_hparams(spirals_
     start = plugin_data_pb2.HParamsPluginData.FromString(
         content["_hparams_/session_start_info"]).session_start_info
     assert start.hparams["optimizer.lr"].number_value == pytest.approx(config.optimizer.lr)
+
+
+# -- long silences: phases said as they start, plain progress lines, train.log ------------------
+
+def test_train_log_holds_every_phase_whatever_stdout_is(spirals_run):
+    workdir, _, _ = spirals_run
+    lines = (workdir / "train.log").read_text().splitlines()
+    said = [line.split(" ", 2)[2] for line in lines]  # after the date and time
+    starts = [i for i, line in enumerate(said) if line.endswith(" ...")]
+    assert [said[i] for i in starts[:2]] == [
+        "loading data spirals ...", "building mlp and compiling 2 program(s) ..."]
+    assert re.fullmatch(r"testing the best checkpoint \(epoch [123]\) on 160 examples \.\.\.",
+                        said[starts[2]]) and len(starts) == 3
+    assert said[starts[0] + 1].startswith("loading data spirals: 640/160/160 train/val/test "
+                                          "examples in ")
+    assert [line.split(" ")[1] for line in said if line.startswith("epoch ")] == ["1/3", "2/3", "3/3"]
+    assert said[-1].startswith("test: accuracy=")
+
+
+def test_piped_progress_prints_plain_lines_with_an_eta(capsys):
+    from zoo.harness.progress import EpochProgress
+
+    progress = EpochProgress(2, plain_every=0.0)  # not a TTY under pytest
+    progress.start_epoch(0, steps=10)
+    for step in range(1, 5):
+        progress.advance(step, step * 32, {"loss": 0.5} if step == 2 else None)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 4 and lines[3].startswith("epoch 1/2 step 4/10 (")
+    assert "eta " in lines[3] and lines[3].endswith("loss=0.5")
+    with progress.evaluating("val", 3) as tick:  # no bar when piped; ticking is harmless
+        tick()
+    with progress.phase("compiling") as outcome:
+        outcome.append("2 programs")
+    assert capsys.readouterr().err.splitlines() == ["compiling ...", "compiling: 2 programs in 0.0s"]

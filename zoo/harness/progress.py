@@ -1,55 +1,150 @@
-"""Progress on the terminal: a rich bar with throughput on a TTY, plain lines otherwise."""
+"""Progress on the terminal and in `train.log`: each phase said as it starts, a rich bar
+with throughput and ETA on a TTY, plain lines at a steady pace otherwise.
+
+Nothing here reads a device value: the trainer hands in scalars it already fetched at its
+log cadence, so progress adds no host synchronisation to the hot loop.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                           TimeElapsedColumn, TimeRemainingColumn)
+
+PLAIN_EVERY_SECONDS = 30.0  # piped output: one progress line at most this often
 
 
 def _fmt(values: Mapping[str, float]) -> str:
     return " ".join(f"{k}={v:.4g}" for k, v in values.items())
 
 
-class EpochProgress:
-    """Reports steps within an epoch, and one summary line per epoch."""
+def _duration(seconds: float) -> str:
+    minutes, s = divmod(int(seconds), 60)
+    return f"{minutes}m{s:02d}s" if minutes else f"{seconds:.1f}s"
 
-    def __init__(self, total_epochs: int, *, quiet: bool = False):
+
+class EpochProgress:
+    """Reports phases, steps within an epoch, validation batches, and one line per epoch.
+
+    `writing_log(path)` and `keep_log()` also append every logged line (with the time) to
+    a file, whatever the terminal shows: `train.log` in the workdir.
+    """
+
+    def __init__(self, total_epochs: int, *, quiet: bool = False,
+                 plain_every: float = PLAIN_EVERY_SECONDS):
         self.total_epochs = total_epochs
         self.quiet = quiet
         self.console = Console(stderr=True)
         self.interactive = sys.stderr.isatty() and not quiet
+        self.plain_every = plain_every
+        self._file = None
+        self._held: list[str] | None = None  # lines for the log file, before it is written
         self._bar: Progress | None = None
         self._task = None
 
+    @contextlib.contextmanager
+    def writing_log(self, path: Path, *, enabled: bool = True) -> Iterator[None]:
+        """Meanwhile, every logged line also goes to `path` (appended, line-buffered) once
+        `keep_log()` has been called: until then lines are held, so a run refused before
+        it starts (bad input) writes nothing."""
+        self._log_path, self._held = path, ([] if enabled else None)
+        try:
+            yield
+        finally:
+            self.stop_bar()
+            if self._file is not None:
+                self._file.close()
+            self._file, self._held = None, None
+
+    def keep_log(self) -> None:
+        """Starts writing the log file: the lines held so far, then every new one."""
+        if self._held is None or self._file is not None:
+            return
+        self._file = open(self._log_path, "a", buffering=1)
+        self._file.writelines(self._held)
+
     def log(self, message: str) -> None:
+        """One line on stderr (flushed: piped output shows it as it happens) and in the log file."""
         if not self.quiet:
             self.console.print(message, markup=False, highlight=False, soft_wrap=True)
+            self.console.file.flush()
+        line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n"
+        if self._file is not None:
+            self._file.write(line)
+        elif self._held is not None:
+            self._held.append(line)
+
+    @contextlib.contextmanager
+    def phase(self, what: str) -> Iterator[list[str]]:
+        """Says `what ...` as it starts (a spinner on a TTY), then what came of it (the
+        strings the caller appends to the yielded list, else "done") and how long it took."""
+        self.log(f"{what} ...")
+        t0, outcome = time.perf_counter(), []
+        status = (self.console.status(what) if self.interactive
+                  else contextlib.nullcontext())
+        with status:
+            yield outcome
+        self.log(f"{what}: {', '.join(outcome) or 'done'} in "
+                 f"{_duration(time.perf_counter() - t0)}")
 
     def start_epoch(self, epoch: int, steps: int, done: int = 0) -> None:
         self._t0, self._examples, self._status = time.perf_counter(), 0, ""
+        self._epoch, self._steps, self._done, self._last_line = epoch, steps, done, self._t0
         if self.interactive:
-            self._bar = Progress(TextColumn(f"epoch {epoch + 1}/{self.total_epochs}"),
-                                 BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                                 TextColumn("{task.fields[status]}"),
-                                 console=self.console, transient=True)
-            self._bar.start()
-            self._task = self._bar.add_task("train", total=steps, completed=done, status="")
+            self._start_bar(f"epoch {epoch + 1}/{self.total_epochs}", steps, done)
+
+    def _start_bar(self, title: str, total: int, done: int = 0) -> None:
+        self._bar = Progress(TextColumn(title), BarColumn(), MofNCompleteColumn(),
+                             TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+                             TextColumn("{task.fields[status]}"),
+                             console=self.console, transient=True)
+        self._bar.start()
+        self._task = self._bar.add_task(title, total=total, completed=done, status="")
 
     def advance(self, step_in_epoch: int, examples: int, values: Mapping[str, float] | None) -> None:
         """Called every step; `values` are scalars freshly fetched at the log cadence, else None."""
         self._examples = examples
+        if values:
+            self._status = _fmt(values)
         if self._bar is not None:
-            if values:
-                self._status = _fmt(values)
             self._bar.update(self._task, completed=step_in_epoch,
                              status=f"{self.throughput():,.0f} ex/s {self._status}")
+        elif not self.interactive and time.perf_counter() - self._last_line >= self.plain_every:
+            self._last_line = time.perf_counter()
+            self.log(self._plain_line(step_in_epoch))
+
+    def _plain_line(self, step_in_epoch: int) -> str:
+        """Where the epoch stands, for piped output: steps, throughput, ETA, last scalars."""
+        elapsed = time.perf_counter() - self._t0
+        done = step_in_epoch - self._done
+        left = (self._steps - step_in_epoch) * elapsed / max(done, 1)
+        return (f"epoch {self._epoch + 1}/{self.total_epochs} step {step_in_epoch}/{self._steps} "
+                f"({self.throughput():,.0f} ex/s, eta {_duration(left)}) {self._status}").rstrip()
 
     def throughput(self) -> float:
         return self._examples / max(time.perf_counter() - self._t0, 1e-9)
+
+    @contextlib.contextmanager
+    def evaluating(self, split: str, batches: int) -> Iterator[Callable[[], None]]:
+        """A bar over `split`'s batches on a TTY (validation, testing); yields the function
+        to call after each batch."""
+        if not self.interactive:
+            yield lambda: None
+            return
+        self.stop_bar()  # the epoch's, if any: its line follows validation
+        self._start_bar(f"  {split}", batches)
+        bar, task = self._bar, self._task
+        try:
+            yield lambda: bar.advance(task)
+        finally:
+            bar.stop()
+            self._bar = None
 
     def stop_bar(self) -> None:
         """Takes the live bar off the terminal (also when an epoch ends in an error,
@@ -62,3 +157,4 @@ class EpochProgress:
         self.stop_bar()
         self.log(f"epoch {epoch + 1}/{self.total_epochs} {_fmt(values)} "
                  f"({self.throughput():,.0f} ex/s, {time.perf_counter() - self._t0:.1f}s)")
+

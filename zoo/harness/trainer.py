@@ -10,9 +10,11 @@ per step. Faults are handled by small modules: `preemption` (SIGTERM/SIGINT),
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager as ContextManager
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +87,9 @@ class Session:
 def open_session(task: Task, *, device: str = "auto", mesh: str | None = None,
                  training: bool = True, setup: ModelSetup = ModelSetup(),
                  data: Dataset | None = None,
-                 check_data: Callable[[Dataset], None] = lambda data: None) -> Session:
+                 check_data: Callable[[Dataset], None] = lambda data: None,
+                 phase: Callable[[str], ContextManager] = lambda what: contextlib.nullcontext([])
+                 ) -> Session:
     """Loads data and builds, places and compiles everything a run (or an eval) needs.
 
     Args:
@@ -96,17 +100,23 @@ def open_session(task: Task, *, device: str = "auto", mesh: str | None = None,
         user's copy: `zoo.hub.card_data`).
       check_data: called with the data as soon as it is loaded (before building and
         compiling): a resumed run compares the data's identity there.
+      phase: `phase("loading data")` wraps each long step (`EpochProgress.phase`: says
+        it as it starts and how long it took).
     """
     compilation.enable_persistent_cache(cache_dir("jax-cache"))  # for library users too
     cfg = task.config
-    data = session_inputs.load(task, data)
+    with phase(f"loading data {cfg.data}" if data is None else "loading data") as outcome:
+        data = session_inputs.load(task, data)
+        outcome.append("/".join(f"{data.size(s):,}" for s in ("train", "val", "test")) +
+                       " train/val/test examples")
     check_data(data)
     mesh = placement.make_mesh(device, mesh)
     placement.check_batch_size(cfg.train.batch_size, mesh)
     placement.check_batch_size(cfg.train.eval_batch_size, mesh)
     inputs = session_inputs.open_inputs(task, data)
     try:
-        return _build_session(task, data, inputs, mesh, training, setup)
+        with phase(f"building {cfg.model} and compiling {1 + training} program(s)"):
+            return _build_session(task, data, inputs, mesh, training, setup)
     except BaseException:
         inputs.close()
         raise
@@ -163,13 +173,21 @@ def train_steps(session: Session, batches: Iterator[dict], first_step: int) -> I
         yield step + 1, out
 
 
-def evaluate(session: Session, split: str) -> dict[str, Any]:
+def evaluate(session: Session, split: str, on_batch: Callable[[], None] = lambda: None
+             ) -> dict[str, Any]:
     """The task's metrics over a whole split of `session.data` (padding masked out)."""
-    return accumulate(session, split).compute()
+    return accumulate(session, split, on_batch).compute()
 
 
-def accumulate(session: Session, split: str) -> Metrics:
-    """The task's `Metrics`, updated with every batch of a split of `session.data`.
+def eval_batches(session: Session, split: str) -> int:
+    """How many batches `accumulate` runs over `split` (for progress bars)."""
+    return -(-session.data.size(split) // session.task.config.train.eval_batch_size)
+
+
+def accumulate(session: Session, split: str, on_batch: Callable[[], None] = lambda: None
+               ) -> Metrics:
+    """The task's `Metrics`, updated with every batch of a split of `session.data`;
+    `on_batch()` after each (a progress bar's tick).
 
     Streamed: each process reads its own rows of a batch, and at most a few batches are
     held at a time; the metrics see whole batches (gathered from every process).
@@ -183,8 +201,10 @@ def accumulate(session: Session, split: str) -> Metrics:
                         session.steps.evaluate(session.state, batch)))
         if len(pending) > 2:
             metrics.update(*placement.fetch(pending.popleft()))
+            on_batch()
     for item in pending:
         metrics.update(*placement.fetch(item))
+        on_batch()
     return metrics
 
 
@@ -219,13 +239,15 @@ def fit(task: Task, workdir: str | Path, *, device: str = "auto", mesh: str | No
     primary = distributed.is_primary()
     progress = EpochProgress(cfg.train.epochs, quiet=quiet or not primary)
     with (WorkdirLock(workdir, progress.log, enabled=primary), StopSignal() as stop,
-          PeakMemory() as memory):
+          PeakMemory() as memory, progress.writing_log(workdir / "train.log", enabled=primary)):
         record = read_run(workdir)
         changes = {} if record is None else check_resumable(workdir, record, task.name, cfg)
         held = {}
+        progress.log(f"{task.name}: {'resuming' if record else 'training'} in {workdir}")
         session = open_session(task, device=device, mesh=mesh, setup=setup,
                                check_data=lambda data: held.update(
-                                   data=check_data(workdir, record, data, cfg.data)))
+                                   data=check_data(workdir, record, data, cfg.data)),
+                               phase=progress.phase)
         _check_metric_name(session)
         progress.log(describe_session(session))
         note = session_inputs.partial_batch_note(session.inputs, cfg.train.batch_size)
@@ -239,6 +261,7 @@ def fit(task: Task, workdir: str | Path, *, device: str = "auto", mesh: str | No
             if primary:
                 write_run(workdir, task, session.data.info, held["data"], previous=record,
                           step=loop.step, changes=changes)
+                progress.keep_log()  # the run has started: its log is kept from here
             trainer = _Trainer(session, loop, progress, store, workdir, stop, callbacks)
             t0, first_step = time.perf_counter(), loop.step
             try:
@@ -256,7 +279,7 @@ def fit(task: Task, workdir: str | Path, *, device: str = "auto", mesh: str | No
                   "wall_seconds": round(time.perf_counter() - t0, 1)}
         if primary:
             write_json(workdir / "metrics.json", result)
-    progress.log(f"test: {_fmt(test)} -> {workdir / 'metrics.json'}")
+        progress.log(f"test: {_fmt(test)} -> {workdir / 'metrics.json'}")
     return result
 
 
@@ -367,7 +390,8 @@ class _Trainer:
         """Validation metrics, after the task has calibrated the model on them
         (`Task.calibrate`: e.g. decision thresholds, saved with the next checkpoint)."""
         session = self.session
-        metrics = accumulate(session, "val")
+        with self.progress.evaluating("val", eval_batches(session, "val")) as tick:
+            metrics = accumulate(session, "val", tick)
         model, optimizer = merge_train_state(session.graphdef, session.state)
         if session.task.calibrate(inference_view(model), metrics):
             state = nnx.state({"model": model, "optimizer": optimizer})
@@ -433,7 +457,10 @@ class _Trainer:
         which = BEST if self.store.steps(BEST) else LATEST
         state, _ = self.store.restore(which, nnx.to_pure_dict(self.session.state))
         nnx.replace_by_pure_dict(self.session.state, state)
-        return evaluate(self.session, "test")
+        what = f"the best checkpoint (epoch {self.loop.best_epoch + 1})" if which == BEST else which
+        with (self.progress.phase(f"testing {what} on {self.session.data.size('test')} examples"),
+              self.progress.evaluating("test", eval_batches(self.session, "test")) as tick):
+            return evaluate(self.session, "test", tick)
 
     def close(self) -> None:
         self.progress.stop_bar()
