@@ -5,6 +5,7 @@ In-process CLI calls (`zoo.cli.main.main`) with the embedded hub: no training he
 
 import json
 import re
+import time
 import tomllib
 import warnings
 
@@ -214,7 +215,7 @@ def test_train_log_holds_every_phase_whatever_stdout_is(spirals_run):
 def test_piped_progress_prints_plain_lines_with_an_eta(capsys):
     from zoo.harness.progress import EpochProgress
 
-    progress = EpochProgress(2, plain_every=0.0)  # not a TTY under pytest
+    progress = EpochProgress(2, plain_every=0.0, announce_after=0.0)  # not a TTY under pytest
     progress.start_epoch(0, steps=10)
     for step in range(1, 5):
         progress.advance(step, step * 32, {"loss": 0.5} if step == 2 else None)
@@ -224,5 +225,10 @@ def test_piped_progress_prints_plain_lines_with_an_eta(capsys):
     with progress.evaluating("val", 3) as tick:  # no bar when piped; ticking is harmless
         tick()
     with progress.phase("compiling") as outcome:
+        time.sleep(0.1)  # the start is said once the phase has taken announce_after seconds
         outcome.append("2 programs")
-    assert capsys.readouterr().err.splitlines() == ["compiling ...", "compiling: 2 programs in 0.0s"]
+    assert capsys.readouterr().err.splitlines() == ["compiling ...", "compiling: 2 programs in 0.1s"]
+    quick = EpochProgress(2)
+    with quick.phase("loading data"):  # a quick phase says nothing (nor before a refusal)
+        pass
+    assert capsys.readouterr().err == ""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -18,6 +19,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
 
 PLAIN_EVERY_SECONDS = 30.0  # piped output: one progress line at most this often
+ANNOUNCE_AFTER = 3.0  # piped output: a phase's start is said once it has taken this long
 
 
 def _fmt(values: Mapping[str, float]) -> str:
@@ -37,12 +39,12 @@ class EpochProgress:
     """
 
     def __init__(self, total_epochs: int, *, quiet: bool = False,
-                 plain_every: float = PLAIN_EVERY_SECONDS):
+                 plain_every: float = PLAIN_EVERY_SECONDS, announce_after: float = ANNOUNCE_AFTER):
         self.total_epochs = total_epochs
         self.quiet = quiet
         self.console = Console(stderr=True)
         self.interactive = sys.stderr.isatty() and not quiet
-        self.plain_every = plain_every
+        self.plain_every, self.announce_after = plain_every, announce_after
         self._file = None
         self._held: list[str] | None = None  # lines for the log file, before it is written
         self._bar: Progress | None = None
@@ -69,9 +71,10 @@ class EpochProgress:
         self._file = open(self._log_path, "a", buffering=1)
         self._file.writelines(self._held)
 
-    def log(self, message: str) -> None:
-        """One line on stderr (flushed: piped output shows it as it happens) and in the log file."""
-        if not self.quiet:
+    def log(self, message: str, *, terminal: bool = True) -> None:
+        """One line on stderr (flushed: piped output shows it as it happens) and in the log
+        file; `terminal=False`: the log file only."""
+        if terminal and not self.quiet:
             self.console.print(message, markup=False, highlight=False, soft_wrap=True)
             self.console.file.flush()
         line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n"
@@ -82,16 +85,26 @@ class EpochProgress:
 
     @contextlib.contextmanager
     def phase(self, what: str) -> Iterator[list[str]]:
-        """Says `what ...` as it starts (a spinner on a TTY), then what came of it (the
-        strings the caller appends to the yielded list, else "done") and how long it took."""
-        self.log(f"{what} ...")
+        """Says `what ...` as it starts, then what came of it (the strings the caller
+        appends to the yielded list, else "done") and how long it took.
+
+        On a TTY the start is a spinner; piped, the start line is printed only once the
+        phase has taken `announce_after` seconds, and the outcome only after such a long
+        phase, so quick phases and a quick refusal (bad input: zoo's one error line) add
+        nothing to the terminal. The log file always gets both.
+        """
+        self.log(f"{what} ...", terminal=False)
         t0, outcome = time.perf_counter(), []
-        status = (self.console.status(what) if self.interactive
-                  else contextlib.nullcontext())
-        with status:
+        if self.interactive:
+            waiting = self.console.status(what)
+        else:
+            waiting = _Later(self.announce_after,
+                             lambda: self.quiet or self.log(f"{what} ...", terminal=True))
+        with waiting:
             yield outcome
-        self.log(f"{what}: {', '.join(outcome) or 'done'} in "
-                 f"{_duration(time.perf_counter() - t0)}")
+        seconds = time.perf_counter() - t0
+        self.log(f"{what}: {', '.join(outcome) or 'done'} in {_duration(seconds)}",
+                 terminal=seconds >= self.announce_after)
 
     def start_epoch(self, epoch: int, steps: int, done: int = 0) -> None:
         self._t0, self._examples, self._status = time.perf_counter(), 0, ""
@@ -158,3 +171,17 @@ class EpochProgress:
         self.log(f"epoch {epoch + 1}/{self.total_epochs} {_fmt(values)} "
                  f"({self.throughput():,.0f} ex/s, {time.perf_counter() - self._t0:.1f}s)")
 
+
+class _Later:
+    """`with _Later(seconds, say):` calls `say()` from a timer thread if the block is
+    still running after `seconds`."""
+
+    def __init__(self, seconds: float, say: Callable[[], object]):
+        self._timer = threading.Timer(seconds, say)
+        self._timer.daemon = True
+
+    def __enter__(self) -> None:
+        self._timer.start()
+
+    def __exit__(self, *exc) -> None:
+        self._timer.cancel()

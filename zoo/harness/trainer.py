@@ -243,7 +243,8 @@ def fit(task: Task, workdir: str | Path, *, device: str = "auto", mesh: str | No
         record = read_run(workdir)
         changes = {} if record is None else check_resumable(workdir, record, task.name, cfg)
         held = {}
-        progress.log(f"{task.name}: {'resuming' if record else 'training'} in {workdir}")
+        progress.log(f"{task.name}: {'resuming' if record else 'training'} in {workdir}",
+                     terminal=False)
         session = open_session(task, device=device, mesh=mesh, setup=setup,
                                check_data=lambda data: held.update(
                                    data=check_data(workdir, record, data, cfg.data)),
