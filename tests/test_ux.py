@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from zoo.cli.main import main
+from zoo.errors import ZooWarning
 
 from helpers import ROOT
 
@@ -78,7 +79,7 @@ def test_the_python_api_warns_too():
     import zoo
 
     predictor = zoo.load("translation/lstm-attention")
-    with pytest.warns(zoo.ZooWarning, match="'Hello'"):
+    with pytest.warns(ZooWarning, match="'Hello'"):
         predictor.predict(["Hello three"])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -232,3 +233,36 @@ def test_piped_progress_prints_plain_lines_with_an_eta(capsys):
     with quick.phase("loading data"):  # a quick phase says nothing (nor before a refusal)
         pass
     assert capsys.readouterr().err == ""
+
+
+# -- small images: upsampled to the model's least input, or refused with one line ---------------
+
+def test_digits_are_upsampled_for_lenet_with_a_warning():
+    from flax import nnx
+
+    from zoo.config import apply_overrides
+    from zoo.registry import get_task
+
+    task_cls = get_task("classification")
+    task = task_cls(apply_overrides(task_cls.Config(), ["data=digits"]))
+    with pytest.warns(ZooWarning, match=r"8x8, smaller than lenet's least input: upsampled to 16x16"):
+        data = task.load_data()
+    assert tuple(data.info["input_shape"]) == (16, 16, 1)
+    assert data.splits["train"]["image"].shape[1:] == (16, 16, 1)
+    model = nnx.eval_shape(lambda: task.build_model(data.info, nnx.Rngs(0)))
+    out = nnx.eval_shape(lambda m: m(data.splits["train"]["image"][:2].astype(np.float32)), model)
+    assert out.shape == (2, 10)
+    mlp = task_cls(apply_overrides(task_cls.Config(), ["data=digits", "model=mlp"]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert tuple(mlp.load_data().info["input_shape"]) == (8, 8, 1)  # any size: as it is
+
+
+@pytest.mark.parametrize("size", ["8", "12"])
+def test_an_explicit_size_below_the_models_least_is_one_line(capsys, tmp_path, size):
+    from helpers import cli_error
+
+    line = cli_error(capsys, "run", "classification", "--set", f"image_size={size}",
+                     "--workdir", str(tmp_path / "w"))
+    assert f"image_size={size} is smaller than lenet's least input, 16x16" in line
+    assert "--set image_size=16" in line and not (tmp_path / "w").exists()

@@ -11,12 +11,15 @@ import contextlib
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
+
+from zoo.errors import ZooWarning
 
 PLAIN_EVERY_SECONDS = 30.0  # piped output: one progress line at most this often
 ANNOUNCE_AFTER = 3.0  # piped output: a phase's start is said once it has taken this long
@@ -71,17 +74,36 @@ class EpochProgress:
         self._file = open(self._log_path, "a", buffering=1)
         self._file.writelines(self._held)
 
-    def log(self, message: str, *, terminal: bool = True) -> None:
+    def log(self, message: str, *, terminal: bool = True, file: bool = True) -> None:
         """One line on stderr (flushed: piped output shows it as it happens) and in the log
-        file; `terminal=False`: the log file only."""
+        file; `terminal=False`: the log file only, `file=False`: the terminal only."""
         if terminal and not self.quiet:
             self.console.print(message, markup=False, highlight=False, soft_wrap=True)
             self.console.file.flush()
         line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n"
+        if not file:
+            return
         if self._file is not None:
             self._file.write(line)
         elif self._held is not None:
             self._held.append(line)
+
+    @contextlib.contextmanager
+    def logging_warnings(self) -> Iterator[None]:
+        """Meanwhile, zoo's warnings (`ZooWarning`: e.g. images upsampled for the model)
+        are logged as `zoo: warning: ...` lines, in the log file too; others as before."""
+        shown = warnings.showwarning
+
+        def show(message, category, *args, **kwargs):
+            if not issubclass(category, ZooWarning):
+                return shown(message, category, *args, **kwargs)
+            if self.quiet:
+                shown(message, category, *args, **kwargs)
+            self.log(f"zoo: warning: {message}")
+
+        with warnings.catch_warnings():
+            warnings.showwarning = show
+            yield
 
     @contextlib.contextmanager
     def phase(self, what: str) -> Iterator[list[str]]:
@@ -99,7 +121,7 @@ class EpochProgress:
             waiting = self.console.status(what)
         else:
             waiting = _Later(self.announce_after,
-                             lambda: self.quiet or self.log(f"{what} ...", terminal=True))
+                             lambda: self.log(f"{what} ...", file=False))
         with waiting:
             yield outcome
         seconds = time.perf_counter() - t0

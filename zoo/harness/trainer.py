@@ -239,7 +239,8 @@ def fit(task: Task, workdir: str | Path, *, device: str = "auto", mesh: str | No
     primary = distributed.is_primary()
     progress = EpochProgress(cfg.train.epochs, quiet=quiet or not primary)
     with (WorkdirLock(workdir, progress.log, enabled=primary), StopSignal() as stop,
-          PeakMemory() as memory, progress.writing_log(workdir / "train.log", enabled=primary)):
+          PeakMemory() as memory, progress.writing_log(workdir / "train.log", enabled=primary),
+          progress.logging_warnings()):
         record = read_run(workdir)
         changes = {} if record is None else check_resumable(workdir, record, task.name, cfg)
         held = {}
