@@ -266,3 +266,4 @@ def test_an_explicit_size_below_the_models_least_is_one_line(capsys, tmp_path, s
                      "--workdir", str(tmp_path / "w"))
     assert f"image_size={size} is smaller than lenet's least input, 16x16" in line
     assert "--set image_size=16" in line and not (tmp_path / "w").exists()
+
