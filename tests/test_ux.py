@@ -3,6 +3,7 @@
 In-process CLI calls (`zoo.cli.main.main`) with the embedded hub: no training here.
 """
 
+import dataclasses
 import json
 import re
 import time
@@ -267,3 +268,32 @@ def test_an_explicit_size_below_the_models_least_is_one_line(capsys, tmp_path, s
     assert f"image_size={size} is smaller than lenet's least input, 16x16" in line
     assert "--set image_size=16" in line and not (tmp_path / "w").exists()
 
+
+
+def test_data_made_on_a_first_run_is_said_with_counts(capsys):
+    """Scenes generated for the first time: each split's count, then the cached file."""
+    import uuid
+
+    from zoo.data.scenes import SceneConfig, load_scenes
+    from zoo.harness.progress import EpochProgress
+
+    from zoo.data.mnist import mnist_sample
+
+    mnist_sample()  # the digits scenes are drawn from, cached before
+    seed = uuid.uuid4().int % 10**6  # a configuration the session's cache has not seen
+    config = SceneConfig(canvas=32, max_digits=2, train=5, val=2, test=3, seed=seed)
+    progress = EpochProgress(1, announce_after=0.0)
+    with progress.relaying(), progress.phase("loading data"):
+        time.sleep(0.1)  # announced: the notes follow the start line
+        load_scenes(config)
+    lines = capsys.readouterr().err.splitlines()[1:-1]  # between the phase's two lines
+    assert lines[0].startswith("making scenes-") and "(the first time only: cached in" in lines[0]
+    assert lines[1:4] == ["generated train: 5 scenes (1 of 3 splits)",
+                          "generated val: 2 scenes (2 of 3 splits)",
+                          "generated test: 3 scenes (3 of 3 splits)"]
+    assert lines[4].startswith("made scenes-") and " MB in " in lines[4]
+    quick = EpochProgress(1)
+    with quick.relaying(), quick.phase("loading data"):
+        load_scenes(dataclasses.replace(config, seed=seed + 1))  # quick: said only in the log
+        load_scenes(config)  # from the cache: nothing to say
+    assert capsys.readouterr().err == ""

@@ -8,6 +8,7 @@ log cadence, so progress adds no host synchronisation to the hot loop.
 from __future__ import annotations
 
 import contextlib
+import logging
 import sys
 import threading
 import time
@@ -50,6 +51,8 @@ class EpochProgress:
         self.plain_every, self.announce_after = plain_every, announce_after
         self._file = None
         self._held: list[str] | None = None  # lines for the log file, before it is written
+        self._unsaid: list[str] | None = None  # notes for the terminal, before a phase is said
+        self._lock = threading.Lock()
         self._bar: Progress | None = None
         self._task = None
 
@@ -89,9 +92,10 @@ class EpochProgress:
             self._held.append(line)
 
     @contextlib.contextmanager
-    def logging_warnings(self) -> Iterator[None]:
+    def relaying(self) -> Iterator[None]:
         """Meanwhile, zoo's warnings (`ZooWarning`: e.g. images upsampled for the model)
-        are logged as `zoo: warning: ...` lines, in the log file too; others as before."""
+        are logged as `zoo: warning: ...` lines, in the log file too (others as before),
+        and so are the `zoo` loggers' INFO records (`zoo.data`: data made on a first run)."""
         shown = warnings.showwarning
 
         def show(message, category, *args, **kwargs):
@@ -101,9 +105,36 @@ class EpochProgress:
                 shown(message, category, *args, **kwargs)
             self.log(f"zoo: warning: {message}")
 
-        with warnings.catch_warnings():
-            warnings.showwarning = show
-            yield
+        relay = _Relay(self)
+        zoo_log = logging.getLogger("zoo")
+        level = zoo_log.level
+        zoo_log.addHandler(relay)
+        zoo_log.setLevel(logging.INFO)
+        try:
+            with warnings.catch_warnings():
+                warnings.showwarning = show
+                yield
+        finally:
+            zoo_log.removeHandler(relay)
+            zoo_log.setLevel(level)
+
+    def note(self, message: str) -> None:
+        """A line from a `zoo` logger: in the log file now; on the terminal now, or, inside
+        a phase not yet announced, once (if) it is."""
+        self.log(message, terminal=False)
+        with self._lock:
+            if self._unsaid is not None:
+                self._unsaid.append(message)
+                return
+        self.log(message, file=False)
+
+    def _announce(self, what: str) -> None:
+        """The timer's call: the phase's start line, then the notes held back."""
+        with self._lock:
+            self.log(f"{what} ...", file=False)
+            for message in self._unsaid or ():
+                self.log(message, file=False)
+            self._unsaid = None
 
     @contextlib.contextmanager
     def phase(self, what: str) -> Iterator[list[str]]:
@@ -113,17 +144,22 @@ class EpochProgress:
         On a TTY the start is a spinner; piped, the start line is printed only once the
         phase has taken `announce_after` seconds, and the outcome only after such a long
         phase, so quick phases and a quick refusal (bad input: zoo's one error line) add
-        nothing to the terminal. The log file always gets both.
+        nothing to the terminal; `note`s made meanwhile wait for the announcement too.
+        The log file always gets everything.
         """
         self.log(f"{what} ...", terminal=False)
         t0, outcome = time.perf_counter(), []
         if self.interactive:
             waiting = self.console.status(what)
         else:
-            waiting = _Later(self.announce_after,
-                             lambda: self.log(f"{what} ...", file=False))
-        with waiting:
-            yield outcome
+            self._unsaid = []  # notes held until the phase is announced
+            waiting = _Later(self.announce_after, lambda: self._announce(what))
+        try:
+            with waiting:
+                yield outcome
+        finally:
+            with self._lock:
+                self._unsaid = None
         seconds = time.perf_counter() - t0
         self.log(f"{what}: {', '.join(outcome) or 'done'} in {_duration(seconds)}",
                  terminal=seconds >= self.announce_after)
@@ -207,3 +243,14 @@ class _Later:
 
     def __exit__(self, *exc) -> None:
         self._timer.cancel()
+
+
+class _Relay(logging.Handler):
+    """The `zoo` loggers' records as progress lines."""
+
+    def __init__(self, progress: EpochProgress):
+        super().__init__(logging.INFO)
+        self.progress = progress
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.progress.note(record.getMessage())

@@ -240,7 +240,7 @@ def fit(task: Task, workdir: str | Path, *, device: str = "auto", mesh: str | No
     progress = EpochProgress(cfg.train.epochs, quiet=quiet or not primary)
     with (WorkdirLock(workdir, progress.log, enabled=primary), StopSignal() as stop,
           PeakMemory() as memory, progress.writing_log(workdir / "train.log", enabled=primary),
-          progress.logging_warnings()):
+          progress.relaying()):
         record = read_run(workdir)
         changes = {} if record is None else check_resumable(workdir, record, task.name, cfg)
         held = {}
