@@ -297,3 +297,24 @@ def test_data_made_on_a_first_run_is_said_with_counts(capsys):
         load_scenes(dataclasses.replace(config, seed=seed + 1))  # quick: said only in the log
         load_scenes(config)  # from the cache: nothing to say
     assert capsys.readouterr().err == ""
+
+
+def test_a_log_file_that_cannot_be_written_never_stops_the_run(tmp_path, capsys):
+    from zoo.harness.progress import EpochProgress
+
+    class FullDisk:
+        def write(self, text):
+            raise OSError(28, "No space left on device")
+
+        def close(self):
+            raise OSError(28, "No space left on device")
+
+    progress = EpochProgress(1)
+    with progress.writing_log(tmp_path / "train.log"):
+        progress.log("before")
+        progress.keep_log()
+        progress._file = FullDisk()  # the disk fills up
+        progress.log("during")
+        progress.log("after")
+    assert capsys.readouterr().err.splitlines() == ["before", "during", "after"]
+    assert (tmp_path / "train.log").read_text().endswith(" before\n")

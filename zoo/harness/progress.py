@@ -66,16 +66,26 @@ class EpochProgress:
             yield
         finally:
             self.stop_bar()
-            if self._file is not None:
-                self._file.close()
-            self._file, self._held = None, None
+            self._close_file()
+            self._held = None
+
+    def _close_file(self) -> None:
+        file, self._file = self._file, None
+        if file is not None:
+            try:
+                file.close()
+            except OSError:
+                pass  # what the full disk would not take is lost: the run goes on
 
     def keep_log(self) -> None:
         """Starts writing the log file: the lines held so far, then every new one."""
         if self._held is None or self._file is not None:
             return
-        self._file = open(self._log_path, "a", buffering=1)
-        self._file.writelines(self._held)
+        try:
+            self._file = open(self._log_path, "a", buffering=1)
+        except OSError:
+            return
+        self._write("".join(self._held))
 
     def log(self, message: str, *, terminal: bool = True, file: bool = True) -> None:
         """One line on stderr (flushed: piped output shows it as it happens) and in the log
@@ -87,9 +97,17 @@ class EpochProgress:
         if not file:
             return
         if self._file is not None:
-            self._file.write(line)
+            self._write(line)
         elif self._held is not None:
             self._held.append(line)
+
+    def _write(self, text: str) -> None:
+        """Into the log file; a full disk or a vanished workdir ends the log file, never
+        the run (its checkpoints report the disk themselves)."""
+        try:
+            self._file.write(text)
+        except OSError:
+            self._close_file()
 
     @contextlib.contextmanager
     def relaying(self) -> Iterator[None]:
