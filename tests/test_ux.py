@@ -313,6 +313,7 @@ def test_a_log_file_that_cannot_be_written_never_stops_the_run(tmp_path, capsys)
     with progress.writing_log(tmp_path / "train.log"):
         progress.log("before")
         progress.keep_log()
+        progress._file.close()
         progress._file = FullDisk()  # the disk fills up
         progress.log("during")
         progress.log("after")
