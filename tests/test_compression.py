@@ -201,7 +201,8 @@ def test_prune_and_share_keeps_accuracy_through_eval_and_predict(trained_lenet, 
     assert not list(out.glob(".finetune-*")), "fine-tuning workdirs are removed when done"
 
 
-def test_int8_post_training_quantization_of_weights_and_activations(trained_lenet, tmp_path):
+def test_int8_post_training_quantization_of_weights_and_activations(trained_lenet, tmp_path,
+                                                                     monkeypatch):
     out = tmp_path / "int8"
     zoo_cli("compress", "classification", "--workdir", str(trained_lenet), "--quantize", "int8",
             "--out", str(out), check=True)
@@ -216,6 +217,27 @@ def test_int8_post_training_quantization_of_weights_and_activations(trained_lene
     Image.fromarray(images[0, ..., 0]).save(png)
     predicted = zoo_cli("predict", "classification", str(png), "--workdir", str(out), check=True)
     assert predicted.stdout.strip().startswith(f"{png}: {labels[0]} (p=")
+    _publish_and_pull_back(out, tmp_path / "hub", monkeypatch)
+
+
+def _publish_and_pull_back(out, hub, monkeypatch):
+    """A compressed workdir publishes (its metrics.json has no epochs) and the hub's copy
+    restores to the same effective weights."""
+    from flax import nnx
+
+    from zoo import restore
+    from zoo.hub.publish import publish
+
+    report = _report(out)
+    assert report["file"] == "model.zc" and isinstance(report["weights"], int)
+    assert report["weights"] + report["other_tensors"]["params"] == report["total"]["params"]
+    run = restore.from_workdir(out, "classification")
+    card = publish(run, hub, "int8")
+    assert card.source.startswith("zoo compress classification of ") and "int8+a8" in card.source
+    monkeypatch.setenv("ZOO_HUB", str(hub))
+    pulled = restore.from_hub("classification", "lenet:int8")
+    ours, theirs = (nnx.to_pure_dict(nnx.state(r.model(), nnx.Param)) for r in (run, pulled))
+    jax.tree.map(np.testing.assert_array_equal, ours, theirs)
 
 
 def test_compress_misuse_is_a_one_line_error(trained_lenet, tmp_path, capsys):

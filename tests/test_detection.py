@@ -215,7 +215,7 @@ def test_predict_draws_boxes_and_prints_json(trained, tmp_path):
                      "--json", check=True)
     (found,) = json.loads(result.stdout)
     assert found["files"] == {"out": str(tmp_path / "boxes.png")}
-    assert Image.open(tmp_path / "boxes.png").size == (96, 96)
+    assert Image.open(tmp_path / "boxes.png").size == (288, 288)  # drawn 3x: readable captions
     truth = scene["boxes"][0][scene["box_valid"][0]] * 3
     for det in found["detections"]:
         assert set(det) == {"label", "score", "box"} and 0.2 <= det["score"] <= 1

@@ -36,7 +36,7 @@ def test_the_api_guide_runs_as_written(tmp_path):
             exec(compile(block, "docs/api.md", "exec"), namespace)  # noqa: S102
     lines = printed.getvalue().splitlines()
     assert lines[0].startswith("7 0.9")  # the quick start's answer, as the comment says
-    assert namespace["found"].labels and Image.open("boxes.png").size == (64, 64)
+    assert namespace["found"].labels and Image.open("boxes.png").size == (256, 256)
     assert namespace["outputs"]["probabilities"].shape == (5, 10)
     assert (Path("lenet-hlo") / "export.json").is_file()
     watch, metrics = namespace["watch"], namespace["metrics"]

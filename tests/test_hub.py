@@ -158,17 +158,18 @@ def test_predict_with_pretrained_weights_offline(tmp_path):
 
 def test_fine_tune_with_a_new_head_reinitialises_only_the_head(tmp_path):
     _digits(tmp_path / "digits", [0, 1, 2], per_class=12)
-    result = zoo_cli("run", "classification", "--pretrained", "--data",
-                     f"folder:{tmp_path / 'digits'}", "--set", "image_size=28", "--set",
-                     "channels=1", "--epochs", "1", "--batch-size", "8", "--set",
-                     "train.eval_batch_size=8", "--workdir", str(tmp_path / "run"),
-                     env={"ZOO_OFFLINE": "1"}, check=True)
+    result = zoo_cli("run", "classification", "--pretrained", "--data",  # no image_size:
+                     f"folder:{tmp_path / 'digits'}", "--epochs", "1", "--batch-size", "8",
+                     "--set", "train.eval_batch_size=8", "--workdir", str(tmp_path / "run"),
+                     env={"ZOO_OFFLINE": "1"}, check=True)  # the card's 28x28x1 is applied
     log = " ".join(result.stderr.split())  # rich wraps long lines when not on a terminal
-    assert "fine-tuning from classification/lenet:mnist-sample" in log
+    assert ("fine-tuning from classification/lenet:mnist-sample: your images are resized to "
+            "its 28x28x1 inputs") in log
     assert ("initialised from pretrained weights: loaded 6 of 8 variables; re-initialised fc2 "
             "(bias (10,) -> (3,), kernel (500, 10) -> (500, 3))") in log
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert run["info"]["classes"] == ["0", "1", "2"] and run["config"]["model"] == "lenet"
+    assert tuple(run["info"]["input_shape"]) == (28, 28, 1)
 
 
 def test_hub_list_and_pull_load_no_jax(home):

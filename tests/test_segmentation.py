@@ -211,7 +211,7 @@ def test_predict_writes_an_overlay_and_a_readable_mask(trained, tmp_path):
                      str(tmp_path / "mask.png"), check=True)
     assert str(tmp_path / "overlay.png") in result.stdout
     overlay = Image.open(tmp_path / "overlay.png")
-    assert overlay.size == (64, 64) and overlay.mode == "RGB"
+    assert overlay.size[1] == 256 and overlay.size[0] > 256 and overlay.mode == "RGB"  # 4x + legend
     mask = read_mask(tmp_path / "mask.png", tmp_path / "scene.png")
     assert mask.shape == (64, 64) and mask.max() <= 10
     assert ((mask > 0) == (image >= 128)).mean() > 0.9  # digits found where the ink is

@@ -26,6 +26,7 @@ _EXPORTS = {
     "fit": "zoo.harness.trainer", "Callback": "zoo.harness.callbacks",
     "load": "zoo.predictor", "Predictor": "zoo.predictor",
     "ZooError": "zoo.errors",
+    "ZooWarning": "zoo.errors",
 }
 
 __all__ = sorted(_EXPORTS)

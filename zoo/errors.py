@@ -12,6 +12,11 @@ class ZooError(Exception):
     """A problem with the user's input, environment or files, explained in one line."""
 
 
+class ZooWarning(UserWarning):
+    """A result that may not be what the user meant (e.g. words the model never saw);
+    the CLI prints it as one `zoo: warning: ...` line, Python callers get a warning."""
+
+
 def closest(name: str, choices: Iterable[str], n: int = 3) -> str:
     """Returns a ' (did you mean ...?)' hint for an unknown `name`, or ''."""
     matches = difflib.get_close_matches(name, list(choices), n=n, cutoff=0.5)

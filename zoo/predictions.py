@@ -193,7 +193,7 @@ class SegmentationMask(Result):
     def render(self, option: str, image: np.ndarray | None) -> Image.Image:
         if option == "mask_out":
             return label_image(self.mask)
-        return overlay_mask(image, self.mask)
+        return overlay_mask(image, self.mask, self.classes)
 
 
 @dataclasses.dataclass(frozen=True)

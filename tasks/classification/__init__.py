@@ -4,6 +4,7 @@ image folders, from scratch or from ImageNet weights."""
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -19,7 +20,8 @@ from zoo.data import augment
 from zoo.data.host_augment import crop_flip
 from zoo.data.image_sets import IMAGE_SETS, load_image_set
 from zoo.data.images import Preprocess, as_image, match_background, to_unit_range
-from zoo.models import CLASSIFIERS, create_classifier
+from zoo.errors import ZooError, ZooWarning
+from zoo.models import CLASSIFIERS, create_classifier, min_input_size
 from zoo.predictions import Classification
 from zoo.task import Batch, Dataset, PredictOptions, Task, row_mean
 
@@ -62,8 +64,23 @@ class ClassificationTask(Task):
     Result = Classification
 
     def load_data(self) -> Dataset:
+        """The data set at the model's input size: images smaller than the model takes
+        (scikit-learn's 8x8 digits for LeNet) are upsampled to its minimum, with a
+        warning; an explicit `image_size` below it is refused."""
         cfg = self.config
-        return load_image_set(cfg.data, cfg.image_size, cfg.channels, cfg.preprocess)
+        least = min_input_size(cfg.model)
+        if 0 < cfg.image_size < least:
+            raise ZooError(f"image_size={cfg.image_size} is smaller than {cfg.model}'s least "
+                           f"input, {least}x{least}; use --set image_size={least} or more "
+                           f"(or --model mlp, which takes any size)")
+        data = load_image_set(cfg.data, cfg.image_size, cfg.channels, cfg.preprocess)
+        h, w, _ = data.info["input_shape"]
+        if min(h, w) >= least:
+            return data
+        warnings.warn(f"{cfg.data} images are {h}x{w}, smaller than {cfg.model}'s least input: "
+                      f"upsampled to {least}x{least} (--set image_size=N to choose another "
+                      f"size; --model mlp takes them as they are)", ZooWarning, stacklevel=2)
+        return load_image_set(cfg.data, least, cfg.channels, cfg.preprocess)
 
     def build_model(self, info: Mapping[str, Any], rngs: nnx.Rngs) -> nnx.Module:
         return create_classifier(self.config.model, info["input_shape"], len(info["classes"]),

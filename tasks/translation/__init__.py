@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,7 @@ from flax import nnx
 from zoo.batching import Prepared
 from zoo.config import EarlyStoppingConfig, OptimizerConfig, Positive, Rate, TaskConfig, TrainConfig
 from zoo.data.text import BOS_ID, EOS_ID, Vocabulary, detokenize
-from zoo.errors import ZooError
+from zoo.errors import ZooError, ZooWarning
 from zoo.models.search import beam_search
 from zoo.models.seq2seq import Seq2Seq
 from zoo.predictions import Text
@@ -96,8 +97,10 @@ class TranslationTask(Task):
         if bad:
             raise ZooError(f"translation translates sentences (str), not {type(bad[0]).__name__}")
         tokenize = data.source_tokenizer(info)
-        src, _ = Vocabulary(tuple(info["src_vocab"])).encode([tokenize(s) for s in inputs],
-                                                            info["src_len"])
+        sentences = [tokenize(s) for s in inputs]
+        vocabulary = Vocabulary(tuple(info["src_vocab"]))
+        _warn_unknown(sentences, vocabulary)
+        src, _ = vocabulary.encode(sentences, info["src_len"])
         return [Prepared({"src": row}) for row in np.asarray(src, np.int32)]
 
     def example_input(self, info) -> list[str]:
@@ -109,6 +112,18 @@ class TranslationTask(Task):
 
     def to_result(self, info, outputs, prepared, options) -> Text:
         return Text(detokenize(Vocabulary(tuple(info["tgt_vocab"])).decode(outputs["tokens"])))
+
+
+def _warn_unknown(sentences: list[list[str]], vocabulary: Vocabulary) -> None:
+    """Warns, naming them, about source words the model never saw: each is read as <unk>,
+    so "Hello world" comes out as some French the model knows (a number, for `numbers`)."""
+    known = set(vocabulary.tokens)
+    unseen = list(dict.fromkeys(t.lstrip("\u2581") for sentence in sentences for t in sentence
+                                if t not in known))  # a sentencepiece word starts with U+2581
+    if unseen:
+        shown = ", ".join(repr(t) for t in unseen[:10]) + (" ..." if len(unseen) > 10 else "")
+        warnings.warn(f"{len(unseen)} word(s) the model never saw in training, translated "
+                      f"as unknown: {shown}", ZooWarning, stacklevel=3)
 
 
 def _token_loss(model: Seq2Seq, batch, rngs: nnx.Rngs | None, *, reduce: bool = True,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import json
 
 from rich.table import Table
 from rich.text import Text
@@ -13,6 +14,8 @@ from zoo.cli.common import console, no_extra
 def add_commands(sub, common) -> None:
     ls = sub.add_parser("list", parents=[common], help="tasks with their models and data sets")
     ls.add_argument("pattern", nargs="?", default="*", help="wildcard filter on task names")
+    ls.add_argument("--json", action="store_true",
+                    help="print a JSON list of tasks (name, models, datasets, metric, ...)")
     ls.set_defaults(handler=_list)
     info = sub.add_parser("info", parents=[common], help="a task's config fields, data sets, metrics")
     info.add_argument("task")
@@ -25,17 +28,25 @@ def _list(args, rest) -> int:
 
     no_extra(rest)
     table = Table("task", "models", "data sets", "metric", "description")
+    rows = []
     for name in task_names():
         if not fnmatch.fnmatch(name, args.pattern):
             continue
         try:
             cls = get_task(name)
         except ZooError as e:  # one broken plugin: its row says why, the others still list
+            rows.append({"task": name, "error": str(e)})
             table.add_row(name, "-", "-", "-", Text(f"broken: {e}", style="red"))
             continue
-        table.add_row(name, ", ".join(cls.models), ", ".join(cls.datasets),
-                      f"{cls.metric} ({cls.metric_mode})", cls.description)
-    console().print(table)
+        rows.append({"task": name, "models": list(cls.models), "datasets": dict(cls.datasets),
+                     "metric": cls.metric, "metric_mode": cls.metric_mode,
+                     "description": cls.description})
+        table.add_row(name, ", ".join(cls.models), Text(", ".join(cls.datasets)),
+                      f"{cls.metric} ({cls.metric_mode})", Text(cls.description))
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        console().print(table)
     return 0
 
 
@@ -52,10 +63,10 @@ def _info(args, rest) -> int:
                   f"best checkpoint follow it")
     datasets = Table("data set (--data)", "description")
     for spec, text in cls.datasets.items():
-        datasets.add_row(spec, text)
+        datasets.add_row(Text(spec), Text(text))  # literal: 'zoo[hf]' is no markup tag
     out.print(datasets)
     fields = Table("config key (--set KEY=VALUE)", "type", "default", "doc")
     for row in fields_table(cls.Config()):
-        fields.add_row(*row)
+        fields.add_row(*map(Text, row))
     out.print(fields)
     return 0

@@ -36,8 +36,9 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
     run.add_argument("--on-bad-example", choices=("raise", "skip"),
                      help="an unreadable file stops the run naming it (raise, the default) or "
                           "is left out of its batch, counted in the log and run.json (skip)")
-    add_pretrained(run, "start from published weights (fine-tune); layers of another "
-                         "shape, e.g. a new head, are re-initialised")
+    add_pretrained(run, "start from published weights (fine-tune): your images are resized "
+                         "to the card's input size, channels and preprocessing; layers of "
+                         "another shape, e.g. a new head, are re-initialised")
     run.add_argument("--pretrained-backbone", metavar="MODEL[:TAG]",
                      help="start a detection or segmentation model's backbone from a published "
                           "classifier's, e.g. resnet50:imagenet (sets backbone.name and the "
@@ -84,10 +85,11 @@ def _run(args, rest) -> int:
 
         source = restore.from_hub(args.task, args.pretrained, model=args.model,
                                   allow_unverified=args.allow_unverified)
-        config = build_config(task_cls, args, base=source.task.config)
+        base, inputs = _card_inputs(source.task.config, source.info)
+        config = build_config(task_cls, args, base=base)
         setup = source.setup.fine_tuning()
         if not args.quiet:
-            print(f"fine-tuning from {source.card.name}", file=sys.stderr)
+            print(f"fine-tuning from {source.card.name}{inputs}", file=sys.stderr)
     import jax
 
     from zoo.harness.preemption import Preempted
@@ -101,6 +103,29 @@ def _run(args, rest) -> int:
         print(f"zoo: {e}; checkpoint saved in {workdir_of(args)}. Resume with: "
               f"{shlex.join(['zoo', *args.argv])}", file=sys.stderr)
     return 0
+
+
+def _card_inputs(config, info) -> tuple[object, str]:
+    """A card's config with the input size and channels its weights were trained on made
+    explicit (`image_size`, `channels`: 0 means "the data set's own", which for the user's
+    images is not the card's), so fine-tuning resizes the user's images to match and the
+    first layers load; and the words that say so. `--set` still overrides them."""
+    import dataclasses
+
+    h, w, c = (list(info.get("input_shape", ())) + [0, 0, 0])[:3]
+    changes = {}
+    if getattr(config, "image_size", None) == 0 and h and h == w:
+        changes["image_size"] = h
+    if getattr(config, "channels", None) == 0 and c:
+        changes["channels"] = c
+    if not changes:
+        return config, ""
+    preprocess = getattr(config, "preprocess", None)
+    norm = (f", normalised with mean {list(preprocess.mean)} std {list(preprocess.std)}"
+            if preprocess is not None and preprocess.mean else "")
+    return (dataclasses.replace(config, **changes),
+            f": your images are resized to its {h}x{w}x{c} inputs{norm} "
+            f"(--set image_size=N --set channels=C to change)")
 
 
 def _backbone_start(task_cls, args):
@@ -161,20 +186,28 @@ def _eval(args, rest) -> int:
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:
+        classes = [str(c) for c in model.info.get("classes", ())]
         for key, value in metrics.items():
-            line = _metric_lines(f"{args.split}/{key}", value)
+            line = _metric_lines(f"{args.split}/{key}", value, classes)
             print(line + (f"  (card: {claimed[key]:.4f})" if key in claimed else ""))
     return 0
 
 
-def _metric_lines(name: str, value) -> str:
-    """`name: value`; a table of metrics (per class, per attribute) one line per row."""
+def _metric_lines(name: str, value, classes: list[str] = ()) -> str:
+    """`name: value`; a table of metrics (per class, per attribute) one line per row; a
+    per-class list as `class value` pairs (`-`: a class the split does not hold)."""
     if isinstance(value, float):
         return f"{name}: {value:.4f}"
     if isinstance(value, dict) and all(isinstance(v, dict) for v in value.values()):
-        return "\n".join(_metric_lines(f"{name}/{k}", v) for k, v in value.items())
+        return "\n".join(_metric_lines(f"{name}/{k}", v, classes) for k, v in value.items())
+    if isinstance(value, list) and len(value) == len(classes):
+        value = dict(zip(classes, value))
+    if isinstance(value, list):
+        value = dict(enumerate(value))
     if isinstance(value, dict):
-        return f"{name}: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
-                                       for k, v in value.items())
+        return f"{name}: " + ", ".join(f"{k} {_number(v)}" for k, v in value.items())
     return f"{name}: {value}"
 
+
+def _number(value) -> str:
+    return "-" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)

@@ -79,8 +79,19 @@ def add_allow_unverified(parser: argparse.ArgumentParser) -> None:
 
 def add_pretrained(parser: argparse.ArgumentParser, help: str) -> None:
     parser.add_argument("--pretrained", nargs="?", const="", metavar="MODEL[:TAG]",
-                        help=help + " (default: the task's first entry in `zoo hub list`)")
+                        help=help + " (default: the task's first entry in `zoo hub list`; "
+                                    "a name: --pretrained=MODEL[:TAG])")
     add_allow_unverified(parser)
+
+
+def unswallow_pretrained(argv: list[str]) -> list[str]:
+    """`--pretrained PATH ...` as `--pretrained= PATH ...`: a bare `--pretrained` before
+    the inputs would otherwise take the first input file as the weight's name."""
+    out = list(argv)
+    for i, arg in enumerate(out[:-1]):
+        if arg == "--pretrained" and Path(out[i + 1]).expanduser().exists():
+            out[i] = "--pretrained="
+    return out
 
 
 def add_device(parser: argparse.ArgumentParser) -> None:

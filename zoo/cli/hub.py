@@ -18,6 +18,8 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
     ls = hub_sub.add_parser("list", parents=[common], help="every published weight with its card")
     ls.add_argument("pattern", nargs="?", default="*",
                     help="wildcard on TASK/MODEL:TAG, e.g. 'classification/*'")
+    ls.add_argument("--json", action="store_true",
+                    help="print the matching cards as a JSON list (each with name and cached)")
     ls.set_defaults(handler=_list)
     _add_cache_commands(hub_sub, common)
 
@@ -173,6 +175,10 @@ def _list(args, rest) -> int:
 
     no_extra(rest)
     hub = index.load()
+    if args.json:
+        print(json.dumps([{"name": card.name, **card.to_json(), "cached": cache.is_cached(card)}
+                          for card in hub.matching(args.pattern)], indent=2))
+        return 0
     title = f"hubs, searched in order: {hub.url}" if len(hub.urls) > 1 else f"hub {hub.url}"
     table = Table("weights", "size", "metrics", "license", "source", "cached", title=title,
                   title_justify="left")

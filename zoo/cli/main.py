@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 from zoo.cli import catalog, commands, compress, data, export, hardware, hub, predict, serve
 from zoo.cli.common import Parser
-from zoo.errors import ZooError
+from zoo.errors import ZooError, ZooWarning
 from zoo_hardware import allocator
 
 EPILOG = """examples:
@@ -58,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
     args.argv = argv  # to print the command that resumes an interrupted run
+    warnings.showwarning = _show_warning
     try:
         for path in args.plugin:
             from zoo.registry import load_plugin_file
@@ -72,6 +74,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("zoo: interrupted", file=sys.stderr)
         return 130
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Zoo's own warnings as one line; others as Python prints them."""
+    if issubclass(category, ZooWarning):
+        print(f"zoo: warning: {message}", file=sys.stderr)
+    else:
+        _python_show_warning(message, category, filename, lineno, file, line)
+
+
+_python_show_warning = warnings.showwarning
 
 
 if __name__ == "__main__":

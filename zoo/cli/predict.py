@@ -13,7 +13,8 @@ import json
 from pathlib import Path
 
 from zoo.cli.common import (Parser, add_option_flags, add_pretrained, add_workdir,
-                            check_output, flag, options_from_flags, restored_model, workdir_of)
+                            check_output, flag, options_from_flags, restored_model,
+                            unswallow_pretrained, workdir_of)
 
 
 def add_commands(sub, common: argparse.ArgumentParser) -> None:
@@ -49,7 +50,7 @@ def _predict(args, rest) -> int:
     from zoo.registry import get_task
 
     task_cls = get_task(args.task)
-    task_args = task_parser(task_cls).parse_args(rest, namespace=argparse.Namespace(task=args.task))
+    task_args = task_parser(task_cls).parse_args(unswallow_pretrained(rest), namespace=argparse.Namespace(task=args.task))
     options = options_from_flags(task_cls.PredictOptions, task_args)
     source = workdir_of(task_args) if task_args.pretrained is None else None
     for name in (task_cls.Result.files if task_cls.Result is not None else {}):

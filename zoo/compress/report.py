@@ -48,14 +48,16 @@ def build_report(task: Task, source: str, weights: Path, plan, state: Mapping,
             other["bytes_before"] += 4 * n
             other["bytes_after"] += stored
     before = compression.float32_bytes(state)
-    weights = sum(r["params"] for r in layers)
+    compressed = sum(r["params"] for r in layers)  # Deep Compression's "weights"
     zeros = sum(r["sparsity"] * r["params"] for r in layers)
     metric = task.metric
     return {
-        "task": task.name, "model": task.config.model, "source": source, "weights": str(weights),
+        "task": task.name, "model": task.config.model, "source": source, "file": weights.name,
+        "weights": compressed,
         "plan": plan.describe(), "layers": layers, "other_tensors": other,
-        "total": {"params": weights + other["params"], "sparsity": zeros / max(weights, 1),
-                  "bits_per_weight": 8 * size / max(weights + other["params"], 1),
+        "total": {"params": compressed + other["params"],
+                  "sparsity": zeros / max(compressed, 1),
+                  "bits_per_weight": 8 * size / max(compressed + other["params"], 1),
                   "bytes_before": before, "bytes_after": size, "ratio": before / size},
         "metric": metric, "before": dict(accuracy[0]), "after": dict(accuracy[1]),
         "drop_points": 100 * (accuracy[0][metric] - accuracy[1][metric]),

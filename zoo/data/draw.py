@@ -22,13 +22,23 @@ def palette() -> np.ndarray:
     return colours
 
 
-def overlay_mask(image: np.ndarray, mask: np.ndarray, alpha: float = 0.55) -> Image.Image:
-    """`image` (H, W, C uint8) with labelled pixels (not 0, not ignore) tinted by class."""
+def overlay_mask(image: np.ndarray, mask: np.ndarray, classes: Sequence[str] = (),
+                 alpha: float = 0.55, *, min_side: int = 256) -> Image.Image:
+    """`image` (H, W, C uint8) with labelled pixels (not 0, not ignore) tinted by class.
+
+    With `classes` (names by index), a legend beside the picture names the colour of every
+    class the mask holds (the background is left untinted, so it has none); small images
+    are enlarged (nearest) so the legend reads beside them.
+    """
     rgb = _rgb(image)
     tint = palette()[mask].astype(np.float32)
     labelled = ((mask != 0) & (mask != IGNORE))[..., None]
-    out = np.where(labelled, (1 - alpha) * rgb + alpha * tint, rgb)
-    return Image.fromarray(np.clip(out, 0, 255).astype(np.uint8))
+    out = np.clip(np.where(labelled, (1 - alpha) * rgb + alpha * tint, rgb), 0, 255)
+    if not len(classes):
+        return Image.fromarray(out.astype(np.uint8))
+    present = [int(c) for c in np.unique(mask) if 0 < c < min(len(classes), IGNORE)]
+    picture = _enlarged(out.astype(np.uint8), min_side)
+    return with_legend(picture, [(str(classes[c]), palette()[c]) for c in present])
 
 
 def label_image(mask: np.ndarray) -> Image.Image:
@@ -44,21 +54,30 @@ def save_label_png(path: str | Path, mask: np.ndarray) -> None:
 
 
 def draw_boxes(image: np.ndarray, boxes: np.ndarray, classes: Sequence[int],
-               labels: Sequence[str]) -> Image.Image:
-    """`image` with each (x0, y0, x1, y1) box outlined in its class colour and captioned."""
+               labels: Sequence[str], *, min_side: int = 256) -> Image.Image:
+    """`image` with each (x0, y0, x1, y1) box outlined in its class colour and captioned
+    outside it (above, or below when there is no room), so captions never hide the object.
+
+    Small images are enlarged by a whole factor (nearest) until their longer side reaches
+    `min_side`; the font grows with the picture.
+    """
     rgb = _rgb(image)
-    img = Image.fromarray(rgb)
+    zoom = max(1, -(-min_side // max(rgb.shape[:2])))
+    img = _enlarged(rgb, min_side)
     draw = ImageDraw.Draw(img)
+    font = ImageFont.load_default(size=max(12, max(img.size) // 24))
     colours = palette()
-    width = max(1, round(max(img.size) / 200))
+    width = max(2, round(max(img.size) / 200))
     for box, cls, label in zip(boxes, classes, labels):
         colour = tuple(int(c) for c in colours[1 + int(cls) % 254])
-        x0, y0, x1, y1 = (float(v) for v in box)
+        x0, y0, x1, y1 = (float(v) * zoom for v in box)
         draw.rectangle([x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)], outline=colour, width=width)
-        left, top, right, bottom = draw.textbbox((x0, y0), label)
-        y = y0 - (bottom - top) - 2 if y0 - (bottom - top) - 2 >= 0 else y1
-        draw.rectangle([x0, y, x0 + right - left + 2, y + bottom - top + 2], fill=colour)
-        draw.text((x0 + 1, y), label, fill=(0, 0, 0))
+        left, top, right, bottom = draw.textbbox((0, 0), label, font=font)
+        height = bottom - top + 4
+        y = y0 - height if y0 >= height else min(y1, img.height - height)
+        x = min(x0, max(img.width - (right - left) - 4, 0))
+        draw.rectangle([x, y, x + right - left + 4, y + height], fill=colour)
+        draw.text((x + 2, y + 2 - top), label, fill=(0, 0, 0), font=font)
     return img
 
 
@@ -78,14 +97,19 @@ def draw_instances(image: np.ndarray, masks: np.ndarray, captions: Sequence[str]
         big = np.asarray(mask, bool).repeat(factor, 0).repeat(factor, 1)
         out[big] = 0.4 * out[big] + 0.6 * colour
         out[big & ~_eroded(big, max(1, factor // 3))] = colour
-    picture = Image.fromarray(out.astype(np.uint8))
+    return with_legend(Image.fromarray(out.astype(np.uint8)), list(zip(captions, colours)))
+
+
+def with_legend(picture: Image.Image, entries: Sequence[tuple[str, np.ndarray]]) -> Image.Image:
+    """`picture` with a legend to its right (never over it): a colour swatch and a caption
+    per (caption, RGB colour) entry."""
     font = ImageFont.load_default(size=max(14, min(picture.size) // 24))
     line = font.getbbox("Ag")[3] + 8
-    text_width = max((font.getbbox(c)[2] for c in captions), default=0)
-    legend = Image.new("RGB", (line + text_width + 24, max(picture.height, line * len(captions) + 8)),
+    text_width = max((font.getbbox(c)[2] for c, _ in entries), default=0)
+    legend = Image.new("RGB", (line + text_width + 24, max(picture.height, line * len(entries) + 8)),
                        (255, 255, 255))
     draw = ImageDraw.Draw(legend)
-    for i, (caption, colour) in enumerate(zip(captions, colours)):
+    for i, (caption, colour) in enumerate(entries):
         y = 6 + i * line
         draw.rectangle([8, y + 2, 8 + line - 8, y + line - 6], fill=tuple(int(c) for c in colour),
                        outline=(0, 0, 0))
@@ -94,6 +118,14 @@ def draw_instances(image: np.ndarray, masks: np.ndarray, captions: Sequence[str]
     sheet.paste(picture, (0, 0))
     sheet.paste(legend, (picture.width, 0))
     return sheet
+
+
+def _enlarged(rgb: np.ndarray, min_side: int) -> Image.Image:
+    """`rgb` enlarged by a whole factor (nearest neighbour) until its longer side reaches
+    `min_side`, so what is drawn on it reads at a glance; unchanged if already that big."""
+    zoom = max(1, -(-min_side // max(rgb.shape[:2])))
+    return Image.fromarray(rgb).resize((rgb.shape[1] * zoom, rgb.shape[0] * zoom),
+                                       Image.Resampling.NEAREST)
 
 
 def _eroded(mask: np.ndarray, steps: int) -> np.ndarray:
@@ -123,8 +155,7 @@ def draw_skeletons(image: np.ndarray, people: Sequence[np.ndarray],
     """
     rgb = _rgb(image)
     zoom = max(1, -(-min_side // max(rgb.shape[:2])))
-    img = Image.fromarray(rgb).resize((rgb.shape[1] * zoom, rgb.shape[0] * zoom),
-                                      Image.Resampling.NEAREST)
+    img = _enlarged(rgb, min_side)
     draw = ImageDraw.Draw(img)
     width = max(2, round(max(img.size) / 160))
     for joints, caption in zip(people, captions):

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from zoo.data import mnist
-from zoo.data.cache import cached_arrays
+from zoo.data.cache import cached_arrays, log
 from zoo.data.loader import split_indices
 from zoo.data.raster import segment_distance
 from zoo.errors import ZooError
@@ -90,6 +90,8 @@ def generate(cfg: SceneConfig) -> dict[str, dict[str, np.ndarray]]:
         n = getattr(cfg, split)
         ids, scale, y0, x0, valid = _layout(cfg, n, pools[split], ink_boxes, rng)
         out[split] = _render(cfg, digits, labels, ids, scale, y0, x0, valid, rng)
+        log.info("generated %s: %s scenes (%d of %d splits)", split, f"{n:,}", i + 1,
+                 len(SPLITS))
     return out
 
 

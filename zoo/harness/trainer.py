@@ -10,9 +10,11 @@ per step. Faults are handled by small modules: `preemption` (SIGTERM/SIGINT),
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager as ContextManager
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +34,7 @@ from zoo.harness.faults import explained, nan_origin
 from zoo.harness.lock import WorkdirLock
 from zoo.harness.memory import PeakMemory
 from zoo.harness.model_setup import ModelSetup
-from zoo.harness.optim import hold_frozen_backbone, make_run_optimizer
+from zoo.harness.optim import hold_frozen_backbone, make_run_optimizer, make_schedule
 from zoo.harness.preemption import Preempted, StopSignal
 from zoo.harness.progress import EpochProgress
 from zoo.harness.scalars import NonFiniteStep, ScalarLog
@@ -85,7 +87,9 @@ class Session:
 def open_session(task: Task, *, device: str = "auto", mesh: str | None = None,
                  training: bool = True, setup: ModelSetup = ModelSetup(),
                  data: Dataset | None = None,
-                 check_data: Callable[[Dataset], None] = lambda data: None) -> Session:
+                 check_data: Callable[[Dataset], None] = lambda data: None,
+                 phase: Callable[[str], ContextManager] = lambda what: contextlib.nullcontext([])
+                 ) -> Session:
     """Loads data and builds, places and compiles everything a run (or an eval) needs.
 
     Args:
@@ -96,17 +100,23 @@ def open_session(task: Task, *, device: str = "auto", mesh: str | None = None,
         user's copy: `zoo.hub.card_data`).
       check_data: called with the data as soon as it is loaded (before building and
         compiling): a resumed run compares the data's identity there.
+      phase: `phase("loading data")` wraps each long step (`EpochProgress.phase`: says
+        it as it starts and how long it took).
     """
     compilation.enable_persistent_cache(cache_dir("jax-cache"))  # for library users too
     cfg = task.config
-    data = session_inputs.load(task, data)
+    with phase(f"loading data {cfg.data}" if data is None else "loading data") as outcome:
+        data = session_inputs.load(task, data)
+        outcome.append("/".join(f"{data.size(s):,}" for s in ("train", "val", "test")) +
+                       " train/val/test examples")
     check_data(data)
     mesh = placement.make_mesh(device, mesh)
     placement.check_batch_size(cfg.train.batch_size, mesh)
     placement.check_batch_size(cfg.train.eval_batch_size, mesh)
     inputs = session_inputs.open_inputs(task, data)
     try:
-        return _build_session(task, data, inputs, mesh, training, setup)
+        with phase(f"building {cfg.model} and compiling {1 + training} program(s)"):
+            return _build_session(task, data, inputs, mesh, training, setup)
     except BaseException:
         inputs.close()
         raise
@@ -163,13 +173,21 @@ def train_steps(session: Session, batches: Iterator[dict], first_step: int) -> I
         yield step + 1, out
 
 
-def evaluate(session: Session, split: str) -> dict[str, Any]:
+def evaluate(session: Session, split: str, on_batch: Callable[[], None] = lambda: None
+             ) -> dict[str, Any]:
     """The task's metrics over a whole split of `session.data` (padding masked out)."""
-    return accumulate(session, split).compute()
+    return accumulate(session, split, on_batch).compute()
 
 
-def accumulate(session: Session, split: str) -> Metrics:
-    """The task's `Metrics`, updated with every batch of a split of `session.data`.
+def eval_batches(session: Session, split: str) -> int:
+    """How many batches `accumulate` runs over `split` (for progress bars)."""
+    return -(-session.data.size(split) // session.task.config.train.eval_batch_size)
+
+
+def accumulate(session: Session, split: str, on_batch: Callable[[], None] = lambda: None
+               ) -> Metrics:
+    """The task's `Metrics`, updated with every batch of a split of `session.data`;
+    `on_batch()` after each (a progress bar's tick).
 
     Streamed: each process reads its own rows of a batch, and at most a few batches are
     held at a time; the metrics see whole batches (gathered from every process).
@@ -183,8 +201,10 @@ def accumulate(session: Session, split: str) -> Metrics:
                         session.steps.evaluate(session.state, batch)))
         if len(pending) > 2:
             metrics.update(*placement.fetch(pending.popleft()))
+            on_batch()
     for item in pending:
         metrics.update(*placement.fetch(item))
+        on_batch()
     return metrics
 
 
@@ -219,13 +239,17 @@ def fit(task: Task, workdir: str | Path, *, device: str = "auto", mesh: str | No
     primary = distributed.is_primary()
     progress = EpochProgress(cfg.train.epochs, quiet=quiet or not primary)
     with (WorkdirLock(workdir, progress.log, enabled=primary), StopSignal() as stop,
-          PeakMemory() as memory):
+          PeakMemory() as memory, progress.writing_log(workdir / "train.log", enabled=primary),
+          progress.relaying()):
         record = read_run(workdir)
         changes = {} if record is None else check_resumable(workdir, record, task.name, cfg)
         held = {}
+        progress.log(f"{task.name}: {'resuming' if record else 'training'} in {workdir}",
+                     terminal=False)
         session = open_session(task, device=device, mesh=mesh, setup=setup,
                                check_data=lambda data: held.update(
-                                   data=check_data(workdir, record, data, cfg.data)))
+                                   data=check_data(workdir, record, data, cfg.data)),
+                               phase=progress.phase)
         _check_metric_name(session)
         progress.log(describe_session(session))
         note = session_inputs.partial_batch_note(session.inputs, cfg.train.batch_size)
@@ -239,6 +263,7 @@ def fit(task: Task, workdir: str | Path, *, device: str = "auto", mesh: str | No
             if primary:
                 write_run(workdir, task, session.data.info, held["data"], previous=record,
                           step=loop.step, changes=changes)
+                progress.keep_log()  # the run has started: its log is kept from here
             trainer = _Trainer(session, loop, progress, store, workdir, stop, callbacks)
             t0, first_step = time.perf_counter(), loop.step
             try:
@@ -256,7 +281,7 @@ def fit(task: Task, workdir: str | Path, *, device: str = "auto", mesh: str | No
                   "wall_seconds": round(time.perf_counter() - t0, 1)}
         if primary:
             write_json(workdir / "metrics.json", result)
-    progress.log(f"test: {_fmt(test)} -> {workdir / 'metrics.json'}")
+        progress.log(f"test: {_fmt(test)} -> {workdir / 'metrics.json'}")
     return result
 
 
@@ -308,15 +333,21 @@ class _Trainer:
         train = session.task.config.train
         self.scalars = ScalarLog(train.on_nan, train.max_bad_steps, loop.partial_epoch)
         self.tensorboard = reports.TensorBoard(workdir, enabled=self.primary)
+        spe = session.steps_per_epoch  # the learning rate each step used, for TensorBoard
+        self.schedule = make_schedule(session.task.config.optimizer, spe * train.epochs, spe)
         self._bad_before = dict(loop.bad_examples)  # left out before this session
         self._reported = 0  # of this session's, already logged
 
     def run(self) -> dict[str, Any]:
-        """Trains the remaining epochs, then tests."""
+        """Trains the remaining epochs, then tests (the test metrics and the config go to
+        TensorBoard's HPARAMS tab)."""
         while not self.loop.finished:
             self.train_epoch()
         self.store.wait()
-        return self.test()
+        test = self.test()
+        self.tensorboard.hparams(self.loop.step, self.session.task.config,
+                                 {f"test/{k}": v for k, v in test.items() if np.isscalar(v)})
+        return test
 
     def train_epoch(self) -> None:
         """Trains to the end of the current epoch, validates, checkpoints, logs."""
@@ -331,7 +362,7 @@ class _Trainer:
         row = {"epoch": loop.epoch + 1, "step": loop.step,
                "seconds": round(time.perf_counter() - t0, 2), "skipped_steps": skipped,
                **{f"train/{k}": v for k, v in train.items()},
-               **{f"val/{k}": v for k, v in val.items() if np.isscalar(v)}}
+               **{f"val/{k}": v for k, v in val.items()}}  # per-class lists too
         loop.history.append(row)
         loop.epoch += 1
         improved = _update_early_stopping(session.task, loop, val)
@@ -339,7 +370,7 @@ class _Trainer:
         if any([bool(c.on_epoch(loop.epoch, row)) for c in self.callbacks]):  # every one called
             loop.finished = True
             self.progress.log(f"epoch {loop.epoch}: a callback stopped training")
-        self.progress.end_epoch(loop.epoch - 1, {k: v for k, v in row.items() if "/" in k})
+        self.progress.end_epoch(loop.epoch - 1, _scalars(row))
         if skipped:
             self.progress.log(f"epoch {loop.epoch}: dropped {skipped} non-finite step(s)")
         left_out = sum(session.inputs.bad.values()) - self._reported
@@ -348,7 +379,8 @@ class _Trainer:
                                                session.inputs.wait_seconds - waited,
                                                row["seconds"], left_out):
             self.progress.log(note)
-        self.tensorboard.scalars(loop.step, {k: v for k, v in row.items() if k.startswith("val/")})
+        self.tensorboard.scalars(loop.step, {k.replace("train/", "train_epoch/"): v
+                                             for k, v in _scalars(row).items()})
         self._checkpoint(best=improved)
         if self.primary:
             reports.write_history(self.workdir, loop.history)
@@ -360,7 +392,8 @@ class _Trainer:
         """Validation metrics, after the task has calibrated the model on them
         (`Task.calibrate`: e.g. decision thresholds, saved with the next checkpoint)."""
         session = self.session
-        metrics = accumulate(session, "val")
+        with self.progress.evaluating("val", eval_batches(session, "val")) as tick:
+            metrics = accumulate(session, "val", tick)
         model, optimizer = merge_train_state(session.graphdef, session.state)
         if session.task.calibrate(inference_view(model), metrics):
             state = nnx.state({"model": model, "optimizer": optimizer})
@@ -379,13 +412,15 @@ class _Trainer:
                 self.scalars.add(loop.step - 1, out)
                 i = loop.step - loop.epoch * spe
                 values = None
+                logging = loop.step % train.log_every == 0  # by global step: across epochs
                 asking = [c for c in self.callbacks
                           if c.every_steps and loop.step % c.every_steps == 0]
-                if i % train.log_every == 0 or asking:  # host syncs: here, saves, epoch ends
+                if logging or asking:  # host syncs: here, saves, epoch ends
                     values = self.scalars.fetch()
-                    if values and i % train.log_every == 0:
-                        self.tensorboard.scalars(loop.step,
-                                                 {f"train/{k}": v for k, v in values.items()})
+                    if values and logging:
+                        self.tensorboard.scalars(loop.step, {
+                            **{f"train/{k}": v for k, v in values.items()},
+                            "train/lr": float(self.schedule(loop.step - 1))})
                     for callback in asking if values else ():
                         callback.on_step(loop.step, {k: float(v) for k, v in values.items()})
                 self.progress.advance(i, (i - start) * train.batch_size, values)
@@ -424,7 +459,10 @@ class _Trainer:
         which = BEST if self.store.steps(BEST) else LATEST
         state, _ = self.store.restore(which, nnx.to_pure_dict(self.session.state))
         nnx.replace_by_pure_dict(self.session.state, state)
-        return evaluate(self.session, "test")
+        what = f"the best checkpoint (epoch {self.loop.best_epoch + 1})" if which == BEST else which
+        with (self.progress.phase(f"testing {what} on {self.session.data.size('test')} examples"),
+              self.progress.evaluating("test", eval_batches(self.session, "test")) as tick):
+            return evaluate(self.session, "test", tick)
 
     def close(self) -> None:
         self.progress.stop_bar()
@@ -469,6 +507,11 @@ def describe_session(session: Session) -> str:
 def _cache_note(steps: Steps) -> str:
     return (f" ({steps.cached_programs} program(s) from the compilation cache)"
             if steps.cached_programs else "")
+
+
+def _scalars(row: Mapping[str, Any]) -> dict[str, float]:
+    """A history row's "split/name" numbers (per-class lists stay in history.jsonl)."""
+    return {k: v for k, v in row.items() if "/" in k and np.isscalar(v) and v is not None}
 
 
 def _fmt(metrics: Mapping[str, Any]) -> str:

@@ -58,15 +58,12 @@ def publish(run, hub_dir: Path, tag: str, *, mirrors: Sequence[str] = (),
         task=task.name, model=cfg.model, tag=tag, file=file,
         urls=(relative, *(f"{m.rstrip('/')}/{relative}" for m in mirrors)),
         size=tmp.stat().st_size, sha256=sha256_file(tmp),
-        metrics={"dataset": result["dataset"], "split": result["split"],
-                 "values": {k: v for k, v in result["metrics"].items() if np.isscalar(v)}},
+        metrics=_card_metrics(result),
         config=run.record["config"], info=run.record["info"],
         params=sum(int(np.size(x)) for x in jax.tree.leaves(nnx.state(model, nnx.Param))),
         versions=run.record.get("versions", {}), plugin=run.record.get("plugin", {}),
         license=license,
-        source=source or (f"zoo run {task.name} --model {cfg.model} --data {cfg.data} "
-                          f"(seed {cfg.train.seed}): best of {result['epochs']} epochs at "
-                          f"epoch {result['best_epoch']}"),
+        source=source or _how_made(run, result),
         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     try:
         index.add(hub_dir, card, force=force)
@@ -75,3 +72,24 @@ def publish(run, hub_dir: Path, tag: str, *, mirrors: Sequence[str] = (),
         raise
     os.replace(tmp, dest)
     return card
+
+
+def _card_metrics(result: dict) -> dict:
+    """The test metrics: numbers under "values", per-class lists and tables under "tables"."""
+    values = {k: v for k, v in result["metrics"].items() if np.isscalar(v)}
+    tables = {k: v for k, v in result["metrics"].items() if not np.isscalar(v)}
+    return {"dataset": result["dataset"], "split": result["split"], "values": values,
+            **({"tables": tables} if tables else {})}
+
+
+def _how_made(run, result: dict) -> str:
+    """The card's default `source`: the command that trained the run, or compressed it
+    (a compressed workdir's metrics.json has no epochs: `zoo compress` trains none)."""
+    cfg = run.task.config
+    compressed = run.record.get("compressed")
+    if compressed:
+        plan = ", ".join(f"{k} {v}" for k, v in compressed["plan"].items() if v is not None)
+        return f"zoo compress {run.task.name} of {compressed['source']} ({plan})"
+    return (f"zoo run {run.task.name} --model {cfg.model} --data {cfg.data} "
+            f"(seed {cfg.train.seed}): best of {result['epochs']} epochs at "
+            f"epoch {result['best_epoch']}")

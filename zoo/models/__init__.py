@@ -66,6 +66,13 @@ def create_classifier(name: str, input_shape: Sequence[int], num_classes: int, *
     return CLASSIFIERS[name](tuple(input_shape), num_classes, dtype=dtype, rngs=rngs, **extra)
 
 
+def min_input_size(name: str) -> int:
+    """The smallest square input classifier `name` takes (1: any), from its class's
+    `min_input_size`."""
+    model = CLASSIFIERS.get(name)
+    return getattr(getattr(model, "func", model), "min_input_size", 1)
+
+
 def create_backbone(name: str, input_shape: Sequence[int], *, dtype: Any = jnp.float32,
                     rngs: nnx.Rngs) -> nnx.Module:
     """The backbone of ImageNet family `name`: maps NHWC images to feature maps at
@@ -80,5 +87,5 @@ __all__ = ["ACTIVATIONS", "Average", "BackboneConfig", "BiLSTM", "CLASSIFIERS", 
            "Discriminator", "EmbeddingNet", "Frozen", "Generator", "IMAGENET", "LSTM", "LeNet",
            "MLP", "MobileNetV3", "MultiLabelNet", "ResNet", "ResNetBackbone", "ResNetV15",
            "Seq2Seq", "Thresholds", "UNet", "UNetDecoder", "ViT", "arcface_logits",
-           "beam_search", "box_heads", "create_backbone", "create_classifier", "ctc_beam_search",
+           "beam_search", "box_heads", "create_backbone", "create_classifier", "min_input_size", "ctc_beam_search",
            "ctc_greedy", "ctc_loss", "get_activation", "retyped_copy", "update_average"]

@@ -20,6 +20,8 @@ class LeNet(nnx.Module):
     `dtype` with float32 parameters; logits come back in float32.
     """
 
+    min_input_size = 16  # two VALID 5x5 convolutions, each followed by a 2x2 pool
+
     def __init__(self, input_shape: Sequence[int], num_classes: int, *,
                  activation: str = "relu", filters: Sequence[int] = (20, 50),
                  hidden: int = 500, dtype: Any = jnp.float32, rngs: nnx.Rngs):
