@@ -129,6 +129,18 @@ def test_each_process_reads_only_its_own_rows_of_a_batch():
     assert not set(reads[0]) & set(reads[1]) and len(reads[0] + reads[1]) == 40
 
 
+def test_a_cap_on_a_split_in_class_order_keeps_every_class():
+    """`train.max_examples` (what --smoke sets) samples the whole split, streamed or not."""
+    from zoo.harness.inputs import _cap
+
+    labels = np.repeat(np.arange(10), 50)  # stored by class, as mnist-sample's splits are
+    in_memory = _cap({"label": labels}, 126)["label"]
+    streamed = _cap(ArraySource({"label": labels}), 126)
+    assert np.bincount(in_memory).min() >= 12 and len(in_memory) == 126
+    assert [streamed[i]["label"] for i in range(126)] == in_memory.tolist()
+    assert _cap({"label": labels}, 0)["label"] is labels
+
+
 def test_a_split_smaller_than_one_batch_is_one_masked_batch():
     inputs = Inputs({"train": {"x": np.arange(5.0)}}, seed=0)
     assert inputs.steps_per_epoch(8) == 1

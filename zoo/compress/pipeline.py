@@ -208,7 +208,7 @@ class _Tuner:
     def _steps(self) -> int:
         cfg = self.finetune.config
         train = self.task.load_data().splits["train"]
-        return loader.steps_per_epoch(as_source(train).head(cfg.train.max_examples),
+        return loader.steps_per_epoch(as_source(train).spread(cfg.train.max_examples),
                                       cfg.train.batch_size)
 
     def _fit(self, phase: str, setup: ModelSetup) -> dict:

@@ -8,7 +8,7 @@ from typing import Any
 
 from zoo.data import packed
 from zoo.data.pipeline import Inputs
-from zoo.data.sources import Source
+from zoo.data.sources import Source, spread_indices
 from zoo.errors import ZooError
 from zoo.harness.memory import PeakMemory
 from zoo.registry import plugin_code
@@ -30,7 +30,7 @@ def load(task: Task, data: Dataset | None = None) -> Dataset:
             else:
                 data = task.load_data()
     for split in SPLITS:
-        data.splits[split] = _head(data.splits[split], cfg.train.max_examples)
+        data.splits[split] = _cap(data.splits[split], cfg.train.max_examples)
         if data.size(split) == 0:
             raise ZooError(f"data set {cfg.data!r} has an empty {split} split; "
                            f"it needs examples in train, val and test")
@@ -55,11 +55,16 @@ def partial_batch_note(inputs: Inputs, batch_size: int) -> str:
             f"\"mask\" leaves out of the loss")
 
 
-def _head(split, n: int):
-    """The first `n` examples (all when n is 0)."""
+def _cap(split, n: int):
+    """`n` examples spread over the split (all when n is 0): splits stored in class order
+    keep every class under `--smoke`'s cap."""
     if isinstance(split, Source):
-        return split.head(n)
-    return {k: v[:n] if n else v for k, v in split.items()}
+        return split.spread(n)
+    length = len(next(iter(split.values())))
+    if not n or n >= length:
+        return split
+    indices = spread_indices(length, n)
+    return {k: v[indices] for k, v in split.items()}
 
 
 def epoch_notes(inputs: Inputs, epoch: int, waited: float, seconds: float,
