@@ -8,14 +8,13 @@ The folder (128x128 JPEGs, 100 classes, 50 distinct images per class repeated) i
 generated once under $ZOO_HOME/bench and reused; a larger one's first images make the
 smaller ones (symlinks). Both loaders
 run the same per-image work: PIL decode, random-resized crop to 112x112 with a flip
-(`zoo.data.host_augment.crop_flip`, itself written with PIL: torchvision does not import
+(`zoo.data.host_augment.CropFlip`, written with PIL: torchvision does not import
 beside the CPU torch wheel), batches of 128, the same number of worker processes.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import io
 import multiprocessing
@@ -29,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from zoo.data.host_augment import crop_flip
+from zoo.data.host_augment import CropFlip
 from zoo.data.image_sets import load_image_set
 from zoo.data.pipeline import Inputs, default_workers
 from zoo.harness.memory import PeakMemory
@@ -81,7 +80,7 @@ def zoo_rate(root: Path, workers: int, batches: int) -> float:
     """Images/s of zoo's training batches (after one batch per worker of warm-up)."""
     data = load_image_set(f"folder:{root}", CROP, 3)
     inputs = Inputs(data.splits, seed=0, workers=workers,
-                    augment=functools.partial(crop_flip, size=(CROP, CROP)))
+                    augment=CropFlip((CROP, CROP)))
     try:
         stream = inputs.train(BATCH, epoch=0)
         for _ in range(max(workers, 1)):
@@ -99,7 +98,7 @@ class _TorchImages:
     """The same files and per-image work as zoo's, as a torch map-style data set."""
 
     def __init__(self, source):
-        self.source = source
+        self.source = source.with_augment(CropFlip((CROP, CROP)))
 
     def __len__(self):
         return len(self.source)
@@ -108,7 +107,7 @@ class _TorchImages:
         import torch
 
         rng = np.random.default_rng(index)
-        example = crop_flip(self.source.read(index), rng, (CROP, CROP))
+        example = self.source.example(index, rng)
         return torch.from_numpy(example["image"]), int(example["label"])
 
 
@@ -136,7 +135,7 @@ def peak_rss(root: Path, workers: int, batches: int) -> int:
     with PeakMemory(interval=0.2) as memory:
         data = load_image_set(f"folder:{root}", CROP, 3)
         inputs = Inputs(data.splits, seed=0, workers=workers,
-                        augment=functools.partial(crop_flip, size=(CROP, CROP)))
+                        augment=CropFlip((CROP, CROP)))
         try:
             for _, _ in zip(range(batches), inputs.train(BATCH, epoch=0)):
                 pass
