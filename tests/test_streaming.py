@@ -245,17 +245,22 @@ def test_memory_does_not_grow_with_the_number_of_images(tmp_path):
 
 def test_a_streamed_run_killed_mid_epoch_resumes_bitwise(tmp_path):
     """SIGKILL between checkpoints of a run whose points are a JSON-lines file read by a
-    worker process: resumed, it ends with the weights and history of an unbroken run."""
+    worker process, with broken lines skipped: resumed, it ends with the weights and
+    history of an unbroken run, and run.json counts the lines it left out."""
     rng = np.random.default_rng(0)
     with open(tmp_path / "points.jsonl", "w") as f:
-        for x, label in zip(rng.normal(size=(1500, 2)), rng.integers(0, 2, 1500)):
-            f.write(json.dumps({"x": x.tolist(), "label": int(label)}) + "\n")
+        for i, (x, label) in enumerate(zip(rng.normal(size=(1500, 2)), rng.integers(0, 2, 1500))):
+            broken = i % 300 == 7  # 5 lines, in more than one split
+            f.write("{broken\n" if broken else json.dumps({"x": x.tolist(), "label": int(label)}) + "\n")
     args = ["run", "spirals", "--plugin", str(EXAMPLE_PLUGIN), "--data",
             f"jsonl:{tmp_path / 'points.jsonl'}", "--epochs", "2", "--checkpoint-every", "5",
-            "--workers", "1", "--quiet"]  # 16 steps an epoch: the kill lands mid-epoch
+            "--workers", "1", "--on-bad-example", "skip", "--quiet"]  # 16 steps an epoch
     zoo_cli(*args, "--workdir", str(tmp_path / "clean"), check=True)
     (record,) = kill_and_resume(args, tmp_path / "killed", ["step"], random.Random(0))
     assert record["landed"] and record["step"] % 16, record
     clean, killed = latest_params(tmp_path / "clean"), latest_params(tmp_path / "killed")
     assert all(np.array_equal(clean[k], killed[k]) for k in clean)
     assert history(tmp_path / "clean") == history(tmp_path / "killed")
+    bad = json.loads((tmp_path / "clean" / "run.json").read_text())["reading"]["bad_examples"]
+    assert len(bad["files"]) == 5 and bad["count"] == sum(bad["files"].values()) >= 5, bad
+    assert all("points.jsonl" in problem for problem in bad["files"]), bad

@@ -85,19 +85,24 @@ class Inputs:
         return self._read(loader.eval_requests(split, self.size(split), batch_size, rows))
 
     def _read(self, requests: Iterator[Request]) -> Iterator[dict[str, np.ndarray]]:
-        """Batches of `requests` in order: gathered here, or read by the workers with up
-        to two batches per worker in flight."""
+        """Batches of `requests` in order: gathered here, or read by the workers with
+        two batches per worker in flight while the caller works on the one it was given
+        (reads of a stream left unfinished are cancelled where not yet begun)."""
         pending: collections.deque = collections.deque()
-        ahead = 2 * max(self.workers, 1)
-        for request in requests:
-            if request.split not in self.streamed:
-                yield loader.gather(self.splits[request.split], request)[0]
-                continue
-            pending.append(self.readers.submit(request))
-            if len(pending) >= ahead:
+        ahead = 2 * self.workers
+        try:
+            for request in requests:
+                if request.split not in self.streamed:
+                    yield loader.gather(self.splits[request.split], request)[0]
+                    continue
+                pending.append(self.readers.submit(request))
+                if len(pending) > ahead:
+                    yield self._collect(pending.popleft())
+            while pending:
                 yield self._collect(pending.popleft())
-        while pending:
-            yield self._collect(pending.popleft())
+        finally:
+            for future in pending:
+                future.cancel()
 
     def _collect(self, future) -> dict[str, np.ndarray]:
         """The batch of `future`; the time waited for it once the device is idle counts
