@@ -102,7 +102,7 @@ class Inputs:
                 yield self._collect(pending.popleft())
         finally:
             for future in pending:
-                future.cancel()
+                self.readers.discard(future)
 
     def _collect(self, future) -> dict[str, np.ndarray]:
         """The batch of `future`; the time waited for it once the device is idle counts
