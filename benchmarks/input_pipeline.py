@@ -8,28 +8,29 @@ The folder (128x128 JPEGs, 100 classes, 50 distinct images per class repeated) i
 generated once under $ZOO_HOME/bench and reused; a larger one's first images make the
 smaller ones (symlinks). Both loaders
 run the same per-image work: PIL decode, random-resized crop to 112x112 with a flip
-(`zoo.data.host_augment.crop_flip`, itself written with PIL: torchvision does not import
+(`zoo.data.host_augment.CropFlip`, written with PIL: torchvision does not import
 beside the CPU torch wheel), batches of 128, the same number of worker processes.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import io
 import multiprocessing
 import os
-import re
+import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import psutil
 from PIL import Image
 
-from zoo.data.host_augment import crop_flip
+from zoo.data.host_augment import CropFlip
 from zoo.data.image_sets import load_image_set
 from zoo.data.pipeline import Inputs, default_workers
 from zoo.harness.memory import PeakMemory
@@ -77,29 +78,18 @@ def _write_class(root: Path, source: Path | None, c: int, per_class: int, bank: 
             target.write_bytes(encoded[i % len(encoded)])
 
 
-def zoo_rate(root: Path, workers: int, batches: int) -> float:
-    """Images/s of zoo's training batches (after one batch per worker of warm-up)."""
+def zoo_batches(root: Path, workers: int) -> tuple[Iterator[dict], Inputs]:
+    """zoo's training batches of the folder (crop_flip in the workers), and their pipeline."""
     data = load_image_set(f"folder:{root}", CROP, 3)
-    inputs = Inputs(data.splits, seed=0, workers=workers,
-                    augment=functools.partial(crop_flip, size=(CROP, CROP)))
-    try:
-        stream = inputs.train(BATCH, epoch=0)
-        for _ in range(max(workers, 1)):
-            next(stream)
-        t0 = time.perf_counter()
-        for _ in range(batches):
-            batch = next(stream)
-        assert batch["image"].shape == (BATCH, CROP, CROP, 3)
-        return batches * BATCH / (time.perf_counter() - t0)
-    finally:
-        inputs.close()
+    inputs = Inputs(data.splits, seed=0, workers=workers, augment=CropFlip((CROP, CROP)))
+    return (batch["image"] for batch in inputs.train(BATCH, epoch=0)), inputs
 
 
 class _TorchImages:
     """The same files and per-image work as zoo's, as a torch map-style data set."""
 
     def __init__(self, source):
-        self.source = source
+        self.source = source.with_augment(CropFlip((CROP, CROP)))
 
     def __len__(self):
         return len(self.source)
@@ -108,11 +98,12 @@ class _TorchImages:
         import torch
 
         rng = np.random.default_rng(index)
-        example = crop_flip(self.source.read(index), rng, (CROP, CROP))
+        example = self.source.example(index, rng)
         return torch.from_numpy(example["image"]), int(example["label"])
 
 
-def torch_rate(root: Path, workers: int, batches: int) -> float:
+def torch_batches(root: Path, workers: int) -> Iterator:
+    """A PyTorch DataLoader's batches of the same images and work, as many workers."""
     import torch
 
     torch.set_num_threads(1)
@@ -121,14 +112,61 @@ def torch_rate(root: Path, workers: int, batches: int) -> float:
         _TorchImages(data.splits["train"]), batch_size=BATCH, shuffle=True, drop_last=True,
         num_workers=workers, persistent_workers=workers > 0,
         multiprocessing_context="spawn" if workers else None, prefetch_factor=2 if workers else None)
-    stream = iter(loader)
-    for _ in range(max(workers, 1)):
+    return (images for images, _ in loader)
+
+
+def settle(timeout: float = 60.0, poll: float = 0.25) -> None:
+    """Waits until no child process uses CPU: the other loader's workers have finished
+    the batches they read ahead, and compete no more with the window to come."""
+    children = psutil.Process().children(recursive=True)
+
+    def used() -> float:
+        return sum(sum(child.cpu_times()[:2]) for child in children if child.is_running())
+
+    last, deadline = used(), time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(poll)
+        now = used()
+        if now - last < 0.02:
+            return
+        last = now
+
+
+def window_rate(stream: Iterator, batches: int, lead: int = 2) -> float:
+    """Images/s over `batches` batches of `stream`, once it is settled and the `lead`
+    batches it may hold ready are taken (untimed): the rate of its workers at work."""
+    settle()
+    for _ in range(lead):
         next(stream)
     t0 = time.perf_counter()
     for _ in range(batches):
-        images, _ = next(stream)
+        images = next(stream)
     assert tuple(images.shape) == (BATCH, CROP, CROP, 3)
     return batches * BATCH / (time.perf_counter() - t0)
+
+
+def compare_loaders(root: Path, workers: int, batches: int,
+                    windows: int) -> tuple[list[float], list[float] | None]:
+    """Images/s of zoo's and PyTorch's loaders in alternating windows of `batches`
+    batches (after one batch per worker of warm-up each), so that both see the same
+    moments of a shared machine, each window begun with the other loader idle;
+    PyTorch's are None without torch."""
+    streams = {"zoo": zoo_batches(root, workers)}
+    try:
+        streams["torch"] = (torch_batches(root, workers), None)
+    except ImportError:
+        pass
+    try:
+        for stream, _ in streams.values():
+            for _ in range(max(workers, 1)):
+                next(stream)
+        rates = {name: [] for name in streams}
+        for _ in range(windows):
+            for name, (stream, _) in streams.items():
+                rates[name].append(window_rate(stream, batches))
+        return rates["zoo"], rates.get("torch")
+    finally:
+        streams["zoo"][1].close()
 
 
 def peak_rss(root: Path, workers: int, batches: int) -> int:
@@ -136,7 +174,7 @@ def peak_rss(root: Path, workers: int, batches: int) -> int:
     with PeakMemory(interval=0.2) as memory:
         data = load_image_set(f"folder:{root}", CROP, 3)
         inputs = Inputs(data.splits, seed=0, workers=workers,
-                        augment=functools.partial(crop_flip, size=(CROP, CROP)))
+                        augment=CropFlip((CROP, CROP)))
         try:
             for _, _ in zip(range(batches), inputs.train(BATCH, epoch=0)):
                 pass
@@ -145,18 +183,20 @@ def peak_rss(root: Path, workers: int, batches: int) -> int:
     return memory.peak
 
 
-def train_wait(root: Path, workers: int, steps: int, workdir: Path) -> tuple[str, int]:
+def train_run(root: Path, workers: int, steps: int, size: int, batch: int,
+              workdir: Path) -> tuple[str, int]:
     """The run log's input-wait line and run.json's peak RSS of `zoo run classification
-    --model resnet` on the folder: one epoch of `steps` steps of batch 32 (crop_flip in
-    the workers; batch 32 keeps the ResNet's activations small on a shared machine)."""
+    --model resnet` on the folder: one epoch of `steps` steps (crop_flip to `size` in the
+    workers, evaluation batches as large as the training's)."""
     cmd = [sys.executable, "-m", "zoo.cli.main", "run", "classification", "--data",
-           f"folder:{root}", "--model", "resnet", "--set", f"image_size={CROP}", "--set",
-           "augment=crop_flip", "--set", f"train.max_examples={steps * 32}", "--epochs", "1",
-           "--batch-size", "32", "--set", "train.eval_batch_size=32", "--workers",
+           f"folder:{root}", "--model", "resnet", "--set", f"image_size={size}", "--set",
+           "augment=crop_flip", "--set", f"train.max_examples={steps * batch}", "--epochs", "1",
+           "--batch-size", str(batch), "--set", f"train.eval_batch_size={batch}", "--workers",
            str(workers), "--workdir", str(workdir)]
     done = subprocess.run(cmd, capture_output=True, text=True, check=True)
     wait = next(line for line in (done.stdout + done.stderr).splitlines() if "waited" in line)
     facts = json.loads((workdir / "run.json").read_text())["reading"]
+    subprocess.run(["rm", "-rf", str(workdir)], check=False)
     return wait.split(": ", 1)[1], facts["peak_rss_bytes"]
 
 
@@ -188,12 +228,27 @@ def pack_rates(root: Path, workers: int, batches: int, out: Path) -> tuple[float
     return packed, rates[0], rates[1]
 
 
+def versions() -> str:
+    """The versions of what the figures depend on: Python, Pillow, JAX, PyTorch."""
+    import importlib.metadata
+    import platform
+
+    found = [f"Python {platform.python_version()}"]
+    for name in ("pillow", "jax", "torch"):
+        try:
+            found.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return ", ".join(found)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=20_000, help="folder for the rates")
     parser.add_argument("--rss", default="20000", help="folder sizes whose peak RSS to report")
     parser.add_argument("--workers", type=int, default=default_workers())
-    parser.add_argument("--batches", type=int, default=20, help="timed batches per loader")
+    parser.add_argument("--batches", type=int, default=10, help="timed batches per window")
+    parser.add_argument("--windows", type=int, default=3, help="alternating windows per loader")
     parser.add_argument("--train-steps", type=int, default=8, help="0: skip the training run")
     parser.add_argument("--skip-pack", action="store_true")
     parser.add_argument("--out", type=Path, help="append the table to this markdown file")
@@ -209,24 +264,28 @@ def main(argv=None) -> None:
         rows.append((what, measured))
         print(f"| {what} | {measured} |", flush=True)
 
-    zoo = zoo_rate(root, args.workers, args.batches)
-    row("zoo input workers (decode + crop_flip, batch 128)", f"{zoo:,.0f} images/s")
-    try:
-        torch = torch_rate(root, args.workers, args.batches)
-        row("PyTorch DataLoader, same PIL work", f"{torch:,.0f} images/s")
-        row("zoo / PyTorch", f"{zoo / torch:.2f}x")
-    except ImportError:
+    zoo, torch = compare_loaders(root, args.workers, args.batches, args.windows)
+    row("zoo input workers (decode + crop_flip, batch 128), median of windows",
+        f"{statistics.median(zoo):,.0f} images/s ({', '.join(f'{r:,.0f}' for r in zoo)})")
+    if torch is None:
         row("PyTorch DataLoader", "skipped (pip install torch==2.13.0)")
+    else:
+        row("PyTorch DataLoader, same PIL work, median of windows",
+            f"{statistics.median(torch):,.0f} images/s ({', '.join(f'{r:,.0f}' for r in torch)})")
+        row("zoo / PyTorch (median of the windows' ratios)",
+            f"{statistics.median(z / t for z, t in zip(zoo, torch)):.2f}x")
     for n in sorted(map(int, args.rss.split(","))):
         row(f"peak RSS, {n:,} images (main + {args.workers} worker(s), 40 batches)",
             f"{peak_rss(roots[n], args.workers, 40) / 2**20:,.0f} MiB")
     scratch = cache_dir("bench") / f"scratch-{os.getpid()}"
-    if args.train_steps:
-        biggest = max(roots)
-        wait, peak = train_wait(roots[biggest], args.workers, args.train_steps, scratch / "run")
-        row(f"ResNet training on {biggest:,} images, {args.train_steps} steps of 32: input wait",
-            wait)
-        row(f"ResNet training on {biggest:,} images: peak RSS (run.json)", f"{peak / 2**20:,.0f} MiB")
+    for size, batch, counts in ((CROP, 32, [max(roots)]), (32, 32, sorted(roots))):
+        for n in counts if args.train_steps else ():
+            wait, peak = train_run(roots[n], args.workers, args.train_steps, size, batch,
+                                   scratch / "run")
+            row(f"ResNet at {size}x{size} on {n:,} images, {args.train_steps} steps of {batch}: "
+                f"input wait", wait)
+            row(f"ResNet at {size}x{size} on {n:,} images, batch {batch}: peak RSS (run.json)",
+                f"{peak / 2**20:,.0f} MiB")
     if not args.skip_pack:
         packed, read_packed, read_folder = pack_rates(root, args.workers, args.batches,
                                                       scratch / "pack")
@@ -237,7 +296,9 @@ def main(argv=None) -> None:
     load_after = os.getloadavg()
     table = [f"## Input pipeline ({args.images:,} JPEGs 128x128, {args.workers} worker(s), "
              f"{os.cpu_count()} cores)", "",
-             f"Load average before {load_before[0]:.1f}, after {load_after[0]:.1f}.", "",
+             f"`python -m benchmarks.input_pipeline {' '.join(argv or sys.argv[1:])}`, "
+             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {versions()}. Load "
+             f"average before {load_before[0]:.1f}, after {load_after[0]:.1f}.", "",
              "| what | measured |", "|---|---|", *(f"| {a} | {b} |" for a, b in rows), ""]
     print("\n".join(table))
     if args.out:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ast
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,7 +8,6 @@ one batch. Worker processes take about a second of CPU to start: fixtures share 
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import random
@@ -22,6 +21,7 @@ from PIL import Image
 
 from zoo.data import host_augment, loader
 from zoo.data.image_sets import load_image_set
+from zoo.data.image_files import ImageFiles
 from zoo.data.images import image_folder
 from zoo.data.pipeline import Inputs
 from zoo.data.sources import ArraySource, Source
@@ -84,7 +84,7 @@ def test_input_workers_do_not_import_jax(streamed):
 
 def test_host_augmentation_is_the_same_for_any_number_of_workers(streamed):
     data, _ = streamed
-    crop = functools.partial(host_augment.crop_flip, size=(8, 8))
+    crop = host_augment.CropFlip((8, 8))  # reads each file itself (ImageFiles.augmented)
     here = Inputs(data.splits, seed=3, workers=0, augment=crop)
     pooled = Inputs(data.splits, seed=3, workers=1, augment=crop)
     try:
@@ -96,6 +96,25 @@ def test_host_augmentation_is_the_same_for_any_number_of_workers(streamed):
         assert not np.array_equal(first[0]["image"], plain["image"])
     finally:
         pooled.close()
+
+
+def test_a_crop_decoded_at_reduced_scale_is_the_crop_of_the_full_image(tmp_path):
+    """CropFlip draws its crop from the file's header and decodes a JPEG at 1/2..1/8
+    scale when the crop allows: the same crop as `crop_flip` of the decoded image (the
+    same random draws), exactly for a PNG, within JPEG's scaling error otherwise."""
+    ramp = np.linspace(0, 255, 128)
+    pixels = np.stack([ramp[:, None] + 0 * ramp, 0 * ramp[:, None] + ramp,
+                       np.full((128, 128), 90.0)], -1).astype(np.uint8)
+    crop = host_augment.CropFlip((12, 16))
+    for suffix in (".png", ".jpg"):
+        Image.fromarray(pixels).save(tmp_path / f"a{suffix}", quality=95)
+        files = ImageFiles(tmp_path, [f"a{suffix}"], np.zeros(1), (12, 16), 3)
+        for seed in range(8):
+            direct = files.augmented(0, crop, np.random.default_rng(seed))["image"]
+            full = crop(files.read(0), np.random.default_rng(seed))["image"]
+            assert direct.shape == (12, 16, 3) and direct.dtype == np.uint8
+            error = np.abs(direct.astype(int) - full).max()
+            assert error == 0 if suffix == ".png" else error <= 3, (suffix, seed, error)
 
 
 class Recording(Source):
@@ -238,17 +257,22 @@ def test_memory_does_not_grow_with_the_number_of_images(tmp_path):
 
 def test_a_streamed_run_killed_mid_epoch_resumes_bitwise(tmp_path):
     """SIGKILL between checkpoints of a run whose points are a JSON-lines file read by a
-    worker process: resumed, it ends with the weights and history of an unbroken run."""
+    worker process, with broken lines skipped: resumed, it ends with the weights and
+    history of an unbroken run, and run.json counts the lines it left out."""
     rng = np.random.default_rng(0)
     with open(tmp_path / "points.jsonl", "w") as f:
-        for x, label in zip(rng.normal(size=(1500, 2)), rng.integers(0, 2, 1500)):
-            f.write(json.dumps({"x": x.tolist(), "label": int(label)}) + "\n")
+        for i, (x, label) in enumerate(zip(rng.normal(size=(1500, 2)), rng.integers(0, 2, 1500))):
+            broken = i % 300 == 7  # 5 lines, in more than one split
+            f.write("{broken\n" if broken else json.dumps({"x": x.tolist(), "label": int(label)}) + "\n")
     args = ["run", "spirals", "--plugin", str(EXAMPLE_PLUGIN), "--data",
             f"jsonl:{tmp_path / 'points.jsonl'}", "--epochs", "2", "--checkpoint-every", "5",
-            "--workers", "1", "--quiet"]  # 16 steps an epoch: the kill lands mid-epoch
+            "--workers", "1", "--on-bad-example", "skip", "--quiet"]  # 16 steps an epoch
     zoo_cli(*args, "--workdir", str(tmp_path / "clean"), check=True)
     (record,) = kill_and_resume(args, tmp_path / "killed", ["step"], random.Random(0))
     assert record["landed"] and record["step"] % 16, record
     clean, killed = latest_params(tmp_path / "clean"), latest_params(tmp_path / "killed")
     assert all(np.array_equal(clean[k], killed[k]) for k in clean)
     assert history(tmp_path / "clean") == history(tmp_path / "killed")
+    bad = json.loads((tmp_path / "clean" / "run.json").read_text())["reading"]["bad_examples"]
+    assert len(bad["files"]) == 5 and bad["count"] == sum(bad["files"].values()) >= 5, bad
+    assert all("points.jsonl" in problem for problem in bad["files"]), bad

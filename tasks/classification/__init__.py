@@ -3,7 +3,6 @@ image folders, from scratch or from ImageNet weights."""
 
 from __future__ import annotations
 
-import functools
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from flax import nnx
 from zoo.batching import Prepared
 from zoo.config import EarlyStoppingConfig, OptimizerConfig, Positive, TaskConfig, TrainConfig
 from zoo.data import augment
-from zoo.data.host_augment import crop_flip
+from zoo.data.host_augment import CropFlip
 from zoo.data.image_sets import IMAGE_SETS, load_image_set
 from zoo.data.images import Preprocess, as_image, match_background, to_unit_range
 from zoo.errors import ZooError, ZooWarning
@@ -90,7 +89,7 @@ class ClassificationTask(Task):
     def host_augment(self, info: Mapping[str, Any]):
         if self.config.augment != "crop_flip":
             return None
-        return functools.partial(crop_flip, size=info["input_shape"][:2])
+        return CropFlip(tuple(info["input_shape"][:2]))
 
     def augment(self, batch: Batch, rng: jax.Array) -> Batch:
         images = to_unit_range(batch["image"])

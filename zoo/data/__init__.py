@@ -26,7 +26,7 @@ _EXPORTS = {
     "sources": ("Source", "ArraySource", "Example", "as_source", "with_arrays",
                 "files_fingerprint", "dataset_fingerprint"),
     "image_files": ("ImageFiles",),
-    "host_augment": ("random_resized_crop", "crop_flip"),
+    "host_augment": ("random_resized_crop", "crop_flip", "CropFlip"),
     "coco": ("BoxedImages", "CocoIndex", "read_coco"),
     "masks": ("MaskedImages", "read_mask"),
     "records": ("PackedSource",),

@@ -78,13 +78,22 @@ def load_image(path: str | Path, size: Sequence[int] | None = None, channels: in
       ZooError: naming the file, if it is missing, empty, truncated, corrupt, so large
         it looks like a decompression bomb, or floating-point (no fixed range).
     """
+    with opened_file(path) as img:
+        return _pixels(img, size, channels, path, preprocess)
+
+
+@contextlib.contextmanager
+def opened_file(path: str | Path) -> Iterator[Image.Image]:
+    """`opened(path)` (pixels not yet decoded), a missing or empty file refused first."""
     path = Path(path)
-    if not path.is_file():
-        raise ZooError(f"{path}: no such image file")
-    if path.stat().st_size == 0:
+    try:
+        empty = path.stat().st_size == 0
+    except OSError:
+        raise ZooError(f"{path}: no such image file") from None
+    if empty:
         raise ZooError(f"{path}: empty file, not an image")
     with opened(path) as img:
-        return _pixels(img, size, channels, path, preprocess)
+        yield img
 
 
 def decode_image(file: BinaryIO, name: str, size: Sequence[int] | None = None,
@@ -147,11 +156,16 @@ def as_image(item, channels: int = 3, size: Sequence[int] | None = None,
 def _pixels(img: Image.Image, size: Sequence[int] | None, channels: int,
             name: str | Path, preprocess: Preprocess) -> np.ndarray:
     """A PIL image as uint8 (H, W, channels), optionally resized to (h, w)."""
-    img = _to_8bit(img, name).convert("L" if channels == 1 else "RGB")
+    img = converted(img, channels, name)
     if size is not None:
         img = preprocess.resize(img, size)
     array = np.asarray(img, dtype=np.uint8)
     return array.reshape(array.shape[0], array.shape[1], channels)
+
+
+def converted(img: Image.Image, channels: int, name: str | Path) -> Image.Image:
+    """A PIL image in 8-bit "L" (1 channel) or "RGB" (3), whatever mode it was stored in."""
+    return _to_8bit(img, name).convert("L" if channels == 1 else "RGB")
 
 
 def resize(image: np.ndarray, size: Sequence[int],

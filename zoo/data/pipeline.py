@@ -11,9 +11,10 @@ do not depend on the number of workers, and a resumed run reads what it would ha
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import numpy as np
 
@@ -22,6 +23,7 @@ from zoo.data.sources import ArraySource, Augment, Source, Split, as_source
 from zoo.data.workers import OnBad, Readers, Request
 
 AUTO = -1  # workers: from the core count
+POLL_SECONDS = 0.005  # how often a wait for a batch asks whether the device is idle yet
 
 
 def default_workers() -> int:
@@ -57,7 +59,10 @@ class Inputs:
         self.readers = Readers({name: self.splits[name] for name in self.streamed},
                                self.workers, on_bad)
         self.bad: collections.Counter[str] = collections.Counter()  # "origin: problem" -> times
-        self.wait_seconds = 0.0  # spent waiting for worker batches
+        self.wait_seconds = 0.0  # the device sat idle waiting for worker batches
+        # Whether the device is still computing what it was given (set by the trainer):
+        # steps are dispatched ahead, so waiting for a batch meanwhile costs nothing.
+        self.device_busy: Callable[[], bool] = lambda: False
 
     def size(self, split: str) -> int:
         return len(self.splits[split])
@@ -80,21 +85,30 @@ class Inputs:
         return self._read(loader.eval_requests(split, self.size(split), batch_size, rows))
 
     def _read(self, requests: Iterator[Request]) -> Iterator[dict[str, np.ndarray]]:
-        """Batches of `requests` in order: gathered here, or read by the workers with up
-        to two batches per worker in flight."""
+        """Batches of `requests` in order: gathered here, or read by the workers with
+        two batches per worker in flight while the caller works on the one it was given
+        (reads of a stream left unfinished are cancelled where not yet begun)."""
         pending: collections.deque = collections.deque()
-        ahead = 2 * max(self.workers, 1)
-        for request in requests:
-            if request.split not in self.streamed:
-                yield loader.gather(self.splits[request.split], request)[0]
-                continue
-            pending.append(self.readers.submit(request))
-            if len(pending) >= ahead:
+        ahead = 2 * self.workers
+        try:
+            for request in requests:
+                if request.split not in self.streamed:
+                    yield loader.gather(self.splits[request.split], request)[0]
+                    continue
+                pending.append(self.readers.submit(request))
+                if len(pending) > ahead:
+                    yield self._collect(pending.popleft())
+            while pending:
                 yield self._collect(pending.popleft())
-        while pending:
-            yield self._collect(pending.popleft())
+        finally:
+            for future in pending:
+                self.readers.discard(future)
 
     def _collect(self, future) -> dict[str, np.ndarray]:
+        """The batch of `future`; the time waited for it once the device is idle counts
+        as input wait (while it computes earlier steps, the wait is hidden)."""
+        while not future.done() and self.device_busy():
+            concurrent.futures.wait([future], timeout=POLL_SECONDS)
         t0 = time.perf_counter()
         read = self.readers.result(future)
         self.wait_seconds += time.perf_counter() - t0

@@ -76,7 +76,12 @@ class Source(abc.ABC):
         source has an `augment` (and `rng` is given), else as `self[index]`."""
         if self.augment is None or rng is None:
             return self[index]
-        return self.augment(self.read(index), rng)
+        return self.augmented(index, self.augment, rng)
+
+    def augmented(self, index: int, augment: Augment, rng: np.random.Generator) -> Example:
+        """Example `index` as read, through `augment`. A source of files may override it
+        to do both at once (`ImageFiles`: a crop decoded at reduced scale)."""
+        return augment(self.read(index), rng)
 
     def with_augment(self, augment: Augment | None) -> Source:
         """A copy of this source whose training examples pass through `augment`."""
@@ -145,6 +150,9 @@ class Subset(Source):
 
     def __getitem__(self, index: int) -> Example:
         return self.parent[int(self.indices[index])]
+
+    def augmented(self, index: int, augment: Augment, rng: np.random.Generator) -> Example:
+        return self.parent.augmented(int(self.indices[index]), augment, rng)
 
     def finish(self, example: Example) -> Example:
         return self.parent.finish(example)
@@ -241,6 +249,9 @@ class Relabelled(Source):
 
     def __getitem__(self, index: int) -> Example:
         return self._mapped(self.parent[index])
+
+    def augmented(self, index: int, augment: Augment, rng: np.random.Generator) -> Example:
+        return self._mapped(self.parent.augmented(index, augment, rng))
 
     def finish(self, example: Example) -> Example:
         return self.parent.finish(example)

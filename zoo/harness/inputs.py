@@ -4,7 +4,7 @@ the input pipeline that reads their batches."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from zoo.data import packed
 from zoo.data.pipeline import Inputs
@@ -67,14 +67,24 @@ def _cap(split, n: int):
     return {k: v[indices] for k, v in split.items()}
 
 
-def epoch_notes(inputs: Inputs, epoch: int, waited: float, seconds: float,
-                left_out: int) -> list[str]:
-    """Log lines after an epoch: the time spent waiting for the input workers, and the
-    examples newly left out as unreadable."""
+class Waits(NamedTuple):
+    """An epoch's time with the device idle for lack of input: during its training steps
+    (`train_seconds` long) and during validation."""
+
+    train: float
+    train_seconds: float
+    validation: float
+
+
+def epoch_notes(inputs: Inputs, epoch: int, waits: Waits, left_out: int) -> list[str]:
+    """Log lines after an epoch: the time the device sat idle waiting for the input
+    workers, and the examples newly left out as unreadable."""
     notes = []
     if inputs.streamed and inputs.workers:
-        notes.append(f"epoch {epoch}: waited {waited:.1f}s for input ({waited / max(seconds, 1e-9):.0%} "
-                     f"of the epoch, {inputs.workers} worker(s))")
+        share = waits.train / max(waits.train_seconds, 1e-9)
+        notes.append(f"epoch {epoch}: the device waited {waits.train:.1f}s for input "
+                     f"({share:.0%} of the training steps' time) and {waits.validation:.1f}s "
+                     f"in validation, {inputs.workers} worker(s)")
     if left_out:
         notes.append(f"epoch {epoch}: left out {left_out} unreadable example(s) "
                      f"(--on-bad-example skip), e.g. {next(iter(inputs.bad))}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager as ContextManager
@@ -170,7 +171,13 @@ def train_steps(session: Session, batches: Iterator[dict], first_step: int) -> I
     """
     for step, (_, batch) in enumerate(prefetch(batches, session.mesh), start=first_step):
         session.state, out = session.steps.train(session.state, batch, np.int32(step))
+        session.inputs.device_busy = functools.partial(_computing, out)  # for its input wait
         yield step + 1, out
+
+
+def _computing(out: Any) -> bool:
+    """Whether the step that returns `out` is still running."""
+    return not all(leaf.is_ready() for leaf in jax.tree.leaves(out))
 
 
 def evaluate(session: Session, split: str, on_batch: Callable[[], None] = lambda: None
@@ -358,6 +365,7 @@ class _Trainer:
         t0, waited = time.perf_counter(), session.inputs.wait_seconds
         self._train_steps(start)
         train, skipped = self.scalars.end_epoch()
+        stepped, stepped_wait = time.perf_counter() - t0, session.inputs.wait_seconds - waited
         val = self._validate()
         row = {"epoch": loop.epoch + 1, "step": loop.step,
                "seconds": round(time.perf_counter() - t0, 2), "skipped_steps": skipped,
@@ -375,9 +383,9 @@ class _Trainer:
             self.progress.log(f"epoch {loop.epoch}: dropped {skipped} non-finite step(s)")
         left_out = sum(session.inputs.bad.values()) - self._reported
         self._reported += left_out
-        for note in session_inputs.epoch_notes(session.inputs, loop.epoch,
-                                               session.inputs.wait_seconds - waited,
-                                               row["seconds"], left_out):
+        waits = session_inputs.Waits(stepped_wait, stepped,
+                                     session.inputs.wait_seconds - waited - stepped_wait)
+        for note in session_inputs.epoch_notes(session.inputs, loop.epoch, waits, left_out):
             self.progress.log(note)
         self.tensorboard.scalars(loop.step, {k.replace("train/", "train_epoch/"): v
                                              for k, v in _scalars(row).items()})
