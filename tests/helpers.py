@@ -37,6 +37,20 @@ def cli_error(capsys, *argv: str) -> str:
     return lines[0]
 
 
+def run_error(capsys, *argv: str) -> str:
+    """Like `cli_error`, for a run stopped after it began (a bad file met mid-stream): the
+    phase lines it printed may precede the error, which is its last line, and one line."""
+    from zoo.cli.main import main
+
+    code = main(list(argv))
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err, err
+    lines = err.strip().splitlines()
+    assert lines[-1].startswith("zoo: error: "), err
+    assert not any(line.startswith("zoo: error: ") for line in lines[:-1]), err
+    return lines[-1]
+
+
 SMALL_SCENES = {"canvas": 32, "max_digits": 2, "min_scale": 14, "max_scale": 24}
 
 
