@@ -25,6 +25,18 @@ def zoo_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
     return result
 
 
+def cli_error(capsys, *argv: str) -> str:
+    """Runs the CLI in-process; returns its one error line after checking exit code 2."""
+    from zoo.cli.main import main
+
+    code = main(list(argv))
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("zoo: error: "), err
+    return lines[0]
+
+
 SMALL_SCENES = {"canvas": 32, "max_digits": 2, "min_scale": 14, "max_scale": 24}
 
 

@@ -89,7 +89,7 @@ def test_sequence_workload_runs_on_zoo_and_bare_jax_only(tmp_path):
                                   "--batch-size", "4", "--peers", "bare,keras",
                                   "--out", str(out)]) == 0
     text = out.read_text()
-    assert "| crnn | bare jax.jit | 4 |" in text and "no keras version of crnn" in text
+    assert "| crnn | bare jax.jit | float32 | cpu | 4 |" in text and "no keras version of crnn" in text
 
 
 @pytest.mark.slow

@@ -1,6 +1,7 @@
 """Pruning, quantization, the compressed file format, and `zoo compress` end to end."""
 
 import json
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -236,8 +237,10 @@ def test_compress_misuse_is_a_one_line_error(trained_lenet, tmp_path, capsys):
         (["--prune", "1.5"], "in [0, 1)"),
         ([], "nothing to do"),
         (["--quantize", "int3"], "choose int8, int4, binary or kmeans:N"),
-        (["--quantize", "int8", "--out", str(trained_lenet)], "already holds a run"),
+        (["--quantize", "int8", "--out", str(trained_lenet)], "is inside the source"),
+        (["--quantize", "int8", "--out", str(tmp_path / "y")], "already holds a run"),
     ]
+    shutil.copytree(trained_lenet, tmp_path / "y")
     for args, message in cases:
         out = [] if "--out" in args else ["--out", str(tmp_path / "x")]
         code = main(["compress", "classification", "--workdir", str(trained_lenet), *args, *out])

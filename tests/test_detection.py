@@ -158,8 +158,10 @@ def test_coco_json_loads_letterboxed_with_consistent_boxes(tmp_path):
     ds = data.load(_coco(tmp_path), None, image_size=32)
     assert ds.info["classes"] == ["cat", "dog"] and ds.info["input_shape"] == [32, 32, 3]
     total = 0
-    for split in ("train", "val", "test"):
-        arrays = ds.splits[split]
+    for split in ("train", "val", "test"):  # streamed: each image decoded here
+        source = ds.splits[split]
+        examples = [source[i] for i in range(len(source))]
+        arrays = {k: np.stack([e[k] for e in examples]) for k in examples[0]}
         assert arrays["boxes"].shape[1:] == (1, 4) and arrays["box_valid"].all()
         for image, (x0, y0, x1, y1) in zip(arrays["image"], arrays["boxes"][:, 0]):
             inside = image[int(np.ceil(y0)) + 1:int(y1) - 1, int(np.ceil(x0)) + 1:int(x1) - 1]
@@ -183,7 +185,9 @@ def test_coco_json_loads_letterboxed_with_consistent_boxes(tmp_path):
 def test_bad_coco_data_is_explained(tmp_path, change, message):
     spec = _coco(tmp_path, **change)
     with pytest.raises(ZooError, match=message):
-        data.load(spec, None, image_size=32)
+        ds = data.load(spec, None, image_size=32)
+        for split in ds.splits.values():  # streamed: an image file is opened when read
+            [split[i] for i in range(len(split))]
 
 
 # -- end to end through the CLI --------------------------------------------------------------
@@ -208,9 +212,9 @@ def test_predict_draws_boxes_and_prints_json(trained, tmp_path):
     Image.fromarray(image).convert("RGB").save(tmp_path / "scene.jpg", quality=95)
     result = zoo_cli("predict", "detection", str(tmp_path / "scene.jpg"), "--workdir",
                      str(trained), "--out", str(tmp_path / "boxes.png"), "--min-score", "0.2",
-                     check=True)
+                     "--json", check=True)
     (found,) = json.loads(result.stdout)
-    assert found["drawing"] == str(tmp_path / "boxes.png")
+    assert found["files"] == {"out": str(tmp_path / "boxes.png")}
     assert Image.open(tmp_path / "boxes.png").size == (96, 96)
     truth = scene["boxes"][0][scene["box_valid"][0]] * 3
     for det in found["detections"]:

@@ -1,6 +1,5 @@
 """The GAN task: losses, one-network updates, quality metrics, resume, training, predict."""
 
-import argparse
 import json
 
 import jax
@@ -191,7 +190,7 @@ def test_run_reports_quality_and_writes_a_grid_per_epoch(trained):
 def test_predict_writes_the_requested_class(trained, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("ZOO_HUB", str(tmp_path / "no-hub"))  # the judge comes with the weights
     out = tmp_path / "sevens.png"
-    assert main(["predict", "gan", "--workdir", str(trained), "--label", "7", "--n", "16",
+    assert main(["predict", "gan", "--workdir", str(trained), "--label", "7", "--count", "16",
                  "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert printed.startswith(f"wrote 16 generated images to {out}")
@@ -203,10 +202,11 @@ def test_predict_writes_the_requested_class(trained, tmp_path, capsys, monkeypat
     assert "from 0 to 9" in capsys.readouterr().err
 
 
-def test_label_needs_a_conditional_model(tmp_path):
-    args = argparse.Namespace(n=4, label=3, out=tmp_path / "x.png", seed=0)
+def test_label_needs_a_conditional_model():
+    task = _task("model=dcgan")
+    options = task.PredictOptions(count=4, label=3)
     with pytest.raises(ZooError, match="needs a class-conditional model"):
-        _task("model=dcgan").predict(_gan(num_classes=0), {"classes": list("0123456789")}, args)
+        task.predict(_gan(num_classes=0), {"classes": list("0123456789")}, [], options)
 
 
 @pytest.mark.slow

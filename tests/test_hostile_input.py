@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from zoo.cli.main import main
 from zoo.data.images import load_image
 from zoo.data.tables import read_tsv
 from zoo.errors import ZooError
+
+from helpers import cli_error
 
 
 def _png(array) -> bytes:
@@ -98,16 +99,6 @@ def test_tsv_reads_columns_in_any_order_and_skips_blank_lines(tmp_path):
     assert table.lines == [3, 4] and list(table.lookup("label", ["dog", "cat"])) == [1, 0]
 
 
-def _zoo(capsys, *argv: str) -> str:
-    """Runs the CLI in-process; returns its one error line after checking exit code 2."""
-    code = main(list(argv))
-    err = capsys.readouterr().err
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("zoo: error: "), err
-    return lines[0]
-
-
 SPLITS = ["train"] * 4 + ["val", "val", "test", "test"]
 
 
@@ -127,25 +118,25 @@ def _write_list(root, rows):
 def test_cli_names_the_bad_line_of_a_label_file(capsys, image_list, tmp_path):
     root, rows = image_list
     rows[6] = rows[6].replace("dog", "bird")
-    line = _zoo(capsys, "run", "classification", "--data", _write_list(root, rows),
-                "--workdir", str(tmp_path / "w"))
+    line = cli_error(capsys, "run", "classification", "--data", _write_list(root, rows),
+                     "--workdir", str(tmp_path / "w"))
     assert "list.tsv:8: unknown class 'bird'" in line and "known: cat, dog" in line
     rows[6] = rows[6].replace("bird", "cat").replace("test", "tset")
-    line = _zoo(capsys, "run", "classification", "--data", _write_list(root, rows),
-                "--workdir", str(tmp_path / "w"))
+    line = cli_error(capsys, "run", "classification", "--data", _write_list(root, rows),
+                     "--workdir", str(tmp_path / "w"))
     assert "unknown split 'tset' (did you mean 'test'?)" in line
 
 
 def test_cli_names_a_broken_image_and_an_empty_split(capsys, image_list, tmp_path):
     root, rows = image_list
     (root / "3.png").write_bytes(_png(RGB)[:200])
-    line = _zoo(capsys, "run", "classification", "--data", _write_list(root, rows),
-                "--workdir", str(tmp_path / "w"))
+    line = cli_error(capsys, "run", "classification", "--data", _write_list(root, rows),
+                     "--workdir", str(tmp_path / "w"))
     assert f"{root / '3.png'}: unreadable image" in line
     (root / "3.png").write_bytes(_png(RGB))
-    line = _zoo(capsys, "run", "classification", "--data",
-                _write_list(root, [r.replace("test", "val") for r in rows]),
-                "--workdir", str(tmp_path / "w"))
+    line = cli_error(capsys, "run", "classification", "--data",
+                     _write_list(root, [r.replace("test", "val") for r in rows]),
+                     "--workdir", str(tmp_path / "w"))
     assert "has an empty test split" in line
     assert not (tmp_path / "w").exists()  # refused before anything was written
 
@@ -159,7 +150,7 @@ def test_cli_names_a_broken_image_and_an_empty_split(capsys, image_list, tmp_pat
     ("train.max_bad_steps=0", "train.max_bad_steps=0 is out of range"),
 ])
 def test_cli_refuses_config_values_out_of_range(capsys, tmp_path, override, message):
-    line = _zoo(capsys, "run", "classification", "--set", override, "--workdir", str(tmp_path))
+    line = cli_error(capsys, "run", "classification", "--set", override, "--workdir", str(tmp_path))
     assert message in line and f"--set {override.split('=')[0]}=" in line
     assert not any(tmp_path.iterdir())
 
@@ -173,6 +164,6 @@ def test_cli_refuses_config_values_out_of_range(capsys, tmp_path, override, mess
 @pytest.mark.parametrize("command", ["run", "eval"])
 def test_cli_refuses_a_workdir_it_cannot_resume(capsys, tmp_path, record, message, command):
     (tmp_path / "run.json").write_text(json.dumps(record))
-    line = _zoo(capsys, command, "classification", "--workdir", str(tmp_path))
+    line = cli_error(capsys, command, "classification", "--workdir", str(tmp_path))
     assert message in line and "--workdir" in line
     assert json.loads((tmp_path / "run.json").read_text()) == record  # nothing lost

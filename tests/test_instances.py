@@ -1,7 +1,6 @@
 """Instance segmentation: RLE masks, the dynamic mask head, COCO AP, COCO polygon/RLE
 loading, the touching-digit generator, a short training run and predict."""
 
-import argparse
 import dataclasses
 import json
 import math
@@ -198,8 +197,8 @@ def test_coco_polygons_and_rles_load_letterboxed(tmp_path):
 
     ds = data.load(_coco(tmp_path), None, image_size=20)
     assert ds.info["classes"] == ["big", "small"]
-    for split in ds.splits.values():
-        for ids, boxes in zip(split["instances"], split["boxes"]):
+    for split in ds.splits.values():  # streamed: the masks are decoded here, per example
+        for ids, boxes in ((split[i]["instances"], split[i]["boxes"]) for i in range(len(split))):
             # 40x30 -> 20x15, centred: rows 2..16; the small object lies on the big one
             assert (ids[:2] == 0).all() and (ids[-3:] == 0).all()
             for j in (0, 1):
@@ -281,11 +280,11 @@ def test_predict_draws_instances_and_prints_rle_masks(tmp_path, monkeypatch):
                                                          test=1, seed=3))["test"]
     image = 255 - np.repeat(scene["image"][0], 2, 0).repeat(2, 1)[..., 0]  # 128x128, dark on light
     Image.fromarray(image).save(tmp_path / "scene.png")
-    args = argparse.Namespace(inputs=[str(tmp_path / "scene.png")], out=str(tmp_path / "o.png"),
-                              min_score=0.05)
-    (found,) = json.loads(task.predict(model, info, args))
-    assert found["drawing"] == str(tmp_path / "o.png") and found["instances"]
-    drawing = Image.open(tmp_path / "o.png")
+    (result,) = task.predict(model, info, [str(tmp_path / "scene.png")],
+                             task.PredictOptions(min_score=0.05))
+    found = json.loads(json.dumps(result.to_json()))
+    assert found["instances"]
+    drawing = result.render("out", image)
     assert drawing.width > drawing.height >= 384  # enlarged, with the legend beside it
     ink = image < 128
     assert any(obj["score"] > 0.3 for obj in found["instances"])

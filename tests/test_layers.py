@@ -20,16 +20,18 @@ FOLDERS = {"zoo": "zoo", "zoo_hardware": "hardware", "zoo_tasks": "tasks"}  # im
 LAYERS = (
     ("zoo", "zoo.errors"),  # the package itself imports nothing: its exports are lazy
     ("zoo.paths", "zoo.config"),
-    ("zoo_hardware", "zoo.io"),  # devices and numbers; weight files and digests
+    ("zoo_hardware", "zoo.io", "zoo.batching"),  # devices and numbers; weight files and
+    # digests; fixed-shape prediction batches
     ("zoo.task",),
     ("zoo.registry", "zoo.data", "zoo.models"),
-    ("zoo.harness", "zoo.hub"),  # side by side: neither imports the other
+    ("zoo.harness", "zoo.hub", "zoo.predictions"),  # side by side: none imports another
     ("zoo.restore",),
-    ("zoo.compress", "zoo.testing"),
+    ("zoo.predictor",),  # zoo.load: a restored model (or an export) as typed predictions
+    ("zoo.compress", "zoo.testing", "zoo.export", "zoo.serve"),  # zoo.serve: HTTP serving
     ("zoo.cli",),
 )
 # A task plugin may import zoo's libraries and the restore entry point, never what runs it.
-TASKS_MAY_NOT = ("zoo.harness", "zoo.compress", "zoo.testing", "zoo.cli")
+TASKS_MAY_NOT = ("zoo.harness", "zoo.compress", "zoo.testing", "zoo.serve", "zoo.cli")
 
 
 def modules(root: Path) -> dict[str, Path]:

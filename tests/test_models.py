@@ -7,7 +7,7 @@ import pytest
 from flax import nnx
 
 from zoo.errors import ZooError
-from zoo.models import ACTIVATIONS, CLASSIFIERS, create_classifier, get_activation
+from zoo.models import ACTIVATIONS, CLASSIFIERS, IMAGENET, create_classifier, get_activation
 from zoo.models.copies import Average, Frozen, retyped_copy, update_average
 from zoo.models.dcgan import Discriminator, Generator, Upsample
 from zoo.models.layers import max_pool_2x2
@@ -38,7 +38,10 @@ def test_max_pool_matches_reduce_window_forward_and_backward():
     np.testing.assert_allclose(jax.grad(lambda t: max_pool_2x2(t).sum())(x), jax.grad(ref)(x))
 
 
-@pytest.mark.parametrize("name", sorted(CLASSIFIERS))
+# The ImageNet families (seconds to minutes of CPU each to compile a gradient) run under
+# -m slow; their forward pass is checked against timm in tests/test_imagenet_models.py.
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in IMAGENET else n
+                                  for n in sorted(CLASSIFIERS)])
 @pytest.mark.parametrize("shape", [(28, 28, 1), (32, 32, 3)])
 def test_every_classifier_maps_images_to_logits_with_finite_gradients(name, shape):
     model = create_classifier(name, shape, 7, rngs=nnx.Rngs(0))

@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from zoo.data import draw
+from zoo.data.masks import read_mask
 from zoo.errors import ZooError
 from zoo_tasks.segmentation import SegmentationConfig, SegmentationTask, data
 from zoo_tasks.segmentation.metrics import SegmentationMetrics, confusion_matrix, scores
@@ -116,8 +117,9 @@ def test_masks_are_letterboxed_with_their_images(tmp_path):
         _pair(tmp_path, f"s{i}", _scene(i), mode="P" if i % 2 else "L")
     ds = data.load(_spec(tmp_path), None, image_size=24, num_classes=0)
     assert ds.info["classes"] == ["0", "1", "2", "3"] and ds.info["input_shape"] == [24, 24, 3]
-    images = np.concatenate([ds.splits[s]["image"] for s in ("train", "val", "test")])
-    labels = np.concatenate([ds.splits[s]["label"] for s in ("train", "val", "test")])
+    examples = [_examples(ds.splits[s]) for s in ("train", "val", "test")]
+    images = np.stack([e["image"] for split in examples for e in split])
+    labels = np.stack([e["label"] for split in examples for e in split])
     assert labels.dtype == np.uint8 and set(np.unique(labels)) == {0, 1, 2, 3, 255}
     padding = labels == 255  # 45x30 images fill 24x16 of the 24x24 square
     assert padding.sum() == len(labels) * 24 * 8 and (images[padding] == 0).all()
@@ -147,7 +149,7 @@ def test_ignore_index_survives_loading(tmp_path):
         labels[:2] = 255
         _pair(tmp_path, f"s{i}", labels)
     ds = data.load(_spec(tmp_path), None, image_size=30, num_classes=4)
-    labels = np.concatenate([ds.splits[s]["label"] for s in ("train", "val", "test")])
+    labels = np.stack([e["label"] for s in ("train", "val", "test") for e in _examples(ds.splits[s])])
     assert (labels == 255).any() and set(np.unique(labels)) <= {0, 1, 2, 3, 255}
 
 
@@ -169,7 +171,14 @@ def test_bad_masks_are_explained(tmp_path, problem, message):
     if problem == "missing":
         (tmp_path / "masks" / "s2.png").unlink()
     with pytest.raises(ZooError, match=message):
-        data.load(_spec(tmp_path), None, image_size=16, num_classes=3 if problem == "range" else 0)
+        ds = data.load(_spec(tmp_path), None, image_size=16,
+                       num_classes=3 if problem == "range" else 0)
+        for split in ds.splits.values():  # streamed: labels are checked as a mask is read
+            _examples(split)
+
+
+def _examples(source) -> list[dict]:
+    return [source[i] for i in range(len(source))]
 
 
 # -- end to end through the CLI --------------------------------------------------------------
@@ -203,7 +212,7 @@ def test_predict_writes_an_overlay_and_a_readable_mask(trained, tmp_path):
     assert str(tmp_path / "overlay.png") in result.stdout
     overlay = Image.open(tmp_path / "overlay.png")
     assert overlay.size == (64, 64) and overlay.mode == "RGB"
-    mask = data.read_mask(tmp_path / "mask.png", tmp_path / "scene.png")
+    mask = read_mask(tmp_path / "mask.png", tmp_path / "scene.png")
     assert mask.shape == (64, 64) and mask.max() <= 10
     assert ((mask > 0) == (image >= 128)).mean() > 0.9  # digits found where the ink is
 

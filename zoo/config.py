@@ -9,7 +9,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import types
 import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -25,30 +27,62 @@ class Range:
     """Inclusive bounds of a numeric field, attached with `Annotated[int, Range(1)]`.
 
     `validate` checks every such field of a config tree in one pass, so a value out of
-    range is one line naming the key, not a crash deep inside a run.
+    range is one line naming the key, not a crash deep inside a run. Command-line
+    options take the same bounds through `bounded`: this is the one place for them.
     """
 
     low: float | None = None
     high: float | None = None
     exclusive_low: bool = False  # `low` itself is out of range (a learning rate > 0)
+    exclusive_high: bool = False  # `high` itself is out of range (a dropout rate < 1)
 
     def describe(self) -> str:
-        above = f"> {self.low:g}" if self.exclusive_low else f">= {self.low:g}"
+        low, high = _number(self.low), _number(self.high)
         if self.high is None:
-            return above
+            return f"> {low}" if self.exclusive_low else f">= {low}"
         if self.low is None:
-            return f"<= {self.high:g}"
-        return f"in {'(' if self.exclusive_low else '['}{self.low:g}, {self.high:g}]"
+            return f"< {high}" if self.exclusive_high else f"<= {high}"
+        return (f"in {'(' if self.exclusive_low else '['}{low}, "
+                f"{high}{')' if self.exclusive_high else ']'}")
 
     def contains(self, value: float) -> bool:
+        if isinstance(value, float) and not math.isfinite(value):
+            return False
         above = self.low is None or value > self.low or (value == self.low and not self.exclusive_low)
-        return math.isfinite(value) and above and (self.high is None or value <= self.high)
+        below = self.high is None or value < self.high or (value == self.high and not self.exclusive_high)
+        return above and below
+
+
+def _number(value: float | None) -> str:
+    if value is None:
+        return ""
+    return str(value) if isinstance(value, int) else f"{value:g}"
+
+
+def bounded(kind: type, bound: Range):
+    """An argparse `type=` that parses `kind` and refuses values outside `bound`."""
+    import argparse
+
+    def parse(raw: str):
+        try:
+            value = kind(raw)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid {kind.__name__} value {raw!r}") from None
+        if not bound.contains(value):
+            raise argparse.ArgumentTypeError(f"{raw} is out of range: it must be {bound.describe()}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
 
 
 Positive = Annotated[int, Range(1)]
 NonNegative = Annotated[int, Range(0)]
 NonNegativeFloat = Annotated[float, Range(0)]
 PositiveFloat = Annotated[float, Range(0, exclusive_low=True)]
+Fraction = Annotated[float, Range(0, 1)]
+Rate = Annotated[float, Range(0, 1, exclusive_high=True)]  # a probability that must leave something
+Seed = Annotated[int, Range(0, 2**32 - 1)]  # jax.random.key and numpy take 32-bit seeds exactly
 
 
 @dataclass(frozen=True)
@@ -59,9 +93,10 @@ class OptimizerConfig:
     lr: PositiveFloat = 1e-3  # peak learning rate
     schedule: ScheduleName = "cosine"
     warmup_epochs: NonNegativeFloat = 0.0
-    momentum: Annotated[float, Range(0, 1)] = 0.9  # SGD momentum; Adam's b1 (GANs use 0.5)
+    momentum: Fraction = 0.9  # SGD momentum; Adam's b1 (GANs use 0.5)
     weight_decay: NonNegativeFloat = 0.0
     grad_clip_norm: NonNegativeFloat = 0.0  # 0 disables clipping
+    backbone_lr_scale: Annotated[float, Range(0, 1)] = 1.0  # lr multiplier of the model's `backbone` (0: frozen)
 
 
 @dataclass(frozen=True)
@@ -80,13 +115,15 @@ class TrainConfig:
     epochs: Positive = 10
     batch_size: Positive = 128  # global: the same on any number of devices
     eval_batch_size: Positive = 256
-    seed: NonNegative = 0
+    seed: Seed = 0
     log_every: Positive = 50  # steps between progress/TensorBoard updates
     max_examples: NonNegative = 0  # caps every split (0: all); smoke configs use it to keep tests quick
     dtype: DtypeName = "float32"  # compute dtype; parameters and optimizer state stay float32
     checkpoint_every_steps: NonNegative = 0  # also checkpoint every N steps mid-epoch (0: epoch ends only)
     on_nan: Literal["raise", "skip"] = "raise"  # a non-finite loss or update: stop, or drop that step
     max_bad_steps: Positive = 10  # on_nan=skip: stop after this many non-finite steps in a row
+    workers: Annotated[int, Range(-1)] = -1  # input worker processes for streamed data (-1: from the core count, 0: none)
+    on_bad_example: Literal["raise", "skip"] = "raise"  # an unreadable example: stop naming it, or leave it out
 
 
 @dataclass(frozen=True)
@@ -127,8 +164,15 @@ def from_dict(cls: type, data: dict[str, Any]) -> Any:
     return cls(**kwargs)
 
 
-def validate(config: Any, prefix: str = "") -> None:
-    """Checks every `Range`-annotated field of a config tree.
+def validate(config: Any, prefix: str = "", *,
+             fix: Callable[[str], str] = lambda key: f" (--set {key}=...)",
+             show: Callable[[str, Any], str] = lambda key, value: f"{key}={value}") -> None:
+    """Checks every field of a config tree: `Range` bounds (on tuple items too), and
+    that no float is NaN or infinite, bounded or not.
+
+    Args:
+      fix: how the user sets a key, for the end of the message.
+      show: how the message names a key and its value.
 
     Raises:
       ZooError: naming the first key whose value is out of range, and the range.
@@ -137,12 +181,55 @@ def validate(config: Any, prefix: str = "") -> None:
     for f in dataclasses.fields(config):
         value, key = getattr(config, f.name), prefix + f.name
         if dataclasses.is_dataclass(value):
-            validate(value, key + ".")
+            validate(value, key + ".", fix=fix, show=show)
             continue
-        for bound in getattr(hints[f.name], "__metadata__", ()):
-            if isinstance(bound, Range) and not bound.contains(value):
-                raise ZooError(f"{key}={value} is out of range: it must be {bound.describe()} "
-                               f"(--set {key}=...)")
+        annotation = hints[f.name]
+        if isinstance(value, tuple) and typing.get_origin(_base(annotation)) is tuple:
+            annotation = typing.get_args(_base(annotation))[0]
+        for item in value if isinstance(value, tuple) else (value,):
+            if item is not None:
+                _check_value(key, item, annotation, fix, show)
+
+
+def replace_fields(options: Any, values: Mapping[str, Any], *, command_line: bool) -> Any:
+    """A flat dataclass (a task's predict options) with `values` replaced and checked:
+    an unknown name is refused with the closest ones, strings from the command line
+    are converted to the field's type (`top_k` is the flag `--top-k`), ranges validated.
+
+    Raises:
+      ZooError: an unknown field, a value of the wrong type, or one out of range.
+    """
+    def name(key: str) -> str:
+        return "--" + key.replace("_", "-") if command_line else key
+
+    hints = typing.get_type_hints(type(options))
+    names = [f.name for f in dataclasses.fields(options)]
+    for key in values:
+        if key not in names:
+            raise unknown("option", name(key), [name(n) for n in names])
+    if command_line:
+        values = {k: parse_value(v, hints[k], name(k)) for k, v in values.items()}
+    options = dataclasses.replace(options, **values)
+    if command_line:  # "--top-k: 0 is out of range: ..."
+        validate(options, fix=lambda key: "", show=lambda key, value: f"{name(key)}: {value}")
+    else:
+        validate(options, fix=lambda key: f" ({key}=...)")
+    return options
+
+
+def _check_value(key: str, value: Any, annotation: Any, fix: Callable[[str], str],
+                 show: Callable[[str, Any], str]) -> None:
+    for bound in getattr(annotation, "__metadata__", ()):
+        if isinstance(bound, Range) and not bound.contains(value):
+            raise ZooError(f"{show(key, value)} is out of range: it must be "
+                           f"{bound.describe()}{fix(key)}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ZooError(f"{show(key, value)} is out of range: it must be a finite number{fix(key)}")
+
+
+def _base(annotation: Any) -> Any:
+    """`Annotated[T, ...]` -> T."""
+    return typing.get_args(annotation)[0] if typing.get_origin(annotation) is Annotated else annotation
 
 
 def fields_table(config: Any, prefix: str = "") -> list[tuple[str, str, str, str]]:
@@ -194,8 +281,19 @@ def _replace_path(config: Any, path: list[str], raw: str, full_key: str) -> Any:
 
 
 def parse_value(raw: str, annotation: Any, key: str) -> Any:
-    """Converts the string `raw` to `annotation` (bool, int, float, str, Literal, tuple)."""
+    """Converts the string `raw` to `annotation` (bool, int, float, str, Literal, tuple,
+    or one of them or None: "none" or an empty string gives None).
+
+    Args:
+      key: a config key (`optimizer.lr`, set with --set) or a flag (`--top-k`), for errors.
+    """
+    flag = key if key.startswith("-") else f"--set {key}"
     origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType) and type(None) in typing.get_args(annotation):
+        if raw.strip().lower() in ("", "none"):
+            return None
+        (inner,) = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return parse_value(raw, inner, key)
     if origin is Literal:
         choices = typing.get_args(annotation)
         if raw not in choices:
@@ -211,18 +309,22 @@ def parse_value(raw: str, annotation: Any, key: str) -> Any:
             return True
         if lowered in ("0", "false", "no", "off"):
             return False
-        raise ZooError(f"--set {key}={raw}: expected true or false")
+        raise ZooError(f"{flag}={raw}: expected true or false")
     if annotation in (int, float, str):
         try:
             value = annotation(raw)
         except ValueError:
-            raise ZooError(f"--set {key}={raw}: expected {annotation.__name__}, "
-                           f"e.g. --set {key}={annotation(1)}") from None
+            raise ZooError(f"{flag}={raw}: expected {annotation.__name__}, "
+                           f"e.g. {flag}={annotation(1)}") from None
         return value
-    raise ZooError(f"--set {key}: fields of type {annotation} cannot be set from the command line")
+    raise ZooError(f"{flag}: fields of type {annotation} cannot be set from the command line")
 
 
 def _type_name(annotation: Any) -> str:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in typing.get_args(annotation))
+    if annotation is type(None):
+        return "None"
     if typing.get_origin(annotation) is Annotated:
         base, *extras = typing.get_args(annotation)
         return " ".join([_type_name(base), *(e.describe() for e in extras if isinstance(e, Range))])

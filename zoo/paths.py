@@ -5,6 +5,8 @@ from pathlib import Path
 
 import platformdirs
 
+from zoo.errors import ZooError
+
 
 def zoo_home() -> Path:
     """The root of zoo's cache (data sets, hub weights, compiled programs)."""
@@ -13,7 +15,15 @@ def zoo_home() -> Path:
 
 
 def cache_dir(*parts: str) -> Path:
-    """A sub-directory of `zoo_home()`, created on first use."""
+    """A sub-directory of `zoo_home()`, created on first use.
+
+    Raises:
+      ZooError: it cannot be created (a file in the way, no permission).
+    """
     path = zoo_home().joinpath(*parts)
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ZooError(f"cannot create zoo's cache folder {path} ({e.strerror or e}); set "
+                       f"ZOO_HOME to a writable folder") from None
     return path

@@ -52,9 +52,8 @@ class _Entry:
         if self.task_cls is None:
             try:
                 loaded = self.entry_point.load()
-            except Exception as e:  # a broken plugin must not look like a zoo bug
-                raise ZooError(f"task plugin {self.source} failed to import: "
-                               f"{type(e).__name__}: {e}") from e
+            except (Exception, SystemExit) as e:  # a broken plugin must not look like a zoo bug
+                raise ZooError(f"task plugin {self.source} failed to import: {failure(e)}") from e
             self.task_cls = _check_task_class(loaded, self.source)
         return self.task_cls
 
@@ -123,9 +122,38 @@ def load_plugin_file(path: str | Path) -> None:
     except ZooError:
         del sys.modules[module_name]
         raise
-    except Exception as e:
+    except (Exception, SystemExit) as e:
         del sys.modules[module_name]
-        raise ZooError(f"--plugin {path} failed to import: {type(e).__name__}: {e}") from e
+        raise ZooError(f"--plugin {path} failed to import: {failure(e)}") from e
+
+
+@contextlib.contextmanager
+def plugin_code(task: Task, method: str) -> Iterator[None]:
+    """Runs a task's own method: its failure becomes one line naming the task and method.
+
+    A plugin's bug, or its `sys.exit`, must not look like zoo's (`--debug` shows the
+    traceback).
+    """
+    try:
+        yield
+    except ZooError:
+        raise
+    except (Exception, SystemExit) as e:
+        raise ZooError(f"task {task.name!r} failed in {method}: {failure(e)} "
+                       f"(its code: {_source_of(type(task))}; --debug shows the traceback)") from e
+
+
+def failure(error: BaseException) -> str:
+    """An exception in one line: its type and the first line of its message."""
+    if isinstance(error, SystemExit):
+        return f"it called sys.exit({error.code!r})"
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+
+
+def _source_of(task_cls: type) -> str:
+    plugin = plugin_of(task_cls)
+    return plugin.get("file") or plugin.get("distribution") or plugin["module"]
 
 
 def get_task(name: str) -> type[Task]:

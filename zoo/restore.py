@@ -15,23 +15,25 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flax import nnx
 
 from zoo.config import from_dict
 from zoo.errors import ZooError
-from zoo.harness.checkpoints import model_weights
 from zoo.harness.model_setup import ModelSetup
 from zoo.harness.steps import inference_view
-from zoo.harness.trainer import Session, evaluate, open_session
 from zoo.harness.workdir import CHECKPOINT, require_run
-from zoo.hub import pretrained
+from zoo.hub import card_data, pretrained
 from zoo.hub.card import Card
 from zoo.io.weights import by_path
 from zoo.registry import get_task
-from zoo.task import Task
+from zoo.task import Dataset, Task
 from zoo_hardware import compression, distributed, quantization
+
+if TYPE_CHECKING:  # orbax and grain load only where a checkpoint or data set is read:
+    # `zoo predict --pretrained` starts faster without them
+    from zoo.harness.trainer import Session
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,15 +68,21 @@ class Restored:
         """The model with its weights, ready for prediction."""
         return inference_view(self.model())
 
-    def session(self, *, device: str = "auto", mesh: str | None = None) -> Session:
-        """An evaluation session of the model on freshly loaded data, placed on `mesh`
-        (whatever mesh the weights were saved from)."""
-        return open_session(self.task, device=device, mesh=mesh, training=False, setup=self.setup)
+    def session(self, *, device: str = "auto", mesh: str | None = None,
+                data: Dataset | None = None) -> Session:
+        """An evaluation session of the model on `data` (default: freshly loaded), placed
+        on `mesh` (whatever mesh the weights were saved from)."""
+        from zoo.harness.trainer import open_session
 
-    def evaluate(self, split: str = "test", *, device: str = "auto",
-                 mesh: str | None = None) -> dict[str, Any]:
-        """The task's metrics of the model on `split`."""
-        return evaluate(self.session(device=device, mesh=mesh), split)
+        return open_session(self.task, device=device, mesh=mesh, training=False, setup=self.setup,
+                            data=data)
+
+    def evaluate(self, split: str = "test", *, device: str = "auto", mesh: str | None = None,
+                 data: Dataset | None = None) -> dict[str, Any]:
+        """The task's metrics of the model on `split` of `data` (default: the task's)."""
+        from zoo.harness.trainer import evaluate
+
+        return evaluate(self.session(device=device, mesh=mesh, data=data), split)
 
 
 def from_workdir(workdir: str | Path, task_name: str | None = None) -> Restored:
@@ -106,6 +114,18 @@ def from_hub(task_name: str, spec: str = "", *, model: str | None = None,
                     {"versions": card.versions, "plugin": card.plugin}, card=card)
 
 
+def hub_data(task_name: str, spec: str = "", data: str | None = None) -> Dataset:
+    """What the published weight `--pretrained SPEC` is evaluated on: its card's data set,
+    or with `data` the user's copy of it (`zoo.hub.card_data`: every example, labelled
+    with the card's classes). Loaded before the weights are downloaded, so a data set zoo
+    cannot fetch (ImageNet) is named first.
+    """
+    _, card = pretrained.find(task_name, spec)
+    task = _task(task_name, card.config if data is None else {**card.config, "data": data})
+    with distributed.primary_first("load data"):
+        return task.load_data() if data is None else card_data.evaluation_data(task, card)
+
+
 def restore(source: str | Path, *, allow_unverified: bool = False) -> Restored:
     """The model `source` names: a workdir path, or a hub weight `TASK/MODEL[:TAG]`."""
     path = Path(source).expanduser()
@@ -133,6 +153,8 @@ def _task(name: str, config: Mapping[str, Any]) -> Task:
 
 
 def _checkpoint(workdir: Path, stored: Mapping[str, Any]) -> ModelSetup:
+    from zoo.harness.checkpoints import model_weights
+
     del stored
     return ModelSetup(weights=model_weights(workdir))
 

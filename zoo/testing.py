@@ -16,8 +16,10 @@ what broke.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import json
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import jax
 import numpy as np
@@ -26,12 +28,14 @@ from flax import nnx
 from zoo import registry
 from zoo.data import loader
 from zoo.harness.checkpoints import LATEST, CheckpointStore
+from zoo.harness.steps import inference_view, merge_train_state
 from zoo.harness.trainer import Session, evaluate, open_session
+from zoo.predictions import Result
 from zoo.task import Task
 from zoo_hardware import placement
 
-__all__ = ["check_checkpoint_round_trip", "check_evaluate", "check_task", "check_train_steps",
-           "registered", "smoke_session"]
+__all__ = ["check_checkpoint_round_trip", "check_evaluate", "check_predict", "check_predictions",
+           "check_task", "check_train_steps", "registered", "smoke_session"]
 
 
 @contextlib.contextmanager
@@ -102,12 +106,37 @@ def check_checkpoint_round_trip(session: Session, directory: str | Path) -> None
     _expect(all(jax.tree.leaves(same)), "a restored checkpoint differs from the saved state")
 
 
+def check_predict(session: Session) -> None:
+    """A task with a predict (`prepare`) returns one typed, JSON-able result per input,
+    the same for an input alone as inside a padded batch of several."""
+    model = inference_view(merge_train_state(session.graphdef, session.state)[0])
+    check_predictions(session.task, model, session.data.info)
+
+
+def check_predictions(task: Task, model: nnx.Module, info: Mapping[str, Any]) -> None:
+    """`check_predict` for a model in hand (a trained or restored one, in inference mode)."""
+    if type(task).prepare is Task.prepare:
+        return
+    example = task.example_input(info)
+    alone = task.predict(model, info, example[:1])
+    several = task.predict(model, info, example[:1] * 3)
+    _expect(len(alone) == 1 and len(several) == 3,
+            f"predict gave {len(alone)} and {len(several)} results for 1 and 3 inputs")
+    expected = task.Result or Result
+    _expect(all(isinstance(r, expected) for r in alone + several),
+            f"predict returned {type(alone[0]).__name__}, not {expected.__name__}")
+    answers = [json.dumps(r.to_json(), sort_keys=True) for r in alone + several]
+    _expect(len(set(answers)) == 1, "an input's result changes with the batch around it "
+                                    "(predict's padding leaks into real rows)")
+
+
 def check_task(task: str | type[Task], directory: str | Path) -> None:
     """Every check above on one smoke session; checkpoints go to `directory`."""
     session = smoke_session(task)
     check_train_steps(session)
     check_evaluate(session)
     check_checkpoint_round_trip(session, directory)
+    check_predict(session)
 
 
 def _expect(condition: bool, message: str) -> None:

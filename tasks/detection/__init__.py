@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 from flax import nnx
 
-from zoo.config import EarlyStoppingConfig, OptimizerConfig, TaskConfig, TrainConfig
-from zoo.data.draw import draw_boxes
-from zoo.data.images import letterboxed_input, output_paths, to_unit_range, unletterbox
+from zoo.batching import Prepared
+from zoo.config import EarlyStoppingConfig, OptimizerConfig, Range, TaskConfig, TrainConfig
+from zoo.data.images import Preprocess, letterboxed_inputs, unletterbox
 from zoo.data.scenes import SceneConfig
-from zoo.models import BackboneConfig, CenterNet, centernet
-from zoo.task import Batch, Dataset, Task
+from zoo.models import BackboneConfig, CenterNet, box_heads, centernet, create_backbone
+from zoo.models.centernet import DecodedSteps
+from zoo.predictions import Detections
+from zoo.task import Batch, Dataset, PredictOptions, Task
 from zoo_tasks.detection import data
 from zoo_tasks.detection.metrics import DetectionMetrics
 
@@ -26,8 +26,9 @@ from zoo_tasks.detection.metrics import DetectionMetrics
 class DetectionConfig(TaskConfig):
     model: str = "centernet"
     data: str = "scenes"  # scenes | coco:ANN.json:IMAGES/
-    backbone: BackboneConfig = BackboneConfig()
-    level: int = 1  # heads run at backbone stage `level`: stride stem_stride * 2**level
+    backbone: BackboneConfig = BackboneConfig()  # an ImageNet one adds an FPN neck
+    preprocess: Preprocess = Preprocess()  # mean/std of a pretrained backbone
+    level: int = 1  # heads run at backbone stage `level` (stride stem_stride * 2**level; FPN: 4 * 2**level)
     head_width: int = 64  # channels of the shared head convolution
     image_size: int = 128  # coco: images are letterboxed to this square side
     max_detections: int = 32  # detections kept per image (top heatmap peaks)
@@ -47,36 +48,42 @@ class DetectionConfig(TaskConfig):
                                    backbone=BackboneConfig(width=8, stages=2))
 
 
-class DetectionTask(Task):
+@dataclass(frozen=True)
+class DetectionOptions(PredictOptions):
+    min_score: Annotated[float, Range(0, 1)] = 0.3  # report detections scoring at least this
+
+
+class DetectionTask(DecodedSteps, Task):
     """Finds and classifies every object; reports test COCO `map`, `map50`, per-class AP."""
 
     name = "detection"
-    description = "object detection (CenterNet on the ResNet backbone) of digit scenes or COCO data"
+    description = ("object detection (CenterNet on the small ResNet, or an ImageNet backbone "
+                   "with an FPN) of digit scenes or COCO data")
     Config = DetectionConfig
     models = ("centernet",)
     datasets = data.DATASETS
     metric = "map"
     metric_mode = "max"
+    PredictOptions = DetectionOptions
+    Result = Detections
 
     def load_data(self) -> Dataset:
         return data.load(self.config.data, self.config.scenes, self.config.image_size)
 
     def build_model(self, info: Mapping[str, Any], rngs: nnx.Rngs) -> nnx.Module:
         cfg = self.config
-        return CenterNet(info["input_shape"][-1], len(info["classes"]), level=cfg.level,
-                         head_width=cfg.head_width, **cfg.backbone.kwargs(), rngs=rngs)
-
-    def loss(self, model, batch, rng):
-        del rng
-        return self._loss(model, batch)[:2]
-
-    def eval_step(self, model, batch):
-        total, _, outputs = self._loss(model, batch, batch["mask"])
-        count = batch["mask"].sum()
-        return {"loss": total * count, "count": count, **self._decode(model, outputs)}
+        heads = box_heads(len(info["classes"]))
+        if cfg.backbone.name == "resnet":
+            return CenterNet(info["input_shape"][-1], heads, level=cfg.level,
+                             head_width=cfg.head_width, **cfg.backbone.kwargs(), rngs=rngs)
+        backbone = create_backbone(cfg.backbone.name, info["input_shape"],
+                                   dtype=self.compute_dtype, rngs=rngs)
+        return CenterNet(info["input_shape"][-1], heads, level=cfg.level,
+                         head_width=cfg.head_width, backbone=backbone,
+                         fpn_width=cfg.backbone.fpn_width, rngs=rngs)
 
     def _loss(self, model, batch: Batch, image_weights=None):
-        outputs = model(to_unit_range(batch["image"]))
+        outputs = model(self.config.preprocess.normalize(batch["image"]))
         targets = centernet.encode(batch["boxes"], batch["classes"], batch["box_valid"],
                                    grid=outputs["heatmap"].shape[1:3], stride=model.stride,
                                    num_classes=outputs["heatmap"].shape[-1])
@@ -93,33 +100,20 @@ class DetectionTask(Task):
     def new_metrics(self, info: Mapping[str, Any]) -> DetectionMetrics:
         return DetectionMetrics(len(info["classes"]))
 
-    @classmethod
-    def add_predict_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("inputs", nargs="+", metavar="IMAGE",
-                            help="image files (any size or mode)")
-        parser.add_argument("--out",
-                            help="PNG with the boxes drawn (a directory for several images)")
-        parser.add_argument("--min-score", type=float, default=0.3,
-                            help="print and draw detections scoring at least this (default 0.3)")
+    def prepare(self, info, inputs, options) -> list[Prepared]:
+        return letterboxed_inputs(inputs, info)
 
-    def predict(self, model, info, args) -> str:
-        size, _, c = info["input_shape"]
-        drawings = output_paths(args.inputs, args.out, "-boxes.png") if args.out else None
-        results = []
-        for i, path in enumerate(args.inputs):
-            image, batch, scale, offset = letterboxed_input(path, size, c,
-                                                            info.get("dark_background", False))
-            found = {k: np.asarray(v[0]) for k, v in self._decode(model, model(batch)).items()}
-            keep = found["scores"] >= args.min_score
-            boxes = unletterbox(found["boxes"][keep], scale, offset)
-            boxes = np.clip(boxes, 0, np.tile([image.shape[1], image.shape[0]], 2))
-            names = [info["classes"][k] for k in found["classes"][keep]]
-            scores = found["scores"][keep]
-            results.append({"image": str(path), "detections": [
-                {"label": n, "score": round(float(s), 4), "box": [round(float(v), 1) for v in b]}
-                for n, s, b in zip(names, scores, boxes)]})
-            if drawings:
-                captions = [f"{n} {s:.2f}" for n, s in zip(names, scores)]
-                draw_boxes(image, boxes, found["classes"][keep], captions).save(drawings[i])
-                results[-1]["drawing"] = str(drawings[i])
-        return json.dumps(results, indent=2)
+    def forward(self, model, info, batch):
+        return model(self.config.preprocess.normalize(batch["image"]))
+
+    def infer(self, model, info, batch, options):
+        outputs = self.forward(model, info, batch)
+        return {**outputs, **self._decode(model, outputs)}
+
+    def to_result(self, info, outputs, prepared, options) -> Detections:
+        (h, w), scale, offset = prepared.context
+        keep = outputs["scores"] >= options.min_score
+        boxes = unletterbox(outputs["boxes"][keep], scale, offset)
+        return Detections(np.clip(boxes, 0, np.array([w, h, w, h], np.float32)),
+                          outputs["scores"][keep], outputs["classes"][keep],
+                          tuple(info["classes"]))

@@ -8,7 +8,6 @@ by a judge: a trained LeNet classifier, by default the published
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,13 +20,16 @@ import numpy as np
 import optax
 from flax import nnx
 
+from zoo.batching import Prepared
 from zoo.config import (EarlyStoppingConfig, NonNegative, OptimizerConfig, Positive, Range,
                         TaskConfig, TrainConfig)
 from zoo.data.image_sets import IMAGE_SETS, load_image_set
 from zoo.data.images import to_unit_range
+from zoo.data.sources import with_arrays
 from zoo.errors import ZooError
 from zoo.models.copies import update_average
-from zoo.task import Batch, Dataset, Task
+from zoo.predictions import GeneratedImage
+from zoo.task import Batch, Dataset, PredictOptions, Task
 from zoo_tasks.gan import judge, steps
 from zoo_tasks.gan.grid import save_grid
 from zoo_tasks.gan.model import GAN
@@ -60,6 +62,13 @@ class GanConfig(TaskConfig):
         return dataclasses.replace(base, latent_dim=16, width=8)
 
 
+@dataclass(frozen=True)
+class GanOptions(PredictOptions):
+    count: Positive = 64  # images to generate when no labels are given
+    label: int | None = None  # class to generate (cdcgan only; default: every class in turn)
+    seed: NonNegative = 0  # noise seed
+
+
 class GanTask(Task):
     """Generates images; reports the Frechet distance to real ones in a judge's features."""
 
@@ -70,6 +79,9 @@ class GanTask(Task):
     datasets = {k: v for k, v in IMAGE_SETS.items() if k != "digits"}
     metric = "fd"
     metric_mode = "min"
+    PredictOptions = GanOptions
+    Result = GeneratedImage
+    inputs = ""  # images are asked for by options (count, label, seed) or by labels in Python
 
     @property
     def conditional(self) -> bool:
@@ -85,7 +97,7 @@ class GanTask(Task):
         rng = np.random.default_rng(EVAL_NOISE_SEED)
         for split in ("val", "test"):  # one fixed sample per real image, of its class
             noise = rng.standard_normal((dataset.size(split), cfg.latent_dim))
-            dataset.splits[split]["z"] = noise.astype(np.float32)
+            dataset.splits[split] = with_arrays(dataset.splits[split], z=noise.astype(np.float32))
         return dataset
 
     def build_model(self, info: Mapping[str, Any], rngs: nnx.Rngs) -> nnx.Module:
@@ -110,7 +122,7 @@ class GanTask(Task):
         k_d, k_g = jax.random.split(rng)
         shape = (real.shape[0], model.latent_dim)
         out = steps.discriminator_step(model, optimizer["d"], real, labels,
-                                       jax.random.normal(k_d, shape))
+                                       jax.random.normal(k_d, shape), batch)
         out |= steps.generator_step(model, optimizer["g"], labels, jax.random.normal(k_g, shape))
         t = optimizer["g"].step[...].astype(jnp.float32)  # warm-up: early weights fade fast
         update_average(model.average, model.generator,
@@ -138,43 +150,65 @@ class GanTask(Task):
                      epoch: int) -> None:
         """Writes `samples/epoch_NNN.png` from fixed noise (one column per class if conditional)."""
         n = GRID_ROWS * (len(info["classes"]) if self.conditional else GRID_ROWS)
-        z, labels, columns = self._inputs(model, info, n, None, GRID_SEED)
+        z, labels, columns = self._inputs(model, info, n, GRID_SEED)
         save_grid(np.asarray(model.sample(z, labels)), workdir / "samples" / f"epoch_{epoch:03d}.png",
                   columns)
 
-    # -- zoo predict ---------------------------------------------------------------------
+    # -- predict -----------------------------------------------------------------------
 
-    @classmethod
-    def add_predict_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--n", type=int, default=64, help="number of images to generate")
-        parser.add_argument("--label", type=int, help="class index to generate (cdcgan only; "
-                                                      "default: every class in turn)")
-        parser.add_argument("--out", type=Path, default=Path("samples.png"), help="PNG to write")
-        parser.add_argument("--seed", type=int, default=0, help="noise seed")
+    def prepare(self, info, inputs, options) -> list[Prepared]:
+        """One noise vector per image asked for: by class (`inputs` or `options.label`),
+        or `options.count` images, every class in turn for a conditional model."""
+        if inputs:
+            labels = [self._label(info, x) for x in inputs]
+        elif options.label is not None:
+            labels = [self._label(info, options.label)] * options.count
+        elif self.conditional:
+            labels = [i % len(info["classes"]) for i in range(options.count)]
+        else:
+            labels = [None] * options.count
+        key = jax.random.key(options.seed)  # image i's noise: of (seed, i), whatever the count
+        z = np.asarray(jax.vmap(lambda i: jax.random.normal(
+            jax.random.fold_in(key, i), (self.config.latent_dim,)))(np.arange(len(labels))))
+        return [Prepared({"z": noise, "label": np.int32(label or 0)}, label)
+                for noise, label in zip(z, labels)]
 
-    def predict(self, model: GAN, info: Mapping[str, Any], args: argparse.Namespace) -> str:
-        if args.n < 1:
-            raise ZooError(f"--n {args.n}: generate at least one image")
-        z, labels, columns = self._inputs(model, info, args.n, args.label, args.seed)
-        images = model.sample(z, labels)
-        save_grid(np.asarray(images), args.out, columns)
-        message = f"wrote {args.n} generated images to {args.out}"
-        if self.conditional:
-            agree = int(jnp.sum(jnp.argmax(model.judge(images), -1) == labels))
-            message += f" (the judge sees the requested class in {agree}/{args.n})"
-        return message
+    def example_input(self, info) -> list[int | None]:
+        return [0 if self.conditional else None]
 
-    def _inputs(self, model: GAN, info: Mapping[str, Any], n: int, label: int | None,
-                seed: int) -> tuple[jax.Array, jax.Array, int]:
-        """Noise, labels and grid columns: one class per column unless `label` is given."""
-        classes = len(info["classes"])
-        if label is not None and not self.conditional:
-            raise ZooError(f"--label needs a class-conditional model; this run trained "
+    def forward(self, model, info, batch):
+        return {"images": model.sample(batch["z"], batch["label"])}
+
+    def infer(self, model, info, batch, options):
+        images = self.forward(model, info, batch)["images"]
+        return {"images": images, "judged": jnp.argmax(model.judge(images), -1)}
+
+    def to_result(self, info, outputs, prepared, options) -> GeneratedImage:
+        image = np.clip(np.round(outputs["images"] * 255.0), 0, 255).astype(np.uint8)
+        label = prepared.context
+        classes = info["classes"]
+        return GeneratedImage(image, None if label is None else classes[label],
+                              classes[int(outputs["judged"])])
+
+    def _label(self, info: Mapping[str, Any], label: Any) -> int | None:
+        """A requested class (index or name) as an index; None for an unconditional model."""
+        classes = info["classes"]
+        if label is None and not self.conditional:
+            return None
+        if not self.conditional:
+            raise ZooError(f"a label needs a class-conditional model; this run trained "
                            f"{self.config.model!r} (train one with --model cdcgan)")
-        if label is not None and not 0 <= label < classes:
-            raise ZooError(f"--label {label}: choose a class index from 0 to {classes - 1}")
+        if isinstance(label, str) and label in classes:
+            return classes.index(label)
+        if isinstance(label, (int, np.integer)) and 0 <= label < len(classes):
+            return int(label)
+        raise ZooError(f"label {label!r}: choose a class index from 0 to {len(classes) - 1} "
+                       f"(or a class name: {', '.join(classes)})")
+
+    def _inputs(self, model: GAN, info: Mapping[str, Any], n: int,
+                seed: int) -> tuple[jax.Array, jax.Array, int]:
+        """Noise, labels and grid columns: one class per column if conditional."""
+        classes = len(info["classes"])
         z = jax.random.normal(jax.random.key(seed), (n, model.latent_dim))
-        if label is not None:
-            return z, jnp.full((n,), label, jnp.int32), 0
         labels = jnp.arange(n, dtype=jnp.int32) % classes
         return z, labels, classes if self.conditional else 0

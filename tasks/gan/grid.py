@@ -1,27 +1,15 @@
-"""A grid of generated images as one PNG."""
+"""A grid of generated images as one PNG (the per-epoch samples)."""
 
 from __future__ import annotations
 
-import math
-import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+
+from zoo.predictions import grid, save_png
 
 
-def save_grid(images: np.ndarray, path: Path, columns: int = 0, gap: int = 2) -> None:
+def save_grid(images: np.ndarray, path: Path, columns: int = 0) -> None:
     """Tiles NHWC images in [0, 1] row by row (`columns` 0: a square) and writes a PNG."""
-    images = np.clip(np.asarray(images, np.float32) * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    n, h, w, c = images.shape
-    columns = columns or math.ceil(math.sqrt(n))
-    rows = math.ceil(n / columns)
-    grid = np.zeros((rows * (h + gap) + gap, columns * (w + gap) + gap, c), np.uint8)
-    for i, image in enumerate(images):
-        top, left = gap + (i // columns) * (h + gap), gap + (i % columns) * (w + gap)
-        grid[top:top + h, left:left + w] = image
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    Image.fromarray(grid[..., 0] if c == 1 else grid).save(tmp)
-    os.replace(tmp, path)  # a viewer never sees half a file
+    pixels = np.clip(np.asarray(images, np.float32) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    save_png(grid(list(pixels), columns), path)

@@ -12,12 +12,16 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from zoo.task import Batch, row_mean
 from zoo_tasks.gan.model import GAN
 
 
-def discriminator_loss(real_logits: jax.Array, fake_logits: jax.Array) -> jax.Array:
-    """-log D(x) - log(1 - D(G(z))): low when real images score high and samples low."""
-    return jnp.mean(jax.nn.softplus(-real_logits)) + jnp.mean(jax.nn.softplus(fake_logits))
+def discriminator_loss(real_logits: jax.Array, fake_logits: jax.Array,
+                       batch: Batch | None = None) -> jax.Array:
+    """-log D(x) - log(1 - D(G(z))): low when real images score high and samples low.
+    Real rows that `batch`'s "mask" leaves out (padding, unreadable images) do not count."""
+    return row_mean(jax.nn.softplus(-real_logits), batch or {}) + \
+        jnp.mean(jax.nn.softplus(fake_logits))
 
 
 def generator_loss(fake_logits: jax.Array) -> jax.Array:
@@ -26,13 +30,15 @@ def generator_loss(fake_logits: jax.Array) -> jax.Array:
 
 
 def discriminator_step(model: GAN, optimizer: nnx.Optimizer, real: jax.Array,
-                       labels: jax.Array, z: jax.Array) -> dict[str, jax.Array]:
-    """One update of the discriminator on real images and fresh samples from noise `z`."""
+                       labels: jax.Array, z: jax.Array,
+                       batch: Batch | None = None) -> dict[str, jax.Array]:
+    """One update of the discriminator on real images and fresh samples from noise `z`
+    (`batch`: the training batch, whose "mask", if any, says which real rows count)."""
     fake = jax.lax.stop_gradient(model.generator(z, labels))
 
     def loss_fn(discriminator):
         real_logits, fake_logits = discriminator(real, labels), discriminator(fake, labels)
-        return discriminator_loss(real_logits, fake_logits), (real_logits, fake_logits)
+        return discriminator_loss(real_logits, fake_logits, batch), (real_logits, fake_logits)
 
     (loss, (real_logits, fake_logits)), grads = nnx.value_and_grad(loss_fn, has_aux=True)(
         model.discriminator)

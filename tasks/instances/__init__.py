@@ -3,9 +3,7 @@ backbone; one box, class and pixel mask per object, scored by COCO mask and box 
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -15,13 +13,14 @@ from flax import nnx
 
 from zoo.config import (EarlyStoppingConfig, NonNegativeFloat, OptimizerConfig, Positive, Range,
                         TaskConfig, TrainConfig)
-from zoo.data.images import output_paths, to_unit_range
+from zoo.batching import Prepared
+from zoo.data.images import letterboxed_inputs, to_unit_range
 from zoo.data.instance_scenes import InstanceSceneConfig
 from zoo.models import BackboneConfig, CondInst
-from zoo.task import Batch, Dataset, Task
+from zoo.task import Batch, Dataset, PredictOptions, Task
 from zoo_tasks.instances import data, masks
 from zoo_tasks.instances.metrics import InstanceMetrics
-from zoo_tasks.instances.predict import InstancePrediction, predict_file
+from zoo_tasks.instances.predict import InstancePrediction, to_prediction
 
 __all__ = ["InstancePrediction", "InstancesConfig", "InstancesTask"]
 
@@ -55,6 +54,11 @@ class InstancesConfig(TaskConfig):
                                    backbone=BackboneConfig(width=8, stages=2))
 
 
+@dataclass(frozen=True)
+class InstancesOptions(PredictOptions):
+    min_score: Annotated[float, Range(0, 1)] = 0.3  # report objects scoring at least this
+
+
 class InstancesTask(Task):
     """Finds every object with its own mask; reports test COCO `mask_ap`, `mask_ap50`,
     `box_ap`, `box_ap50` and per-class AP."""
@@ -67,6 +71,8 @@ class InstancesTask(Task):
     datasets = data.DATASETS
     metric = "mask_ap"
     metric_mode = "max"
+    PredictOptions = InstancesOptions
+    Result = InstancePrediction
 
     def load_data(self) -> Dataset:
         return data.load(self.config.data, self.config.scenes, self.config.image_size)
@@ -80,7 +86,7 @@ class InstancesTask(Task):
 
     def loss(self, model, batch, rng):
         del rng
-        return self._loss(model, batch)[:2]
+        return self._loss(model, batch, batch.get("mask"))[:2]  # a mask leaves rows out
 
     def eval_step(self, model, batch):
         total, _, outputs = self._loss(model, batch, batch["mask"])
@@ -105,24 +111,15 @@ class InstancesTask(Task):
     def new_metrics(self, info: Mapping[str, Any]) -> InstanceMetrics:
         return InstanceMetrics(len(info["classes"]))
 
-    @classmethod
-    def add_predict_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("inputs", nargs="+", metavar="IMAGE",
-                            help="image files (any size or mode)")
-        parser.add_argument("--out", help="PNG with every object in its own colour and a "
-                                          "legend of class and score (a directory for several "
-                                          "images)")
-        parser.add_argument("--min-score", type=float, default=0.3,
-                            help="print and draw objects scoring at least this (default 0.3)")
+    def prepare(self, info, inputs, options) -> list[Prepared]:
+        return letterboxed_inputs(inputs, info)
 
-    def predict(self, model, info, args) -> str:
-        drawings = output_paths(args.inputs, args.out, "-instances.png") if args.out else None
-        results = []
-        for i, path in enumerate(args.inputs):
-            pixels, found = predict_file(path, lambda x: self._decode(model, model(x)), info,
-                                         min_score=args.min_score)
-            results.append(found.to_json())
-            if drawings:
-                found.drawing(pixels).save(drawings[i])
-                results[-1]["drawing"] = str(drawings[i])
-        return json.dumps(results, indent=2)
+    def forward(self, model, info, batch):
+        return model(to_unit_range(batch["image"]))
+
+    def infer(self, model, info, batch, options):
+        return self._decode(model, self.forward(model, info, batch))
+
+    def to_result(self, info, outputs, prepared, options) -> InstancePrediction:
+        return to_prediction(outputs, prepared.context, info["classes"],
+                             min_score=options.min_score)

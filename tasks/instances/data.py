@@ -1,9 +1,12 @@
 """Data sets for instance segmentation: touching digit scenes, or COCO json plus images.
 
-Every split holds "image" uint8 (N, S, S, C), "instances" uint8 (N, S, S) (0 background,
-j + 1 where object j is), "boxes" float32 (N, M, 4) pixel (x0, y0, x1, y1), "classes"
-int32 (N, M) and "box_valid" bool (N, M), padded to the largest object count M.
+Every example holds "image" uint8 (S, S, C), "instances" uint8 (S, S) (0 background,
+j + 1 where object j is), "boxes" float32 (M, 4) pixel (x0, y0, x1, y1), "classes"
+int32 (M,) and "box_valid" bool (M,), padded to the largest object count M. The scenes
+are arrays in memory; COCO images and masks are decoded when a batch needs them.
 """
+
+import numpy as np
 
 from zoo.data import coco, instance_scenes, scenes
 from zoo.data.images import image_info
@@ -14,7 +17,7 @@ DATASETS = {
     "scenes": "digits from the embedded MNIST sample touching and overlapping, often of the "
               "same class, one mask per digit (offline; the default)",
     "coco:ANN.json:IMAGES/": "your COCO-format annotations (polygon or RLE segmentations) and "
-                             "image folder, letterboxed to image_size",
+                             "image folder, letterboxed to image_size; streamed",
 }
 FIELDS = ("image", "instances", "boxes", "classes", "box_valid")
 
@@ -27,6 +30,6 @@ def load(spec: str, scene_cfg: instance_scenes.InstanceSceneConfig, image_size: 
     if spec.startswith("coco:"):
         names, data = coco.load_splits(spec, image_size, masks=True)
         # Photos are never inverted at predict time, whatever their mean brightness.
-        return Dataset(data, image_info(names, data["train"]["image"], spec,
+        return Dataset(data, image_info(names, np.zeros((0, image_size, image_size, 3)), spec,
                                         dark_background=False))
     raise unknown("data set", spec, DATASETS)

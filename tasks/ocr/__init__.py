@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import editdistance
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from zoo.config import EarlyStoppingConfig, OptimizerConfig, TaskConfig, TrainConfig
-from zoo.data.images import load_image, to_unit_range
+from zoo.batching import Prepared
+from zoo.config import EarlyStoppingConfig, OptimizerConfig, Positive, TaskConfig, TrainConfig
+from zoo.data.images import as_image, to_unit_range
 from zoo.errors import ZooError
 from zoo.models.crnn import CRNN
 from zoo.models.ctc import ctc_beam_search, ctc_greedy, ctc_loss
-from zoo.task import Dataset, Metrics, Task
-from zoo_tasks.ocr import data
+from zoo.predictions import Text
+from zoo.task import Dataset, Metrics, PredictOptions, Task, compiled, row_mean
+from zoo_tasks.ocr import data, synthetic
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,11 @@ class OCRConfig(TaskConfig):
         return cls(data="handwritten", conv=(8, 8, 8), hidden=16, layers=1, train=base.train)
 
 
+@dataclass(frozen=True)
+class OCROptions(PredictOptions):
+    beam: Positive = compiled(1)  # CTC beam width (1: best path)
+
+
 class OCRTask(Task):
     """Reads the text of a line image; reports test `cer` and `line_accuracy`."""
 
@@ -53,6 +58,9 @@ class OCRTask(Task):
     datasets = data.DATASETS
     metric = "cer"
     metric_mode = "min"
+    PredictOptions = OCROptions
+    Result = Text
+    inputs = "LINE_IMAGE"
 
     def load_data(self) -> Dataset:
         return data.load(self.config.data, self.config.height, self.config.max_width)
@@ -69,7 +77,7 @@ class OCRTask(Task):
     def loss(self, model, batch, rng):
         del rng
         logits, frames = model(to_unit_range(batch["image"]), batch["width"])
-        return ctc_loss(logits, frames, batch["label"]).mean(), {}
+        return row_mean(ctc_loss(logits, frames, batch["label"]), batch), {}
 
     def eval_step(self, model, batch):
         logits, frames = model(to_unit_range(batch["image"]), batch["width"])
@@ -81,28 +89,32 @@ class OCRTask(Task):
     def new_metrics(self, info: Mapping[str, Any]) -> Metrics:
         return CharacterMetrics(info["alphabet"])
 
-    @classmethod
-    def add_predict_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("inputs", nargs="+", metavar="IMAGE",
-                            help="images of one text line each (any size or mode)")
-        parser.add_argument("--beam", type=int, default=1,
-                            help="CTC beam width (1: best path)")
+    def prepare(self, info, inputs, options) -> list[Prepared]:
+        """Each line scaled to the model's height and padded to one width: the widest
+        line the model reads (padding never changes a line's scores, see CRNN)."""
+        max_width = max(info["max_width"], self.config.max_width)
+        padded = -(-max_width // synthetic.STRIDE) * synthetic.STRIDE
+        prepared = []
+        for item in inputs:
+            line = data.fit_line(as_image(item, channels=1), info["height"], max_width)
+            image = np.zeros((info["height"], padded, 1), np.uint8)
+            image[:, :line.shape[1], 0] = line
+            prepared.append(Prepared({"image": image, "width": np.int32(line.shape[1])}))
+        return prepared
 
-    def predict(self, model, info, args) -> str:
-        if args.beam < 1:
-            raise ZooError(f"--beam must be at least 1, got {args.beam}")
-        texts = []
-        for path in args.inputs:
-            line = data.fit_line(load_image(path, channels=1), info["height"],
-                                 max(info["max_width"], self.config.max_width))
-            image = jnp.asarray(line[None, :, :, None])
-            width = jnp.asarray([line.shape[1]], jnp.int32)
-            logits, frames = model(to_unit_range(image), width)
-            texts.append(ids_to_text(np.asarray(decode(logits, frames, args.beam))[0],
-                                     info["alphabet"]))
-        if len(texts) == 1:
-            return texts[0]
-        return "\n".join(f"{path}\t{text}" for path, text in zip(args.inputs, texts))
+    def example_input(self, info) -> list[np.ndarray]:
+        return [np.zeros((info["height"], info["height"], 1), np.uint8)]  # a blank square
+
+    def forward(self, model, info, batch):
+        logits, frames = model(to_unit_range(batch["image"]), batch["width"])
+        return {"logits": logits, "frames": frames}
+
+    def infer(self, model, info, batch, options):
+        outputs = self.forward(model, info, batch)
+        return {**outputs, "ids": decode(outputs["logits"], outputs["frames"], options.beam)}
+
+    def to_result(self, info, outputs, prepared, options) -> Text:
+        return Text(ids_to_text(outputs["ids"], info["alphabet"]))
 
 
 def decode(logits: jax.Array, frames: jax.Array, beam: int) -> jax.Array:

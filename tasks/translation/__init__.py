@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -14,12 +13,14 @@ import optax
 import sacrebleu
 from flax import nnx
 
-from zoo.config import EarlyStoppingConfig, OptimizerConfig, TaskConfig, TrainConfig
+from zoo.batching import Prepared
+from zoo.config import EarlyStoppingConfig, OptimizerConfig, Positive, Rate, TaskConfig, TrainConfig
 from zoo.data.text import BOS_ID, EOS_ID, Vocabulary, detokenize
 from zoo.errors import ZooError
 from zoo.models.search import beam_search
 from zoo.models.seq2seq import Seq2Seq
-from zoo.task import Dataset, Metrics, Task, masked_mean
+from zoo.predictions import Text
+from zoo.task import Dataset, Metrics, PredictOptions, Task, compiled, masked_mean
 from zoo_tasks.translation import data
 
 
@@ -30,7 +31,7 @@ class TranslationConfig(TaskConfig):
     embed: int = 64  # token embedding size
     hidden: int = 128  # decoder LSTM units (the encoder has hidden/2 per direction)
     layers: int = 1  # encoder BiLSTM layers
-    dropout: float = 0.0  # on embeddings (try 0.2-0.3 on small real corpora)
+    dropout: Rate = 0.0  # on embeddings (try 0.2-0.3 on small real corpora)
     max_len: int = 50  # tokens per sentence; longer ones are truncated
     vocab_size: int = 16000  # most frequent training tokens kept per language
     subwords: int = 0  # >0: sentencepiece pieces per language (pip install 'zoo[subwords]')
@@ -47,6 +48,11 @@ class TranslationConfig(TaskConfig):
         return cls(embed=16, hidden=32, beam=2, train=base.train)
 
 
+@dataclass(frozen=True)
+class TranslationOptions(PredictOptions):
+    beam: Positive = compiled(5)  # beam width (1: greedy)
+
+
 class TranslationTask(Task):
     """Translates a sentence; reports test `bleu`, `chrf` and `exact_match`."""
 
@@ -57,6 +63,9 @@ class TranslationTask(Task):
     datasets = data.DATASETS
     metric = "bleu"
     metric_mode = "max"
+    PredictOptions = TranslationOptions
+    Result = Text
+    inputs = "SENTENCE"
 
     def load_data(self) -> Dataset:
         cfg = self.config
@@ -70,7 +79,7 @@ class TranslationTask(Task):
                        dtype=self.compute_dtype, rngs=rngs)
 
     def loss(self, model, batch, rng):
-        return _token_loss(model, batch, nnx.Rngs(dropout=rng))
+        return _token_loss(model, batch, nnx.Rngs(dropout=rng), rows=batch.get("mask"))
 
     def eval_step(self, model, batch):
         mask = batch["mask"]
@@ -82,33 +91,37 @@ class TranslationTask(Task):
     def new_metrics(self, info: Mapping[str, Any]) -> Metrics:
         return TranslationMetrics(Vocabulary(tuple(info["tgt_vocab"])))
 
-    @classmethod
-    def add_predict_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("inputs", nargs="+", metavar="SENTENCE", help="sentences to translate")
-        parser.add_argument("--beam", type=int, default=5, help="beam width (1: greedy)")
-
-    def predict(self, model, info, args) -> str:
-        if args.beam < 1:
-            raise ZooError(f"--beam must be at least 1, got {args.beam}")
-        src_vocab = Vocabulary(tuple(info["src_vocab"]))
-        tgt_vocab = Vocabulary(tuple(info["tgt_vocab"]))
+    def prepare(self, info, inputs, options) -> list[Prepared]:
+        bad = [x for x in inputs if not isinstance(x, str)]
+        if bad:
+            raise ZooError(f"translation translates sentences (str), not {type(bad[0]).__name__}")
         tokenize = data.source_tokenizer(info)
-        src, _ = src_vocab.encode([tokenize(s) for s in args.inputs], info["src_len"])
-        graphdef, state = nnx.split(model)
-        run = jax.jit(lambda state, src: translate(
-            nnx.merge(graphdef, state), src, beam=args.beam, alpha=self.config.alpha,
-            max_len=info["tgt_len"]))
-        tokens = np.asarray(run(state, jnp.asarray(src)))
-        return "\n".join(detokenize(tgt_vocab.decode(row)) for row in tokens)
+        src, _ = Vocabulary(tuple(info["src_vocab"])).encode([tokenize(s) for s in inputs],
+                                                            info["src_len"])
+        return [Prepared({"src": row}) for row in np.asarray(src, np.int32)]
+
+    def example_input(self, info) -> list[str]:
+        return ["one"]
+
+    def infer(self, model, info, batch, options):
+        return {"tokens": translate(model, batch["src"], beam=options.beam,
+                                    alpha=self.config.alpha, max_len=info["tgt_len"])}
+
+    def to_result(self, info, outputs, prepared, options) -> Text:
+        return Text(detokenize(Vocabulary(tuple(info["tgt_vocab"])).decode(outputs["tokens"])))
 
 
-def _token_loss(model: Seq2Seq, batch, rngs: nnx.Rngs | None, *, reduce: bool = True):
-    """Teacher-forced cross-entropy per target token: the batch mean (or per sentence)."""
+def _token_loss(model: Seq2Seq, batch, rngs: nnx.Rngs | None, *, reduce: bool = True,
+                rows: jax.Array | None = None):
+    """Teacher-forced cross-entropy per target token: the batch mean (or per sentence);
+    `rows` (B,) of 0 leave sentences out of the mean."""
     src, tgt = batch["src"], batch["tgt"]
     tgt_in = jnp.concatenate([jnp.full_like(tgt[:, :1], 1), tgt[:, :-1]], axis=1)  # <s> first
     logits = model(src, (src > 0).astype(jnp.float32), tgt_in, rngs=rngs)
     losses = optax.softmax_cross_entropy_with_integer_labels(logits, tgt)
     mask = (tgt > 0).astype(jnp.float32)
+    if rows is not None:
+        mask = mask * rows[:, None]
     if reduce:
         return masked_mean(losses, mask), {}
     return (losses * mask).sum(1) / jnp.maximum(mask.sum(1), 1.0), {}

@@ -1,4 +1,4 @@
-"""`zoo run`, `zoo eval` and `zoo predict`."""
+"""`zoo run` and `zoo eval`."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import sys
 from zoo.cli.common import (add_config_arguments, add_device, add_pretrained,
                             add_runtime_arguments, add_workdir, build_config, no_extra,
                             restored_model, start_runtime, workdir_of)
+from zoo.errors import ZooError
 
 
 def add_commands(sub, common: argparse.ArgumentParser) -> None:
@@ -29,8 +30,18 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
                      help="find the operation that makes the first NaN (slow: checks every step)")
     run.add_argument("--resume-from-last-good", action="store_true",
                      help="move damaged checkpoints aside and resume from the newest good one")
+    run.add_argument("--workers", type=int, metavar="N",
+                     help="input worker processes that decode streamed data (train.workers; "
+                          "default: one per core but one, at most 8; 0: the main process)")
+    run.add_argument("--on-bad-example", choices=("raise", "skip"),
+                     help="an unreadable file stops the run naming it (raise, the default) or "
+                          "is left out of its batch, counted in the log and run.json (skip)")
     add_pretrained(run, "start from published weights (fine-tune); layers of another "
                          "shape, e.g. a new head, are re-initialised")
+    run.add_argument("--pretrained-backbone", metavar="MODEL[:TAG]",
+                     help="start a detection or segmentation model's backbone from a published "
+                          "classifier's, e.g. resnet50:imagenet (sets backbone.name and the "
+                          "input mean/std)")
     add_workdir(run)
     add_device(run)
     add_runtime_arguments(run)
@@ -47,14 +58,11 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
     ev.add_argument("--json", action="store_true", help="print metrics as JSON")
     add_pretrained(ev, "evaluate published weights on their card's data set instead of "
                         "a workdir, beside the card's metrics")
+    ev.add_argument("--data", metavar="SPEC",
+                    help="with --pretrained: every example of your copy of the card's data "
+                         "set, e.g. ImageNet's validation folder folder:/data/imagenet/val "
+                         "(a folder per synset id such as n01440764, or per class name)")
     ev.set_defaults(handler=_eval)
-
-    predict = sub.add_parser("predict", parents=[common], add_help=False,
-                             help="predict with a trained model (task-specific arguments)",
-                             description="Run a trained model on your inputs. "
-                                         "`zoo predict TASK --help` lists TASK's arguments.")
-    predict.add_argument("task", help="task name")
-    predict.set_defaults(handler=_predict)
 
 
 def _run(args, rest) -> int:
@@ -64,7 +72,12 @@ def _run(args, rest) -> int:
 
     task_cls = get_task(args.task)
     start_runtime(args)
-    if args.pretrained is None:
+    if args.pretrained_backbone is not None:
+        if args.pretrained is not None:
+            raise ZooError("pass --pretrained (the whole model) or --pretrained-backbone, "
+                           "not both")
+        config, setup = _backbone_start(task_cls, args)
+    elif args.pretrained is None:
         config, setup = build_config(task_cls, args), ModelSetup()
     else:
         from zoo import restore
@@ -90,17 +103,57 @@ def _run(args, rest) -> int:
     return 0
 
 
+def _backbone_start(task_cls, args):
+    """The config and starting weights of a dense model whose backbone starts from a
+    published classifier's: backbone.name and the input mean/std follow the card."""
+    import dataclasses
+
+    from zoo.data.images import Preprocess
+    from zoo.harness.model_setup import ModelSetup
+    from zoo.hub import pretrained
+    from zoo_hardware.distributed import primary_first
+
+    config = build_config(task_cls, args)
+    if not hasattr(config, "backbone") or not hasattr(config, "preprocess"):
+        raise ZooError(f"{args.task} has no backbone section; --pretrained-backbone is for "
+                       f"detection and segmentation (classification: --pretrained)")
+    hub, card = pretrained.find_backbone(args.pretrained_backbone)
+    if config.backbone.name not in ("resnet", card.model):
+        raise ZooError(f"--pretrained-backbone {card.model} but backbone.name is "
+                       f"{config.backbone.name}; drop one of them")
+    source = card.config.get("preprocess", {})
+    config = dataclasses.replace(
+        config, backbone=dataclasses.replace(config.backbone, name=card.model),
+        preprocess=Preprocess(mean=tuple(source.get("mean", ())),
+                              std=tuple(source.get("std", ()))))
+    with primary_first("download weights"):
+        tensors = pretrained.load_weights(hub, card, allow_unverified=args.allow_unverified)
+    if not args.quiet:
+        print(f"backbone from {card.name}", file=sys.stderr)
+    backbone = {k: v for k, v in tensors.items() if k.startswith("backbone/")}
+    return config, ModelSetup(weights=backbone).fine_tuning()
+
+
 def _eval(args, rest) -> int:
     no_extra(rest)
     start_runtime(args)
+    if args.data is not None and args.pretrained is None:
+        raise ZooError("--data evaluates --pretrained weights on your copy of their data set; "
+                       "a workdir is evaluated on the data it was trained on")
+    data = None
+    if args.pretrained is not None:  # the data first: it may be one zoo cannot download
+        from zoo import restore
+
+        data = restore.hub_data(args.task, args.pretrained, args.data)
     model = restored_model(args, "evaluates")
-    metrics = model.evaluate(args.split, device=args.device, mesh=args.mesh)
+    metrics = model.evaluate(args.split, device=args.device, mesh=args.mesh, data=data)
     claimed = {}
     if model.card is not None:
-        if model.card.metrics.get("split") == args.split:
-            claimed = model.card.metrics.get("values", {})
-        print(f"{model.card.name} on {model.card.metrics.get('dataset')} {args.split}",
-              file=sys.stderr)
+        if model.card.metrics.get("split") == args.split or args.data is not None:
+            claimed = model.card.metrics.get("values", {})  # --data: the user's copy of it
+        where = (f"every example of {args.data}" if args.data is not None else
+                 f"{model.card.metrics.get('dataset')} {args.split}")
+        print(f"{model.card.name} on {where}", file=sys.stderr)
     from zoo_hardware.distributed import is_primary
 
     if not is_primary():
@@ -109,22 +162,19 @@ def _eval(args, rest) -> int:
         print(json.dumps(metrics, indent=2))
     else:
         for key, value in metrics.items():
-            line = (f"{args.split}/{key}: {value:.4f}" if isinstance(value, float)
-                    else f"{args.split}/{key}: {value}")
+            line = _metric_lines(f"{args.split}/{key}", value)
             print(line + (f"  (card: {claimed[key]:.4f})" if key in claimed else ""))
     return 0
 
 
-def _predict(args, rest) -> int:
-    from zoo.registry import get_task
+def _metric_lines(name: str, value) -> str:
+    """`name: value`; a table of metrics (per class, per attribute) one line per row."""
+    if isinstance(value, float):
+        return f"{name}: {value:.4f}"
+    if isinstance(value, dict) and all(isinstance(v, dict) for v in value.values()):
+        return "\n".join(_metric_lines(f"{name}/{k}", v) for k, v in value.items())
+    if isinstance(value, dict):
+        return f"{name}: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                                       for k, v in value.items())
+    return f"{name}: {value}"
 
-    task_cls = get_task(args.task)
-    parser = argparse.ArgumentParser(prog=f"zoo predict {args.task}",
-                                     description=f"Predict with a trained {args.task} model.")
-    task_cls.add_predict_arguments(parser)
-    add_workdir(parser)
-    add_pretrained(parser, "predict with published weights instead of a workdir")
-    task_args = parser.parse_args(rest, namespace=argparse.Namespace(task=args.task))
-    model = restored_model(task_args, "predicts with")
-    print(model.task.predict(model.inference_model(), model.info, task_args))
-    return 0

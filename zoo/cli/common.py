@@ -9,11 +9,20 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
 
 from zoo.errors import ZooError, unknown
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with zoo's error convention: one line on stderr, exit code 2
+    (argparse's own prints the usage first; `--help` still shows it)."""
+
+    def error(self, message: str):
+        self.exit(2, f"zoo: error: {self.prog}: {message} (see --help)\n")
 
 
 def console() -> Console:
@@ -34,6 +43,33 @@ def add_workdir(parser: argparse.ArgumentParser) -> None:
 
 def workdir_of(args: argparse.Namespace) -> Path:
     return args.workdir or Path("runs") / args.task
+
+
+def check_output(path: Path | str | None, option: str, *sources: Path | str | None,
+                 folder: bool = False) -> None:
+    """Refuses an output path that would land inside an input: inside (or at) a source
+    workdir or checkpoint folder, or below an existing file; with `folder`, also an
+    existing file where the output folder goes.
+
+    Raises:
+      ZooError: naming the option, the path and what it is inside of.
+    """
+    if path is None:
+        return
+    out = Path(path).expanduser().absolute()
+    if folder and out.exists() and not out.is_dir():
+        raise ZooError(f"{option} {path} is a file, not a folder; choose another path")
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ZooError(f"{option} {path}: {parent} is a file, not a folder; "
+                               f"choose another path")
+            break
+    for source in filter(None, sources):
+        source = Path(source).expanduser().absolute()
+        if out == source or source in out.parents:
+            raise ZooError(f"{option} {path} is inside the source {source}, which it "
+                           f"would overwrite; choose a path outside it")
 
 
 def add_allow_unverified(parser: argparse.ArgumentParser) -> None:
@@ -84,6 +120,9 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         dest="overrides", help="override any config field, type-checked "
                                                "(repeatable), e.g. --set optimizer.name=adamw")
+    parser.add_argument("--freeze", choices=("backbone",),
+                        help="train only the head (optimizer.backbone_lr_scale=0; a lower "
+                             "backbone rate: --set optimizer.backbone_lr_scale=0.1)")
     parser.add_argument("--smoke", action="store_true", help="the task's tiny config (seconds)")
 
 
@@ -106,7 +145,10 @@ def build_config(task_cls, args: argparse.Namespace, base=None) -> object:
                   "train.batch_size": args.batch_size, "optimizer.lr": args.lr,
                   "train.seed": args.seed, "train.dtype": args.dtype,
                   "train.checkpoint_every_steps": getattr(args, "checkpoint_every", None),
-                  "train.on_nan": getattr(args, "on_nan", None)}
+                  "train.on_nan": getattr(args, "on_nan", None),
+                  "train.workers": getattr(args, "workers", None),
+                  "train.on_bad_example": getattr(args, "on_bad_example", None),
+                  "optimizer.backbone_lr_scale": 0 if getattr(args, "freeze", None) else None}
     overrides = [f"{k}={v}" for k, v in shorthands.items() if v is not None]
     config = apply_overrides(config, overrides + args.overrides)
     if task_cls.models and config.model not in task_cls.models:
@@ -137,3 +179,34 @@ def start_runtime(args: argparse.Namespace) -> None:
 
     distributed.initialize(args.num_processes, args.process_id, args.coordinator)
     compilation.enable_persistent_cache(cache_dir("jax-cache"))
+
+
+def flag(name: str) -> str:
+    """The command-line flag of a dataclass field: `top_k` is `--top-k`."""
+    return "--" + name.replace("_", "-")
+
+
+def add_option_flags(parser: argparse.ArgumentParser, options_cls: type, *,
+                     only: Callable[[dataclasses.Field], bool] = lambda field: True) -> None:
+    """A flag for each field of a task's `PredictOptions` (`only` those it selects),
+    with its `# comment`, type and default as help; values are checked by
+    `options_from_flags`."""
+    from zoo.config import fields_table
+
+    chosen = {f.name for f in dataclasses.fields(options_cls) if only(f)}
+    for key, kind, default, doc in fields_table(options_cls()):
+        if key in chosen and kind == "bool" and default == "false":  # a switch: `--sort`
+            parser.add_argument(flag(key), dest=f"option_{key}", action="store_const",
+                                const="true", help=doc)
+        elif key in chosen:
+            parser.add_argument(flag(key), dest=f"option_{key}", metavar=kind.split()[0].upper(),
+                                help=f"{doc} ({kind}, default {default})")
+
+
+def options_from_flags(options_cls: type, args: argparse.Namespace):
+    """The task's options with the flags given, type- and range-checked."""
+    from zoo.config import replace_fields
+
+    given = {f.name: getattr(args, f"option_{f.name}", None) for f in dataclasses.fields(options_cls)}
+    return replace_fields(options_cls(), {k: v for k, v in given.items() if v is not None},
+                          command_line=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from zoo.cli.common import (add_device, add_pretrained, add_workdir, console, no_extra,
-                            restored_model, workdir_of)
+from zoo.cli.common import (add_device, add_pretrained, add_workdir, check_output, console,
+                            no_extra, restored_model, workdir_of)
 
 EXAMPLES = """examples:
   zoo compress classification --workdir runs/cls --prune 0.92 --quantize kmeans:5 \\
@@ -58,8 +58,10 @@ def _compress(args, rest) -> int:
     scheme = parse_scheme(args.quantize, args.act_bits) if args.quantize else None
     plan = Plan(prune=args.prune, scope=args.prune_scope, scheme=scheme,
                 finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr)
-    source = restored_model(args, "compresses")
     out = args.out or workdir_of(args).with_name(workdir_of(args).name + "-compressed")
+    check_output(out, "--out", None if args.pretrained is not None else workdir_of(args),
+                 folder=True)
+    source = restored_model(args, "compresses")
     report = compress(source, out, plan, device=args.device,
                       log=lambda m: console().print(m, markup=False, highlight=False))
     print_report(report, console())

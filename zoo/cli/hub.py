@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from zoo.cli.common import add_allow_unverified, console, no_extra
+from zoo.cli.common import add_allow_unverified, check_output, console, no_extra
 from zoo.errors import ZooError
 
 
@@ -38,6 +38,34 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
     publish.add_argument("--source", default="", help="how they were made (default: the run)")
     publish.add_argument("--force", action="store_true", help="replace an entry of the same name")
     publish.set_defaults(handler=_publish)
+
+    imp = sub.add_parser(
+        "import", parents=[common], help="timm or torchvision ImageNet weights into zoo",
+        description="Convert upstream ImageNet weights (never unpickled: timm's safetensors, "
+                    "or a torchvision .pth through torch's weights-only loader) into a zoo "
+                    "workdir or a hub entry, with their preprocessing and class names.",
+        epilog="examples:\n  zoo import timm:resnet50.a1_in1k --workdir runs/r50\n"
+               "  zoo import timm:vit_small_patch16_224.augreg_in21k_ft_in1k --dir ./vit "
+               "--hub ./my-hub\n  zoo import torchvision:resnet50 --file "
+               "resnet50-0676ba61.pth --workdir runs/tv50\n"
+               "  zoo import torchvision:mobilenet_v3_large --file "
+               "mobilenet_v3_large-5c1a4163.pth --hub ./my-hub\n"
+               "architectures: timm's resnet18/34/50/101, vit_small_patch16_224, "
+               "vit_base_patch16_224, mobilenetv3_large_100;\ntorchvision's resnet18/34/50/101, "
+               "mobilenet_v3_large, vit_b_16",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    imp.add_argument("source", metavar="timm:ARCH.TAG|torchvision:ARCH",
+                     help="e.g. timm:resnet50.a1_in1k (from hf://timm/NAME unless --file/--dir)")
+    imp.add_argument("--file", type=Path, help="the weights file (offline): model.safetensors "
+                                               "or a torchvision .pth")
+    imp.add_argument("--dir", type=Path, help="a folder with timm's model.safetensors and "
+                                              "config.json (offline)")
+    out = imp.add_mutually_exclusive_group(required=True)
+    out.add_argument("--workdir", type=Path, help="write a zoo run here (predict, publish)")
+    out.add_argument("--hub", type=Path, help="add a converted entry to this folder hub")
+    imp.add_argument("--tag", help="the hub entry's tag (default: the timm tag, or torchvision)")
+    imp.add_argument("--force", action="store_true", help="replace a hub entry of the same name")
+    imp.set_defaults(handler=_import)
 
 
 def megabytes(size: int | None) -> str:
@@ -76,6 +104,40 @@ def _pull(args, rest) -> int:
     return 0
 
 
+def _import(args, rest) -> int:
+    from zoo.hub import importer
+
+    no_extra(rest)
+    upstream = importer.read(args.source, file=args.file, directory=args.dir)
+    what = (f"{args.source} as {upstream.model} ({len(upstream.classes)} classes, "
+            f"{upstream.image_size}px, sha256 {upstream.sha256[:16]}...)")
+    if args.workdir is not None:
+        _import_workdir(upstream, args.workdir)
+        print(f"imported {what} -> {args.workdir}\ntry: zoo predict classification "
+              f"photo.jpg --workdir {args.workdir} --top-k 5")
+        return 0
+    tag = args.tag or args.source.partition(".")[2] or args.source.partition(":")[0]
+    card = importer.write_hub_entry(upstream, args.hub, tag, force=args.force)
+    print(f"imported {what} -> {args.hub / card.urls[0]}\ntry: ZOO_HUB={args.hub} zoo "
+          f"predict classification photo.jpg --pretrained {card.model}:{card.tag}")
+    return 0
+
+
+def _import_workdir(upstream, workdir) -> None:
+    """The converted weights as a finished classification run in `workdir`."""
+    from zoo.config import from_dict
+    from zoo.harness.finished_run import write_finished_run
+    from zoo.hub import importer
+    from zoo.models.convert import from_torch_layout
+    from zoo.registry import get_task
+
+    task_cls = get_task("classification")
+    task = task_cls(from_dict(task_cls.Config, importer.task_config(upstream)))
+    write_finished_run(workdir, task, importer.data_info(upstream),
+                       from_torch_layout(upstream.model, upstream.state),
+                       {"dataset": "imagenet-1k", "split": "val", "imported_from": upstream.source})
+
+
 def _publish(args, rest) -> int:
     from zoo import restore
     from zoo.hub.publish import publish
@@ -83,6 +145,7 @@ def _publish(args, rest) -> int:
     no_extra(rest)
     if not args.workdir.is_dir():
         raise ZooError(f"{args.workdir}: no such run directory")
+    check_output(args.hub, "--hub", args.workdir, folder=True)
     card = publish(restore.from_workdir(args.workdir), args.hub, args.tag, mirrors=args.mirror,
                    license=args.license, source=args.source, force=args.force)
     values = ", ".join(f"{k}={v:.4f}" for k, v in card.metrics["values"].items())

@@ -8,7 +8,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from zoo.cli import catalog, commands, compress, hardware, hub
+from zoo.cli import catalog, commands, compress, data, export, hardware, hub, predict, serve
+from zoo.cli.common import Parser
 from zoo.errors import ZooError
 from zoo_hardware import allocator
 
@@ -21,26 +22,33 @@ EPILOG = """examples:
   zoo predict classification digit.png --pretrained   published weights, no training
   zoo hub list                                    every published weight and its card
   zoo run mytask --plugin ./my_task.py            your own task, the same harness
+  zoo run classification --data imagenet:/data/imagenet --model resnet --workers 8
+  zoo data pack folder:./imgs packs/imgs          decoded examples in ArrayRecord shards
   zoo run classification --mesh data=8 --dtype bfloat16     8 devices, mixed precision
   zoo profile classification --hardware v100,h100,tpu-v5e   FLOPs, bytes, roofline times
   zoo devices                                     backends, devices, memory, processes
+  zoo serve --model classification/lenet:mnist-sample   an HTTP endpoint, batched
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument("--plugin", action="append", default=[], metavar="FILE.py",
                         help="import a Python file that registers tasks (repeatable)")
     common.add_argument("--debug", action="store_true", help="show tracebacks for errors")
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="zoo", description="A plugin-based deep-learning task zoo on JAX.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter, parents=[common])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     commands.add_commands(sub, common)
+    predict.add_commands(sub, common)
+    export.add_commands(sub, common)
     catalog.add_commands(sub, common)
     hub.add_commands(sub, common)
     compress.add_commands(sub, common)
+    data.add_commands(sub, common)
     hardware.add_commands(sub, common)
+    serve.add_commands(sub, common)
     return parser
 
 

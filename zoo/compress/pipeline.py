@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import shutil
 from collections.abc import Callable, Mapping
@@ -29,6 +30,7 @@ from flax import nnx
 
 from zoo.compress.report import build_report, latency_ms
 from zoo.data import loader
+from zoo.data.sources import as_source
 from zoo.errors import ZooError
 from zoo.harness.checkpoints import LATEST, CheckpointStore
 from zoo.harness.model_setup import ModelSetup
@@ -194,8 +196,8 @@ class _Tuner:
             return {}
         model = inference_view(_setup(state).build(self.task, info, nnx.Rngs(0))[0])
         train = self.task.load_data().splits["train"]
-        batches = list(loader.eval_batches(train, self.task.config.train.eval_batch_size))
-        batches = batches[:self.plan.calibration_batches]
+        batches = list(itertools.islice(loader.eval_batches(
+            train, self.task.config.train.eval_batch_size), self.plan.calibration_batches))
 
         def run(m):
             for batch in batches:
@@ -206,8 +208,7 @@ class _Tuner:
     def _steps(self) -> int:
         cfg = self.finetune.config
         train = self.task.load_data().splits["train"]
-        return loader.steps_per_epoch(train if not cfg.train.max_examples else
-                                      {k: v[:cfg.train.max_examples] for k, v in train.items()},
+        return loader.steps_per_epoch(as_source(train).head(cfg.train.max_examples),
                                       cfg.train.batch_size)
 
     def _fit(self, phase: str, setup: ModelSetup) -> dict:

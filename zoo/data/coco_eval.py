@@ -1,13 +1,13 @@
 """COCO average precision with pycocotools: predictions collected on the host, scored once.
 
-Shared by every task scored the COCO way (boxes, instance masks): ground truth and
-predictions go in as plain arrays per image and come out as AP over IoU 0.50:0.95,
-AP at 0.50 and AP per class, exactly as COCOeval computes them.
+Shared by every task scored the COCO way (boxes, instance masks, keypoints): ground
+truth and predictions go in as plain arrays per image and come out as AP over IoU (or
+OKS) 0.50:0.95, AP at 0.50 and AP per class, exactly as COCOeval computes them.
 """
 
 import contextlib
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -40,9 +40,6 @@ def coco_ap(truth: Sequence[dict[str, np.ndarray]], predictions: Sequence[dict[s
     Returns:
       {"ap", "ap50", "ap_per_class"}; a class without ground truth has AP None.
     """
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
     images, annotations, results = [], [], []
     for image_id, (gt, found) in enumerate(zip(truth, predictions)):
         height, width = np.shape(gt["masks"])[-2:] if iou_type == "segm" else (0, 0)
@@ -55,15 +52,8 @@ def coco_ap(truth: Sequence[dict[str, np.ndarray]], predictions: Sequence[dict[s
         present = {a["category_id"] for a in annotations}
         return {"ap": 0.0, "ap50": 0.0,
                 "ap_per_class": [0.0 if c in present else None for c in range(num_classes)]}
-    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
-        gt = COCO()
-        gt.dataset = {"images": images, "annotations": annotations,
-                      "categories": [{"id": c} for c in range(num_classes)]}
-        gt.createIndex()
-        evaluator = COCOeval(gt, gt.loadRes(results), iou_type)
-        evaluator.evaluate()
-        evaluator.accumulate()
-        evaluator.summarize()
+    evaluator = _evaluate(images, annotations, [{"id": c} for c in range(num_classes)],
+                          results, iou_type)
     # (iou threshold, recall, class) at area "all" and the most detections (100)
     precision = evaluator.eval["precision"][:, :, :, 0, -1]
     per_class = []
@@ -87,3 +77,63 @@ def _records(image: dict[str, np.ndarray], iou_type: IouType) -> list[dict]:
         for record, score in zip(records, image["scores"]):
             record["score"] = float(score)
     return records
+
+
+# COCOeval's keypoint summary: AP@[.5:.95], AP50, AP75, then medium and large
+# objects (areas 32^2-96^2 and above), then the same five for recall.
+KEYPOINT_STATS = {"ap": 0, "ap50": 1, "ap75": 2, "ar": 5}
+
+
+def keypoint_ap(truth: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+                poses: Sequence[tuple[np.ndarray, np.ndarray]],
+                sigmas: Sequence[float]) -> dict[str, float]:
+    """COCO keypoint AP@[.5:.95], AP50, AP75 and AR by pycocotools' COCOeval.
+
+    Object keypoint similarity (OKS) plays the part of box IoU: the mean over a
+    person's labelled joints of exp(-d^2 / (2 area (2 sigma)^2)).
+
+    Args:
+      truth: per image, (keypoints (n, K, 3) pixel x, y, visibility; boxes (n, 4)
+        x0 y0 x1 y1; areas (n,)). People with no labelled joint are ignored, as in COCO.
+      poses: per image, (keypoints (p, K, 2), scores (p,)); COCO keeps the best 20.
+      sigmas: the skeleton's per-joint OKS sigmas.
+    """
+    images, annotations, results = [], [], []
+    for image_id, ((joints, boxes, areas), (found, scores)) in enumerate(zip(truth, poses)):
+        images.append({"id": image_id})
+        for person, box, area in zip(joints, np.asarray(boxes, np.float64), areas):
+            annotations.append({
+                "id": len(annotations) + 1, "image_id": image_id, "category_id": 1,
+                "keypoints": np.asarray(person, np.float64).ravel().tolist(),
+                "num_keypoints": int((person[:, 2] > 0).sum()), "area": float(area),
+                "bbox": [*box[:2], *(box[2:] - box[:2])], "iscrowd": 0})
+        for person, score in zip(found, scores):
+            xyv = np.concatenate([person, np.ones((len(person), 1))], 1)
+            results.append({"image_id": image_id, "category_id": 1, "score": float(score),
+                            "keypoints": xyv.ravel().tolist()})
+    if not results or not any(a["num_keypoints"] for a in annotations):
+        return {name: 0.0 for name in KEYPOINT_STATS}  # nothing to match: COCOeval would fail
+    evaluator = _evaluate(images, annotations, [{"id": 1, "name": "person"}], results,
+                          "keypoints", {"kpt_oks_sigmas": np.asarray(sigmas, np.float64)})
+    return {name: max(float(evaluator.stats[i]), 0.0) for name, i in KEYPOINT_STATS.items()}
+
+
+def _evaluate(images: list[dict], annotations: list[dict], categories: list[dict],
+              results: list[dict], iou_type: str, params: Mapping[str, Any] | None = None):
+    """pycocotools' COCOeval of `results` against in-memory ground truth, run quietly,
+    after evaluate, accumulate and summarize (`.stats`, `.eval`); `params` are
+    COCOeval.Params fields to set, e.g. {"kpt_oks_sigmas": ...}."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
+        gt = COCO()
+        gt.dataset = {"images": images, "annotations": annotations, "categories": categories}
+        gt.createIndex()
+        evaluator = COCOeval(gt, gt.loadRes(results), iou_type)
+        for key, value in (params or {}).items():
+            setattr(evaluator.params, key, value)
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return evaluator

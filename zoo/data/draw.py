@@ -1,4 +1,5 @@
-"""Pictures of predictions: class-coloured mask overlays, label PNGs, boxes, instances."""
+"""Pictures of predictions: class-coloured mask overlays, label PNGs, boxes, instances,
+skeletons."""
 
 from collections.abc import Sequence
 from pathlib import Path
@@ -7,6 +8,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 IGNORE = 255  # the label index that marks "not labelled" in masks
+SIDE_COLOURS = {"left": (40, 160, 255), "right": (255, 90, 40), "centre": (255, 215, 0)}
 
 
 def palette() -> np.ndarray:
@@ -29,11 +31,16 @@ def overlay_mask(image: np.ndarray, mask: np.ndarray, alpha: float = 0.55) -> Im
     return Image.fromarray(np.clip(out, 0, 255).astype(np.uint8))
 
 
-def save_label_png(path: str | Path, mask: np.ndarray) -> None:
-    """Saves an (H, W) index mask as a palette PNG: the indices are the pixel values."""
+def label_image(mask: np.ndarray) -> Image.Image:
+    """An (H, W) index mask as a palette image: the indices are the pixel values."""
     img = Image.fromarray(mask.astype(np.uint8), "P")
     img.putpalette(palette().ravel().tolist())
-    img.save(path)
+    return img
+
+
+def save_label_png(path: str | Path, mask: np.ndarray) -> None:
+    """Saves an (H, W) index mask as a palette PNG."""
+    label_image(mask).save(path)
 
 
 def draw_boxes(image: np.ndarray, boxes: np.ndarray, classes: Sequence[int],
@@ -100,5 +107,37 @@ def _eroded(mask: np.ndarray, steps: int) -> np.ndarray:
 
 
 def _rgb(image: np.ndarray) -> np.ndarray:
-    """(H, W, 3) colour pixels of an (H, W, C) image: grey repeated, alpha dropped."""
+    """(H, W, 3) colour pixels of an (H, W) or (H, W, C) image: grey repeated, alpha dropped."""
+    image = image[..., None] if image.ndim == 2 else image
     return np.repeat(image, 3, -1) if image.shape[-1] == 1 else image[..., :3]
+
+
+def draw_skeletons(image: np.ndarray, people: Sequence[np.ndarray],
+                   limbs: Sequence[tuple[int, int]], limb_sides: Sequence[str],
+                   captions: Sequence[str], *, min_side: int = 256) -> Image.Image:
+    """`image` with each person's limbs drawn in their side's colour (left blue, right
+    orange, centre yellow), joints as dots and a caption above them.
+
+    Small images are enlarged (nearest neighbour) to at least `min_side` pixels so the
+    drawing reads at a glance; `people` are (K, 2) x, y in `image`'s pixels.
+    """
+    rgb = _rgb(image)
+    zoom = max(1, -(-min_side // max(rgb.shape[:2])))
+    img = Image.fromarray(rgb).resize((rgb.shape[1] * zoom, rgb.shape[0] * zoom),
+                                      Image.Resampling.NEAREST)
+    draw = ImageDraw.Draw(img)
+    width = max(2, round(max(img.size) / 160))
+    for joints, caption in zip(people, captions):
+        xy = [tuple(float(v) * zoom for v in p) for p in joints]
+        for (a, b), side in zip(limbs, limb_sides):
+            draw.line([xy[a], xy[b]], fill=SIDE_COLOURS[side], width=width)
+        for x, y in xy:
+            draw.ellipse([x - width, y - width, x + width, y + width], fill=(255, 255, 255),
+                         outline=(0, 0, 0))
+        left, top = min(x for x, _ in xy), min(y for _, y in xy)
+        box = draw.textbbox((left, top), caption)
+        y = max(top - (box[3] - box[1]) - 4, 0)
+        draw.rectangle([left, y, left + box[2] - box[0] + 2, y + box[3] - box[1] + 2],
+                       fill=(255, 255, 255))
+        draw.text((left + 1, y), caption, fill=(0, 0, 0))
+    return img

@@ -1,63 +1,111 @@
-"""Batches from in-memory arrays, through grain.
+"""Which examples form each batch, and batches read from any split.
 
 Training order is a seeded grain shuffle that differs per epoch and is random-access, so
 a run resumed at global step `s` continues with exactly the batch it would have seen:
-the data position is derived from the step, never stored. Whole batches are gathered
-with one numpy fancy-index (no per-example Python); in a multi-process run each process
-gathers only its own rows of every batch.
+the data position is derived from the step, never stored. So is every row's
+augmentation seed: (seed, step, row). In a multi-process run each process takes only its
+own rows of every batch. Arrays in memory are gathered whole batches at a time with one
+numpy index (no per-example Python); other sources are read example by example
+(`zoo.data.workers`; `zoo.data.pipeline` does it in worker processes).
+
+A training split smaller than one batch makes one batch per epoch, its examples
+repeated cyclically to the full size and marked by a float "mask" (1 for the first
+occurrence of each), so the step keeps one compiled shape and the loss can leave the
+repeats out (`zoo.task.row_mean`).
 """
 
 from collections.abc import Iterator, Mapping
 
-import grain
 import numpy as np
 
-Arrays = Mapping[str, np.ndarray]
+from zoo.data.sources import ArraySource, Source, Split, as_source, split_size
+from zoo.data.workers import OnBad, Request, read_batch
+
+num_examples = split_size
 
 
-def num_examples(arrays: Arrays) -> int:
-    return len(next(iter(arrays.values())))
+def steps_per_epoch(split: Split, batch_size: int) -> int:
+    """Full batches per epoch (the last partial batch is dropped in training), or 1 for
+    a split smaller than one batch (padded, see `TrainOrder`)."""
+    return max(1, num_examples(split) // batch_size)
 
 
-def steps_per_epoch(arrays: Arrays, batch_size: int) -> int:
-    """Full batches per epoch (the last partial batch is dropped in training)."""
-    return num_examples(arrays) // batch_size
+class TrainOrder:
+    """The rows of every training batch of one epoch: a function of (seed, epoch)."""
+
+    def __init__(self, n: int, batch_size: int, *, seed: int, epoch: int):
+        import grain  # here, not at the top: `zoo predict` reads split sizes, never batches
+
+        self.n, self.batch_size, self.seed, self.epoch = n, batch_size, seed, epoch
+        order = grain.MapDataset.range(n).shuffle(seed=seed).repeat()[epoch * n:(epoch + 1) * n]
+        self.partial = n < batch_size
+        self._batches = order.batch(min(n, batch_size), drop_remainder=True)
+
+    def __len__(self) -> int:
+        return len(self._batches)
+
+    def request(self, split: str, i: int, rows: slice = slice(None), *, mask: bool = False,
+                augment: bool = False) -> Request:
+        """Batch `i` of the epoch (this process's `rows` of it).
+
+        Args:
+          mask: give the batch a "mask" even when all its rows are real.
+          augment: give each row its generator's seed (seed, global step, row).
+        """
+        indices = np.asarray(self._batches[i])  # by index: iterating would start grain's
+        real = None                             # prefetch threads, which contend with XLA's
+        if self.partial:
+            real = np.arange(self.batch_size) < len(indices)
+            indices = np.resize(indices, self.batch_size)
+        elif mask:
+            real = np.ones(self.batch_size, bool)
+        seeds = None
+        if augment:
+            step = self.epoch * len(self) + i
+            seeds = np.stack([np.full(self.batch_size, self.seed), np.full(self.batch_size, step),
+                              np.arange(self.batch_size)], axis=1)[rows]
+        return Request(split, indices[rows], None if real is None else real[rows], seeds)
 
 
-def train_batches(arrays: Arrays, batch_size: int, *, seed: int, epoch: int,
-                  start: int = 0, rows: slice = slice(None)) -> Iterator[dict[str, np.ndarray]]:
-    """Shuffled full batches of epoch `epoch`, starting at batch `start`.
+def eval_requests(split: str, n: int, batch_size: int, rows: slice = slice(None)) -> Iterator[Request]:
+    """Batches in order, the last one padded to full size (repeating its last example),
+    each with its "mask" of real rows: one compiled eval step, padding out of the metrics."""
+    for start in range(0, n, batch_size):
+        indices = np.minimum(np.arange(start, start + batch_size), n - 1)
+        real = np.arange(start, start + batch_size) < n
+        yield Request(split, indices[rows], real[rows])
+
+
+def gather(split: Split, request: Request, on_bad: OnBad = "raise"):
+    """The batch `request` names, read in this process: arrays by one numpy index per
+    field, any other source example by example (returns `workers.BatchRead`)."""
+    source = as_source(split)
+    if isinstance(source, ArraySource) and (request.seeds is None or source.augment is None):
+        arrays = source.gather(request.indices)
+        if request.real is not None:
+            arrays["mask"] = request.real.astype(np.float32)
+        return arrays, []
+    read = read_batch(source, request, on_bad)
+    return read.arrays, read.bad
+
+
+def train_batches(split: Split, batch_size: int, *, seed: int, epoch: int, start: int = 0,
+                  rows: slice = slice(None)) -> Iterator[dict[str, np.ndarray]]:
+    """Shuffled full batches of epoch `epoch`, starting at batch `start`, read here.
 
     Args:
-      rows: which rows of each (global) batch to gather; default all.
+      rows: which rows of each (global) batch to read; default all.
     """
-    n = num_examples(arrays)
-    order = grain.MapDataset.range(n).shuffle(seed=seed).repeat()[epoch * n:(epoch + 1) * n]
-    batches = order.batch(batch_size, drop_remainder=True)
-    for i in range(start, len(batches)):  # by index: iterating would start grain's
-        indices = batches[i][rows]        # prefetch threads, which contend with XLA's
-        yield {k: v[indices] for k, v in arrays.items()}
+    order = TrainOrder(num_examples(split), batch_size, seed=seed, epoch=epoch)
+    for i in range(start, len(order)):
+        yield gather(split, order.request("train", i, rows))[0]
 
 
-def eval_batches(arrays: Arrays, batch_size: int) -> Iterator[dict[str, np.ndarray]]:
-    """Batches in order, the last one padded to full size, with a float32 "mask".
-
-    Fixed shapes mean one compiled eval step; the mask keeps padding out of metrics.
-    """
-    n = num_examples(arrays)
-    for start in range(0, n, batch_size):
-        stop = min(start + batch_size, n)
-        pad = batch_size - (stop - start)
-        batch = {k: _pad(v[start:stop], pad) for k, v in arrays.items()}
-        batch["mask"] = np.concatenate([np.ones(stop - start, np.float32),
-                                        np.zeros(pad, np.float32)])
-        yield batch
-
-
-def _pad(x: np.ndarray, pad: int) -> np.ndarray:
-    if pad == 0:
-        return x
-    return np.concatenate([x, np.repeat(x[-1:], pad, axis=0)])
+def eval_batches(split: Split, batch_size: int,
+                 rows: slice = slice(None)) -> Iterator[dict[str, np.ndarray]]:
+    """Batches in order with a float32 "mask", read here (see `eval_requests`)."""
+    for request in eval_requests("eval", num_examples(split), batch_size, rows):
+        yield gather(split, request)[0]
 
 
 def holdout_sizes(n: int, val: float = 0.1, test: float = 0.2) -> dict[str, int]:
@@ -65,6 +113,27 @@ def holdout_sizes(n: int, val: float = 0.1, test: float = 0.2) -> dict[str, int]
     fractions of `n` (at least one example each), the rest to train."""
     n_val, n_test = max(1, round(n * val)), max(1, round(n * test))
     return {"train": n - n_val - n_test, "val": n_val, "test": n_test}
+
+
+SPLIT_SEED = 20240601  # data sets without splits of their own split the same way every run
+
+
+def three_splits(splits: Mapping[str, Source]) -> dict[str, Source]:
+    """train, val and test from whichever a data set brings: a missing val is held out
+    of train (2%, at least 1, at most 10,000); without test, val is the test split and
+    val is held out of train; train alone is split 70/10/20."""
+    train = splits["train"]
+    n = len(train)
+    if "val" not in splits and "test" not in splits:
+        idx = split_indices(n, holdout_sizes(n), SPLIT_SEED)
+        return {name: train.subset(i) for name, i in idx.items()}
+    test = splits.get("test", splits.get("val"))
+    val = splits.get("val") if "test" in splits else None
+    if val is None:
+        n_val = max(1, min(n // 50, 10_000))
+        idx = split_indices(n, {"train": n - n_val, "val": n_val}, SPLIT_SEED)
+        train, val = train.subset(idx["train"]), train.subset(idx["val"])
+    return {"train": train, "val": val, "test": test}
 
 
 def split_indices(n: int, sizes: Mapping[str, int], seed: int) -> dict[str, np.ndarray]:

@@ -25,6 +25,7 @@ import numpy as np
 from zoo.data import mnist
 from zoo.data.cache import cached_arrays
 from zoo.data.loader import split_indices
+from zoo.data.raster import segment_distance
 from zoo.errors import ZooError
 from zoo.paths import cache_dir
 
@@ -237,11 +238,5 @@ def _strokes(rng: np.random.Generator, n: int, count: int, size: int) -> np.ndar
     p = rng.uniform(0, size, (n, count, 2, 2))  # (scene, stroke, end, yx)
     width = rng.uniform(0.8, 1.8, (n, count, 1, 1))
     peak = rng.uniform(60, INK - 8, (n, count, 1, 1))
-    yy, xx = np.meshgrid(np.arange(size) + 0.5, np.arange(size) + 0.5, indexing="ij")
-    a, d = p[:, :, 0], p[:, :, 1] - p[:, :, 0]
-    t = ((yy - a[..., 0, None, None]) * d[..., 0, None, None] +
-         (xx - a[..., 1, None, None]) * d[..., 1, None, None])
-    t = np.clip(t / np.maximum((d ** 2).sum(-1), 1e-6)[..., None, None], 0, 1)
-    dist = np.hypot(yy - a[..., 0, None, None] - t * d[..., 0, None, None],
-                    xx - a[..., 1, None, None] - t * d[..., 1, None, None])
+    dist = segment_distance(p[:, :, 0, ::-1], p[:, :, 1, ::-1], size, size)
     return (peak * np.clip(1.0 - dist / width, 0, 1)).max(1)

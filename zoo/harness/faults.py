@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from zoo.errors import ZooError
-from zoo.harness.checkpoints import LATEST, CheckpointStore, is_disk_full
+from zoo.harness.checkpoints import CheckpointStore, is_disk_full
 from zoo.harness.scalars import NonFiniteStep
 
 _NAN_FIXES = ("lower the learning rate, clip gradients (--set optimizer.grad_clip_norm=1), "
@@ -36,9 +36,13 @@ def explained(store: CheckpointStore) -> Iterator[None]:
 
 
 def _kept(store: CheckpointStore) -> str:
-    store.wait()  # saves started before the failure are good: let them land
-    step = store.latest_step(LATEST)
-    return "nothing saved yet" if step is None else f"checkpoint {LATEST}/{step} is intact"
+    """The newest checkpoint that verifies, after the saves in flight have landed (or
+    failed: a failed save is not named as intact)."""
+    try:
+        store.wait()
+    except ZooError:
+        pass  # the failure being explained, or another one: `kept` checks what is on disk
+    return store.kept()
 
 
 def nan_origin(error: FloatingPointError) -> str:

@@ -15,6 +15,7 @@ import optax
 from flax import nnx
 
 from zoo.io import weights
+from zoo.models.convert import fit_to_model
 from zoo.task import Task
 
 
@@ -57,7 +58,12 @@ class ModelSetup:
                 weights.load_into(nnx.state(getattr(model, part)), tensors, strict=True)
         if self.weights is None:
             return model, None
-        return model, weights.load_into(nnx.state(model), self.weights, strict=self.strict)
+        state = nnx.state(model)
+        shapes = {path: tuple(np.shape(var.get_value()))
+                  for path, var in weights.variables(state).items()}
+        # a ViT's position embeddings resampled to its patch grid, an RGB stem made grey
+        tensors = fit_to_model(self.weights, shapes)
+        return model, weights.load_into(state, tensors, strict=self.strict)
 
     def fine_tuning(self) -> ModelSetup:
         """These weights as a start to train from: layers of another shape are re-initialised."""

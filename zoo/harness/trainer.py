@@ -12,7 +12,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,22 +22,29 @@ from flax import nnx
 
 from zoo.config import validate
 from zoo.data import loader
+from zoo.data.pipeline import Inputs
 from zoo.errors import ZooError
+from zoo.harness import inputs as session_inputs
 from zoo.harness import reports
+from zoo.harness.callbacks import Callback
 from zoo.harness.checkpoints import BEST, LATEST, CheckpointStore
 from zoo.harness.faults import explained, nan_origin
+from zoo.harness.lock import WorkdirLock
+from zoo.harness.memory import PeakMemory
 from zoo.harness.model_setup import ModelSetup
-from zoo.harness.optim import make_run_optimizer
+from zoo.harness.optim import hold_frozen_backbone, make_run_optimizer
 from zoo.harness.preemption import Preempted, StopSignal
 from zoo.harness.progress import EpochProgress
 from zoo.harness.scalars import NonFiniteStep, ScalarLog
 from zoo.harness.steps import (Steps, build_steps, compile_steps, inference_view,
                                merge_train_state, split_train_state)
-from zoo.harness.workdir import check_resumable, read_run, write_run
+from zoo.harness.workdir import (apply_changes, check_checkpoints_left, check_data,
+                                 check_resumable, read_run, record_reading, write_run)
 from zoo.io.files import write_json
 from zoo.io.weights import LoadReport
 from zoo.paths import cache_dir
-from zoo.task import Dataset, Task
+from zoo.registry import plugin_code
+from zoo.task import Dataset, Metrics, Task
 from zoo_hardware import compilation, distributed, placement, precision
 
 
@@ -53,6 +60,7 @@ class LoopState:
     finished: bool = False
     history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     partial_epoch: dict[str, Any] = dataclasses.field(default_factory=dict)  # scalars.EpochSums
+    bad_examples: dict[str, int] = dataclasses.field(default_factory=dict)  # skipped: times
 
 
 @dataclasses.dataclass
@@ -61,6 +69,7 @@ class Session:
 
     task: Task
     data: Dataset
+    inputs: Inputs  # the batches of data's splits (worker processes for streamed ones)
     mesh: jax.sharding.Mesh
     graphdef: Any
     state: Any
@@ -68,43 +77,53 @@ class Session:
     steps_per_epoch: int
     loaded: LoadReport | None = None  # what loading the setup's weights did
 
-
-def limit(arrays: Mapping[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
-    """The first `n` examples (all when n is 0)."""
-    return {k: v[:n] if n else v for k, v in arrays.items()}
+    def close(self) -> None:
+        """Stops the input workers (if any)."""
+        self.inputs.close()
 
 
 def open_session(task: Task, *, device: str = "auto", mesh: str | None = None,
-                 training: bool = True, setup: ModelSetup = ModelSetup()) -> Session:
+                 training: bool = True, setup: ModelSetup = ModelSetup(),
+                 data: Dataset | None = None,
+                 check_data: Callable[[Dataset], None] = lambda data: None) -> Session:
     """Loads data and builds, places and compiles everything a run (or an eval) needs.
 
     Args:
       mesh: the device mesh, e.g. "data=4,model=2" (default: every device on `data`).
       setup: the weights, layer edits and optimizer wrapper to build with (see
         `ModelSetup`); by default the task's own fresh model.
+      data: the data set, if not `task.load_data()` (e.g. a card's, read from the
+        user's copy: `zoo.hub.card_data`).
+      check_data: called with the data as soon as it is loaded (before building and
+        compiling): a resumed run compares the data's identity there.
     """
     compilation.enable_persistent_cache(cache_dir("jax-cache"))  # for library users too
     cfg = task.config
-    with distributed.primary_first("load data"):  # process 0 downloads, the others reuse
-        data = task.load_data()
-    for split in ("train", "val", "test"):
-        data.splits[split] = limit(data.splits[split], cfg.train.max_examples)
-        if data.size(split) == 0:
-            raise ZooError(f"data set {cfg.data!r} has an empty {split} split; "
-                           f"it needs examples in train, val and test")
+    data = session_inputs.load(task, data)
+    check_data(data)
     mesh = placement.make_mesh(device, mesh)
     placement.check_batch_size(cfg.train.batch_size, mesh)
     placement.check_batch_size(cfg.train.eval_batch_size, mesh)
-    spe = loader.steps_per_epoch(data.splits["train"], cfg.train.batch_size)
-    if spe == 0:
-        raise ZooError(f"the train split has {data.size('train')} examples, fewer than one "
-                       f"batch of {cfg.train.batch_size}; lower --batch-size")
+    inputs = session_inputs.open_inputs(task, data)
+    try:
+        return _build_session(task, data, inputs, mesh, training, setup)
+    except BaseException:
+        inputs.close()
+        raise
+
+
+def _build_session(task: Task, data: Dataset, inputs: Inputs, mesh: jax.sharding.Mesh,
+                   training: bool, setup: ModelSetup) -> Session:
+    cfg = task.config
+    spe = inputs.steps_per_epoch(cfg.train.batch_size)
     tx = make_run_optimizer(cfg, spe * cfg.train.epochs, spe)
     if setup.wrap_optimizer is not None:
         tx = setup.wrap_optimizer(tx)
-    model, loaded = setup.build(task, data.info, nnx.Rngs(cfg.train.seed))
+    with plugin_code(task, "build_model"):
+        model, loaded = setup.build(task, data.info, nnx.Rngs(cfg.train.seed))
     precision.check_model(model, precision.get_policy(cfg.train.dtype), task.name)
     optimizer = task.make_optimizer(model, tx)
+    hold_frozen_backbone(model, cfg.optimizer)
     graphdef, state = split_train_state(model, optimizer)
     state = placement.place_state(state, mesh)
     steps = build_steps(task, model, optimizer, seed=cfg.train.seed,
@@ -112,21 +131,22 @@ def open_session(task: Task, *, device: str = "auto", mesh: str | None = None,
                         scalar_sharding=placement.replicated(mesh))
     train_batch = None
     if training:
-        train_batch = placement.put_batch(next(loader.train_batches(
-            data.splits["train"], cfg.train.batch_size, seed=cfg.train.seed, epoch=0,
+        train_batch = placement.put_batch(next(inputs.train(
+            cfg.train.batch_size, epoch=0,
             rows=placement.process_rows(mesh, cfg.train.batch_size))), mesh)
-    eval_batch = next(loader.eval_batches(data.splits["val"], cfg.train.eval_batch_size))
-    steps = compile_steps(steps, state, train_batch,
-                          placement.put_batch(placement.own_rows(eval_batch, mesh), mesh))
-    return Session(task, data, mesh, graphdef, state, steps, spe, loaded)
+    eval_batch = next(inputs.evaluate("val", cfg.train.eval_batch_size,
+                                      placement.process_rows(mesh, cfg.train.eval_batch_size)))
+    steps = compile_steps(steps, state, train_batch, placement.put_batch(eval_batch, mesh))
+    return Session(task, data, inputs, mesh, graphdef, state, steps, spe, loaded)
 
 
-def prefetch(batches: Iterator[dict], mesh: jax.sharding.Mesh, depth: int = 2) -> Iterator[dict]:
+def prefetch(batches: Iterator[dict], mesh: jax.sharding.Mesh,
+             depth: int = 2) -> Iterator[tuple[dict, dict]]:
     """Keeps `depth` batches (this process's rows of each) in flight to the devices ahead
-    of the one being used."""
+    of the one being used; yields (host batch, device batch)."""
     queue: collections.deque = collections.deque()
     for batch in batches:
-        queue.append(placement.put_batch(batch, mesh))
+        queue.append((batch, placement.put_batch(batch, mesh)))
         if len(queue) >= depth:
             yield queue.popleft()
     while queue:
@@ -138,27 +158,39 @@ def train_steps(session: Session, batches: Iterator[dict], first_step: int) -> I
 
     Scalars stay on device; the caller decides when (rarely) to fetch them.
     """
-    for step, batch in enumerate(prefetch(batches, session.mesh), start=first_step):
+    for step, (_, batch) in enumerate(prefetch(batches, session.mesh), start=first_step):
         session.state, out = session.steps.train(session.state, batch, np.int32(step))
         yield step + 1, out
 
 
 def evaluate(session: Session, split: str) -> dict[str, Any]:
     """The task's metrics over a whole split of `session.data` (padding masked out)."""
-    host_batches = list(loader.eval_batches(session.data.splits[split],
-                                            session.task.config.train.eval_batch_size))
-    own = (placement.own_rows(batch, session.mesh) for batch in host_batches)
-    outputs = [session.steps.evaluate(session.state, batch)
-               for batch in prefetch(own, session.mesh)]
+    return accumulate(session, split).compute()
+
+
+def accumulate(session: Session, split: str) -> Metrics:
+    """The task's `Metrics`, updated with every batch of a split of `session.data`.
+
+    Streamed: each process reads its own rows of a batch, and at most a few batches are
+    held at a time; the metrics see whole batches (gathered from every process).
+    """
+    size = session.task.config.train.eval_batch_size
+    batches = session.inputs.evaluate(split, size, placement.process_rows(session.mesh, size))
     metrics = session.task.new_metrics(session.data.info)
-    for batch, out in zip(host_batches, placement.fetch(outputs)):
-        metrics.update(batch, out)
-    return metrics.compute()
+    pending: collections.deque = collections.deque()
+    for host, batch in prefetch(batches, session.mesh):
+        pending.append((host if jax.process_count() == 1 else batch,
+                        session.steps.evaluate(session.state, batch)))
+        if len(pending) > 2:
+            metrics.update(*placement.fetch(pending.popleft()))
+    for item in pending:
+        metrics.update(*placement.fetch(item))
+    return metrics
 
 
 def fit(task: Task, workdir: str | Path, *, device: str = "auto", mesh: str | None = None,
         quiet: bool = False, setup: ModelSetup = ModelSetup(),
-        last_good: bool = False) -> dict[str, Any]:
+        last_good: bool = False, callbacks: Sequence[Callback] = ()) -> dict[str, Any]:
     """Trains `task` in `workdir` (resuming if it holds a run), tests, writes metrics.json.
 
     In a multi-process run every process calls `fit`; only process 0 writes reports.
@@ -171,6 +203,7 @@ def fit(task: Task, workdir: str | Path, *, device: str = "auto", mesh: str | No
         A resumed run continues from its checkpoint instead.
       last_good: resume from the newest checkpoint that passes its manifest, moving
         damaged ones aside (`--resume-from-last-good`); by default a damaged one stops.
+      callbacks: per-step and per-epoch hooks (`zoo.Callback`): logging, early stopping.
 
     Returns:
       The contents written to metrics.json.
@@ -183,39 +216,66 @@ def fit(task: Task, workdir: str | Path, *, device: str = "auto", mesh: str | No
     workdir = Path(workdir)
     cfg = task.config
     validate(cfg)
-    record = read_run(workdir)
-    if record is not None:
-        check_resumable(workdir, record, task.name, cfg)
     primary = distributed.is_primary()
     progress = EpochProgress(cfg.train.epochs, quiet=quiet or not primary)
-    with StopSignal() as stop:
-        session = open_session(task, device=device, mesh=mesh, setup=setup)
-        progress.log(f"{task.name}: model {cfg.model}, data {cfg.data} "
-                     f"({session.data.size('train')}/{session.data.size('val')}/"
-                     f"{session.data.size('test')} train/val/test), "
-                     f"{placement.describe(session.mesh)}, {cfg.train.dtype}; "
-                     f"compiled in {session.steps.compile_seconds:.1f}s"
-                     f"{_cache_note(session.steps)}")
-        workdir.mkdir(parents=True, exist_ok=True)
+    with (WorkdirLock(workdir, progress.log, enabled=primary), StopSignal() as stop,
+          PeakMemory() as memory):
+        record = read_run(workdir)
+        changes = {} if record is None else check_resumable(workdir, record, task.name, cfg)
+        held = {}
+        session = open_session(task, device=device, mesh=mesh, setup=setup,
+                               check_data=lambda data: held.update(
+                                   data=check_data(workdir, record, data, cfg.data)))
+        _check_metric_name(session)
+        progress.log(describe_session(session))
+        note = session_inputs.partial_batch_note(session.inputs, cfg.train.batch_size)
+        if note:
+            progress.log(note)
+        check_checkpoints_left(workdir)
         store = CheckpointStore(workdir)
         with explained(store):
-            if primary:
-                write_run(workdir, task, session.data.info)
             loop = _resume(store, session, progress, last_good=last_good)
-            trainer = _Trainer(session, loop, progress, store, workdir, stop)
-            t0 = time.perf_counter()
+            apply_changes(loop, task, changes, progress.log)
+            if primary:
+                write_run(workdir, task, session.data.info, held["data"], previous=record,
+                          step=loop.step, changes=changes)
+            trainer = _Trainer(session, loop, progress, store, workdir, stop, callbacks)
+            t0, first_step = time.perf_counter(), loop.step
             try:
                 test = trainer.run()
             finally:
                 trainer.close()
-    result = {"task": task.name, "model": cfg.model, "dataset": cfg.data, "split": "test",
-              "metrics": test, "epochs": loop.epoch,
-              "train_seconds": round(sum(r["seconds"] for r in loop.history), 1),
-              "best_epoch": loop.best_epoch + 1, "wall_seconds": round(time.perf_counter() - t0, 1)}
-    if primary:
-        write_json(workdir / "metrics.json", result)
+                progress.log(memory.describe() + session_inputs.bad_note(loop.bad_examples))
+                if primary and loop.step > first_step:  # a session that only tested keeps
+                    record_reading(workdir, session_inputs.facts(  # the training's facts
+                        session.inputs, loop.bad_examples, memory))
+        result = {"task": task.name, "model": cfg.model, "dataset": cfg.data, "split": "test",
+                  "metrics": test, "epochs": loop.epoch,
+                  "train_seconds": round(sum(r["seconds"] for r in loop.history), 1),
+                  "best_epoch": loop.best_epoch + 1,
+                  "wall_seconds": round(time.perf_counter() - t0, 1)}
+        if primary:
+            write_json(workdir / "metrics.json", result)
     progress.log(f"test: {_fmt(test)} -> {workdir / 'metrics.json'}")
     return result
+
+
+def _check_metric_name(session: Session) -> None:
+    """Refuses an `early_stopping.metric` that validation does not report, before the
+    first epoch (one validation batch names the metrics)."""
+    task = session.task
+    name = task.config.early_stopping.metric
+    if not name or name == task.metric:
+        return
+    batch = next(loader.eval_batches(session.data.splits["val"], task.config.train.eval_batch_size))
+    metrics = task.new_metrics(session.data.info)
+    own = placement.put_batch(placement.own_rows(batch, session.mesh), session.mesh)
+    metrics.update(batch, placement.fetch([session.steps.evaluate(session.state, own)])[0])
+    names = sorted(k for k, v in metrics.compute().items() if np.isscalar(v))
+    if name not in names:
+        raise ZooError(f"early_stopping.metric {name!r} is not a validation metric of "
+                       f"{task.name!r}; choose from {', '.join(names)} "
+                       f"(--set early_stopping.metric=...)")
 
 
 def _resume(store: CheckpointStore, session: Session, progress: EpochProgress, *,
@@ -240,13 +300,16 @@ class _Trainer:
     """The epoch loop of one `fit` call, with its logs and checkpoints."""
 
     def __init__(self, session: Session, loop: LoopState, progress: EpochProgress,
-                 store: CheckpointStore, workdir: Path, stop: StopSignal):
+                 store: CheckpointStore, workdir: Path, stop: StopSignal,
+                 callbacks: Sequence[Callback] = ()):
         self.session, self.loop, self.progress, self.store = session, loop, progress, store
-        self.workdir, self.stop = workdir, stop
+        self.workdir, self.stop, self.callbacks = workdir, stop, tuple(callbacks)
         self.primary = distributed.is_primary()
         train = session.task.config.train
         self.scalars = ScalarLog(train.on_nan, train.max_bad_steps, loop.partial_epoch)
         self.tensorboard = reports.TensorBoard(workdir, enabled=self.primary)
+        self._bad_before = dict(loop.bad_examples)  # left out before this session
+        self._reported = 0  # of this session's, already logged
 
     def run(self) -> dict[str, Any]:
         """Trains the remaining epochs, then tests."""
@@ -261,10 +324,10 @@ class _Trainer:
         spe = session.steps_per_epoch
         start = loop.step - loop.epoch * spe
         self.progress.start_epoch(loop.epoch, spe, start)
-        t0 = time.perf_counter()
+        t0, waited = time.perf_counter(), session.inputs.wait_seconds
         self._train_steps(start)
         train, skipped = self.scalars.end_epoch()
-        val = evaluate(session, "val")
+        val = self._validate()
         row = {"epoch": loop.epoch + 1, "step": loop.step,
                "seconds": round(time.perf_counter() - t0, 2), "skipped_steps": skipped,
                **{f"train/{k}": v for k, v in train.items()},
@@ -273,9 +336,18 @@ class _Trainer:
         loop.epoch += 1
         improved = _update_early_stopping(session.task, loop, val)
         loop.finished = loop.finished or loop.epoch >= cfg.train.epochs
+        if any([bool(c.on_epoch(loop.epoch, row)) for c in self.callbacks]):  # every one called
+            loop.finished = True
+            self.progress.log(f"epoch {loop.epoch}: a callback stopped training")
         self.progress.end_epoch(loop.epoch - 1, {k: v for k, v in row.items() if "/" in k})
         if skipped:
             self.progress.log(f"epoch {loop.epoch}: dropped {skipped} non-finite step(s)")
+        left_out = sum(session.inputs.bad.values()) - self._reported
+        self._reported += left_out
+        for note in session_inputs.epoch_notes(session.inputs, loop.epoch,
+                                               session.inputs.wait_seconds - waited,
+                                               row["seconds"], left_out):
+            self.progress.log(note)
         self.tensorboard.scalars(loop.step, {k: v for k, v in row.items() if k.startswith("val/")})
         self._checkpoint(best=improved)
         if self.primary:
@@ -284,24 +356,38 @@ class _Trainer:
             session.task.on_epoch_end(inference_view(model), session.data.info, self.workdir,
                                       loop.epoch)
 
+    def _validate(self) -> dict[str, Any]:
+        """Validation metrics, after the task has calibrated the model on them
+        (`Task.calibrate`: e.g. decision thresholds, saved with the next checkpoint)."""
+        session = self.session
+        metrics = accumulate(session, "val")
+        model, optimizer = merge_train_state(session.graphdef, session.state)
+        if session.task.calibrate(inference_view(model), metrics):
+            state = nnx.state({"model": model, "optimizer": optimizer})
+            session.state = placement.place_state(state, session.mesh)
+        return metrics.compute()
+
     def _train_steps(self, start: int) -> None:
         """Runs the epoch's steps from batch `start`, checkpointing at the step cadence and
         stopping (with a checkpoint) when a stop signal has arrived."""
         session, loop, train = self.session, self.loop, self.session.task.config.train
         spe, every = session.steps_per_epoch, train.checkpoint_every_steps
-        batches = loader.train_batches(session.data.splits["train"], train.batch_size,
-                                       seed=train.seed, epoch=loop.epoch, start=start,
+        batches = session.inputs.train(train.batch_size, epoch=loop.epoch, start=start,
                                        rows=placement.process_rows(session.mesh, train.batch_size))
         try:
             for loop.step, out in train_steps(session, batches, loop.step):
                 self.scalars.add(loop.step - 1, out)
                 i = loop.step - loop.epoch * spe
                 values = None
-                if i % train.log_every == 0:  # host syncs: here, before saves, at epoch ends
+                asking = [c for c in self.callbacks
+                          if c.every_steps and loop.step % c.every_steps == 0]
+                if i % train.log_every == 0 or asking:  # host syncs: here, saves, epoch ends
                     values = self.scalars.fetch()
-                    if values:
+                    if values and i % train.log_every == 0:
                         self.tensorboard.scalars(loop.step,
                                                  {f"train/{k}": v for k, v in values.items()})
+                    for callback in asking if values else ():
+                        callback.on_step(loop.step, {k: float(v) for k, v in values.items()})
                 self.progress.advance(i, (i - start) * train.batch_size, values)
                 if every and loop.step % every == 0 and i < spe:
                     self._checkpoint(best=False)
@@ -318,6 +404,7 @@ class _Trainer:
         """
         self.scalars.fetch()
         self.loop.partial_epoch = self.scalars.state()
+        self.loop.bad_examples = session_inputs.merged(self._bad_before, self.session.inputs.bad)
         meta = dataclasses.asdict(self.loop)
         pure = nnx.to_pure_dict(self.session.state)
         if best:
@@ -341,10 +428,12 @@ class _Trainer:
 
     def close(self) -> None:
         self.progress.stop_bar()
+        self.loop.bad_examples = session_inputs.merged(self._bad_before, self.session.inputs.bad)
         try:
             self.store.close()
         finally:
             self.tensorboard.close()
+            self.session.close()
 
 
 def _update_early_stopping(task: Task, loop: LoopState, val: Mapping[str, Any]) -> bool:
@@ -364,6 +453,17 @@ def _update_early_stopping(task: Task, loop: LoopState, val: Mapping[str, Any]) 
         if es.patience and loop.bad_epochs >= es.patience:
             loop.finished = True
     return improved
+
+
+def describe_session(session: Session) -> str:
+    """The run's first log line: task, model, data and how it is read, mesh, compilation."""
+    cfg, data, inputs = session.task.config, session.data, session.inputs
+    reading = f"; {inputs.describe()}" if inputs.describe() else ""
+    return (f"{session.task.name}: model {cfg.model}, data {cfg.data} "
+            f"({data.size('train')}/{data.size('val')}/{data.size('test')} "
+            f"train/val/test{reading}), {placement.describe(session.mesh)}, "
+            f"{cfg.train.dtype}; compiled in {session.steps.compile_seconds:.1f}s"
+            f"{_cache_note(session.steps)}")
 
 
 def _cache_note(steps: Steps) -> str:

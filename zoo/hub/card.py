@@ -15,10 +15,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from zoo.data import class_lists
 from zoo.errors import ZooError
 from zoo.hub import urls
 
-FORMAT = 1  # card schema and weight layout (flat safetensors of model variables)
+FORMAT = 2  # card schema (2: `layout`, weights converted from an upstream layout on load)
+LAYOUTS = ("zoo", "timm")  # zoo: variables by path; timm: timm/torchvision state dict
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 ARCHIVE_SUFFIXES = (".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".tar", ".zip")  # longest first
@@ -50,9 +52,10 @@ class Card:
     urls: tuple[str, ...]  # mirrors, tried in order; relative ones are relative to the index
     size: int | None  # bytes
     sha256: str | None  # None: unverified (refused unless --allow-unverified)
+    layout: str = "zoo"  # of the weight file; "timm": an upstream state dict, converted on load
     metrics: dict[str, Any] = field(default_factory=dict)  # {"dataset", "split", "values"}
     config: dict[str, Any] = field(default_factory=dict)  # the task config it was trained with
-    info: dict[str, Any] = field(default_factory=dict)  # preprocessing and data-set facts
+    info: dict[str, Any] = field(default_factory=dict)  # data-set facts; classes by name or list
     params: int | None = None  # trainable parameter count
     versions: dict[str, str] = field(default_factory=dict)  # libraries it was trained with
     plugin: dict[str, str] = field(default_factory=dict)  # the task's distribution and version
@@ -70,8 +73,12 @@ class Card:
         return self.file.endswith(ARCHIVE_SUFFIXES)
 
     def to_json(self) -> dict[str, Any]:
+        """The index entry; classes that equal a named list are written as its name."""
         out = dataclasses.asdict(self)
         out["urls"] = list(self.urls)
+        named = class_lists.name_of(self.info.get("classes", ()))
+        if named:
+            out["info"] = {**out["info"], "classes": named}
         return out
 
     @classmethod
@@ -98,6 +105,9 @@ class Card:
             raise ZooError(f"{label}: 'urls' must be a non-empty list of strings")
         for url in card_urls:
             urls.check(url)
+        if data.get("layout", "zoo") not in LAYOUTS:
+            raise ZooError(f"{label}: layout {data['layout']!r} is not one of "
+                           f"{', '.join(LAYOUTS)} (upgrade zoo?)")
         sha = data.get("sha256")
         if sha is not None and not (isinstance(sha, str) and _SHA256.fullmatch(sha)):
             raise ZooError(f"{label}: sha256 {sha!r} is not 64 lowercase hex digits")
@@ -109,4 +119,10 @@ class Card:
             raise ZooError(f"{label}: size {size!r} is not a byte count")
         values = {k: v for k, v in data.items() if k in known}
         values["urls"] = tuple(card_urls)
+        if isinstance(values.get("info", {}).get("classes"), str):  # e.g. "imagenet-1k"
+            try:
+                classes = class_lists.resolve(values["info"]["classes"])
+            except ZooError as e:
+                raise ZooError(f"{label}: {e} (upgrade zoo?)") from None
+            values["info"] = {**values["info"], "classes": classes}
         return cls(**values)

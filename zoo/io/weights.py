@@ -49,7 +49,8 @@ def by_path(tree: Mapping) -> dict[str, Any]:
 def save(path: Path, tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str]) -> None:
     from safetensors.numpy import save_file
 
-    contiguous = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
+    # ascontiguousarray makes a scalar 1-d; the reshape keeps it a scalar (a threshold)
+    contiguous = {k: np.ascontiguousarray(v).reshape(np.shape(v)) for k, v in tensors.items()}
     save_file(contiguous, str(path), metadata={FORMAT_KEY: FORMAT, **metadata})
     os.chmod(path, 0o644)  # safetensors writes 0600; a hub folder is served to others
 
@@ -60,17 +61,26 @@ def load(path: Path) -> dict[str, np.ndarray]:
     Raises:
       ZooError: naming the file, if it is not a well-formed zoo safetensors file.
     """
+    tensors, metadata = read_safetensors(path)
+    fmt = metadata.get(FORMAT_KEY)
+    if fmt != FORMAT:
+        raise ZooError(f"{path}: weights format {fmt!r}, this zoo reads {FORMAT!r}")
+    return tensors
+
+
+def read_safetensors(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Any safetensors file (zoo's or upstream's): its tensors and its metadata.
+
+    Raises:
+      ZooError: naming the file, if it is unreadable or holds a dtype numpy lacks.
+    """
     from safetensors import SafetensorError, safe_open
 
     try:
         with safe_open(str(path), framework="numpy") as f:
-            fmt = (f.metadata() or {}).get(FORMAT_KEY)
-            tensors = {key: f.get_tensor(key) for key in f.keys()}
-    except (SafetensorError, OSError) as e:
+            return {key: f.get_tensor(key) for key in f.keys()}, dict(f.metadata() or {})
+    except (SafetensorError, OSError, TypeError) as e:
         raise ZooError(f"{path}: not a readable safetensors weights file ({e})") from None
-    if fmt != FORMAT:
-        raise ZooError(f"{path}: weights format {fmt!r}, this zoo reads {FORMAT!r}")
-    return tensors
 
 
 @dataclass(frozen=True)
@@ -81,12 +91,15 @@ class LoadReport:
     reinitialised: Mapping[str, str]  # layer path -> why (shapes or missing variables)
     unused: tuple[str, ...]  # variables in the weights that the model does not have
     total: int  # variables in the model
+    new: tuple[str, ...] = ()  # top-level modules none of whose variables are in the weights
 
     def __str__(self) -> str:
         text = f"loaded {len(self.loaded)} of {self.total} variables"
         if self.reinitialised:
             text += "; re-initialised " + "; ".join(
                 f"{layer} ({why})" for layer, why in self.reinitialised.items())
+        if self.new:
+            text += f"; new (not in the weights): {', '.join(self.new)}"
         if self.unused:
             text += f"; unused: {', '.join(self.unused)}"
         return text
@@ -99,7 +112,8 @@ def load_into(state: nnx.State, tensors: Mapping[str, np.ndarray], *,
     A layer (the variables under one parent path) is loaded whole or not at all: when
     any of its variables is missing or has another shape (a new head, another input
     size), the whole layer keeps its fresh initialisation. Values take the model's
-    dtype.
+    dtype. Top-level modules the weights know nothing of (a detector's neck and heads
+    under a pretrained backbone) are reported once, by name.
 
     Args:
       strict: raise unless every variable loads and every weight is used (for eval
@@ -109,6 +123,8 @@ def load_into(state: nnx.State, tensors: Mapping[str, np.ndarray], *,
       ZooError: naming what does not fit, in strict mode or when nothing fits at all.
     """
     targets = variables(state)
+    known = {path.split("/")[0] for path in tensors}
+    new = sorted({path.split("/")[0] for path in targets} - known)
     mismatched: dict[str, list[str]] = {}
     for path, var in targets.items():
         layer, _, leaf = path.rpartition("/")
@@ -125,8 +141,9 @@ def load_into(state: nnx.State, tensors: Mapping[str, np.ndarray], *,
             # a copy: a train step donates (consumes) the state it is given
             var.set_value(jnp.array(tensors[path], dtype=var.get_value().dtype))
             loaded.append(path)
-    report = LoadReport(tuple(loaded), {k: ", ".join(v) for k, v in mismatched.items()},
-                        tuple(sorted(set(tensors) - set(targets))), len(targets))
-    if (strict and (report.reinitialised or report.unused)) or not loaded:
+    report = LoadReport(tuple(loaded), {k: ", ".join(v) for k, v in mismatched.items()
+                                        if k.split("/")[0] not in new},
+                        tuple(sorted(set(tensors) - set(targets))), len(targets), tuple(new))
+    if (strict and (report.reinitialised or report.unused or report.new)) or not loaded:
         raise ZooError(f"the weights do not fit this model: {report}")
     return report

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from zoo.models.conv import Conv
-from zoo.models.detector import CenterNet
+from zoo.models.detector import CenterNet, box_heads
 
 COORD_SCALE = 16.0  # pixels per unit of the relative coordinates fed to the mask networks
 
@@ -75,9 +75,9 @@ class CondInst(nnx.Module):
                  stem_stride: int = 2, head_width: int = 64, mask_channels: int = 8,
                  mask_hidden: int = 8, mask_layers: int = 3, activation: str = "relu",
                  rngs: nnx.Rngs):
-        self.detector = CenterNet(in_channels, num_classes, widths=widths, blocks=blocks,
-                                  level=level, stem_stride=stem_stride, head_width=head_width,
-                                  activation=activation, rngs=rngs)
+        self.detector = CenterNet(in_channels, box_heads(num_classes), widths=widths,
+                                  blocks=blocks, level=level, stem_stride=stem_stride,
+                                  head_width=head_width, activation=activation, rngs=rngs)
         self.stride = self.detector.stride
         self.mask_hidden, self.mask_layers = mask_hidden, mask_layers
         shapes = dynamic_layer_shapes(mask_channels + in_channels, mask_hidden, mask_layers)

@@ -1,14 +1,16 @@
-"""A CenterNet-style single-stage detector on the shared ResNet backbone.
+"""A CenterNet-style dense predictor on the shared ResNet backbone.
 
 The U-Net decoder (shared with segmentation) brings the backbone's deepest stage back
-up to the resolution of stage `level`, stride `stem_stride * 2 ** level`; there three
-small heads predict, per cell, a heatmap logit per class (object centres), the
-sub-cell offset of the centre and the box size. What those maps mean (targets, loss,
-decoding) belongs to the task.
+up to the resolution of stage `level`, stride `stem_stride * 2 ** level`; there one
+shared 3x3 layer feeds a 1x1 head per named output: heatmap logits (points such as
+object centres or joints, started at a low prior probability) and regressed values
+(offsets, sizes). Detection asks for `box_heads` (a heatmap per class, centre offset,
+box size); pose for person centres, joints and their offsets. What those maps mean
+(targets, loss, decoding) belongs to the task.
 """
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import jax
 from flax import nnx
@@ -16,33 +18,56 @@ from flax import nnx
 from zoo.errors import ZooError
 from zoo.models.activations import get_activation
 from zoo.models.conv import Conv
+from zoo.models.fpn import FPN
 from zoo.models.resnet import ResNetBackbone
 from zoo.models.unet import ConvBN, UNetDecoder
 
-PRIOR = 0.01  # initial centre probability: keeps the many empty cells from swamping early training
+PRIOR = 0.01  # initial point probability: keeps the many empty cells from swamping early training
+
+
+def box_heads(num_classes: int) -> dict[str, int]:
+    """A detector's heads: a centre heatmap per class, the centre's offset, the box size."""
+    return {"heatmap": num_classes, "offset": 2, "size": 2}
 
 
 class CenterNet(nnx.Module):
-    """Maps NHWC images to {"heatmap": (N, h, w, C) logits, "offset": (N, h, w, 2),
-    "size": (N, h, w, 2)} at stride `self.stride`."""
+    """Maps NHWC images to {name: (N, h, w, channels)} for each of `heads`, at stride
+    `self.stride`. Heads named in `heatmaps` start at probability `PRIOR`.
 
-    def __init__(self, in_channels: int, num_classes: int, *,
-                 widths: Sequence[int] = (16, 32, 64, 128), blocks: int = 1, level: int = 2,
+    Each head is an attribute of its own name, so its weights are addressed as
+    `NAME/kernel` whatever other heads exist.
+    """
+
+    def __init__(self, in_channels: int, heads: Mapping[str, int], *,
+                 heatmaps: Sequence[str] = ("heatmap",), widths: Sequence[int] = (16, 32, 64, 128),
+                 blocks: int = 1, level: int = 2,
                  stem_stride: int = 1, head_width: int = 64, activation: str = "relu",
-                 rngs: nnx.Rngs):
-        if not 0 <= level < len(widths):
-            raise ZooError(f"level {level}: the heads need a backbone stage, "
-                           f"0..{len(widths) - 1} (--set level=N)")
+                 backbone: nnx.Module | None = None, fpn_width: int = 128, rngs: nnx.Rngs):
+        """With `backbone` (an ImageNet family's, see `zoo.models.create_backbone`) an FPN
+        replaces the U-Net decoder and `level` indexes the backbone's strides."""
         act = get_activation(activation)
-        self.stride = stem_stride * 2 ** level
-        self.backbone = ResNetBackbone(in_channels, widths=widths, blocks=blocks,
-                                       stem_stride=stem_stride, activation=activation, rngs=rngs)
-        self.decoder = UNetDecoder(widths, act, stop=level, rngs=rngs)
-        self.neck = ConvBN(widths[level], head_width, act, rngs=rngs)
-        bias = nnx.initializers.constant(-math.log((1 - PRIOR) / PRIOR))
-        self.heatmap = Conv(head_width, num_classes, (1, 1), bias_init=bias, rngs=rngs)
-        self.offset = Conv(head_width, 2, (1, 1), rngs=rngs)
-        self.size = Conv(head_width, 2, (1, 1), rngs=rngs)
+        stages = len(widths) if backbone is None else len(backbone.strides)
+        if not 0 <= level < stages:
+            raise ZooError(f"level {level}: the heads need a backbone stage, "
+                           f"0..{stages - 1} (--set level=N)")
+        if backbone is None:
+            self.stride = stem_stride * 2 ** level
+            self.backbone = ResNetBackbone(in_channels, widths=widths, blocks=blocks,
+                                           stem_stride=stem_stride, activation=activation,
+                                           rngs=rngs)
+            self.decoder = UNetDecoder(widths, act, stop=level, rngs=rngs)
+            neck_width = widths[level]
+        else:
+            self.stride = backbone.strides[level]
+            self.backbone = backbone
+            self.decoder = FPN(backbone.channels, fpn_width, stop=level, rngs=rngs)
+            neck_width = fpn_width
+        self.neck = ConvBN(neck_width, head_width, act, rngs=rngs)
+        prior = nnx.initializers.constant(-math.log((1 - PRIOR) / PRIOR))
+        self.head_names = tuple(heads)
+        for name, channels in heads.items():
+            init = {"bias_init": prior} if name in heatmaps else {}
+            setattr(self, name, Conv(head_width, channels, (1, 1), **init, rngs=rngs))
 
     def __call__(self, x: jax.Array) -> dict[str, jax.Array]:
         return self.heads(self.features(x))
@@ -53,4 +78,4 @@ class CenterNet(nnx.Module):
         return self.neck(self.decoder(self.backbone(x)))
 
     def heads(self, y: jax.Array) -> dict[str, jax.Array]:
-        return {"heatmap": self.heatmap(y), "offset": self.offset(y), "size": self.size(y)}
+        return {name: getattr(self, name)(y) for name in self.head_names}

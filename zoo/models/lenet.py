@@ -1,5 +1,6 @@
 """LeNet and a multi-layer perceptron: the deck's classic MNIST networks."""
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -48,7 +49,7 @@ class MLP(nnx.Module):
                  activation: str = "relu", hidden: Sequence[int] = (300, 100),
                  dtype: Any = jnp.float32, rngs: nnx.Rngs):
         self.act = get_activation(activation)
-        sizes = [int(jnp.prod(jnp.array(input_shape))), *hidden]
+        sizes = [math.prod(input_shape), *hidden]  # host ints: builds under nnx.eval_shape too
         self.hidden = nnx.List([nnx.Linear(a, b, dtype=dtype, rngs=rngs)
                                 for a, b in zip(sizes, sizes[1:])])
         self.head = nnx.Linear(sizes[-1], num_classes, dtype=dtype, rngs=rngs)

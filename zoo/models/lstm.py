@@ -87,8 +87,11 @@ class LSTM(nnx.Module):
             carry = jax.tree.map(lambda n, o: keep_t * n + (1 - keep_t) * o, new, carry)
             return carry, new[1] * keep_t
 
-        carry, outputs = jax.lax.scan(scan_step, carry, (gates, keep), reverse=reverse)
-        return jnp.swapaxes(outputs, 0, 1), carry
+        # A forward scan over flipped steps, not `scan(reverse=True)`: the same numbers,
+        # and ONNX export (jax2onnx) has no reverse scan.
+        order = (lambda a: jnp.flip(a, 0)) if reverse else (lambda a: a)
+        carry, outputs = jax.lax.scan(scan_step, carry, (order(gates), order(keep)))
+        return jnp.swapaxes(order(outputs), 0, 1), carry
 
 
 class BiLSTM(nnx.Module):

@@ -19,8 +19,14 @@ from zoo.models.layers import global_avg_pool
 
 @dataclasses.dataclass(frozen=True)
 class BackboneConfig:
-    """The `ResNetBackbone` of a dense model, as a config section (`--set backbone.width=32`)."""
+    """The backbone of a dense model, as a config section (`--set backbone.width=32`).
 
+    `name` "resnet" is the small `ResNetBackbone` the other fields shape; any ImageNet
+    family (`zoo.models.IMAGENET`) is used as it is, under an FPN.
+    """
+
+    name: str = "resnet"  # resnet (small, below) or resnet18|34|50|101, vit-s16|b16, mobilenetv3-large
+    fpn_width: int = 128  # channels of the FPN over an ImageNet backbone
     width: int = 16  # channels of the first stage; each later stage doubles them
     stages: int = 4  # stages; each after the first halves the resolution
     blocks: int = 1  # residual blocks per stage
@@ -28,7 +34,7 @@ class BackboneConfig:
     activation: str = "relu"  # see zoo.models.ACTIVATIONS
 
     def kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for `ResNetBackbone` and the models built on it."""
+        """Keyword arguments for the small `ResNetBackbone` and the models built on it."""
         return {"widths": tuple(self.width * 2 ** i for i in range(self.stages)),
                 "blocks": self.blocks, "stem_stride": self.stem_stride,
                 "activation": self.activation}

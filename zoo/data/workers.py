@@ -1,0 +1,233 @@
+"""Input worker processes: the examples of a batch read (decoded, resized, augmented) in
+parallel, with a policy for unreadable ones.
+
+The main process decides everything that makes a run reproducible (which examples form a
+batch, each row's augmentation seed) and sends it as a `Request`; a worker only reads. So
+the batches are the same for any number of workers, or none (`workers=0` reads in the
+main process), and a resumed run reads exactly the batches it would have read.
+
+The workers are a `concurrent.futures.ProcessPoolExecutor` of spawned processes that live
+for the whole run and serve every split. They import numpy, PIL and the sources' own
+modules (about 30 MB each, a fraction of a second to start), not JAX. grain's
+`mp_prefetch` was the alternative: its workers import grain, which imports JAX and orbax
+(about 2 CPU-seconds and 190 MB of RSS per worker here), and start afresh for every
+iterator (each epoch, each evaluation). A worker that dies (killed, out of memory, a
+crashing decoder) breaks the pool, which fails the waiting batch at once: one error,
+never a hang.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import importlib.util
+import multiprocessing
+import os
+import pickle
+import sys
+import threading
+import time
+import types
+from collections.abc import Mapping
+from concurrent.futures.process import BrokenProcessPool
+from typing import Literal
+
+import numpy as np
+
+from zoo.data.sources import Example, Source
+from zoo.errors import ZooError
+
+OnBad = Literal["raise", "skip"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Request:
+    """One batch to read: this process's rows of it.
+
+    Attributes:
+      split: which source.
+      indices: the example index of each row.
+      real: per row, False for a padding row (a repeated example the mask hides); None
+        when every row is real and the batch carries no mask.
+      seeds: per row, the entropy of its augmentation generator (training), or None to
+        read examples unaugmented (evaluation).
+    """
+
+    split: str
+    indices: np.ndarray
+    real: np.ndarray | None = None
+    seeds: np.ndarray | None = None
+
+
+@dataclasses.dataclass
+class BatchRead:
+    """A batch as read: its arrays, and the examples left out under `skip`."""
+
+    arrays: dict[str, np.ndarray]
+    bad: list[str]  # "origin: problem", one per row left out
+
+
+def read_batch(source: Source, request: Request, on_bad: OnBad) -> BatchRead:
+    """Reads and stacks the rows of `request`.
+
+    Under `skip`, an unreadable example's row is filled with a readable example of the
+    batch and masked out (the batch then carries "mask"), so shapes never change.
+
+    Raises:
+      ZooError: naming the example's file, under `raise`, or when no row is readable.
+    """
+    rows: list[Example | None] = []
+    bad: list[str] = []
+    for row, index in enumerate(request.indices):
+        rng = None if request.seeds is None else np.random.default_rng(request.seeds[row])
+        try:
+            rows.append(source.example(int(index), rng))
+        except Exception as e:  # any failure of a user's file; JAX is not in here
+            problem = describe_failure(source, int(index), e)
+            if on_bad == "raise":
+                raise bad_example_error(problem) from None
+            rows.append(None)
+            bad.append(problem)
+    good = next((r for r in rows if r is not None), None)
+    if good is None:
+        raise ZooError(f"no example of a batch of {len(rows)} is readable; the first: {bad[0]}")
+    arrays = {key: np.stack([(r if r is not None else good)[key] for r in rows])
+              for key in good}
+    if bad or request.real is not None:
+        mask = np.ones(len(rows), np.float32) if request.real is None else \
+            request.real.astype(np.float32)
+        mask[[i for i, r in enumerate(rows) if r is None]] = 0.0
+        arrays["mask"] = mask
+    return BatchRead(arrays, bad)
+
+
+def bad_example_error(problem: str) -> ZooError:
+    return ZooError(f"{problem}; fix or remove it, or pass --on-bad-example skip to leave "
+                    f"such examples out")
+
+
+def describe_failure(source: Source, index: int, error: Exception) -> str:
+    """'FILE: problem' (a ZooError from zoo's readers already names the file)."""
+    if isinstance(error, ZooError):
+        return str(error)
+    return f"{source.origin(index)}: {type(error).__name__}: {error}"
+
+
+class Readers:
+    """Reads batches of a run's sources: in `workers` processes, or in this one (0).
+
+    `submit` returns a future; batches come back in the order their futures are read.
+    """
+
+    def __init__(self, sources: Mapping[str, Source], workers: int, on_bad: OnBad):
+        self.sources, self.on_bad, self.workers = dict(sources), on_bad, workers
+        self._pool = process_pool(self.sources, workers, on_bad) if workers > 0 else None
+        # Kept here: a broken pool forgets its processes, and `died` reports their exit codes.
+        self._processes = list(getattr(self._pool, "_processes", {}).values())
+
+    def submit(self, request: Request) -> concurrent.futures.Future:
+        if self._pool is None:
+            future = concurrent.futures.Future()
+            try:
+                future.set_result(read_batch(self.sources[request.split], request, self.on_bad))
+            except Exception as e:
+                future.set_exception(e)
+            return future
+        try:
+            return self._pool.submit(_read_in_worker, request)
+        except BrokenProcessPool:
+            raise self.died() from None
+
+    def result(self, future: concurrent.futures.Future) -> BatchRead:
+        """The batch of `future`; a dead worker becomes one clear `ZooError`."""
+        try:
+            return future.result()
+        except BrokenProcessPool:
+            raise self.died() from None
+
+    def died(self) -> ZooError:
+        for process in self._processes:
+            process.join(timeout=1)
+        codes = sorted({p.exitcode for p in self._processes if p.exitcode not in (None, 0)})
+        how = f" (exit code {', '.join(map(str, codes))})" if codes else ""
+        return ZooError(f"an input worker process died{how}, killed or out of memory; "
+                        f"lower --workers or the batch size, or run with --workers 0 to "
+                        f"read in the main process and see the error")
+
+    def pids(self) -> list[int]:
+        return [p.pid for p in self._processes]
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
+def process_pool(sources: Mapping[str, Source], workers: int,
+                 on_bad: OnBad) -> concurrent.futures.ProcessPoolExecutor:
+    """`workers` spawned processes holding `sources` (see `installed`), started now.
+
+    A spawned process normally imports the parent's `__main__` again: a user's script
+    that calls `zoo.fit` at top level would then train once more in every worker. The
+    workers need nothing from it, so they are started with `__main__` hidden.
+    """
+    pool = concurrent.futures.ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
+        initargs=(_module_files(), pickle.dumps(dict(sources)), on_bad))
+    main = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:  # each of the first `workers` submissions starts one process
+        started = [pool.submit(int) for _ in range(workers)]
+    finally:
+        sys.modules["__main__"] = main
+    concurrent.futures.wait(started)
+    return pool
+
+
+def install(sources: Mapping[str, Source], on_bad: OnBad) -> None:
+    """Makes `sources` this process's own (as a worker's), to run worker functions here."""
+    _WORKER.update(sources=dict(sources), on_bad=on_bad)
+
+
+def installed(split: str) -> tuple[Source, OnBad]:
+    """In a worker of `process_pool`: the source of `split` and the bad-example policy."""
+    return _WORKER["sources"][split], _WORKER["on_bad"]
+
+
+_WORKER: dict = {}  # in a worker process: its sources and policy
+
+
+def _start_worker(files: dict[str, str], blob: bytes, on_bad: OnBad) -> None:
+    """Unpickles the sources; a module it cannot import by name (a `--plugin FILE.py`
+    defining a source) is loaded from its file, as the main process loaded it."""
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    while True:
+        try:
+            install(pickle.loads(blob), on_bad)
+            return
+        except ModuleNotFoundError as e:
+            if e.name not in files or e.name in sys.modules:
+                raise
+            spec = importlib.util.spec_from_file_location(e.name, files[e.name])
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[e.name] = module
+            spec.loader.exec_module(module)
+
+
+def _exit_with_parent(parent: int, poll: float = 0.5) -> None:
+    """Ends this worker when its parent is gone (SIGKILLed: no shutdown message comes,
+    and the pool's queue never reports end-of-file, as every worker holds both ends)."""
+    while os.getppid() == parent:
+        time.sleep(poll)
+    os._exit(0)
+
+
+def _read_in_worker(request: Request) -> BatchRead:
+    source, on_bad = installed(request.split)
+    return read_batch(source, request, on_bad)
+
+
+def _module_files() -> dict[str, str]:
+    """The file of every top-level module loaded here, for `_start_worker`."""
+    return {name: module.__file__ for name, module in list(sys.modules.items())
+            if "." not in name and isinstance(getattr(module, "__file__", None), str)}

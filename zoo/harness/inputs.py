@@ -1,0 +1,102 @@
+"""A session's data: the task's splits (or their packed copy), capped and checked, and
+the input pipeline that reads their batches."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from zoo.data import packed
+from zoo.data.pipeline import Inputs
+from zoo.data.sources import Source
+from zoo.errors import ZooError
+from zoo.harness.memory import PeakMemory
+from zoo.registry import plugin_code
+from zoo.task import Dataset, Task
+from zoo_hardware import distributed
+
+SPLITS = ("train", "val", "test")
+
+
+def load(task: Task, data: Dataset | None = None) -> Dataset:
+    """`data`, or else the task's data set: `packed:DIR` for any task, else
+    `task.load_data()`; each split capped at `train.max_examples`. Process 0 loads first
+    (downloads, caches)."""
+    cfg = task.config
+    if data is None:
+        with distributed.primary_first("load data"), plugin_code(task, "load_data"):
+            if cfg.data.startswith(packed.PREFIX):
+                data = packed.load_dataset(cfg.data, task.name)
+            else:
+                data = task.load_data()
+    for split in SPLITS:
+        data.splits[split] = _head(data.splits[split], cfg.train.max_examples)
+        if data.size(split) == 0:
+            raise ZooError(f"data set {cfg.data!r} has an empty {split} split; "
+                           f"it needs examples in train, val and test")
+    return data
+
+
+def open_inputs(task: Task, data: Dataset) -> Inputs:
+    """The pipeline over `data` with the task's host augmentation and the run's
+    worker and bad-example settings."""
+    train = task.config.train
+    return Inputs(data.splits, seed=train.seed, augment=task.host_augment(data.info),
+                  workers=train.workers, on_bad=train.on_bad_example)
+
+
+def partial_batch_note(inputs: Inputs, batch_size: int) -> str:
+    """What happens to a training split smaller than one batch ('' otherwise)."""
+    n = inputs.size("train")
+    if n >= batch_size:
+        return ""
+    return (f"the train split has {n} examples, fewer than one batch of {batch_size}: each "
+            f"epoch is one batch, filled with {batch_size - n} repeated example(s) that its "
+            f"\"mask\" leaves out of the loss")
+
+
+def _head(split, n: int):
+    """The first `n` examples (all when n is 0)."""
+    if isinstance(split, Source):
+        return split.head(n)
+    return {k: v[:n] if n else v for k, v in split.items()}
+
+
+def epoch_notes(inputs: Inputs, epoch: int, waited: float, seconds: float,
+                left_out: int) -> list[str]:
+    """Log lines after an epoch: the time spent waiting for the input workers, and the
+    examples newly left out as unreadable."""
+    notes = []
+    if inputs.streamed and inputs.workers:
+        notes.append(f"epoch {epoch}: waited {waited:.1f}s for input ({waited / max(seconds, 1e-9):.0%} "
+                     f"of the epoch, {inputs.workers} worker(s))")
+    if left_out:
+        notes.append(f"epoch {epoch}: left out {left_out} unreadable example(s) "
+                     f"(--on-bad-example skip), e.g. {next(iter(inputs.bad))}")
+    return notes
+
+
+def merged(before: Mapping[str, int], now: Mapping[str, int], keep: int = 100) -> dict[str, int]:
+    """Counts of examples left out, by earlier sessions of the run (from its checkpoint)
+    and this one; at most `keep` are named, the rest count under "..."."""
+    out = dict(before)
+    for name, times in now.items():
+        key = name if name in out or len(out) < keep else "..."
+        out[key] = out.get(key, 0) + times
+    return out
+
+
+def bad_note(bad: Mapping[str, int]) -> str:
+    """'; left out N unreadable example(s) ...' for the run's last line ('' if none)."""
+    if not bad:
+        return ""
+    return (f"; left out {sum(bad.values())} unreadable example(s) of {len(bad)} file(s) "
+            f"(--on-bad-example skip), e.g. {next(iter(bad))}")
+
+
+def facts(inputs: Inputs, bad: Mapping[str, int], memory: PeakMemory) -> dict[str, Any]:
+    """run.json's "reading": how this session read the data (never compared on resume)."""
+    return {"streamed": inputs.streamed, "workers": inputs.workers,
+            "peak_rss_bytes": memory.peak, "peak_rss_processes": memory.processes,
+            "input_wait_seconds": round(inputs.wait_seconds, 2),
+            "bad_examples": {"count": sum(bad.values()), "files": dict(bad)}}
