@@ -1,7 +1,7 @@
 """Classification end to end through the CLI, its data sources and its bad input.
 
-The shared LeNet (conftest's `trained_lenet`) is trained by a real `zoo` process; the
-other commands run in this process (a fresh interpreter costs 3-9 CPU-s of JAX import)."""
+The commands run in this process (a fresh interpreter costs 3-9 CPU-s of JAX import);
+test_cli checks a real `zoo` process's exit code and output."""
 
 import json
 
