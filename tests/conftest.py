@@ -33,12 +33,12 @@ def _run_in_a_scratch_directory(tmp_path, monkeypatch):
 @pytest.fixture(scope="session")
 def trained_lenet(tmp_path_factory):
     """A LeNet trained for 3 epochs on the embedded digits (about 15 s), shared by the
-    tests that only read it: never write into this workdir."""
-    from helpers import zoo_cli
+    tests that only read it: never write into this workdir. `zoo run` in this process
+    (real `zoo` processes run in test_cli, test_registry and test_faults)."""
+    from helpers import zoo_here
 
     workdir = tmp_path_factory.mktemp("cls")
-    zoo_cli("run", "classification", "--workdir", str(workdir), "--epochs", "3", "--quiet",
-            check=True)
+    zoo_here("run", "classification", "--workdir", str(workdir), "--epochs", "3", "--quiet")
     return workdir
 
 

@@ -1,4 +1,5 @@
-"""Shared test utilities: running the CLI in a subprocess and reading checkpoints."""
+"""Shared test utilities: running the CLI (in a subprocess or in this process) and reading
+checkpoints."""
 
 import functools
 import json
@@ -23,6 +24,14 @@ def zoo_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
     if check and result.returncode != 0:
         raise AssertionError(f"zoo {' '.join(args)} exited {result.returncode}:\n{result.stderr}")
     return result
+
+
+def zoo_here(*argv: str) -> None:
+    """Runs `zoo ARGV` in this process (a fresh interpreter costs 3-9 CPU-s of JAX import
+    and compiling) and checks it exits 0; the output goes to pytest's capture."""
+    from zoo.cli.main import main
+
+    assert main(list(argv)) == 0, f"zoo {' '.join(argv)} failed (see the captured stderr)"
 
 
 def cli_error(capsys, *argv: str) -> str:
@@ -58,8 +67,8 @@ def train_on_small_scenes(task: str, workdir: Path, *extra: str, scenes: int = 1
     """`zoo run TASK` (segmentation or detection) for 4 epochs on small 32x32 scenes."""
     sizes = {**SMALL_SCENES, "train": scenes, "val": 100, "test": 200}
     scene_args = [arg for key, value in sizes.items() for arg in ("--set", f"scenes.{key}={value}")]
-    zoo_cli("run", task, "--workdir", str(workdir), *scene_args, "--epochs", "4", "--quiet",
-            *extra, check=True, timeout=900)
+    zoo_here("run", task, "--workdir", str(workdir), *scene_args, "--epochs", "4", "--quiet",
+             *extra)
     return workdir
 
 
@@ -173,7 +182,7 @@ def kill_and_resume(args: list[str], workdir: Path, modes: list[str], rng,
                         "temporary_left": bool(temporary_dirs(workdir))})
         if finished:
             break
-    zoo_cli(*args, "--workdir", str(workdir), check=True, timeout=timeout)
+    zoo_here(*args, "--workdir", str(workdir))  # the last resume needs no process of its own
     return records
 
 

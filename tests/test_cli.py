@@ -1,5 +1,9 @@
 """The `zoo` command line: help, listing, and misuse exits with code 2."""
 
+import pytest
+
+from zoo.cli.main import main
+
 from helpers import zoo_cli
 
 
@@ -20,18 +24,25 @@ def test_predict_help_lists_task_arguments():
     assert "--top-k" in result.stdout and "IMAGE" in result.stdout
 
 
-def test_misuse_exits_2_with_one_line(tmp_path):
-    cases = [
-        (["run", "clasification"], "did you mean 'classification'"),
-        (["run", "classification", "--set", "optimizer.lr=fast"], "expected float"),
-        (["run", "classification", "--set", "train.epochz=3"], "did you mean 'train.epochs'"),
-        (["run", "classification", "--model", "lenett"], "did you mean 'lenet'"),
-        (["run", "classification", "--data", "mnsit"], "did you mean 'mnist'"),
-        (["eval", "classification", "--workdir", "/nonexistent/run"], "no zoo run here"),
-        (["run", "classification", "--bogus"], "unrecognized arguments: --bogus"),
-    ]
-    for args, message in cases:
-        result = zoo_cli(*args, cwd=tmp_path)  # not where a real runs/classification may be
-        assert result.returncode == 2, args
-        assert message in result.stderr, (args, result.stderr)
-        assert "Traceback" not in result.stderr
+def test_misuse_exits_2_with_one_line_from_the_command(tmp_path):
+    """A real `zoo` process: exit code 2 and one line, no traceback."""
+    result = zoo_cli("run", "clasification", cwd=tmp_path)
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "did you mean 'classification'" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "classification", "--set", "optimizer.lr=fast"], "expected float"),
+    (["run", "classification", "--set", "train.epochz=3"], "did you mean 'train.epochs'"),
+    (["run", "classification", "--model", "lenett"], "did you mean 'lenet'"),
+    (["run", "classification", "--data", "mnsit"], "did you mean 'mnist'"),
+    (["eval", "classification", "--workdir", "/nonexistent/run"], "no zoo run here"),
+    (["run", "classification", "--bogus"], "unrecognized arguments: --bogus"),
+])
+def test_misuse_is_one_line_and_exit_2(args, message, capsys):
+    """The same path in this process (each case in a fresh `zoo` would pay JAX's import)."""
+    assert main(args) == 2, args
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and message in err, (args, err)
+

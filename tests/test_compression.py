@@ -185,27 +185,38 @@ def _report(out):
     return json.loads((out / "compression.json").read_text())
 
 
-def test_prune_and_share_keeps_accuracy_through_eval_and_predict(trained_lenet, tmp_path):
+def _zoo(capsys, *args: str) -> str:
+    """`zoo ARGS` in this process (no fresh interpreter's JAX import): its stdout, after
+    checking it exited 0."""
+    from zoo.cli.main import main
+
+    code = main(list(args))
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    return printed.out
+
+
+def test_prune_and_share_keeps_accuracy_through_eval_and_predict(trained_lenet, tmp_path, capsys):
     out = tmp_path / "small"
-    result = zoo_cli("compress", "classification", "--workdir", str(trained_lenet), "--prune", "0.75",
-                     "--quantize", "kmeans:4", "--finetune-epochs", "1", "--out", str(out),
-                     check=True)
-    assert "file on disk" in result.stdout
+    printed = _zoo(capsys, "compress", "classification", "--workdir", str(trained_lenet),
+                   "--prune", "0.75", "--quantize", "kmeans:4", "--finetune-epochs", "1",
+                   "--out", str(out))
+    assert "file on disk" in printed
     report = _report(out)
     assert report["total"]["bytes_after"] == (out / "model.zc").stat().st_size
     assert report["total"]["ratio"] > 12 and report["total"]["sparsity"] == pytest.approx(0.75, abs=0.01)
     assert all(row["codes"] == 16 for row in report["layers"])
     assert report["drop_points"] <= 1.5
-    evaluated = zoo_cli("eval", "classification", "--workdir", str(out), "--json", check=True)
-    assert json.loads(evaluated.stdout)["accuracy"] == pytest.approx(report["after"]["accuracy"])
+    evaluated = _zoo(capsys, "eval", "classification", "--workdir", str(out), "--json")
+    assert json.loads(evaluated)["accuracy"] == pytest.approx(report["after"]["accuracy"])
     assert not list(out.glob(".finetune-*")), "fine-tuning workdirs are removed when done"
 
 
 def test_int8_post_training_quantization_of_weights_and_activations(trained_lenet, tmp_path,
-                                                                     monkeypatch):
+                                                                    capsys, monkeypatch):
     out = tmp_path / "int8"
-    zoo_cli("compress", "classification", "--workdir", str(trained_lenet), "--quantize", "int8",
-            "--out", str(out), check=True)
+    _zoo(capsys, "compress", "classification", "--workdir", str(trained_lenet), "--quantize",
+         "int8", "--out", str(out))
     report = _report(out)
     assert report["plan"]["scheme"] == "int8+a8" and abs(report["drop_points"]) <= 1.0
     assert 3.5 < report["total"]["ratio"] and report["latency_ms"]["after"] > 0
@@ -215,8 +226,8 @@ def test_int8_post_training_quantization_of_weights_and_activations(trained_lene
 
     images, labels = mnist_sample()
     Image.fromarray(images[0, ..., 0]).save(png)
-    predicted = zoo_cli("predict", "classification", str(png), "--workdir", str(out), check=True)
-    assert predicted.stdout.strip().startswith(f"{png}: {labels[0]} (p=")
+    predicted = _zoo(capsys, "predict", "classification", str(png), "--workdir", str(out))
+    assert predicted.strip().startswith(f"{png}: {labels[0]} (p=")
     _publish_and_pull_back(out, tmp_path / "hub", monkeypatch)
 
 

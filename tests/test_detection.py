@@ -14,7 +14,7 @@ from zoo.models.boxes import iou_matrix, nms
 from zoo_tasks.detection import data
 from zoo_tasks.detection.metrics import coco_map
 
-from helpers import small_scene, train_on_small_scenes, zoo_cli
+from helpers import small_scene, train_on_small_scenes, zoo_cli, zoo_here
 
 
 def test_iou_matches_hand_worked_values():
@@ -206,14 +206,13 @@ def test_short_training_lowers_the_loss_and_finds_digits(trained):
     assert len(metrics["ap_per_class"]) == 10 and 0 <= metrics["map"] <= metrics["map50"]
 
 
-def test_predict_draws_boxes_and_prints_json(trained, tmp_path):
+def test_predict_draws_boxes_and_prints_json(trained, tmp_path, capsys):
     scene = small_scene()
     image = 255 - np.repeat(scene["image"][0], 3, 0).repeat(3, 1)[..., 0]  # 96x96, dark on light
     Image.fromarray(image).convert("RGB").save(tmp_path / "scene.jpg", quality=95)
-    result = zoo_cli("predict", "detection", str(tmp_path / "scene.jpg"), "--workdir",
-                     str(trained), "--out", str(tmp_path / "boxes.png"), "--min-score", "0.2",
-                     "--json", check=True)
-    (found,) = json.loads(result.stdout)
+    zoo_here("predict", "detection", str(tmp_path / "scene.jpg"), "--workdir", str(trained),
+             "--out", str(tmp_path / "boxes.png"), "--min-score", "0.2", "--json")
+    (found,) = json.loads(capsys.readouterr().out)
     assert found["files"] == {"out": str(tmp_path / "boxes.png")}
     assert Image.open(tmp_path / "boxes.png").size == (288, 288)  # drawn 3x: readable captions
     truth = scene["boxes"][0][scene["box_valid"][0]] * 3

@@ -16,7 +16,7 @@ from zoo.cli.main import main
 from zoo.data import coco, instance_scenes
 from zoo.data.coco_eval import coco_ap, rle_encode
 from zoo.errors import ZooError
-from zoo.restore import from_workdir
+from zoo.restore import from_hub
 from zoo.harness.trainer import fit
 from zoo.models.condinst import COORD_SCALE, dynamic_masks
 from zoo_tasks.instances import InstancesConfig, InstancesTask
@@ -253,12 +253,6 @@ SHORT = dataclasses.replace(
     optimizer=dataclasses.replace(InstancesConfig().optimizer, lr=5e-3))
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("instances")
-    return workdir, fit(InstancesTask(SHORT), workdir, quiet=True)["metrics"]
-
-
 def _one_blob_per_image_baseline(split) -> float:
     """Mask AP50 of a trivial predictor: all of an image's ink as one object of the class
     of its first digit (it knows the classes, not where one object ends)."""
@@ -268,22 +262,24 @@ def _one_blob_per_image_baseline(split) -> float:
     return coco_ap(truth, found, 10, "segm")["ap50"]
 
 
-def test_short_training_beats_a_trivial_baseline(trained):
-    workdir, metrics = trained
+def test_short_training_beats_a_trivial_baseline(tmp_path):
+    metrics = fit(InstancesTask(SHORT), tmp_path, quiet=True)["metrics"]
     baseline = _one_blob_per_image_baseline(instance_scenes.load_instance_scenes(SHORT.scenes)["test"])
     assert metrics["mask_ap50"] > baseline + 0.1, (metrics, baseline)
     assert 0 < metrics["mask_ap"] <= metrics["mask_ap50"]
     assert len(metrics["mask_ap_per_class"]) == 10 and metrics["box_ap50"] > 0
 
 
-def test_predict_draws_instances_and_prints_rle_masks(trained, tmp_path):
-    workdir, _ = trained
-    scene = instance_scenes.generate(dataclasses.replace(SHORT.scenes, train=1, val=1,
-                                                         test=1, seed=3))["test"]
-    image = 255 - np.repeat(scene["image"][0], 2, 0).repeat(2, 1)[..., 0]  # 64x64, dark on light
-    Image.fromarray(image).save(tmp_path / "scene.png")
-    restored = from_workdir(workdir)
+def test_predict_draws_instances_and_prints_rle_masks(tmp_path, monkeypatch):
+    """The published CondInst (the embedded hub weight: no training here) on a scene drawn
+    twice as large as it was trained on: each mask comes back in the input's own pixels."""
+    monkeypatch.setenv("ZOO_OFFLINE", "1")
+    restored = from_hub("instances", "condinst:scenes")
     task, model, info = restored.task, restored.inference_model(), restored.info
+    scene = instance_scenes.generate(dataclasses.replace(task.config.scenes, train=1, val=1,
+                                                         test=1, seed=3))["test"]
+    image = 255 - np.repeat(scene["image"][0], 2, 0).repeat(2, 1)[..., 0]  # 128x128, dark on light
+    Image.fromarray(image).save(tmp_path / "scene.png")
     (result,) = task.predict(model, info, [str(tmp_path / "scene.png")],
                              task.PredictOptions(min_score=0.05))
     found = json.loads(json.dumps(result.to_json()))
@@ -291,11 +287,12 @@ def test_predict_draws_instances_and_prints_rle_masks(trained, tmp_path):
     drawing = result.render("out", image)
     assert drawing.width > drawing.height >= 384  # enlarged, with the legend beside it
     ink = image < 128
+    assert any(obj["score"] > 0.3 for obj in found["instances"])
     for obj in found["instances"]:
         assert set(obj) == {"label", "score", "box", "mask"} and obj["score"] >= 0.05
         mask = mask_utils.decode({"size": obj["mask"]["size"],
                                   "counts": obj["mask"]["counts"].encode()}).astype(bool)
-        assert mask.shape == (64, 64)  # the input image's own pixels
+        assert mask.shape == (128, 128)  # the input image's own pixels
         if obj["score"] > 0.3:
             assert (mask & ink).sum() > 0.5 * mask.sum()  # on the digits' ink
 

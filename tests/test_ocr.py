@@ -10,7 +10,7 @@ from PIL import Image
 from zoo.errors import ZooError
 from zoo_tasks.ocr import CharacterMetrics, data, ids_to_text, synthetic
 
-from helpers import zoo_cli
+from helpers import zoo_cli, zoo_here
 
 
 @pytest.fixture
@@ -110,16 +110,16 @@ def test_character_metrics_count_edit_distance():
 def trained(tmp_path_factory):
     """A small CRNN trained briefly on handwritten digit lines (the CLI, end to end).
 
-    On one device: with the batch split over simulated devices, the backward scan of each
-    LSTM all-reduces its weight gradients every frame, and on an overloaded 2-core
-    machine XLA's CPU rendezvous (40 s limit) has aborted such a run. The conformance
-    test covers the sharded steps.
+    On one device (`--mesh data=1`): with the batch split over simulated devices, the
+    backward scan of each LSTM all-reduces its weight gradients every frame, and on an
+    overloaded 2-core machine XLA's CPU rendezvous (40 s limit) has aborted such a run.
+    The conformance test covers the sharded steps. In this process: a fresh one would
+    pay JAX's import again.
     """
     workdir = tmp_path_factory.mktemp("ocr")
-    zoo_cli("run", "ocr", "--data", "handwritten", "--workdir", str(workdir), "--epochs", "3",
-            "--batch-size", "16", "--set", "train.max_examples=2000", "--set", "hidden=48",
-            "--set", "layers=1", "--lr", "3e-3", "--quiet", check=True, timeout=900,
-            env={"XLA_FLAGS": "--xla_force_host_platform_device_count=1"})
+    zoo_here("run", "ocr", "--data", "handwritten", "--workdir", str(workdir), "--epochs", "3",
+             "--batch-size", "16", "--set", "train.max_examples=2000", "--set", "hidden=48",
+             "--set", "layers=1", "--lr", "3e-3", "--mesh", "data=1", "--quiet")
     return workdir
 
 
@@ -128,15 +128,15 @@ def test_short_training_learns(trained):
     assert metrics["cer"] < 0.4 and metrics["line_accuracy"] > 0.2  # untrained: 1.0 and 0
 
 
-def test_predict_prints_the_text_of_a_line(trained, tmp_path):
+def test_predict_prints_the_text_of_a_line(trained, tmp_path, capsys):
     images, labels = data.mnist.mnist_sample()
     digits = [synthetic._trim_columns(images[np.flatnonzero(labels == d)[-1], :, :, 0])
               for d in (3, 0, 7)]
     line = np.concatenate([np.pad(d, ((2, 2), (2, 2))) for d in digits], axis=1)
     Image.fromarray(255 - line).resize((line.shape[1] * 2, 64)).save(tmp_path / "line.png")
-    result = zoo_cli("predict", "ocr", str(tmp_path / "line.png"), "--workdir", str(trained),
-                     "--beam", "4", check=True)  # black on white at twice the size
-    text = result.stdout.strip()
+    zoo_here("predict", "ocr", str(tmp_path / "line.png"), "--workdir", str(trained),
+             "--beam", "4")  # black on white at twice the size
+    text = capsys.readouterr().out.strip()
     assert len(text.splitlines()) == 1 and editdistance.eval(text, "307") <= 1
 
 

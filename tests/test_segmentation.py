@@ -13,7 +13,7 @@ from zoo.errors import ZooError
 from zoo_tasks.segmentation import SegmentationConfig, SegmentationTask, data
 from zoo_tasks.segmentation.metrics import SegmentationMetrics, confusion_matrix, scores
 
-from helpers import small_scene, train_on_small_scenes, zoo_cli
+from helpers import small_scene, train_on_small_scenes, zoo_cli, zoo_here
 
 
 def test_confusion_matrix_and_scores_match_hand_worked_values():
@@ -202,14 +202,13 @@ def test_short_training_beats_the_all_background_baseline(trained):
     assert len(metrics["iou_per_class"]) == 11 and metrics["pixel_accuracy"] > 0.95
 
 
-def test_predict_writes_an_overlay_and_a_readable_mask(trained, tmp_path):
+def test_predict_writes_an_overlay_and_a_readable_mask(trained, tmp_path, capsys):
     scene = small_scene()
     image = np.repeat(scene["image"][0], 2, 0).repeat(2, 1)[..., 0]  # 64x64: any size works
     Image.fromarray(image).save(tmp_path / "scene.png")
-    result = zoo_cli("predict", "segmentation", str(tmp_path / "scene.png"), "--workdir",
-                     str(trained), "--out", str(tmp_path / "overlay.png"), "--mask-out",
-                     str(tmp_path / "mask.png"), check=True)
-    assert str(tmp_path / "overlay.png") in result.stdout
+    zoo_here("predict", "segmentation", str(tmp_path / "scene.png"), "--workdir", str(trained),
+             "--out", str(tmp_path / "overlay.png"), "--mask-out", str(tmp_path / "mask.png"))
+    assert str(tmp_path / "overlay.png") in capsys.readouterr().out
     overlay = Image.open(tmp_path / "overlay.png")
     assert overlay.size[1] == 256 and overlay.size[0] > 256 and overlay.mode == "RGB"  # 4x + legend
     mask = read_mask(tmp_path / "mask.png", tmp_path / "scene.png")

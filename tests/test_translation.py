@@ -11,7 +11,7 @@ from zoo.data.text import Vocabulary, detokenize
 from zoo.errors import ZooError
 from zoo_tasks.translation import TranslationMetrics, _token_loss, data
 
-from helpers import zoo_cli
+from helpers import zoo_cli, zoo_here
 
 
 @pytest.fixture(scope="module")
@@ -100,12 +100,11 @@ def test_padding_never_changes_the_loss():
 def trained(tmp_path_factory):
     """Two short epochs through the CLI (the first 8,000 training pairs: mostly < 10,000).
 
-    On one device, for the reason given in test_ocr's `trained` fixture.
+    On one device and in this process, for the reasons given in test_ocr's `trained` fixture.
     """
     workdir = tmp_path_factory.mktemp("mt")
-    zoo_cli("run", "translation", "--workdir", str(workdir), "--epochs", "2",
-            "--set", "train.max_examples=8000", "--set", "beam=2", "--quiet", check=True,
-            timeout=900, env={"XLA_FLAGS": "--xla_force_host_platform_device_count=1"})
+    zoo_here("run", "translation", "--workdir", str(workdir), "--epochs", "2",
+             "--set", "train.max_examples=8000", "--set", "beam=2", "--mesh", "data=1", "--quiet")
     return workdir
 
 
@@ -114,10 +113,10 @@ def test_short_training_learns(trained):
     assert metrics["bleu"] > 25 and metrics["chrf"] > 50  # untrained: ~0 and ~5
 
 
-def test_predict_translates_with_a_beam(trained):
-    result = zoo_cli("predict", "translation", "three hundred and forty-two", "seven",
-                     "--workdir", str(trained), "--beam", "3", check=True)
-    lines = result.stdout.strip().splitlines()
+def test_predict_translates_with_a_beam(trained, capsys):
+    zoo_here("predict", "translation", "three hundred and forty-two", "seven",
+             "--workdir", str(trained), "--beam", "3")
+    lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2 and all(lines)
     assert "cent" in lines[0] and "sept" in lines[1]
 
