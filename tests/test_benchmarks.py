@@ -83,6 +83,7 @@ def test_int8_inference_runs_on_integer_codes_and_agrees_with_fake_quant():
     np.testing.assert_allclose(logits["int8 integer"], logits["int8 fake-quant"], atol=1e-3)
 
 
+@pytest.mark.slow  # ~45 CPU-s: compiling the CRNN twice (zoo and the bare loop in a child)
 def test_sequence_workload_runs_on_zoo_and_bare_jax_only(tmp_path):
     out = tmp_path / "results.md"
     assert train_throughput.main(["--task", "ocr", "--steps", "1", "--windows", "1",

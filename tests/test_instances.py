@@ -262,6 +262,8 @@ def _one_blob_per_image_baseline(split) -> float:
     return coco_ap(truth, found, 10, "segm")["ap50"]
 
 
+@pytest.mark.slow  # ~65 CPU-s; the default suite checks the train step (test_conformance) and
+# predicts with the published CondInst
 def test_short_training_beats_a_trivial_baseline(tmp_path):
     metrics = fit(InstancesTask(SHORT), tmp_path, quiet=True)["metrics"]
     baseline = _one_blob_per_image_baseline(instance_scenes.load_instance_scenes(SHORT.scenes)["test"])
