@@ -204,7 +204,7 @@ def test_hf_folder_without_data_is_explained(tmp_path):
 def packed(imagenet, tmp_path_factory):
     out = tmp_path_factory.mktemp("pack") / "imagenet"
     args = ["data", "pack", f"imagenet:{imagenet}", str(out), "--task", "classification",
-            "--set", "image_size=8", "--workers", "1", "--examples-per-shard", "4"]
+            "--set", "image_size=16", "--workers", "1", "--examples-per-shard", "4"]
     assert main(args) == 0
     return out, args
 
@@ -216,10 +216,10 @@ def test_a_pack_holds_the_examples_of_its_spec(imagenet, packed):
         {"train": 11, "val": 1, "test": 2}
     assert len(manifest["splits"]["train"]["shards"]) == 3  # 4 + 4 + 3
     assert manifest["info"]["classes"] == ["n01", "n02", "n03"]
-    assert manifest["fields"] == {"image": ["|u1", [8, 8, 3]], "label": ["<i4", []]}
+    assert manifest["fields"] == {"image": ["|u1", [16, 16, 3]], "label": ["<i4", []]}
     task = get_task("classification")
-    original = load_image_set(f"imagenet:{imagenet}", 8, 3)
-    reread = load(task(task.Config(data=f"packed:{out}", image_size=8)))
+    original = load_image_set(f"imagenet:{imagenet}", 16, 3)
+    reread = load(task(task.Config(data=f"packed:{out}", image_size=16)))
     for split in ("train", "val", "test"):
         for a, b in zip(_examples(original.splits[split]), _examples(reread.splits[split])):
             assert np.array_equal(a["image"], b["image"]) and a["label"] == b["label"]
@@ -245,6 +245,6 @@ def test_a_killed_pack_continues_and_ends_the_same(packed, capsys):
 def test_a_pack_refuses_another_spec_in_its_folder(packed, capsys):
     out, args = packed
     before = (out / "manifest.json").read_bytes()
-    assert main([*args[:7], "image_size=12", *args[8:]]) == 2
+    assert main([*args[:7], "image_size=20", *args[8:]]) == 2
     assert "holds another pack" in capsys.readouterr().err
     assert (out / "manifest.json").read_bytes() == before
