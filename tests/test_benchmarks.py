@@ -10,6 +10,7 @@ from flax import nnx
 from benchmarks import extras, int8_inference, layer_ops, nan_guard, report, train_throughput
 
 
+@pytest.mark.slow  # ~40 CPU-s: compiles every peer; benchmarks run on demand
 def test_every_peer_runs_one_tiny_window_or_is_skipped_with_a_note(tmp_path, capsys):
     out = tmp_path / "results.md"
     assert train_throughput.main(["--model", "lenet", "--steps", "1", "--windows", "1",

@@ -110,6 +110,7 @@ def test_bad_image_folder_is_explained(tmp_path, classes, per_class, message):
         load_image_set(f"folder:{tmp_path}", image_size=16, channels=3)
 
 
+@pytest.mark.slow  # ~30 CPU-s; folder streaming is checked by test_streaming, the ResNet by test_models
 def test_cli_run_on_a_folder_with_resnet(tmp_path):
     _folder(tmp_path / "imgs", ["a", "b", "c"], per_class=12)
     zoo_here("run", "classification", "--model", "resnet", "--data", f"folder:{tmp_path / 'imgs'}",

@@ -198,6 +198,7 @@ def trained(tmp_path_factory):
     return train_on_small_scenes("detection", tmp_path_factory.mktemp("det"))
 
 
+@pytest.mark.slow  # the train step is checked by test_conformance; predict by the published weights
 def test_short_training_lowers_the_loss_and_finds_digits(trained):
     history = [json.loads(line) for line in (trained / "history.jsonl").read_text().splitlines()]
     assert history[-1]["train/loss"] < 0.5 * history[0]["train/loss"]
@@ -206,11 +207,11 @@ def test_short_training_lowers_the_loss_and_finds_digits(trained):
     assert len(metrics["ap_per_class"]) == 10 and 0 <= metrics["map"] <= metrics["map50"]
 
 
-def test_predict_draws_boxes_and_prints_json(trained, tmp_path, capsys):
+def test_predict_draws_boxes_and_prints_json(tmp_path, capsys):
     scene = small_scene()
     image = 255 - np.repeat(scene["image"][0], 3, 0).repeat(3, 1)[..., 0]  # 96x96, dark on light
     Image.fromarray(image).convert("RGB").save(tmp_path / "scene.jpg", quality=95)
-    zoo_here("predict", "detection", str(tmp_path / "scene.jpg"), "--workdir", str(trained),
+    zoo_here("predict", "detection", str(tmp_path / "scene.jpg"), "--pretrained",
              "--out", str(tmp_path / "boxes.png"), "--min-score", "0.2", "--json")
     (found,) = json.loads(capsys.readouterr().out)
     assert found["files"] == {"out": str(tmp_path / "boxes.png")}

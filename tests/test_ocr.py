@@ -123,18 +123,19 @@ def trained(tmp_path_factory):
     return workdir
 
 
+@pytest.mark.slow  # the train step is checked by test_conformance; predict by the published weights
 def test_short_training_learns(trained):
     metrics = json.loads((trained / "metrics.json").read_text())["metrics"]
     assert metrics["cer"] < 0.4 and metrics["line_accuracy"] > 0.2  # untrained: 1.0 and 0
 
 
-def test_predict_prints_the_text_of_a_line(trained, tmp_path, capsys):
+def test_predict_prints_the_text_of_a_line(tmp_path, capsys):
     images, labels = data.mnist.mnist_sample()
     digits = [synthetic._trim_columns(images[np.flatnonzero(labels == d)[-1], :, :, 0])
               for d in (3, 0, 7)]
     line = np.concatenate([np.pad(d, ((2, 2), (2, 2))) for d in digits], axis=1)
     Image.fromarray(255 - line).resize((line.shape[1] * 2, 64)).save(tmp_path / "line.png")
-    zoo_here("predict", "ocr", str(tmp_path / "line.png"), "--workdir", str(trained),
+    zoo_here("predict", "ocr", str(tmp_path / "line.png"), "--pretrained",
              "--beam", "4")  # black on white at twice the size
     text = capsys.readouterr().out.strip()
     assert len(text.splitlines()) == 1 and editdistance.eval(text, "307") <= 1

@@ -194,6 +194,7 @@ def trained(tmp_path_factory):
                                  scenes=2400)
 
 
+@pytest.mark.slow  # the train step is checked by test_conformance; predict by the published weights
 def test_short_training_beats_the_all_background_baseline(trained):
     metrics = json.loads((trained / "metrics.json").read_text())["metrics"]
     # Predicting background everywhere scores IoU ~0.95 for background and 0 for the 10
@@ -202,11 +203,11 @@ def test_short_training_beats_the_all_background_baseline(trained):
     assert len(metrics["iou_per_class"]) == 11 and metrics["pixel_accuracy"] > 0.95
 
 
-def test_predict_writes_an_overlay_and_a_readable_mask(trained, tmp_path, capsys):
+def test_predict_writes_an_overlay_and_a_readable_mask(tmp_path, capsys):
     scene = small_scene()
     image = np.repeat(scene["image"][0], 2, 0).repeat(2, 1)[..., 0]  # 64x64: any size works
     Image.fromarray(image).save(tmp_path / "scene.png")
-    zoo_here("predict", "segmentation", str(tmp_path / "scene.png"), "--workdir", str(trained),
+    zoo_here("predict", "segmentation", str(tmp_path / "scene.png"), "--pretrained",
              "--out", str(tmp_path / "overlay.png"), "--mask-out", str(tmp_path / "mask.png"))
     assert str(tmp_path / "overlay.png") in capsys.readouterr().out
     overlay = Image.open(tmp_path / "overlay.png")
