@@ -17,6 +17,7 @@ from zoo.batching import Prepared
 from zoo.data.images import letterboxed_inputs, to_unit_range
 from zoo.data.instance_scenes import InstanceSceneConfig
 from zoo.models import BackboneConfig, CondInst
+from zoo.models.centernet import DecodedSteps
 from zoo.task import Batch, Dataset, PredictOptions, Task
 from zoo_tasks.instances import data, masks
 from zoo_tasks.instances.metrics import InstanceMetrics
@@ -59,7 +60,7 @@ class InstancesOptions(PredictOptions):
     min_score: Annotated[float, Range(0, 1)] = 0.3  # report objects scoring at least this
 
 
-class InstancesTask(Task):
+class InstancesTask(DecodedSteps, Task):
     """Finds every object with its own mask; reports test COCO `mask_ap`, `mask_ap50`,
     `box_ap`, `box_ap50` and per-class AP."""
 
@@ -84,17 +85,10 @@ class InstancesTask(Task):
                         mask_hidden=cfg.mask_hidden, mask_layers=cfg.mask_layers,
                         **cfg.backbone.kwargs(), rngs=rngs)
 
-    def loss(self, model, batch, rng):
-        del rng
-        return self._loss(model, batch, batch.get("mask"))[:2]  # a mask leaves rows out
-
     def eval_step(self, model, batch):
-        total, _, outputs = self._loss(model, batch, batch["mask"])
-        count = batch["mask"].sum()
-        found = self._decode(model, outputs)
+        found = super().eval_step(model, batch)
         logits = found.pop("mask_logits")
-        return {"loss": total * count, "count": count, **found,
-                "masks": (logits > 0).astype(jnp.uint8)}
+        return {**found, "masks": (logits > 0).astype(jnp.uint8)}
 
     def _loss(self, model, batch: Batch, image_weights=None):
         outputs = model(to_unit_range(batch["image"]))

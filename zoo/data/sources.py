@@ -96,12 +96,7 @@ class Source(abc.ABC):
     def spread(self, n: int) -> Source:
         """`n` examples evenly spaced over the source (all when n is 0 or at least the
         length): a cap on a split that is ordered (by class, say) still samples all of it."""
-        return self if not n or n >= len(self) else self.subset(spread_indices(len(self), n))
-
-
-def spread_indices(length: int, n: int) -> np.ndarray:
-    """`n` increasing indices evenly spaced over range(length), for n <= length."""
-    return np.arange(n, dtype=np.int64) * length // n
+        return self if not n or n >= len(self) else self.subset(np.arange(n, dtype=np.int64) * len(self) // n)
 
 
 class ArraySource(Source):

@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 
 from zoo.data import packed
 from zoo.data.pipeline import Inputs
-from zoo.data.sources import Source, spread_indices
+from zoo.data.sources import ArraySource, Source
 from zoo.errors import ZooError
 from zoo.harness.memory import PeakMemory
 from zoo.registry import plugin_code
@@ -60,11 +60,7 @@ def _cap(split, n: int):
     keep every class under `--smoke`'s cap."""
     if isinstance(split, Source):
         return split.spread(n)
-    length = len(next(iter(split.values())))
-    if not n or n >= length:
-        return split
-    indices = spread_indices(length, n)
-    return {k: v[indices] for k, v in split.items()}
+    return ArraySource(split).spread(n).arrays
 
 
 class Waits(NamedTuple):

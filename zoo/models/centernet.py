@@ -79,7 +79,7 @@ class DecodedSteps:
     """`loss` and `eval_step` of a CenterNet-style task, from its `_loss(model, batch,
     image_weights)` -> (total, parts, outputs) and `_decode(model, outputs)`: the mean
     loss for training; for evaluation the loss weighted by the rows kept, beside what the
-    task decodes (detection and pose share it; mix it in before `zoo.Task`)."""
+    task decodes (detection, pose and instances share it; mix it in before `zoo.Task`)."""
 
     def loss(self, model, batch, rng):
         del rng
