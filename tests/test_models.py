@@ -10,6 +10,7 @@ from zoo.errors import ZooError
 from zoo.models import ACTIVATIONS, CLASSIFIERS, IMAGENET, create_classifier, get_activation
 from zoo.models.copies import Average, Frozen, retyped_copy, update_average
 from zoo.models.dcgan import Discriminator, Generator, Upsample
+from zoo.models.initialise import initialised
 from zoo.models.layers import max_pool_2x2
 
 DECK_ACTIVATIONS = ["identity", "binary_step", "logistic", "tanh", "arctan", "softsign", "relu"]
@@ -44,7 +45,7 @@ def test_max_pool_matches_reduce_window_forward_and_backward():
                                   for n in sorted(CLASSIFIERS)])
 @pytest.mark.parametrize("shape", [(28, 28, 1), (32, 32, 3)])
 def test_every_classifier_maps_images_to_logits_with_finite_gradients(name, shape):
-    model = create_classifier(name, shape, 7, rngs=nnx.Rngs(0))
+    model = initialised(lambda rngs: create_classifier(name, shape, 7, rngs=rngs), nnx.Rngs(0))
     x = jax.random.uniform(jax.random.key(1), (2, *shape))
     # One compiled program: a ResNet op by op, eagerly, takes several times longer.
     logits, grads = nnx.jit(lambda m: (m(x), nnx.grad(lambda m: m(x).sum())(m)))(model)
@@ -53,7 +54,7 @@ def test_every_classifier_maps_images_to_logits_with_finite_gradients(name, shap
 
 
 def test_lenet_has_the_decks_layer_sizes():
-    model = create_classifier("lenet", (28, 28, 1), 10, rngs=nnx.Rngs(0))
+    model = nnx.eval_shape(lambda: create_classifier("lenet", (28, 28, 1), 10, rngs=nnx.Rngs(0)))
     assert model.conv1.kernel.shape == (5, 5, 1, 20) and model.conv2.kernel.shape == (5, 5, 20, 50)
     assert model.fc1.kernel.shape == (800, 500) and model.fc2.kernel.shape == (500, 10)
 
@@ -62,14 +63,20 @@ def test_lenet_has_the_decks_layer_sizes():
 @pytest.mark.parametrize("shape", [(28, 28, 1), (32, 32, 3)])
 def test_dcgan_shapes_range_and_conditioning(num_classes, shape):
     rngs = nnx.Rngs(0)
-    g = Generator(16, shape, num_classes=num_classes, width=8, rngs=rngs)
-    d = Discriminator(shape, num_classes=num_classes, width=8, rngs=rngs)
+    g = initialised(lambda r: Generator(16, shape, num_classes=num_classes, width=8, rngs=r), rngs)
+    d = initialised(lambda r: Discriminator(shape, num_classes=num_classes, width=8, rngs=r), rngs)
     z = jax.random.normal(jax.random.key(0), (4, 16))
     a, b = jnp.zeros(4, jnp.int32), jnp.ones(4, jnp.int32)
-    images = g(z, a)
+
+    @nnx.jit  # one program: op by op it takes several times longer
+    def outputs(g, d):
+        images = g(z, a)
+        return images, d(images, a), g(z, b), d(images, b)
+
+    images, judged, images_b, judged_b = outputs(g, d)
     assert images.shape == (4, *shape) and float(jnp.abs(images).max()) <= 1.0
-    assert d(images, a).shape == (4,)
-    conditioned = not np.allclose(g(z, a), g(z, b)) and not np.allclose(d(images, a), d(images, b))
+    assert judged.shape == (4,)
+    conditioned = not np.allclose(images, images_b) and not np.allclose(judged, judged_b)
     assert conditioned == bool(num_classes)
 
 
@@ -80,7 +87,7 @@ def test_dcgan_refuses_sides_not_divisible_by_4():
 
 def test_upsample_starts_as_nearest_neighbour():
     """ICNR: the four sub-pixels of each output start equal, so no checkerboard."""
-    up = Upsample(3, 5, rngs=nnx.Rngs(0))
+    up = initialised(lambda rngs: Upsample(3, 5, rngs=rngs), nnx.Rngs(0))
     y = up(jax.random.normal(jax.random.key(0), (2, 4, 6, 3)))
     assert y.shape == (2, 8, 12, 5)
     for dy, dx in ((0, 1), (1, 0), (1, 1)):
@@ -88,7 +95,8 @@ def test_upsample_starts_as_nearest_neighbour():
 
 
 def test_retyped_copy_computes_the_same_but_trains_nothing():
-    model = create_classifier("lenet", (28, 28, 1), 10, rngs=nnx.Rngs(0))
+    model = initialised(lambda rngs: create_classifier("lenet", (28, 28, 1), 10, rngs=rngs),
+                        nnx.Rngs(0))
     copy = retyped_copy(model, Frozen)
     x = jax.random.uniform(jax.random.key(0), (2, 28, 28, 1))
     np.testing.assert_array_equal(copy(x), model(x))

@@ -9,6 +9,7 @@ import pytest
 from flax import nnx
 
 from zoo.models.crnn import CRNN
+from zoo.models.initialise import initialised
 from zoo.models.ctc import ctc_beam_search, ctc_greedy, ctc_loss
 from zoo.models.lstm import LSTM, BiLSTM
 from zoo.models.search import beam_search
@@ -133,7 +134,7 @@ def test_wide_beam_search_equals_exhaustive_search():
 
 @pytest.mark.parametrize("reverse", [False, True])
 def test_lstm_outputs_and_final_state_ignore_padding(reverse):
-    lstm = LSTM(3, 8, rngs=nnx.Rngs(0))
+    lstm = initialised(lambda rngs: LSTM(3, 8, rngs=rngs), nnx.Rngs(0))
     x = jax.random.normal(jax.random.key(0), (2, 5, 3))
     padded = jnp.concatenate([x, 7 * jnp.ones((2, 4, 3))], axis=1)  # garbage in padding
     mask = jnp.concatenate([jnp.ones((2, 5)), jnp.zeros((2, 4))], axis=1)
@@ -146,7 +147,7 @@ def test_lstm_outputs_and_final_state_ignore_padding(reverse):
 
 
 def test_bilstm_of_a_batch_equals_each_sequence_alone():
-    rnn = BiLSTM(3, 4, layers=2, rngs=nnx.Rngs(0))
+    rnn = initialised(lambda rngs: BiLSTM(3, 4, layers=2, rngs=rngs), nnx.Rngs(0))
     x = jax.random.normal(jax.random.key(1), (2, 6, 3))
     lengths = [6, 3]
     mask = (jnp.arange(6)[None, :] < jnp.array(lengths)[:, None]).astype(jnp.float32)
@@ -157,12 +158,14 @@ def test_bilstm_of_a_batch_equals_each_sequence_alone():
 
 
 def test_crnn_ctc_loss_is_the_same_however_much_padding():
-    model = CRNN(16, 1, 5, widths=(4, 8), pools=((2, 2), (2, 2)), hidden=8, rngs=nnx.Rngs(0))
+    model = initialised(lambda rngs: CRNN(16, 1, 5, widths=(4, 8), pools=((2, 2), (2, 2)),
+                                          hidden=8, rngs=rngs), nnx.Rngs(0))
     line = jax.random.uniform(jax.random.key(2), (1, 16, 24, 1))
     labels = jnp.array([[1, 2, 0]])
-    logits, frames = model(line, jnp.array([24]))
+    forward = nnx.jit(lambda m, x, widths: m(x, widths))  # op by op it takes several times longer
+    logits, frames = forward(model, line, jnp.array([24]))
     padded = jnp.pad(line, ((0, 0), (0, 0), (0, 40), (0, 0)))
-    logits_p, frames_p = model(padded, jnp.array([24]))
+    logits_p, frames_p = forward(model, padded, jnp.array([24]))
     assert frames.shape == (1, 6) and frames_p.shape == (1, 16) and frames_p.sum() == 6
     np.testing.assert_allclose(logits_p[:, :6], logits, atol=1e-5)
     np.testing.assert_allclose(ctc_loss(logits_p, frames_p, labels),
@@ -170,7 +173,7 @@ def test_crnn_ctc_loss_is_the_same_however_much_padding():
 
 
 def test_seq2seq_logits_ignore_source_padding():
-    model = Seq2Seq(10, 12, embed=8, hidden=16, rngs=nnx.Rngs(0))
+    model = initialised(lambda rngs: Seq2Seq(10, 12, embed=8, hidden=16, rngs=rngs), nnx.Rngs(0))
     src = jnp.array([[4, 5, 6]])
     tgt_in = jnp.array([[1, 7, 8]])
     logits = model(src, jnp.ones((1, 3)), tgt_in)
@@ -180,7 +183,7 @@ def test_seq2seq_logits_ignore_source_padding():
 
 
 def test_seq2seq_step_by_step_equals_teacher_forcing():
-    model = Seq2Seq(10, 12, embed=8, hidden=16, rngs=nnx.Rngs(0))
+    model = initialised(lambda rngs: Seq2Seq(10, 12, embed=8, hidden=16, rngs=rngs), nnx.Rngs(0))
     src, mask, tgt_in = jnp.array([[4, 5, 6]]), jnp.ones((1, 3)), jnp.array([[1, 7, 8]])
     forced = model(src, mask, tgt_in)
     memory, state = model.encode(src, mask)

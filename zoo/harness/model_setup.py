@@ -10,13 +10,13 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import jax
 import numpy as np
 import optax
 from flax import nnx
 
 from zoo.io import weights
 from zoo.models.convert import fit_to_model
+from zoo.models.initialise import initialised
 from zoo.task import Task
 
 
@@ -51,7 +51,7 @@ class ModelSetup:
         """
         model = _shapes_only(task, info) if self.weights is not None and self.strict else None
         if model is None:
-            model = _initialised(task, info, rngs)
+            model = initialised(lambda streams: task.build_model(info, streams), rngs)
         if self.edit_model is not None:
             self.edit_model(model)
         if self.weights is None or not self.strict:
@@ -77,25 +77,3 @@ def _shapes_only(task: Task, info: Mapping[str, Any]) -> nnx.Module | None:
     model = nnx.eval_shape(lambda: task.build_model(info, nnx.Rngs(0)))
     return None if nnx.state(model, nnx.RngState) else model
 
-
-def _initialised(task: Task, info: Mapping[str, Any], rngs: nnx.Rngs) -> nnx.Module:
-    """The task's model with its initializers run as one program, advancing `rngs` as
-    building it eagerly would.
-
-    Built eagerly, every initializer of a new shape is its own XLA program, and on CPU
-    LLVM spends about a second optimising each threefry kernel: 10-20 CPU-seconds for a
-    small detector. One program compiled without LLVM optimisation (on CPU; it runs
-    once) takes 2-5; the values agree with the eager ones to a float32 ulp.
-    """
-    rng_graph, rng_state = nnx.split(rngs)
-    built = {}
-
-    def init(rng_state):
-        streams = nnx.merge(rng_graph, rng_state)
-        built["graph"], state = nnx.split(task.build_model(info, streams))
-        return state, nnx.state(streams)
-
-    options = {"xla_backend_optimization_level": 0} if jax.default_backend() == "cpu" else None
-    state, rng_state = jax.jit(init, compiler_options=options)(rng_state)
-    nnx.update(rngs, rng_state)
-    return nnx.merge(built["graph"], state)
