@@ -16,6 +16,7 @@ from zoo.errors import ZooError
 from zoo.harness.optim import make_optimizer
 from zoo.harness.trainer import fit
 from zoo.models import create_classifier
+from zoo.models.initialise import initialised
 from zoo.hub.index import EMBEDDED
 from zoo.io import weights
 from zoo_tasks.gan import GanTask, steps
@@ -32,9 +33,11 @@ def _task(*overrides):
 
 
 def _gan(num_classes=10, seed=0):
-    rngs = nnx.Rngs(seed)
-    judge_net = create_classifier("lenet", SHAPE, 10, rngs=rngs)
-    return GAN(SHAPE, judge_net, latent_dim=8, num_classes=num_classes, width=8, rngs=rngs)
+    def build(rngs):
+        judge_net = create_classifier("lenet", SHAPE, 10, rngs=rngs)
+        return GAN(SHAPE, judge_net, latent_dim=8, num_classes=num_classes, width=8, rngs=rngs)
+
+    return initialised(build, nnx.Rngs(seed))
 
 
 def _params(module):

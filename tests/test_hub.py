@@ -24,6 +24,7 @@ from zoo.hub import index, pretrained
 from zoo.hub.publish import publish
 from zoo.io import weights
 from zoo.models import MLP, LeNet
+from zoo.models.initialise import initialised
 
 from helpers import EXAMPLE_PLUGIN, zoo_cli
 from hub_server import HubServer
@@ -40,10 +41,10 @@ def home(tmp_path, monkeypatch):
 
 
 def test_weights_round_trip_and_a_new_head_reinitialises_only_the_head(tmp_path):
-    source = LeNet((28, 28, 1), 10, rngs=nnx.Rngs(0))
+    source = initialised(lambda rngs: LeNet((28, 28, 1), 10, rngs=rngs), nnx.Rngs(0))
     weights.save(tmp_path / "w.safetensors", weights.arrays(nnx.state(source)), {})
     loaded = weights.load(tmp_path / "w.safetensors")
-    target = LeNet((28, 28, 1), 3, rngs=nnx.Rngs(1))
+    target = initialised(lambda rngs: LeNet((28, 28, 1), 3, rngs=rngs), nnx.Rngs(1))
     fresh_head = np.asarray(target.fc2.kernel[...])
     report = weights.load_into(nnx.state(target), loaded, strict=False)
     assert list(report.reinitialised) == ["fc2"] and len(report.loaded) == 6
@@ -53,9 +54,10 @@ def test_weights_round_trip_and_a_new_head_reinitialises_only_the_head(tmp_path)
         assert np.array_equal(loaded_kernel, getattr(source, layer).kernel[...])
     assert np.array_equal(target.fc2.kernel[...], fresh_head)
     with pytest.raises(ZooError, match="do not fit this model.*fc2"):
-        weights.load_into(nnx.state(LeNet((28, 28, 1), 3, rngs=nnx.Rngs(1))), loaded, strict=True)
+        weights.load_into(nnx.state(target), loaded, strict=True)
+    mlp = initialised(lambda rngs: MLP((28, 28, 1), 10, rngs=rngs), nnx.Rngs(1))
     with pytest.raises(ZooError, match="do not fit this model: loaded 0 of"):  # even to fine-tune
-        weights.load_into(nnx.state(MLP((28, 28, 1), 10, rngs=nnx.Rngs(1))), loaded, strict=False)
+        weights.load_into(nnx.state(mlp), loaded, strict=False)
 
 
 def test_pretrained_and_model_must_agree():

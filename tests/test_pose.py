@@ -17,6 +17,7 @@ import zoo.testing
 from zoo.cli.main import main
 from zoo.data.coco_eval import keypoint_ap
 from zoo.errors import ZooError
+from zoo.models.initialise import initialised
 from zoo_tasks.pose import centernet, data
 from zoo_tasks.pose.augment import random_flip
 from zoo_tasks.pose.figures import FigureConfig, generate, load_figures
@@ -348,7 +349,7 @@ def test_predict_draws_skeletons_and_types_keypoints(smoke, tmp_path):
     person above min_score (best first) and all 17 named joints, and the drawing
     enlarged so it reads at a glance. (What it finds is tested on a trained model.)"""
     task, info = smoke.task, smoke.data.info
-    model = task.build_model(info, nnx.Rngs(0))
+    model = initialised(lambda rngs: task.build_model(info, rngs), nnx.Rngs(0))
     image = np.asarray(Image.fromarray(smoke.data.splits["test"]["image"][0]).resize((48, 40)))
     (found,) = task.predict(model, info, [image], task.PredictOptions(min_score=0.0))
     assert isinstance(found, Poses) and found.render("out", image).size == (288, 240)  # 6x

@@ -206,7 +206,10 @@ def test_softmax_baseline_trains_a_linear_layer_on_the_same_embedding():
     from flax import nnx
 
     task = VerificationTask(VerificationConfig(loss="softmax", backbone=VerificationConfig.smoke().backbone))
-    model = task.build_model({"input_shape": [16, 16, 3], "identities": 5}, nnx.Rngs(0))
+    from zoo.models.initialise import initialised
+
+    info = {"input_shape": [16, 16, 3], "identities": 5}
+    model = initialised(lambda rngs: task.build_model(info, rngs), nnx.Rngs(0))
     assert hasattr(model, "logits") and not hasattr(model, "centres")
     batch = {"image": jnp.zeros((4, 16, 16, 3)), "identity": jnp.array([0, 1, 2, 3])}
     loss, _ = task.loss(model, batch, None)
