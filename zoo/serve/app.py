@@ -12,8 +12,9 @@ A request's model work runs in its model's batcher, off the event loop. Its host
 is one small image answered in JSON (the common case: a hand-off to a thread and back
 costs more CPU than decoding a 28x28 PNG, and once 64 clients keep 40 threads waking
 for the GIL, several times more), and on Starlette's thread pool otherwise, so a large
-image, a multipart form or a GAN's grid never stalls the other requests. Every refusal is a 4xx JSON `{"error": message}`; an unexpected failure a
-500 JSON without a traceback (logged), and the server goes on.
+image, a multipart form or a GAN's grid never stalls the other requests. Every refusal
+is a 4xx JSON `{"error": message}`; an unexpected failure a 500 JSON without a
+traceback (logged), and the server goes on.
 """
 
 from __future__ import annotations
