@@ -26,7 +26,8 @@ from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 from helpers import wait_until, zoo_process
-from zoo.serve.app import Limits, build_app
+from zoo.serve import inputs
+from zoo.serve.app import INLINE_BYTES, INLINE_PIXELS, Limits, build_app
 from zoo.serve.batcher import Batcher
 from zoo.serve.metrics import Metrics
 from zoo.serve.models import buckets_for, load_models, parse_spec
@@ -103,6 +104,11 @@ def test_every_body_format_matches_the_python_api(lenet_server):
                       headers={"content-type": "image/png"}) for png in pngs]
     assert all(r.status_code == 200 for r in raw), [r.text for r in raw]
     assert_same([r.json()["results"][0] for r in raw], expected)
+    large = np.kron(arrays[0], np.ones((10, 10), np.uint8))  # 280x280: decoded off the event loop
+    assert not inputs.is_small_image("image/png", _png(large), INLINE_BYTES, INLINE_PIXELS)
+    assert inputs.is_small_image("image/png", pngs[0], INLINE_BYTES, INLINE_PIXELS)
+    off_loop = post(predict_url(url), content=_png(large), headers={"content-type": "image/png"})
+    assert_same(off_loop.json()["results"], [predictor.predict(large)])
 
     form = post(predict_url(url), data={"top_k": "3"},
                       files=[("image", (f"{i}.png", png, "image/png")) for i, png in enumerate(pngs)])

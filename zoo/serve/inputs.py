@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import io
 import json
 import typing
@@ -67,6 +68,18 @@ def decode_image(data: bytes, what: str) -> Image.Image:
         raise RequestError(400, f"{what} is not a readable image ({type(e).__name__}: {e}); "
                                 f"send a PNG or JPEG") from None
     return image
+
+
+def is_small_image(content_type: str, body: bytes, max_bytes: int, max_pixels: int) -> bool:
+    """Whether `body` is one image of at most `max_bytes` and `max_pixels` (read from its
+    header, not decoded): one a server may decode without leaving the event loop."""
+    if not content_type.startswith(IMAGE_TYPES) or not body or len(body) > max_bytes:
+        return False
+    try:
+        with Image.open(io.BytesIO(body)) as image:
+            return image.width * image.height <= max_pixels
+    except Exception:  # not an image: decode_image names the problem, off the loop
+        return False
 
 
 def from_body(content_type: str, body: bytes, task: Task) -> tuple[list[Any], dict[str, Any]]:
@@ -149,7 +162,7 @@ def from_form(files: Iterable[tuple[str, bytes]], fields: Iterable[tuple[str, st
 def typed_options(task: Task, values: Mapping[str, Any]) -> dict[str, Any]:
     """Option values (query strings, form fields, JSON values) as the types the task's
     `PredictOptions` declares; names and ranges are checked by the predictor."""
-    hints = typing.get_type_hints(task.PredictOptions)
+    hints = _hints(task.PredictOptions)
     typed = {}
     for name, value in values.items():
         if name not in hints:
@@ -162,6 +175,11 @@ def typed_options(task: Task, values: Mapping[str, Any]) -> dict[str, Any]:
             raise RequestError(400, f"option {name}={raw!r} is not a valid "
                                     f"{_type_name(hints[name])}") from None
     return typed
+
+
+@functools.cache
+def _hints(options_type: type) -> dict[str, Any]:
+    return typing.get_type_hints(options_type)  # resolving the annotations costs ~0.1 ms
 
 
 def _as_string(value: Any) -> str:

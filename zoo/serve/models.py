@@ -9,6 +9,7 @@ is `lenet-mnist-sample`, `runs/detection` is `detection`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -53,9 +54,16 @@ class ServedModel:
     batcher: Batcher
     compiled: list[PredictOptions]
 
+    @functools.cached_property
+    def defaults(self) -> PredictOptions:
+        """The task's default options (most requests set none: checked once, not each time)."""
+        return self.predictor.options()
+
     def compiled_key(self, options: PredictOptions) -> PredictOptions:
         """The programs `options` run with; refused (400) if they were not compiled at
         start-up, since compiling now would stall every request of this model."""
+        if options is self.defaults:
+            return self.compiled[0]  # compiled_part(defaults), compiled first
         key = compiled_part(options)
         if key not in self.compiled:
             raise RequestError(400, f"{_settings(key)} is not compiled on this server (it "
