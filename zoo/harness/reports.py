@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,12 +16,25 @@ from zoo.io.files import jsonable
 
 
 def write_history(workdir: Path, history: Sequence[Mapping[str, Any]]) -> None:
-    """history.jsonl (one line per epoch) and curves.png, rewritten from the full history."""
+    """history.jsonl (one line per epoch), rewritten from the full history."""
     tmp = workdir / "history.jsonl.tmp"
     tmp.write_text("".join(json.dumps(row, default=jsonable) + "\n" for row in history))
     os.replace(tmp, workdir / "history.jsonl")
-    if history:
-        plot_curves(history, workdir / "curves.png")
+
+
+class Curves:
+    """curves.png, redrawn from the history at most once a minute while training and
+    once at the end: a matplotlib drawing costs 1-2 CPU-seconds, more than a small
+    task's whole epoch."""
+
+    def __init__(self, path: Path, every_seconds: float = 60.0):
+        self.path, self.every = path, every_seconds
+        self._drawn = time.monotonic()
+
+    def update(self, history: Sequence[Mapping[str, Any]], *, final: bool) -> None:
+        if history and (final or time.monotonic() - self._drawn >= self.every):
+            plot_curves(history, self.path)
+            self._drawn = time.monotonic()
 
 
 def plot_curves(history: Sequence[Mapping[str, Any]], path: Path, *, columns: int = 4) -> None:

@@ -337,6 +337,7 @@ class _Trainer:
         self.session, self.loop, self.progress, self.store = session, loop, progress, store
         self.workdir, self.stop, self.callbacks = workdir, stop, tuple(callbacks)
         self.primary = distributed.is_primary()
+        self.curves = reports.Curves(workdir / "curves.png")
         train = session.task.config.train
         self.scalars = ScalarLog(train.on_nan, train.max_bad_steps, loop.partial_epoch)
         self.tensorboard = reports.TensorBoard(workdir, enabled=self.primary)
@@ -392,6 +393,7 @@ class _Trainer:
         self._checkpoint(best=improved)
         if self.primary:
             reports.write_history(self.workdir, loop.history)
+            self.curves.update(loop.history, final=loop.finished)
             model, _ = merge_train_state(session.graphdef, session.state)
             session.task.on_epoch_end(inference_view(model), session.data.info, self.workdir,
                                       loop.epoch)
