@@ -26,6 +26,18 @@ def zoo_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
     return result
 
 
+def free_port() -> int:
+    """A TCP port free on localhost now: a jax.distributed coordinator's."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+ONE_DEVICE = {"XLA_FLAGS": "--xla_force_host_platform_device_count=1"}  # per process
+
+
 def zoo_here(*argv: str) -> None:
     """Runs `zoo ARGV` in this process (a fresh interpreter costs 3-9 CPU-s of JAX import
     and compiling) and checks it exits 0; the output goes to pytest's capture."""

@@ -1,7 +1,7 @@
 """Streamed splits: file-backed sources read by input worker processes.
 
 The same batches as the same images in memory, for any number of workers; each process
-of a multi-process run reads only its rows; unreadable files under both policies; a
+of a two-process run reads and decodes only its rows; unreadable files under both policies; a
 worker that dies; memory that does not grow with the data set; a split smaller than
 one batch. Worker processes take about a second of CPU to start: fixtures share them.
 """
@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import random
 import signal
+import subprocess
+import sys
 
 import jax.numpy as jnp
 import numpy as np
@@ -29,7 +32,8 @@ from zoo.data.workers import Request, read_batch
 from zoo.errors import ZooError
 from zoo.task import row_mean
 
-from helpers import EXAMPLE_PLUGIN, history, kill_and_resume, latest_params, zoo_cli
+from helpers import (EXAMPLE_PLUGIN, ONE_DEVICE, free_port, history, kill_and_resume,
+                     latest_params, zoo_here)
 
 
 def write_folder(root, per_class: int, size=(12, 10), classes=("cat", "dog"), suffix=".png",
@@ -117,35 +121,38 @@ def test_a_crop_decoded_at_reduced_scale_is_the_crop_of_the_full_image(tmp_path)
             assert error == 0 if suffix == ".png" else error <= 3, (suffix, seed, error)
 
 
-class Recording(Source):
-    """Examples 0..n-1 that remember which were read (in this process)."""
+def test_two_processes_each_read_and_decode_only_their_own_rows(folder, tmp_path):
+    """Two jax.distributed processes (one CPU device each) read an epoch of a folder,
+    each with its rows of every batch from the mesh and an input worker: the files each
+    decodes are its half of every batch of the one-process order, and nothing else."""
+    import sharded_reader
 
-    def __init__(self, n: int):
-        self.n, self.reads = n, []
-
-    def __len__(self):
-        return self.n
-
-    def read(self, index):
-        self.reads.append(index)
-        return {"x": np.float32(index)}
-
-    def fingerprint(self):
-        return str(self.n)
-
-
-def test_each_process_reads_only_its_own_rows_of_a_batch():
-    """Two processes of 4 rows each (placement.process_rows) read disjoint examples that
-    together make the global batch."""
-    epoch = list(loader.train_batches(ArraySource({"x": np.arange(40)}), 8, seed=1, epoch=2))
-    reads = []
-    for rows in (slice(0, 4), slice(4, 8)):
-        source = Recording(40)
-        batches = list(Inputs({"train": source}, seed=1, workers=0).train(8, epoch=2, rows=rows))
-        assert [len(b["x"]) for b in batches] == [4] * 5
-        assert source.reads == [i for b in epoch for i in b["x"][rows]]
-        reads.append(source.reads)
-    assert not set(reads[0]) & set(reads[1]) and len(reads[0] + reads[1]) == 40
+    train = load_image_set(f"folder:{folder}", 8, 3).splits["train"]
+    (tmp_path / "train.pickle").write_bytes(pickle.dumps(train))
+    port = free_port()
+    procs = [subprocess.Popen([sys.executable, sharded_reader.__file__, str(port), str(rank),
+                               str(tmp_path / "train.pickle"), str(tmp_path / f"{rank}.log")],
+                              env={**os.environ, **ONE_DEVICE}, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for rank in (0, 1)]
+    try:
+        outputs = [p.communicate(timeout=120) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in outputs]
+    reports = [json.loads(out.splitlines()[0]) for out, _ in outputs]  # then gloo talks
+    half = sharded_reader.BATCH // 2
+    assert [r["rows"] for r in reports] == [[0, half], [half, 2 * half]]
+    epoch = [b["x"] for b in loader.train_batches(ArraySource({"x": np.arange(len(train))}),
+                                                  sharded_reader.BATCH, seed=sharded_reader.SEED,
+                                                  epoch=sharded_reader.EPOCH)]
+    for rank, report in enumerate(reports):
+        assert report["shapes"] == [[half, 8, 8, 3]] * len(epoch)
+        mine = [train.origin(int(i)) for batch in epoch for i in batch[rank * half:][:half]]
+        assert (tmp_path / f"{rank}.log").read_text().splitlines() == mine
+    decoded = [set((tmp_path / f"{rank}.log").read_text().splitlines()) for rank in (0, 1)]
+    assert not decoded[0] & decoded[1]
+    assert decoded[0] | decoded[1] == {train.origin(int(i)) for b in epoch for i in b}
 
 
 def test_a_cap_on_a_split_in_class_order_keeps_every_class():
@@ -258,21 +265,24 @@ def test_memory_does_not_grow_with_the_number_of_images(tmp_path):
 def test_a_streamed_run_killed_mid_epoch_resumes_bitwise(tmp_path):
     """SIGKILL between checkpoints of a run whose points are a JSON-lines file read by a
     worker process, with broken lines skipped: resumed, it ends with the weights and
-    history of an unbroken run, and run.json counts the lines it left out."""
+    history of an unbroken run, and both runs' run.json count each line left out once
+    (not per epoch, nor again for the batches re-read after the resume)."""
     rng = np.random.default_rng(0)
     with open(tmp_path / "points.jsonl", "w") as f:
         for i, (x, label) in enumerate(zip(rng.normal(size=(1500, 2)), rng.integers(0, 2, 1500))):
-            broken = i % 300 == 7  # 5 lines, in more than one split
+            broken = i % 20 == 7  # 75 lines, about 3 in every batch: the one read ahead too
             f.write("{broken\n" if broken else json.dumps({"x": x.tolist(), "label": int(label)}) + "\n")
     args = ["run", "spirals", "--plugin", str(EXAMPLE_PLUGIN), "--data",
             f"jsonl:{tmp_path / 'points.jsonl'}", "--epochs", "2", "--checkpoint-every", "5",
             "--workers", "1", "--on-bad-example", "skip", "--quiet"]  # 16 steps an epoch
-    zoo_cli(*args, "--workdir", str(tmp_path / "clean"), check=True)
+    zoo_here(*args, "--workdir", str(tmp_path / "clean"))
     (record,) = kill_and_resume(args, tmp_path / "killed", ["step"], random.Random(0))
     assert record["landed"] and record["step"] % 16, record
     clean, killed = latest_params(tmp_path / "clean"), latest_params(tmp_path / "killed")
     assert all(np.array_equal(clean[k], killed[k]) for k in clean)
     assert history(tmp_path / "clean") == history(tmp_path / "killed")
-    bad = json.loads((tmp_path / "clean" / "run.json").read_text())["reading"]["bad_examples"]
-    assert len(bad["files"]) == 5 and bad["count"] == sum(bad["files"].values()) >= 5, bad
-    assert all("points.jsonl" in problem for problem in bad["files"]), bad
+    bad = [json.loads((tmp_path / run / "run.json").read_text())["reading"]["bad_examples"]
+           for run in ("clean", "killed")]
+    assert bad[0] == bad[1] and bad[0]["count"] == 75, bad
+    assert len(bad[0]["examples"]) == 75 and all("points.jsonl" in problem
+                                                  for problem in bad[0]["examples"]), bad
