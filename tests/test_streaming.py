@@ -86,6 +86,19 @@ def test_input_workers_do_not_import_jax(streamed):
     assert len(maps) == 2 and not any("jaxlib" in m for m in maps)
 
 
+def test_a_batch_s_shared_memory_carries_the_next_batch_once_read(streamed):
+    """A worker writes a batch into the block of one the main process has copied out:
+    the kernel maps and zeroes a block's pages once, not for every batch."""
+    data, inputs = streamed
+    request, names = Request("val", np.arange(4) % inputs.size("val")), []
+    for _ in range(3):
+        future = inputs.readers.submit(request)
+        batch = inputs.readers.result(future).arrays
+        names.append(future.result().arrays.name)
+        assert _same(batch, read_batch(data.splits["val"], request, "raise").arrays)
+    assert names[0] == names[1] == names[2], names
+
+
 def test_host_augmentation_is_the_same_for_any_number_of_workers(streamed):
     data, _ = streamed
     crop = host_augment.CropFlip((8, 8))  # reads each file itself (ImageFiles.augmented)
@@ -245,21 +258,32 @@ def _tree_rss() -> int:
     return me.memory_info().rss + sum(c.memory_info().rss for c in me.children(recursive=True))
 
 
+def _mapped_blocks() -> set[str]:
+    """The shared-memory blocks (of batches from the workers) this process has mapped."""
+    with open("/proc/self/maps") as f:
+        return {line.split("/dev/shm/")[1].split()[0] for line in f if "/dev/shm/psm_" in line}
+
+
 def test_memory_does_not_grow_with_the_number_of_images(tmp_path):
     """An epoch over 1,000 images (128x128 JPEGs, 49 MB decoded) grows the process tree by
-    no more than one over 100: only file names are held, never decoded images."""
-    growth = {}
+    no more than one over 100: only file names are held, never decoded images. Its ~35
+    batches come through the same few shared-memory blocks, all freed at the end."""
+    growth, blocks, others = {}, set(), _mapped_blocks()  # others: of the module's fixture
     for count in (50, 500):  # per class; batches of 20: both epochs reach a steady state
         root = write_folder(tmp_path / str(count), count, size=(128, 128), suffix=".jpg")
         data = load_image_set(f"folder:{root}", 128, 3)
         inputs = Inputs(data.splits, seed=0, workers=1)
         try:
-            before = _tree_rss()
-            peak = max(_tree_rss() for _ in inputs.train(20, epoch=0))
+            before, peak = _tree_rss(), 0
+            for _ in inputs.train(20, epoch=0):
+                peak = max(peak, _tree_rss())
+                blocks |= _mapped_blocks() - others
         finally:
             inputs.close()
         growth[count] = peak - before
+        assert not blocks & (_mapped_blocks() | set(os.listdir("/dev/shm")))  # freed
     assert growth[500] < growth[50] + 20 * 2**20, growth  # holding images would add 44 MB
+    assert len(blocks) <= 2 * (2 + 1), blocks  # each run: the batches read ahead, and one
 
 
 def test_a_streamed_run_killed_mid_epoch_resumes_bitwise(tmp_path):
