@@ -13,7 +13,6 @@ import os
 import pickle
 import random
 import signal
-import subprocess
 import sys
 
 import jax.numpy as jnp
@@ -32,8 +31,8 @@ from zoo.data.workers import Request, read_batch
 from zoo.errors import ZooError
 from zoo.task import row_mean
 
-from helpers import (EXAMPLE_PLUGIN, ONE_DEVICE, free_port, history, kill_and_resume,
-                     latest_params, zoo_here)
+from helpers import (EXAMPLE_PLUGIN, free_port, history, kill_and_resume, latest_params,
+                     run_two_processes, zoo_here)
 
 
 def write_folder(root, per_class: int, size=(12, 10), classes=("cat", "dog"), suffix=".png",
@@ -143,17 +142,10 @@ def test_two_processes_each_read_and_decode_only_their_own_rows(folder, tmp_path
     train = load_image_set(f"folder:{folder}", 8, 3).splits["train"]
     (tmp_path / "train.pickle").write_bytes(pickle.dumps(train))
     port = free_port()
-    procs = [subprocess.Popen([sys.executable, sharded_reader.__file__, str(port), str(rank),
-                               str(tmp_path / "train.pickle"), str(tmp_path / f"{rank}.log")],
-                              env={**os.environ, **ONE_DEVICE}, text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for rank in (0, 1)]
-    try:
-        outputs = [p.communicate(timeout=120) for p in procs]
-    finally:
-        for p in procs:
-            p.kill()
-    assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in outputs]
-    reports = [json.loads(out.splitlines()[0]) for out, _ in outputs]  # then gloo talks
+    outputs = run_two_processes(lambda rank: [
+        sys.executable, sharded_reader.__file__, str(port), str(rank),
+        str(tmp_path / "train.pickle"), str(tmp_path / f"{rank}.log")], timeout=120)
+    reports = [json.loads(out.splitlines()[0]) for out in outputs]  # then gloo talks
     half = sharded_reader.BATCH // 2
     assert [r["rows"] for r in reports] == [[0, half], [half, 2 * half]]
     epoch = [b["x"] for b in loader.train_batches(ArraySource({"x": np.arange(len(train))}),
