@@ -77,10 +77,10 @@ class BatchRead:
 class Blocks:
     """The shared-memory blocks this process has open, by name.
 
-    A batch's block carries a later batch once read (`Request.reuse`), and both
-    processes keep it mapped: its pages are allocated, zeroed and mapped once, not for
-    every batch (for 4.8 MB, that was 7 of the 8 CPU-ms a batch's transport cost a
-    worker, and 2 of the reader's 2.3).
+    A batch's block carries a later batch of the same stream once read
+    (`Request.reuse`), and the reading process keeps it mapped: its pages are allocated
+    and zeroed once, not for every batch (for 4.8 MB, most of the 5 CPU-ms a batch's
+    transport cost a worker, and of the reader's 1).
     """
 
     def __init__(self):
@@ -240,6 +240,12 @@ class Readers:
         elif future.request.reuse:
             self._read[future.request.split].append(future.request.reuse)
 
+    def release(self, split: str) -> None:
+        """Frees the blocks kept for `split`'s batches (its stream has ended): between
+        streams, /dev/shm holds no more than the batches in flight."""
+        for name in self._read.pop(split, []):
+            self._blocks.drop(name, unlink=True)
+
     def _recycle(self, future: concurrent.futures.Future) -> None:
         """Makes the block of `future`'s batch (read, or never to be) the next one's of
         its split; a block the worker found too small and replaced is closed here too."""
@@ -331,16 +337,17 @@ def _exit_with_parent(parent: int, poll: float = 0.5) -> None:
     os._exit(0)
 
 
-_BLOCKS = Blocks()  # in a worker process: the blocks it has written batches into
-
-
 def _read_in_worker(request: Request) -> BatchRead:
     source, on_bad = installed(request.split)
     read = read_batch(source, request, on_bad)
+    blocks = Blocks()  # closed at once: a block the reader frees must not stay mapped here
     try:
-        return BatchRead(SharedArrays.put(read.arrays, _BLOCKS, request.reuse), read.bad)
+        return BatchRead(SharedArrays.put(read.arrays, blocks, request.reuse), read.bad)
     except OSError:  # no shared memory here (or /dev/shm full): through the pipe
         return read
+    finally:
+        for name in list(blocks.open):
+            blocks.drop(name, unlink=False)
 
 
 def _module_files() -> dict[str, str]:
