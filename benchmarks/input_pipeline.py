@@ -132,25 +132,32 @@ def settle(timeout: float = 60.0, poll: float = 0.25) -> None:
         last = now
 
 
-def window_rate(stream: Iterator, batches: int, lead: int = 2) -> float:
+def window_rate(stream: Iterator, batches: int, workers: list[psutil.Process],
+                lead: int = 2) -> tuple[float, float]:
     """Images/s over `batches` batches of `stream`, once it is settled and the `lead`
-    batches it may hold ready are taken (untimed): the rate of its workers at work."""
+    batches it may hold ready are taken (untimed): the rate of its workers at work; and
+    their CPU-ms per image meanwhile (user + sys: the work, whatever the machine's load)."""
     settle()
     for _ in range(lead):
         next(stream)
-    t0 = time.perf_counter()
+    cpu0, t0 = _cpu_seconds(workers), time.perf_counter()
     for _ in range(batches):
         images = next(stream)
+    seconds, cpu = time.perf_counter() - t0, _cpu_seconds(workers) - cpu0
     assert tuple(images.shape) == (BATCH, CROP, CROP, 3)
-    return batches * BATCH / (time.perf_counter() - t0)
+    return batches * BATCH / seconds, 1000 * cpu / (batches * BATCH)
+
+
+def _cpu_seconds(processes: list[psutil.Process]) -> float:
+    return sum(sum(p.cpu_times()[:2]) for p in processes)
 
 
 def compare_loaders(root: Path, workers: int, batches: int,
-                    windows: int) -> tuple[list[float], list[float] | None]:
-    """Images/s of zoo's and PyTorch's loaders in alternating windows of `batches`
-    batches (after one batch per worker of warm-up each), so that both see the same
-    moments of a shared machine, each window begun with the other loader idle;
-    PyTorch's are None without torch."""
+                    windows: int) -> dict[str, list[tuple[float, float]]]:
+    """Images/s and worker CPU-ms per image of zoo's and PyTorch's loaders (if torch is
+    installed) in alternating windows of `batches` batches (after one batch per worker
+    of warm-up each), so that both see the same moments of a shared machine, each window
+    begun with the other loader idle."""
     streams = {"zoo": zoo_batches(root, workers)}
     try:
         streams["torch"] = (torch_batches(root, workers), None)
@@ -160,11 +167,15 @@ def compare_loaders(root: Path, workers: int, batches: int,
         for stream, _ in streams.values():
             for _ in range(max(workers, 1)):
                 next(stream)
-        rates = {name: [] for name in streams}
+        zoo_workers = [psutil.Process(pid) for pid in streams["zoo"][1].readers.pids()]
+        others = [p for p in psutil.Process().children(recursive=True)
+                  if p.pid not in {w.pid for w in zoo_workers}]
+        processes = {"zoo": zoo_workers, "torch": others}
+        measured = {name: [] for name in streams}
         for _ in range(windows):
             for name, (stream, _) in streams.items():
-                rates[name].append(window_rate(stream, batches))
-        return rates["zoo"], rates.get("torch")
+                measured[name].append(window_rate(stream, batches, processes[name]))
+        return measured
     finally:
         streams["zoo"][1].close()
 
@@ -264,16 +275,24 @@ def main(argv=None) -> None:
         rows.append((what, measured))
         print(f"| {what} | {measured} |", flush=True)
 
-    zoo, torch = compare_loaders(root, args.workers, args.batches, args.windows)
+    measured = compare_loaders(root, args.workers, args.batches, args.windows)
+    rates = {name: [rate for rate, _ in windows] for name, windows in measured.items()}
+    work = {name: statistics.median(cpu for _, cpu in windows)
+            for name, windows in measured.items()}
+    zoo = rates["zoo"]
     row("zoo input workers (decode + crop_flip, batch 128), median of windows",
-        f"{statistics.median(zoo):,.0f} images/s ({', '.join(f'{r:,.0f}' for r in zoo)})")
-    if torch is None:
+        f"{statistics.median(zoo):,.0f} images/s ({', '.join(f'{r:,.0f}' for r in zoo)}); "
+        f"workers' CPU {work['zoo']:.2f} ms an image")
+    if "torch" not in rates:
         row("PyTorch DataLoader", "skipped (pip install torch==2.13.0)")
     else:
+        torch = rates["torch"]
         row("PyTorch DataLoader, same PIL work, median of windows",
-            f"{statistics.median(torch):,.0f} images/s ({', '.join(f'{r:,.0f}' for r in torch)})")
-        row("zoo / PyTorch (median of the windows' ratios)",
-            f"{statistics.median(z / t for z, t in zip(zoo, torch)):.2f}x")
+            f"{statistics.median(torch):,.0f} images/s ({', '.join(f'{r:,.0f}' for r in torch)}); "
+            f"workers' CPU {work['torch']:.2f} ms an image")
+        row("zoo / PyTorch (median of the windows' ratios; of CPU per image)",
+            f"{statistics.median(z / t for z, t in zip(zoo, torch)):.2f}x; "
+            f"{work['torch'] / work['zoo']:.2f}x")
     for n in sorted(map(int, args.rss.split(","))):
         row(f"peak RSS, {n:,} images (main + {args.workers} worker(s), 40 batches)",
             f"{peak_rss(roots[n], args.workers, 40) / 2**20:,.0f} MiB")

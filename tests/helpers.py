@@ -26,6 +26,33 @@ def zoo_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
     return result
 
 
+def free_port() -> int:
+    """A TCP port free on localhost now: a jax.distributed coordinator's."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+ONE_DEVICE = {"XLA_FLAGS": "--xla_force_host_platform_device_count=1"}  # per process
+
+
+def run_two_processes(command, timeout: float = 300) -> list[str]:
+    """Runs `command(rank)` as ranks 0 and 1 of a jax.distributed run on localhost (one
+    CPU device each), checks both exit 0, and returns their standard outputs."""
+    procs = [subprocess.Popen(command(rank), env={**os.environ, **ONE_DEVICE}, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for rank in (0, 1)]
+    try:
+        outputs = [p.communicate(timeout=timeout) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    for p, (_, err) in zip(procs, outputs):
+        assert p.returncode == 0, err[-3000:]
+    return [out for out, _ in outputs]
+
+
 def zoo_here(*argv: str) -> None:
     """Runs `zoo ARGV` in this process (a fresh interpreter costs 3-9 CPU-s of JAX import
     and compiling) and checks it exits 0; the output goes to pytest's capture."""

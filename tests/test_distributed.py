@@ -8,9 +8,6 @@ checkpoint saved on 8 devices restores on 1. Compiled programs are cached across
 """
 
 import json
-import os
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -24,7 +21,8 @@ from zoo.harness.checkpoints import BEST, CheckpointStore
 from zoo.harness.trainer import evaluate, fit, open_session
 from zoo_hardware import distributed
 
-from helpers import EXAMPLE_PLUGIN, cli_error, flatten, latest_params, zoo_cli
+from helpers import (EXAMPLE_PLUGIN, cli_error, flatten, free_port, latest_params,
+                     run_two_processes, zoo_cli)
 
 OVERRIDES = ["points=512", "hidden=128", "train.epochs=2", "train.batch_size=32"]
 CLI_ARGS = ["run", "spirals", "--plugin", str(EXAMPLE_PLUGIN),
@@ -100,21 +98,10 @@ def test_eight_devices_train_like_one_and_their_checkpoint_restores_on_one(
 
 
 def test_two_processes_train_like_one_and_only_process_0_writes_reports(one_device, tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     command = [sys.executable, "-m", "zoo.cli.main", *CLI_ARGS, "--quiet", "--workdir",
-               str(tmp_path), "--num-processes", "2", "--coordinator", f"127.0.0.1:{port}"]
-    env = {**os.environ, **_xla_devices(1)}
-    procs = [subprocess.Popen([*command, "--process-id", str(i)], env=env, text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in (0, 1)]
-    try:
-        outputs = [p.communicate(timeout=300) for p in procs]
-    finally:
-        for p in procs:
-            p.kill()
-    for p, (_, err) in zip(procs, outputs):
-        assert p.returncode == 0, err[-3000:]
+               str(tmp_path), "--num-processes", "2", "--coordinator",
+               f"127.0.0.1:{free_port()}"]
+    run_two_processes(lambda rank: [*command, "--process-id", str(rank)])
     assert_same_training(one_device, tmp_path)
     assert len(list((tmp_path / "tb").iterdir())) == 1  # one TensorBoard writer, process 0's
     assert (tmp_path / "metrics.json").exists() and (tmp_path / "run.json").exists()

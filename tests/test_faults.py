@@ -9,7 +9,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 
@@ -18,8 +17,9 @@ import pytest
 
 from zoo.harness.manifest import verify
 
-from helpers import (EXAMPLE_PLUGIN, ROOT, checkpoint_steps, history, kill_and_resume,
-                     latest_params, temporary_dirs, wait_until, zoo_here, zoo_process)
+from helpers import (EXAMPLE_PLUGIN, ONE_DEVICE, ROOT, checkpoint_steps, free_port, history,
+                     kill_and_resume, latest_params, temporary_dirs, wait_until, zoo_here,
+                     zoo_process)
 
 # 62 steps an epoch, a checkpoint every 7 steps: most kills land mid-epoch.
 ARGS = ["run", "spirals", "--plugin", str(EXAMPLE_PLUGIN), "--set", "points=4000",
@@ -111,17 +111,11 @@ def test_full_disk_while_saving_keeps_the_previous_checkpoint(tmp_path):
     assert (out / "metrics.json").exists()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return s.getsockname()[1]
-
-
 def _two_processes(workdir, *args):
     """`zoo ARGS` as ranks 0 and 1 of a jax.distributed run on localhost."""
     command = [sys.executable, "-m", "zoo.cli.main", *args, "--workdir", str(workdir),
-               "--num-processes", "2", "--coordinator", f"127.0.0.1:{_free_port()}"]
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+               "--num-processes", "2", "--coordinator", f"127.0.0.1:{free_port()}"]
+    env = {**os.environ, **ONE_DEVICE}
     return [subprocess.Popen([*command, "--process-id", str(i)], env=env, text=True,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for i in (0, 1)]
 
@@ -158,7 +152,7 @@ def test_sigterm_to_one_of_two_processes_stops_both_at_one_step(tmp_path):
 
 def test_sigint_to_one_of_two_ranks_is_forwarded_to_the_sync_point(tmp_path):
     """SIGINT is not JAX's: zoo forwards it as SIGTERM, and both ranks stop at one step."""
-    port = _free_port()
+    port = free_port()
     logs = [tmp_path / f"rank{i}.log" for i in range(2)]
     with contextlib.ExitStack() as files:
         procs = [subprocess.Popen([sys.executable, str(ROOT / "tests" / "preemption_worker.py"),

@@ -1,7 +1,7 @@
 """Streamed splits: file-backed sources read by input worker processes.
 
 The same batches as the same images in memory, for any number of workers; each process
-of a multi-process run reads only its rows; unreadable files under both policies; a
+of a two-process run reads and decodes only its rows; unreadable files under both policies; a
 worker that dies; memory that does not grow with the data set; a split smaller than
 one batch. Worker processes take about a second of CPU to start: fixtures share them.
 """
@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import random
 import signal
+import sys
 
 import jax.numpy as jnp
 import numpy as np
@@ -29,7 +31,8 @@ from zoo.data.workers import Request, read_batch
 from zoo.errors import ZooError
 from zoo.task import row_mean
 
-from helpers import EXAMPLE_PLUGIN, history, kill_and_resume, latest_params, zoo_cli
+from helpers import (EXAMPLE_PLUGIN, free_port, history, kill_and_resume, latest_params,
+                     run_two_processes, zoo_here)
 
 
 def write_folder(root, per_class: int, size=(12, 10), classes=("cat", "dog"), suffix=".png",
@@ -82,6 +85,19 @@ def test_input_workers_do_not_import_jax(streamed):
     assert len(maps) == 2 and not any("jaxlib" in m for m in maps)
 
 
+def test_a_batch_s_shared_memory_carries_the_next_batch_once_read(streamed):
+    """A worker writes a batch into the block of one the main process has copied out:
+    the kernel maps and zeroes a block's pages once, not for every batch."""
+    data, inputs = streamed
+    request, names = Request("val", np.arange(4) % inputs.size("val")), []
+    for _ in range(3):
+        future = inputs.readers.submit(request)
+        batch = inputs.readers.result(future).arrays
+        names.append(future.result().arrays.name)
+        assert _same(batch, read_batch(data.splits["val"], request, "raise").arrays)
+    assert names[0] == names[1] == names[2], names
+
+
 def test_host_augmentation_is_the_same_for_any_number_of_workers(streamed):
     data, _ = streamed
     crop = host_augment.CropFlip((8, 8))  # reads each file itself (ImageFiles.augmented)
@@ -117,35 +133,31 @@ def test_a_crop_decoded_at_reduced_scale_is_the_crop_of_the_full_image(tmp_path)
             assert error == 0 if suffix == ".png" else error <= 3, (suffix, seed, error)
 
 
-class Recording(Source):
-    """Examples 0..n-1 that remember which were read (in this process)."""
+def test_two_processes_each_read_and_decode_only_their_own_rows(folder, tmp_path):
+    """Two jax.distributed processes (one CPU device each) read an epoch of a folder,
+    each with its rows of every batch from the mesh and an input worker: the files each
+    decodes are its half of every batch of the one-process order, and nothing else."""
+    import sharded_reader
 
-    def __init__(self, n: int):
-        self.n, self.reads = n, []
-
-    def __len__(self):
-        return self.n
-
-    def read(self, index):
-        self.reads.append(index)
-        return {"x": np.float32(index)}
-
-    def fingerprint(self):
-        return str(self.n)
-
-
-def test_each_process_reads_only_its_own_rows_of_a_batch():
-    """Two processes of 4 rows each (placement.process_rows) read disjoint examples that
-    together make the global batch."""
-    epoch = list(loader.train_batches(ArraySource({"x": np.arange(40)}), 8, seed=1, epoch=2))
-    reads = []
-    for rows in (slice(0, 4), slice(4, 8)):
-        source = Recording(40)
-        batches = list(Inputs({"train": source}, seed=1, workers=0).train(8, epoch=2, rows=rows))
-        assert [len(b["x"]) for b in batches] == [4] * 5
-        assert source.reads == [i for b in epoch for i in b["x"][rows]]
-        reads.append(source.reads)
-    assert not set(reads[0]) & set(reads[1]) and len(reads[0] + reads[1]) == 40
+    train = load_image_set(f"folder:{folder}", 8, 3).splits["train"]
+    (tmp_path / "train.pickle").write_bytes(pickle.dumps(train))
+    port = free_port()
+    outputs = run_two_processes(lambda rank: [
+        sys.executable, sharded_reader.__file__, str(port), str(rank),
+        str(tmp_path / "train.pickle"), str(tmp_path / f"{rank}.log")], timeout=120)
+    reports = [json.loads(out.splitlines()[0]) for out in outputs]  # then gloo talks
+    half = sharded_reader.BATCH // 2
+    assert [r["rows"] for r in reports] == [[0, half], [half, 2 * half]]
+    epoch = [b["x"] for b in loader.train_batches(ArraySource({"x": np.arange(len(train))}),
+                                                  sharded_reader.BATCH, seed=sharded_reader.SEED,
+                                                  epoch=sharded_reader.EPOCH)]
+    for rank, report in enumerate(reports):
+        assert report["shapes"] == [[half, 8, 8, 3]] * len(epoch)
+        mine = [train.origin(int(i)) for batch in epoch for i in batch[rank * half:][:half]]
+        assert (tmp_path / f"{rank}.log").read_text().splitlines() == mine
+    decoded = [set((tmp_path / f"{rank}.log").read_text().splitlines()) for rank in (0, 1)]
+    assert not decoded[0] & decoded[1]
+    assert decoded[0] | decoded[1] == {train.origin(int(i)) for b in epoch for i in b}
 
 
 def test_a_cap_on_a_split_in_class_order_keeps_every_class():
@@ -238,41 +250,55 @@ def _tree_rss() -> int:
     return me.memory_info().rss + sum(c.memory_info().rss for c in me.children(recursive=True))
 
 
+def _mapped_blocks() -> set[str]:
+    """The shared-memory blocks (of batches from the workers) this process has mapped."""
+    with open("/proc/self/maps") as f:
+        return {line.split("/dev/shm/")[1].split()[0] for line in f if "/dev/shm/psm_" in line}
+
+
 def test_memory_does_not_grow_with_the_number_of_images(tmp_path):
     """An epoch over 1,000 images (128x128 JPEGs, 49 MB decoded) grows the process tree by
-    no more than one over 100: only file names are held, never decoded images."""
-    growth = {}
+    no more than one over 100: only file names are held, never decoded images. Its ~35
+    batches come through the same few shared-memory blocks, all freed at the end."""
+    growth, blocks, others = {}, set(), _mapped_blocks()  # others: of the module's fixture
     for count in (50, 500):  # per class; batches of 20: both epochs reach a steady state
         root = write_folder(tmp_path / str(count), count, size=(128, 128), suffix=".jpg")
         data = load_image_set(f"folder:{root}", 128, 3)
         inputs = Inputs(data.splits, seed=0, workers=1)
         try:
-            before = _tree_rss()
-            peak = max(_tree_rss() for _ in inputs.train(20, epoch=0))
+            before, peak = _tree_rss(), 0
+            for _ in inputs.train(20, epoch=0):
+                peak = max(peak, _tree_rss())
+                blocks |= _mapped_blocks() - others
         finally:
             inputs.close()
         growth[count] = peak - before
+        assert not blocks & (_mapped_blocks() | set(os.listdir("/dev/shm")))  # freed
     assert growth[500] < growth[50] + 20 * 2**20, growth  # holding images would add 44 MB
+    assert len(blocks) <= 2 * (2 + 1), blocks  # each run: the batches read ahead, and one
 
 
 def test_a_streamed_run_killed_mid_epoch_resumes_bitwise(tmp_path):
     """SIGKILL between checkpoints of a run whose points are a JSON-lines file read by a
     worker process, with broken lines skipped: resumed, it ends with the weights and
-    history of an unbroken run, and run.json counts the lines it left out."""
+    history of an unbroken run, and both runs' run.json count each line left out once
+    (not per epoch, nor again for the batches re-read after the resume)."""
     rng = np.random.default_rng(0)
     with open(tmp_path / "points.jsonl", "w") as f:
         for i, (x, label) in enumerate(zip(rng.normal(size=(1500, 2)), rng.integers(0, 2, 1500))):
-            broken = i % 300 == 7  # 5 lines, in more than one split
+            broken = i % 20 == 7  # 75 lines, about 3 in every batch: the one read ahead too
             f.write("{broken\n" if broken else json.dumps({"x": x.tolist(), "label": int(label)}) + "\n")
     args = ["run", "spirals", "--plugin", str(EXAMPLE_PLUGIN), "--data",
             f"jsonl:{tmp_path / 'points.jsonl'}", "--epochs", "2", "--checkpoint-every", "5",
             "--workers", "1", "--on-bad-example", "skip", "--quiet"]  # 16 steps an epoch
-    zoo_cli(*args, "--workdir", str(tmp_path / "clean"), check=True)
+    zoo_here(*args, "--workdir", str(tmp_path / "clean"))
     (record,) = kill_and_resume(args, tmp_path / "killed", ["step"], random.Random(0))
     assert record["landed"] and record["step"] % 16, record
     clean, killed = latest_params(tmp_path / "clean"), latest_params(tmp_path / "killed")
     assert all(np.array_equal(clean[k], killed[k]) for k in clean)
     assert history(tmp_path / "clean") == history(tmp_path / "killed")
-    bad = json.loads((tmp_path / "clean" / "run.json").read_text())["reading"]["bad_examples"]
-    assert len(bad["files"]) == 5 and bad["count"] == sum(bad["files"].values()) >= 5, bad
-    assert all("points.jsonl" in problem for problem in bad["files"]), bad
+    bad = [json.loads((tmp_path / run / "run.json").read_text())["reading"]["bad_examples"]
+           for run in ("clean", "killed")]
+    assert bad[0] == bad[1] and bad[0]["count"] == 75, bad
+    assert len(bad[0]["examples"]) == 75 and all("points.jsonl" in problem
+                                                  for problem in bad[0]["examples"]), bad

@@ -77,17 +77,18 @@ class Inputs:
         augment = self.splits["train"].augment is not None
         requests = (order.request("train", i, rows, mask=self.mask, augment=augment)
                     for i in range(start, len(order)))
-        return self._read(requests)
+        return self._read("train", requests)
 
     def evaluate(self, split: str, batch_size: int,
                  rows: slice = slice(None)) -> Iterator[dict[str, np.ndarray]]:
         """`split` in order, the last batch padded, with a "mask" (see `loader.eval_requests`)."""
-        return self._read(loader.eval_requests(split, self.size(split), batch_size, rows))
+        return self._read(split, loader.eval_requests(split, self.size(split), batch_size, rows))
 
-    def _read(self, requests: Iterator[Request]) -> Iterator[dict[str, np.ndarray]]:
-        """Batches of `requests` in order: gathered here, or read by the workers with
-        two batches per worker in flight while the caller works on the one it was given
-        (reads of a stream left unfinished are cancelled where not yet begun)."""
+    def _read(self, split: str, requests: Iterator[Request]) -> Iterator[dict[str, np.ndarray]]:
+        """Batches of `requests` (of `split`) in order: gathered here, or read by the
+        workers with two batches per worker in flight while the caller works on the one
+        it was given (reads of a stream left unfinished are cancelled where not yet
+        begun)."""
         pending: collections.deque = collections.deque()
         ahead = 2 * self.workers
         try:
@@ -103,6 +104,7 @@ class Inputs:
         finally:
             for future in pending:
                 self.readers.discard(future)
+            self.readers.release(split)
 
     def _collect(self, future) -> dict[str, np.ndarray]:
         """The batch of `future`; the time waited for it once the device is idle counts

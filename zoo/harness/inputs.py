@@ -3,7 +3,7 @@ the input pipeline that reads their batches."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
 from zoo.data import packed
@@ -16,6 +16,7 @@ from zoo.task import Dataset, Task
 from zoo_hardware import distributed
 
 SPLITS = ("train", "val", "test")
+SHOWN_BAD = 100  # unreadable examples named in run.json (all are counted)
 
 
 def load(task: Task, data: Dataset | None = None) -> Dataset:
@@ -82,32 +83,31 @@ def epoch_notes(inputs: Inputs, epoch: int, waits: Waits, left_out: int) -> list
                      f"({share:.0%} of the training steps' time) and {waits.validation:.1f}s "
                      f"in validation, {inputs.workers} worker(s)")
     if left_out:
-        notes.append(f"epoch {epoch}: left out {left_out} unreadable example(s) "
-                     f"(--on-bad-example skip), e.g. {next(iter(inputs.bad))}")
+        notes.append(f"epoch {epoch}: left out {left_out} unreadable example(s) of its "
+                     f"training and validation batches (--on-bad-example skip), "
+                     f"e.g. {next(iter(inputs.bad))}")
     return notes
 
 
-def merged(before: Mapping[str, int], now: Mapping[str, int], keep: int = 100) -> dict[str, int]:
-    """Counts of examples left out, by earlier sessions of the run (from its checkpoint)
-    and this one; at most `keep` are named, the rest count under "..."."""
-    out = dict(before)
-    for name, times in now.items():
-        key = name if name in out or len(out) < keep else "..."
-        out[key] = out.get(key, 0) + times
-    return out
+def merged(before: Iterable[str], now: Iterable[str]) -> list[str]:
+    """The distinct examples ("origin: problem") left out as unreadable by earlier
+    sessions of the run (from its checkpoint) and this one. A set, not a tally: a resumed
+    run re-reads the batches after its checkpoint (one of them already read ahead of it),
+    and every epoch and evaluation meets the same bad files again."""
+    return sorted({*before, *now})
 
 
-def bad_note(bad: Mapping[str, int]) -> str:
+def bad_note(bad: Sequence[str]) -> str:
     """'; left out N unreadable example(s) ...' for the run's last line ('' if none)."""
     if not bad:
         return ""
-    return (f"; left out {sum(bad.values())} unreadable example(s) of {len(bad)} file(s) "
-            f"(--on-bad-example skip), e.g. {next(iter(bad))}")
+    return (f"; left out {len(bad)} unreadable example(s) (--on-bad-example skip), "
+            f"e.g. {bad[0]}")
 
 
-def facts(inputs: Inputs, bad: Mapping[str, int], memory: PeakMemory) -> dict[str, Any]:
+def facts(inputs: Inputs, bad: Sequence[str], memory: PeakMemory) -> dict[str, Any]:
     """run.json's "reading": how this session read the data (never compared on resume)."""
     return {"streamed": inputs.streamed, "workers": inputs.workers,
             "peak_rss_bytes": memory.peak, "peak_rss_processes": memory.processes,
             "input_wait_seconds": round(inputs.wait_seconds, 2),
-            "bad_examples": {"count": sum(bad.values()), "files": dict(bad)}}
+            "bad_examples": {"count": len(bad), "examples": list(bad[:SHOWN_BAD])}}

@@ -63,7 +63,7 @@ class LoopState:
     finished: bool = False
     history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     partial_epoch: dict[str, Any] = dataclasses.field(default_factory=dict)  # scalars.EpochSums
-    bad_examples: dict[str, int] = dataclasses.field(default_factory=dict)  # skipped: times
+    bad_examples: list[str] = dataclasses.field(default_factory=list)  # skipped, distinct
 
 
 @dataclasses.dataclass
@@ -343,7 +343,7 @@ class _Trainer:
         self.tensorboard = reports.TensorBoard(workdir, enabled=self.primary)
         spe = session.steps_per_epoch  # the learning rate each step used, for TensorBoard
         self.schedule = make_schedule(session.task.config.optimizer, spe * train.epochs, spe)
-        self._bad_before = dict(loop.bad_examples)  # left out before this session
+        self._bad_before = list(loop.bad_examples)  # left out before this session
         self._reported = 0  # of this session's, already logged
 
     def run(self) -> dict[str, Any]:
