@@ -8,6 +8,7 @@ import math
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 from PIL import Image
 from pycocotools import mask as mask_utils
 from scipy import ndimage
@@ -79,6 +80,26 @@ def test_dynamic_mask_head_matches_a_hand_computed_case():
     expected_a = [0.5, 3 * (1 + 2 / COORD_SCALE) + 0.5]
     np.testing.assert_allclose(logits[0, 0, 0], expected_a, rtol=1e-6)
     np.testing.assert_allclose(logits[0, 1, 0], [-2.0, -2.0], rtol=1e-6)
+
+
+def test_evaluation_keeps_a_second_class_at_one_centre_and_predict_draws_it_once(monkeypatch):
+    """Two classes peak at one cell: AP counts the second guess when the first is wrong, so
+    evaluation keeps both; predict shows the object once, with its likelier class."""
+    task = InstancesTask(InstancesConfig.smoke())
+    info = {"input_shape": (32, 32, 1), "classes": [str(c) for c in range(10)]}
+    model = task.build_model(info, nnx.Rngs(0))
+    outputs = model(jnp.zeros((1, 32, 32, 1)))
+    heatmap = jnp.full(outputs["heatmap"].shape, -10.0).at[0, 2, 3, 4].set(3.0)
+    outputs = {**outputs, "heatmap": heatmap.at[0, 2, 3, 7].set(1.0),
+               "size": jnp.full(outputs["size"].shape, 2.0)}
+    monkeypatch.setattr(task, "forward", lambda *args: outputs)
+
+    def kept(found):
+        likely = np.asarray(found["scores"])[0] > 0.5
+        return sorted(np.asarray(found["classes"])[0][likely].tolist())
+
+    assert kept(task._decode(model, outputs)) == [4, 7]  # what eval_step scores
+    assert kept(task.infer(model, info, None, None)) == [4]
 
 
 def _truth_of(split, i):
