@@ -39,7 +39,11 @@ class InstancesConfig(TaskConfig):
     image_size: Positive = 128  # coco: images are letterboxed to this square side
     max_detections: Positive = 16  # objects kept per image (top heatmap peaks)
     nms_iou: Annotated[float, Range(0, 1)] = 0.5  # greedy box NMS over the peaks (0: peaks only)
-    class_agnostic_nms: bool = True  # false where objects of different classes overlap
+    # evaluation NMS per class: a digit's second-likeliest class at its centre survives as a
+    # lower-scored object, which AP counts when the first guess is wrong (class-agnostic NMS
+    # removes it: mask AP50 0.841 against 0.880 with the same weights); predict always
+    # suppresses across classes, so that each object is drawn once with its likeliest class
+    class_agnostic_nms: bool = False
     size_weight: NonNegativeFloat = 0.1  # weight of the box-size L1 loss
     mask_weight: NonNegativeFloat = 1.0  # weight of the masks' Dice loss
     scenes: InstanceSceneConfig = InstanceSceneConfig()
@@ -97,10 +101,12 @@ class InstancesTask(DecodedSteps, Task):
                                   image_weights=image_weights)
         return total, parts, outputs
 
-    def _decode(self, model, outputs):
+    def _decode(self, model, outputs, *, class_agnostic: bool | None = None):
         cfg = self.config
+        if class_agnostic is None:
+            class_agnostic = cfg.class_agnostic_nms
         return masks.decode(model, outputs, k=cfg.max_detections, nms_iou=cfg.nms_iou,
-                            class_agnostic=cfg.class_agnostic_nms)
+                            class_agnostic=class_agnostic)
 
     def new_metrics(self, info: Mapping[str, Any]) -> InstanceMetrics:
         return InstanceMetrics(len(info["classes"]))
@@ -112,7 +118,7 @@ class InstancesTask(DecodedSteps, Task):
         return model(to_unit_range(batch["image"]))
 
     def infer(self, model, info, batch, options):
-        return self._decode(model, self.forward(model, info, batch))
+        return self._decode(model, self.forward(model, info, batch), class_agnostic=True)
 
     def to_result(self, info, outputs, prepared, options) -> InstancePrediction:
         return to_prediction(outputs, prepared.context, info["classes"],
