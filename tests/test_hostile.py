@@ -20,6 +20,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import time
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -504,6 +505,8 @@ def test_checkpoints_folder_replaced_by_a_file_mid_run(spirals, trained, capsys,
     workdir = shutil.copytree(trained, tmp_path / "w")
 
     def vanish(self, *args):
+        while list((workdir / "checkpoints").glob("*/*orbax-checkpoint-tmp*")):
+            time.sleep(0.05)  # the epoch's save (asynchronous) lands first: no race with it
         shutil.rmtree(workdir / "checkpoints")
         (workdir / "checkpoints").write_text("in the way")
 

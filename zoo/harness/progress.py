@@ -113,7 +113,10 @@ class EpochProgress:
     def relaying(self) -> Iterator[None]:
         """Meanwhile, zoo's warnings (`ZooWarning`: e.g. images upsampled for the model)
         are logged as `zoo: warning: ...` lines, in the log file too (others as before),
-        and so are the `zoo` loggers' INFO records (`zoo.data`: data made on a first run)."""
+        and so are the `zoo` loggers' INFO records (`zoo.data`: data made on a first run).
+        Orbax's absl records and exceptions no caller can catch (`sys.unraisablehook`:
+        tensorstore's callbacks after a failed save) go to the log file only: they are
+        background threads' view of what zoo then reports in one line."""
         shown = warnings.showwarning
 
         def show(message, category, *args, **kwargs):
@@ -123,11 +126,16 @@ class EpochProgress:
                 shown(message, category, *args, **kwargs)
             self.log(f"zoo: warning: {message}")
 
-        relay = _Relay(self)
-        zoo_log = logging.getLogger("zoo")
-        level = zoo_log.level
+        relay, to_file = _Relay(self), _FileOnly(self)
+        zoo_log, absl_log = logging.getLogger("zoo"), logging.getLogger("absl")
+        level, propagate = zoo_log.level, absl_log.propagate
         zoo_log.addHandler(relay)
         zoo_log.setLevel(logging.INFO)
+        absl_log.addHandler(to_file)
+        absl_log.propagate = False
+        unraisable = sys.unraisablehook
+        sys.unraisablehook = lambda hook: self.log(
+            f"unraisable: {hook.exc_type.__name__}: {hook.exc_value}", terminal=False)
         try:
             with warnings.catch_warnings():
                 warnings.showwarning = show
@@ -135,6 +143,9 @@ class EpochProgress:
         finally:
             zoo_log.removeHandler(relay)
             zoo_log.setLevel(level)
+            absl_log.removeHandler(to_file)
+            absl_log.propagate = propagate
+            sys.unraisablehook = unraisable
 
     def note(self, message: str) -> None:
         """A line from a `zoo` logger: in the log file now; on the terminal now, or, inside
@@ -272,3 +283,15 @@ class _Relay(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.progress.note(record.getMessage())
+
+
+class _FileOnly(logging.Handler):
+    """A library's warnings and errors as lines of the log file alone."""
+
+    def __init__(self, progress: EpochProgress):
+        super().__init__(logging.WARNING)
+        self.progress = progress
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.progress.log(f"{record.name}: {record.levelname.lower()}: {record.getMessage()}",
+                          terminal=False)
