@@ -103,9 +103,15 @@ class EpochProgress:
 
     def _write(self, text: str) -> None:
         """Into the log file; a full disk or a vanished workdir ends the log file, never
-        the run (its checkpoints report the disk themselves)."""
+        the run (its checkpoints report the disk themselves). A background thread's line
+        that comes as the file closes is lost."""
+        file = self._file
+        if file is None:
+            return
         try:
-            self._file.write(text)
+            file.write(text)
+        except ValueError:  # closed by the run's end meanwhile
+            pass
         except OSError:
             self._close_file()
 
@@ -140,12 +146,18 @@ class EpochProgress:
             with warnings.catch_warnings():
                 warnings.showwarning = show
                 yield
-        finally:
-            zoo_log.removeHandler(relay)
-            zoo_log.setLevel(level)
+        except BaseException:
+            # A failed run's storage threads report its failure again (unretrieved futures,
+            # a closed event loop) until the process exits: they stay routed here, to the
+            # closed log, so the error's one line is the last on stderr.
+            raise
+        else:
             absl_log.removeHandler(to_file)
             absl_log.propagate = propagate
             sys.unraisablehook = unraisable
+        finally:
+            zoo_log.removeHandler(relay)
+            zoo_log.setLevel(level)
 
     def note(self, message: str) -> None:
         """A line from a `zoo` logger: in the log file now; on the terminal now, or, inside
