@@ -173,6 +173,7 @@ def trained(tmp_path_factory):
     return workdir
 
 
+@pytest.mark.slow  # trains a GAN for 3 epochs (~45 CPU-s); the steps are checked by test_conformance
 def test_short_training_lowers_the_frechet_distance(trained):
     history = [json.loads(line) for line in (trained / "history.jsonl").read_text().splitlines()]
     fd = [row["val/fd"] for row in history]
@@ -180,6 +181,7 @@ def test_short_training_lowers_the_frechet_distance(trained):
     assert fd[-1] < 0.25 * history[-1]["val/fd_untrained"], fd
 
 
+@pytest.mark.slow  # trains a GAN for 3 epochs (~45 CPU-s); the steps are checked by test_conformance
 def test_run_reports_quality_and_writes_a_grid_per_epoch(trained):
     metrics = json.loads((trained / "metrics.json").read_text())["metrics"]
     assert set(metrics) == {"fd", "fd_untrained", "classifier_score", "cond_accuracy"}
@@ -190,6 +192,7 @@ def test_run_reports_quality_and_writes_a_grid_per_epoch(trained):
         assert grid.size == (10 * 30 + 2, 8 * 30 + 2)
 
 
+@pytest.mark.slow  # trains a GAN for 3 epochs (~45 CPU-s); the steps are checked by test_conformance
 def test_predict_writes_the_requested_class(trained, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("ZOO_HUB", str(tmp_path / "no-hub"))  # the judge comes with the weights
     out = tmp_path / "sevens.png"
