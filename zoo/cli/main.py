@@ -6,7 +6,6 @@ Heavy imports (JAX, tasks) happen inside the commands, so `zoo --help` is instan
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import warnings
 
@@ -71,20 +70,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"zoo: error: {e}", file=sys.stderr)
-        _quiet_while_winding_down()
         return 2
     except KeyboardInterrupt:
         print("zoo: interrupted", file=sys.stderr)
         return 130
-
-
-def _quiet_while_winding_down() -> None:
-    """After the one error line, nothing more: a failed checkpoint save leaves futures and
-    callbacks in orbax's and tensorstore's threads that report themselves again (unretrieved
-    futures, a closed event loop) while the process exits, and would bury the line."""
-    sys.unraisablehook = lambda unraisable: None
-    for name in ("asyncio", "absl"):
-        logging.getLogger(name).disabled = True
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

@@ -76,4 +76,3 @@ def _shapes_only(task: Task, info: Mapping[str, Any]) -> nnx.Module | None:
     random streams, which no weights file restores."""
     model = nnx.eval_shape(lambda: task.build_model(info, nnx.Rngs(0)))
     return None if nnx.state(model, nnx.RngState) else model
-

@@ -120,9 +120,9 @@ class EpochProgress:
         """Meanwhile, zoo's warnings (`ZooWarning`: e.g. images upsampled for the model)
         are logged as `zoo: warning: ...` lines, in the log file too (others as before),
         and so are the `zoo` loggers' INFO records (`zoo.data`: data made on a first run).
-        Orbax's absl records and exceptions no caller can catch (`sys.unraisablehook`:
-        tensorstore's callbacks after a failed save) go to the log file only: they are
-        background threads' view of what zoo then reports in one line."""
+        Orbax's absl and asyncio records and exceptions no caller can catch
+        (`sys.unraisablehook`: tensorstore's callbacks after a failed save) go to the log
+        file only: they are background threads' view of what zoo reports in one line."""
         shown = warnings.showwarning
 
         def show(message, category, *args, **kwargs):
@@ -133,12 +133,14 @@ class EpochProgress:
             self.log(f"zoo: warning: {message}")
 
         relay, to_file = _Relay(self), _FileOnly(self)
-        zoo_log, absl_log = logging.getLogger("zoo"), logging.getLogger("absl")
-        level, propagate = zoo_log.level, absl_log.propagate
+        zoo_log = logging.getLogger("zoo")
+        storage_logs = [logging.getLogger(name) for name in ("absl", "asyncio")]
+        level, propagate = zoo_log.level, [log.propagate for log in storage_logs]
         zoo_log.addHandler(relay)
         zoo_log.setLevel(logging.INFO)
-        absl_log.addHandler(to_file)
-        absl_log.propagate = False
+        for log in storage_logs:
+            log.addHandler(to_file)
+            log.propagate = False
         unraisable = sys.unraisablehook
         sys.unraisablehook = lambda hook: self.log(
             f"unraisable: {hook.exc_type.__name__}: {hook.exc_value}", terminal=False)
@@ -152,8 +154,9 @@ class EpochProgress:
             # closed log, so the error's one line is the last on stderr.
             raise
         else:
-            absl_log.removeHandler(to_file)
-            absl_log.propagate = propagate
+            for log, was in zip(storage_logs, propagate):
+                log.removeHandler(to_file)
+                log.propagate = was
             sys.unraisablehook = unraisable
         finally:
             zoo_log.removeHandler(relay)
