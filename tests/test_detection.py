@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from zoo.data import coco_eval
 from zoo.data.images import letterbox, unletterbox
 from zoo.errors import ZooError
 from zoo.models import centernet
@@ -92,20 +93,46 @@ def test_loss_rewards_the_right_heatmap():
         float(centernet.loss(bad, t, size_weight=0.1)[0])
 
 
-def test_map_is_one_for_ground_truth_fed_as_predictions():
-    rng = np.random.default_rng(0)
-    truth, detections = [], []
-    for _ in range(20):
+def _random_truth(rng, images: int, classes: int, max_side: float):
+    """Per image 1-4 random boxes (x0 y0 x1 y1) and their classes."""
+    for _ in range(images):
         n = rng.integers(1, 5)
         xy = rng.uniform(0, 50, (n, 2))
-        boxes = np.concatenate([xy, xy + rng.uniform(5, 20, (n, 2))], 1)
-        classes = rng.integers(0, 4, n)
-        truth.append((boxes, classes))
-        detections.append((boxes, rng.uniform(0.5, 1, n), classes))
+        boxes = np.concatenate([xy, xy + rng.uniform(4, max_side, (n, 2))], 1)
+        yield boxes, rng.integers(0, classes, n)
+
+
+def test_map_is_one_for_ground_truth_fed_as_predictions():
+    rng = np.random.default_rng(0)
+    truth = list(_random_truth(rng, 20, 4, 20))
+    detections = [(boxes, rng.uniform(0.5, 1, len(boxes)), classes) for boxes, classes in truth]
     result = coco_map(truth, detections, num_classes=5)
     assert result["map"] == pytest.approx(1.0) and result["map50"] == pytest.approx(1.0)
     assert result["ap_per_class"][:4] == pytest.approx([1.0] * 4)
     assert result["ap_per_class"][4] is None  # no ground truth of class 4
+
+
+def test_map_is_cocoevals_with_its_default_area_ranges():
+    """coco_ap scores area "all" only; the figures equal COCOeval's full default run."""
+    rng = np.random.default_rng(1)
+    truth, detections = [], []
+    for boxes, classes in _random_truth(rng, 30, 3, 60):
+        found = rng.integers(0, len(boxes), 8)
+        truth.append({"boxes": boxes, "classes": classes})
+        detections.append({"boxes": boxes[found] + rng.normal(0, 3, (8, 4)),
+                           "scores": rng.uniform(0, 1, 8), "classes": classes[found]})
+    fast = coco_eval.coco_ap(truth, detections, 3)
+    images = [{"id": i} for i in range(len(truth))]
+    annotations = [{**r, "id": k + 1, "image_id": i, "iscrowd": 0}
+                   for k, (i, r) in enumerate((i, r) for i, gt in enumerate(truth)
+                                              for r in coco_eval._records(gt, "bbox"))]
+    results = [{**r, "image_id": i} for i, d in enumerate(detections)
+               for r in coco_eval._records(d, "bbox")]
+    full = coco_eval._evaluate(images, annotations, [{"id": c} for c in range(3)], results,
+                               "bbox")
+    assert len(full.params.areaRng) == 4  # all, small, medium, large
+    assert 0.2 < fast["ap"] < 0.9
+    assert (fast["ap"], fast["ap50"]) == (full.stats[0], full.stats[1])
 
 
 def test_map_counts_only_the_iou_thresholds_a_box_passes():

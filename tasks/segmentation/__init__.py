@@ -35,7 +35,7 @@ class SegmentationConfig(TaskConfig):
     image_size: int = 128  # masks: data is letterboxed to this square side
     num_classes: int = 0  # masks: data: labels 0..N-1 (0: the largest label found + 1)
     scenes: SceneConfig = SceneConfig()
-    train: TrainConfig = TrainConfig(epochs=12, batch_size=16, eval_batch_size=100)
+    train: TrainConfig = TrainConfig(epochs=5, batch_size=16, eval_batch_size=100)
     optimizer: OptimizerConfig = OptimizerConfig(name="adam", lr=3e-3, schedule="cosine",
                                                  warmup_epochs=0.3)
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig(patience=4)

