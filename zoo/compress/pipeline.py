@@ -47,7 +47,6 @@ from zoo_hardware.quantization import (ActRange, Quantized, Scheme, activation_m
 
 WEIGHTS = "model.zc"
 PRUNE_RAMP = 0.5  # fraction of the pruning phase spent raising sparsity; the rest recovers
-KMEANS_CHECKPOINT = LATEST  # which epoch of the codebook fine-tuning is kept
 
 
 @dataclasses.dataclass(frozen=True)
@@ -223,7 +222,7 @@ class _Tuner:
                                                jnp.array(-1) for p in flat if p in params})
                 state = self._fit("kmeans", _setup(
                     state, edit_model=self._edit(ranges),
-                    wrap_optimizer=lambda tx: shared(tx, codes, bits=scheme.bits)), KMEANS_CHECKPOINT)
+                    wrap_optimizer=lambda tx: shared(tx, codes, bits=scheme.bits)))
                 tuned = compression.flatten(state)
                 quantized = {p: q._replace(codebook=codebook_from(tuned[p], q.codes, scheme.bits))
                              for p, q in quantized.items()}
@@ -264,15 +263,14 @@ class _Tuner:
         return loader.steps_per_epoch(as_source(train).spread(cfg.train.max_examples),
                                       cfg.train.batch_size)
 
-    def _fit(self, phase: str, setup: ModelSetup, which: str = LATEST) -> dict:
-        """Fine-tunes in work/PHASE (resuming if killed); the model state of its `which`
-        checkpoint (the last, or the best on validation)."""
+    def _fit(self, phase: str, setup: ModelSetup) -> dict:
+        """Fine-tunes in work/PHASE (resuming if killed); the final model state."""
         workdir = self.work / phase.replace(":", "")
         fit(self.finetune, workdir, device=self.device, setup=setup)
         session = open_session(self.finetune, device=self.device, training=False, setup=setup)
         store = CheckpointStore(workdir)
         try:
-            restored, _ = store.restore(which, nnx.to_pure_dict(session.state))
+            restored, _ = store.restore(LATEST, nnx.to_pure_dict(session.state))
         finally:
             store.close()
         return jax.tree.map(lambda x: jnp.asarray(x), restored["model"])
