@@ -176,9 +176,9 @@ def _pick_activations(task: Task, fake_quant: Session, acc_fake_quant: Mapping[s
            "no lower accuracy)" if served == "float" else
            "rounded to the calibrated grid in float32 (fake quantization)")
     note = (f"Integer weights are decoded to float32 once, on load; activations evaluate {how}. "
-            f"Nothing runs as integers on this {jax.devices()[0].platform}: XLA's int8 kernels "
-            f"measured slower than float on it (benchmarks/int8_inference.py). The activation "
-            f"ranges stay in the file for an integer back end.")
+            f"Nothing runs as integers: zoo's eval path has no integer kernels (XLA's int8 "
+            f"ones measured slower than float32 on an AVX2 CPU: benchmarks/int8_inference.py). "
+            f"The activation ranges stay in the file for an integer back end.")
     return ((acc_float if served == "float" else acc_fake_quant), latency,
             {"served": served, "accuracy": {"fake-quant": dict(acc_fake_quant),
                                             "float": dict(acc_float)}, "note": note})
