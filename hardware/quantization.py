@@ -239,15 +239,27 @@ def quantize_layers(model: nnx.Module, *, act_bits: int, ranges: Mapping[str, Ac
         setattr(layer, attr, QuantizedOp(op, act_bits, ranges.get(path), weights))
 
 
-def activation_meta(act_bits: int, ranges: Mapping[str, ActRange]) -> dict[str, Any]:
-    """Calibrated activation quantization as JSON, for the model.zc metadata."""
-    return {"act_bits": act_bits, "act_ranges": {k: dataclasses.asdict(v) for k, v in ranges.items()}}
+ActEval = Literal["fake-quant", "float"]
+
+
+def activation_meta(act_bits: int, ranges: Mapping[str, ActRange],
+                    act_eval: ActEval = "fake-quant") -> dict[str, Any]:
+    """Calibrated activation quantization as JSON, for the model.zc metadata.
+
+    `act_eval` says how the model evaluates: "fake-quant" rounds each Linear/Conv input
+    to the calibrated grid (as int8 hardware would compute), "float" keeps float inputs
+    (the int weights, decoded once, are used as they are): `zoo compress` picks the
+    faster on this machine where its accuracy is no lower. The ranges stay recorded
+    either way, for an integer back end.
+    """
+    return {"act_bits": act_bits, "act_eval": act_eval,
+            "act_ranges": {k: dataclasses.asdict(v) for k, v in ranges.items()}}
 
 
 def activation_edit(meta: Mapping[str, Any]) -> Callable[[nnx.Module], None] | None:
     """The layer edit that quantizes activations as `activation_meta` recorded them
-    (None for float activations)."""
-    if not meta.get("act_bits"):
+    (None for float activations, or when the model evaluates them in float)."""
+    if not meta.get("act_bits") or meta.get("act_eval") == "float":
         return None
     ranges = {k: ActRange(**v) for k, v in meta.get("act_ranges", {}).items()}
     return functools.partial(quantize_layers, act_bits=meta["act_bits"], ranges=ranges)

@@ -219,7 +219,16 @@ def test_int8_post_training_quantization_of_weights_and_activations(trained_lene
          "int8", "--out", str(out))
     report = _report(out)
     assert report["plan"]["scheme"] == "int8+a8" and abs(report["drop_points"]) <= 1.0
-    assert 3.5 < report["total"]["ratio"] and report["latency_ms"]["after"] > 0
+    assert 3.5 < report["total"]["ratio"]
+    latency = report["latency_ms"]  # float vs both activation paths, at batch 256 and 1
+    assert set(latency) == {"float", "compressed, fake-quant activations",
+                            "compressed, float activations"}
+    assert all(len(t) == 2 and min(t["256"].values()) > 0 for t in latency.values())
+    activations = report["activations"]  # the path served is the one `zoo eval` runs
+    served = activations["served"]
+    assert report["after"] == activations["accuracy"][served]
+    evaluated = _zoo(capsys, "eval", "classification", "--workdir", str(out), "--json")
+    assert json.loads(evaluated)["accuracy"] == pytest.approx(report["after"]["accuracy"])
     png = tmp_path / "digit.png"
     from PIL import Image
     from zoo.data.mnist import mnist_sample

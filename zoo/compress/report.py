@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
+from flax import nnx
 from rich.console import Console
 from rich.table import Table
 
 from zoo.data import loader
+from zoo.harness.steps import inference_view, merge_train_state
 from zoo.harness.trainer import Session
 from zoo.task import Task
 from zoo_hardware import compression, placement
@@ -27,7 +29,7 @@ from zoo_hardware.quantization import Quantized
 
 def build_report(task: Task, source: str, weights: Path, plan, state: Mapping,
                  quantized: Mapping, params: set, accuracy: tuple[Mapping, Mapping],
-                 latency: Mapping[str, float]) -> dict[str, Any]:
+                 latency: Mapping[str, Any], activations: Mapping[str, Any]) -> dict[str, Any]:
     """The contents of compression.json; sizes are measured on the files."""
     size = weights.stat().st_size
     blobs = compression.blob_bytes(weights)
@@ -62,31 +64,53 @@ def build_report(task: Task, source: str, weights: Path, plan, state: Mapping,
         "metric": metric, "before": dict(accuracy[0]), "after": dict(accuracy[1]),
         "drop_points": 100 * (accuracy[0][metric] - accuracy[1][metric]),
         "latency_ms": dict(latency), "device": jax.devices()[0].platform,
+        "activations": dict(activations),
     }
 
 
-def latency_ms(before: Session, after: Session, *, rounds: int = 7, calls: int = 10) -> dict[str, float]:
-    """Median milliseconds of one compiled eval step on a test batch, before and after.
+def latency_ms(sessions: Mapping[str, Session], *, rounds: int = 5,
+               calls: int = 5) -> dict[str, dict[str, dict[str, float]]]:
+    """Median ms (wall and this process's CPU) of one eval call per model, on a test batch
+    of the eval batch size and on one example (one per device of the mesh):
+    {model: {batch size: {"wall", "cpu"}}}.
 
-    Both models run in alternating rounds, so load from other processes on a shared
-    machine falls on both alike.
+    The models take turns round by round, so load from other processes on a shared
+    machine falls on all alike.
     """
-    batch = next(loader.eval_batches(before.data.splits["test"], before.task.config.train.eval_batch_size))
-    placed = {"before": (before, placement.put_batch(batch, before.mesh)),
-              "after": (after, placement.put_batch(batch, after.mesh))}
-    times: dict[str, list[float]] = {k: [] for k in placed}
-    for name, (session, b) in placed.items():  # warm-up
-        jax.block_until_ready(session.steps.evaluate(session.state, b))
+    first = next(iter(sessions.values()))
+    size = int(first.task.config.train.eval_batch_size)
+    batch = next(loader.eval_batches(first.data.splits["test"], size))
+    calls_by = {(name, n): _eval_call(session, {k: v[:n] for k, v in batch.items()})
+                for n in (size, first.mesh.size) for name, session in sessions.items()}
+    wall: dict[tuple, list[float]] = {key: [] for key in calls_by}
+    cpu: dict[tuple, list[float]] = {key: [] for key in calls_by}
+    for call in calls_by.values():  # compile and warm up
+        jax.block_until_ready(call())
     for _ in range(rounds):
-        for name, (session, b) in placed.items():
-            t0 = time.perf_counter()
+        for key, call in calls_by.items():
+            t0, c0 = time.perf_counter(), time.process_time()
             for _ in range(calls):
-                out = session.steps.evaluate(session.state, b)
+                out = call()
             jax.block_until_ready(out)
-            times[name].append(1000 * (time.perf_counter() - t0) / calls)
-    result = {k: round(statistics.median(v), 3) for k, v in times.items()}
-    result["batch"] = int(before.task.config.train.eval_batch_size)
+            wall[key].append(1000 * (time.perf_counter() - t0) / calls)
+            cpu[key].append(1000 * (time.process_time() - c0) / calls)
+    result: dict[str, dict[str, dict[str, float]]] = {name: {} for name in sessions}
+    for name, n in calls_by:
+        result[name][str(n)] = {"wall": round(statistics.median(wall[name, n]), 3),
+                                "cpu": round(statistics.median(cpu[name, n]), 3)}
     return result
+
+
+def _eval_call(session: Session, batch: Mapping) -> Callable[[], Any]:
+    """The session's eval step on `batch`: its compiled one at the eval batch size, else
+    the same step jitted for this size."""
+    placed = placement.put_batch(dict(batch), session.mesh)
+    if len(next(iter(batch.values()))) == session.task.config.train.eval_batch_size:
+        return lambda: session.steps.evaluate(session.state, placed)
+    model, _ = merge_train_state(session.graphdef, session.state)
+    graphdef, state = nnx.split(inference_view(model))
+    step = jax.jit(lambda s, b: session.task.eval_step(nnx.merge(graphdef, s), b))
+    return lambda: step(state, placed)
 
 
 def print_report(report: Mapping[str, Any], console: Console | None = None) -> None:
@@ -108,13 +132,13 @@ def print_report(report: Mapping[str, Any], console: Console | None = None) -> N
                   f"{total['bits_per_weight']:.2f}", _kb(total["bytes_before"]), _kb(total["bytes_after"]),
                   f"[bold]{total['ratio']:.1f}x[/bold]")
     console.print(table)
-    metric, lat = report["metric"], report["latency_ms"]
+    metric = report["metric"]
     console.print(f"test {metric}: {report['before'][metric]:.4f} -> {report['after'][metric]:.4f} "
                   f"({report['drop_points']:+.2f} points drop)")
-    console.print(f"eval step latency on {report['device']} (batch {lat['batch']}): "
-                  f"{lat['before']:.2f} ms -> {lat['after']:.2f} ms. Weights are decoded to float32 "
-                  f"on load: XLA runs dense float kernels, so pruning and weight quantization save "
-                  f"size, not time, here; fake-quantized activations add a little work.")
+    for name, by_batch in report["latency_ms"].items():
+        console.print(f"eval latency on {report['device']}, {name}: " + ", ".join(
+            f"batch {n} {t['wall']:.2f} ms wall / {t['cpu']:.2f} ms CPU" for n, t in by_batch.items()))
+    console.print(report["activations"]["note"])
 
 
 def _kb(n: int) -> str:
