@@ -36,7 +36,7 @@ class DetectionConfig(TaskConfig):
     class_agnostic_nms: bool = True  # false where objects of different classes overlap
     size_weight: float = 0.1  # weight of the box-size L1 loss against the heatmap loss
     scenes: SceneConfig = SceneConfig()
-    train: TrainConfig = TrainConfig(epochs=10, batch_size=32, eval_batch_size=100)
+    train: TrainConfig = TrainConfig(epochs=8, batch_size=32, eval_batch_size=100)
     optimizer: OptimizerConfig = OptimizerConfig(name="adam", lr=3e-3, schedule="cosine",
                                                  warmup_epochs=0.3)
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig(patience=4)
