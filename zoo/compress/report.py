@@ -15,12 +15,11 @@ from typing import Any
 
 import jax
 import numpy as np
-from flax import nnx
 from rich.console import Console
 from rich.table import Table
 
 from zoo.data import loader
-from zoo.harness.steps import inference_view, merge_train_state
+from zoo.harness.steps import eval_step, merge_train_state
 from zoo.harness.trainer import Session
 from zoo.task import Task
 from zoo_hardware import compression, placement
@@ -107,10 +106,8 @@ def _eval_call(session: Session, batch: Mapping) -> Callable[[], Any]:
     placed = placement.put_batch(dict(batch), session.mesh)
     if len(next(iter(batch.values()))) == session.task.config.train.eval_batch_size:
         return lambda: session.steps.evaluate(session.state, placed)
-    model, _ = merge_train_state(session.graphdef, session.state)
-    graphdef, state = nnx.split(inference_view(model))
-    step = jax.jit(lambda s, b: session.task.eval_step(nnx.merge(graphdef, s), b))
-    return lambda: step(state, placed)
+    step = eval_step(session.task, merge_train_state(session.graphdef, session.state)[0])
+    return lambda: step(session.state, placed)
 
 
 def print_report(report: Mapping[str, Any], console: Console | None = None) -> None:

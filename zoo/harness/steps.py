@@ -105,14 +105,18 @@ def build_steps(task: Task, model: nnx.Module, optimizer: nnx.Object, *, seed: i
         default XLA chooses); the step's scalars come back with `scalar_sharding`.
     """
     graphdef, _ = split_train_state(model, optimizer)
-    eval_graphdef, _ = nnx.split(inference_view(model))
     out = None if state_sharding is None else (state_sharding, scalar_sharding)
     keep_old = task.config.train.on_nan == "skip"
     train = jax.jit(functools.partial(_train_step, graphdef=graphdef, task=task, seed=seed,
                                       keep_old=keep_old),
                     donate_argnums=0, out_shardings=out)
-    evaluate = jax.jit(functools.partial(_eval_step, graphdef=eval_graphdef, task=task))
-    return Steps(train=train, evaluate=evaluate)
+    return Steps(train=train, evaluate=eval_step(task, model))
+
+
+def eval_step(task: Task, model: nnx.Module) -> Callable[[State, dict], dict]:
+    """The task's eval step on a train state of `model`'s structure, jitted (any batch shape)."""
+    eval_graphdef, _ = nnx.split(inference_view(model))
+    return jax.jit(functools.partial(_eval_step, graphdef=eval_graphdef, task=task))
 
 
 def compile_steps(steps: Steps, state: State, train_batch: dict | None, eval_batch: dict) -> Steps:
