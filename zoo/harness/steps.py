@@ -151,8 +151,12 @@ class ByShape:
     programs: dict[tuple, Callable]
 
     def __call__(self, state: State, batch: dict, step: jax.Array) -> tuple[State, dict]:
+        return self.program(batch)(state, batch, step)
+
+    def program(self, batch: dict) -> Callable:
+        """The compiled program for `batch`'s shapes."""
         program = self.programs.get(_shapes(batch))
         if program is None:
             raise ValueError(f"no train step compiled for batch shapes {_shapes(batch)}; "
                              f"compiled: {list(self.programs)}")
-        return program(state, batch, step)
+        return program
