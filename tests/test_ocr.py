@@ -161,7 +161,7 @@ def test_predict_prints_the_text_of_a_line(tmp_path, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(7200)  # 20 minutes on a quiet 2-core CPU; far more on a busy one
+@pytest.mark.timeout(7200)  # 8 CPU-minutes (about 5-6 quiet on 2 cores); far more on a busy one
 def test_default_run_reaches_3_percent_cer(tmp_path):
     """The README's claim: a fresh `zoo run ocr` reaches CER <= 3% on the test lines."""
     zoo_cli("run", "ocr", "--workdir", str(tmp_path), "--quiet", check=True, timeout=7200)

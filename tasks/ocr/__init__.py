@@ -35,8 +35,8 @@ class OCRConfig(TaskConfig):
     beam: int = 1  # CTC decoding: 1 = best path (greedy), >1 = prefix beam search width
     width_buckets: int = 4  # training batches of lines of similar width, each computed on its
     # bucket's width (1: every batch at the widest line's width)
-    train: TrainConfig = TrainConfig(epochs=4, batch_size=32, eval_batch_size=200)
-    optimizer: OptimizerConfig = OptimizerConfig(name="adam", lr=1e-3, schedule="cosine",
+    train: TrainConfig = TrainConfig(epochs=3, batch_size=32, eval_batch_size=200)
+    optimizer: OptimizerConfig = OptimizerConfig(name="adam", lr=3e-3, schedule="cosine",
                                                  warmup_epochs=0.5, grad_clip_norm=5.0)
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig(patience=4)
 
