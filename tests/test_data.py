@@ -34,6 +34,21 @@ def test_train_batches_resume_at_a_batch_index():
     assert all(np.array_equal(a["y"], b["y"]) for a, b in zip(full[1:], tail))
 
 
+def test_bucketed_batches_draw_each_batch_from_one_bucket_reproducibly():
+    buckets = np.repeat([0, 1, 2], [23, 40, 9])  # remainders 7 + 0 + 1: one mixed batch
+    order = loader.TrainOrder(72, 8, seed=1, epoch=0, buckets=buckets)
+    batches = [order.rows(i) for i in range(len(order))]
+    assert len(batches) == 72 // 8  # as many as without buckets
+    rows = np.concatenate(batches)
+    assert len(set(rows)) == len(rows)  # no repeats within an epoch
+    single = [b for b in batches if len(set(buckets[b])) == 1]
+    assert len(single) == 23 // 8 + 40 // 8 + 9 // 8
+    again = loader.TrainOrder(72, 8, seed=1, epoch=0, buckets=buckets)
+    assert all(np.array_equal(again.rows(i), b) for i, b in enumerate(batches))
+    later = loader.TrainOrder(72, 8, seed=1, epoch=1, buckets=buckets)
+    assert not np.array_equal(np.concatenate([later.rows(i) for i in range(len(later))]), rows)
+
+
 def test_eval_batches_pad_the_last_batch_and_mask_it():
     batches = list(loader.eval_batches(_arrays(5), 4))
     assert [len(b["y"]) for b in batches] == [4, 4]

@@ -6,11 +6,14 @@ Kills, signals and other faults are in test_faults.py.
 import dataclasses
 import json
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from zoo.config import apply_overrides
 from zoo.errors import ZooError
+from zoo.harness.steps import Steps, compile_steps
 from zoo.harness.trainer import fit
 
 from helpers import latest_params
@@ -91,3 +94,15 @@ def test_on_epoch_end_sees_each_epoch_once_with_the_trained_model(spirals, tmp_p
     assert calls[0][3] != calls[1][3]  # the model of that epoch, not a stale copy
     fit(task, tmp_path, quiet=True)  # a finished run resumes without training: no more calls
     assert len(calls) == 3
+
+
+def test_train_step_is_compiled_for_each_bucket_shape_and_refuses_others():
+    steps = Steps(train=jax.jit(lambda state, batch, step: (state + 1, {"sum": batch["x"].sum()})),
+                  evaluate=jax.jit(lambda state, batch: {"sum": batch["x"].sum()}))
+    buckets = [{"x": np.ones((2, 3), np.float32)}, {"x": np.ones((2, 5), np.float32)}]
+    compiled = compile_steps(steps, jnp.float32(0), buckets, buckets[0])
+    for batch in buckets:
+        state, out = compiled.train(jnp.float32(0), batch, jnp.int32(0))
+        assert float(out["sum"]) == batch["x"].size and float(state) == 1
+    with pytest.raises(ValueError, match="no train step compiled"):
+        compiled.train(jnp.float32(0), {"x": np.ones((2, 4), np.float32)}, jnp.int32(0))

@@ -8,7 +8,8 @@ import pytest
 from PIL import Image
 
 from zoo.errors import ZooError
-from zoo_tasks.ocr import CharacterMetrics, data, ids_to_text, synthetic
+from zoo.data.pipeline import Inputs
+from zoo_tasks.ocr import CharacterMetrics, OCRTask, bucket_widths, data, ids_to_text, synthetic
 
 from helpers import zoo_cli, zoo_here
 
@@ -53,6 +54,24 @@ def test_handwritten_lines_use_disjoint_digit_images(small_sizes, monkeypatch):
     data.load("handwritten", 32, 512)
     a, b, c = used.values()
     assert len(used) == 3 and not (a & b or a & c or b & c)
+
+
+def test_training_batches_are_cut_to_their_width_bucket(small_sizes):
+    ds = data.load("mixed", 32, 512)
+    task = OCRTask()
+    widths = bucket_widths(ds.info["max_width"], task.config.width_buckets)
+    inputs = Inputs(ds.splits, seed=0, workers=0, buckets=task.buckets(ds.info))
+    batches = list(inputs.train(8, epoch=1))
+    assert len(batches) == inputs.steps_per_epoch(8) == len(ds.splits["train"]["width"]) // 8
+    cut = [b["image"].shape[2] for b in batches]
+    assert set(cut) <= set(widths) and len(set(cut)) > 1
+    for batch, width in zip(batches, cut):
+        assert batch["width"].max() <= width  # no line loses a column
+        assert width == widths[0] or batch["width"].max() > widths[widths.index(width) - 1]
+    resumed = list(inputs.train(8, epoch=1, start=3))  # resume: the same batches
+    assert all(np.array_equal(a["image"], b["image"]) for a, b in zip(batches[3:], resumed))
+    shapes = [b["image"].shape for b in inputs.bucket_shapes(batches[0])]  # compiled for
+    assert shapes == [(8, 32, w, 1) for w in widths]
 
 
 def _line_folder(root, texts, light=True):
@@ -142,7 +161,7 @@ def test_predict_prints_the_text_of_a_line(tmp_path, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(7200)  # 20 minutes on a quiet 2-core CPU; far more on a busy one
+@pytest.mark.timeout(7200)  # 8 CPU-minutes (about 5-6 quiet on 2 cores); far more on a busy one
 def test_default_run_reaches_3_percent_cer(tmp_path):
     """The README's claim: a fresh `zoo run ocr` reaches CER <= 3% on the test lines."""
     zoo_cli("run", "ocr", "--workdir", str(tmp_path), "--quiet", check=True, timeout=7200)

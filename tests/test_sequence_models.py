@@ -157,6 +157,18 @@ def test_bilstm_of_a_batch_equals_each_sequence_alone():
         np.testing.assert_allclose(batch_out[i, :n], alone[0], atol=1e-5)
 
 
+def test_bilstm_in_one_scan_equals_its_two_directions_run_apart():
+    rnn = initialised(lambda rngs: BiLSTM(3, 4, rngs=rngs), nnx.Rngs(0))
+    x = jax.random.normal(jax.random.key(2), (2, 6, 3))
+    mask = jnp.array([[1.0] * 6, [1.0] * 4 + [0.0] * 2])
+    (out, (final_f, final_b)), ((out_f, apart_f), (out_b, apart_b)) = nnx.jit(
+        lambda m, x, mask: (m(x, mask), (m.forward[0](x, mask),
+                                          m.backward[0](x, mask, reverse=True))))(rnn, x, mask)
+    np.testing.assert_allclose(out, jnp.concatenate([out_f, out_b], axis=-1), rtol=1e-6, atol=1e-7)
+    for got, want in zip(jax.tree.leaves((final_f, final_b)), jax.tree.leaves((apart_f, apart_b))):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+
+
 def test_crnn_ctc_loss_is_the_same_however_much_padding():
     model = initialised(lambda rngs: CRNN(16, 1, 5, widths=(4, 8), pools=((2, 2), (2, 2)),
                                           hidden=8, rngs=rngs), nnx.Rngs(0))

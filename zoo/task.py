@@ -20,7 +20,7 @@ import dataclasses
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -56,6 +56,14 @@ class Dataset:
     def size(self, split: str) -> int:
         data = self.splits[split]
         return len(next(iter(data.values()))) if isinstance(data, Mapping) else len(data)
+
+
+class Buckets(NamedTuple):
+    """A task's buckets of training examples (`Task.buckets`)."""
+
+    key: Callable[[Mapping[str, np.ndarray]], np.ndarray]  # {field: [n, ...]} -> bucket [n]
+    shape: Callable[[dict[str, np.ndarray], int], dict[str, np.ndarray]]  # a host batch at
+    # bucket b's shapes (cut, or padded when it is narrower)
 
 
 class Metrics:
@@ -155,6 +163,15 @@ class Task(abc.ABC):
         step, row), and `fn` returns the split's fixed shapes. It runs in worker
         processes: a module-level function (or a `functools.partial` of one) from a
         module that does not import JAX. The on-device `augment` still runs after it.
+        """
+        del info
+        return None
+
+    def buckets(self, info: Mapping[str, Any]) -> Buckets | None:
+        """Buckets of training examples, e.g. text lines by width: each training batch
+        then draws its rows from one bucket (`zoo.data.loader.bucketed_batches`) and is
+        cut to that bucket's shapes, so a batch of short lines is computed on their
+        width, by one compiled train step per bucket. Default: none (one shape).
         """
         del info
         return None

@@ -26,7 +26,6 @@ import numpy as np
 from flax import nnx
 
 from zoo import registry
-from zoo.data import loader
 from zoo.harness.checkpoints import LATEST, CheckpointStore
 from zoo.harness.steps import inference_view, merge_train_state
 from zoo.harness.trainer import Session, evaluate, open_session
@@ -66,7 +65,7 @@ def check_train_steps(session: Session, steps: int = 2) -> None:
     Two steps by default: the first may have a zero learning rate (warm-up).
     """
     cfg = session.task.config.train
-    batches = loader.train_batches(session.data.splits["train"], cfg.batch_size, seed=0, epoch=0)
+    batches = session.inputs.train(cfg.batch_size, epoch=0)  # at the shapes compiled for
     before = jax.tree.map(np.asarray, nnx.to_pure_dict(session.state)["model"])
     out = {}
     for step in range(steps):

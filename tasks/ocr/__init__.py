@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,7 @@ from zoo.errors import ZooError
 from zoo.models.crnn import CRNN
 from zoo.models.ctc import ctc_beam_search, ctc_greedy, ctc_loss
 from zoo.predictions import Text
-from zoo.task import Dataset, Metrics, PredictOptions, Task, compiled, row_mean
+from zoo.task import Buckets, Dataset, Metrics, PredictOptions, Task, compiled, row_mean
 from zoo_tasks.ocr import data, synthetic
 
 
@@ -32,15 +33,18 @@ class OCRConfig(TaskConfig):
     hidden: int = 96  # LSTM units per direction
     layers: int = 2  # bidirectional LSTM layers
     beam: int = 1  # CTC decoding: 1 = best path (greedy), >1 = prefix beam search width
-    train: TrainConfig = TrainConfig(epochs=4, batch_size=32, eval_batch_size=200)
-    optimizer: OptimizerConfig = OptimizerConfig(name="adam", lr=1e-3, schedule="cosine",
+    width_buckets: int = 4  # training batches of lines of similar width, each computed on its
+    # bucket's width (1: every batch at the widest line's width)
+    train: TrainConfig = TrainConfig(epochs=3, batch_size=32, eval_batch_size=200)
+    optimizer: OptimizerConfig = OptimizerConfig(name="adam", lr=3e-3, schedule="cosine",
                                                  warmup_epochs=0.5, grad_clip_norm=5.0)
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig(patience=4)
 
     @classmethod
     def smoke(cls) -> OCRConfig:
         base = super().smoke()
-        return cls(data="handwritten", conv=(8, 8, 8), hidden=16, layers=1, train=base.train)
+        return cls(data="handwritten", conv=(8, 8, 8), hidden=16, layers=1, width_buckets=1,
+                   train=base.train)
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,15 @@ class OCRTask(Task):
         pools = ((2, 2), (2, 2)) + ((2, 1),) * (len(cfg.conv) - 2)
         return CRNN(info["height"], 1, len(info["alphabet"]) + 1, widths=cfg.conv, pools=pools,
                     hidden=cfg.hidden, layers=cfg.layers, dtype=self.compute_dtype, rngs=rngs)
+
+    def buckets(self, info) -> Buckets | None:
+        """Lines by width: a batch of short lines is computed on its bucket's width (a
+        line's loss does not depend on the padding, see CRNN)."""
+        widths = bucket_widths(info["max_width"], self.config.width_buckets)
+        if len(widths) == 1:
+            return None
+        return Buckets(key=functools.partial(width_bucket, widths=widths),
+                       shape=functools.partial(at_width, widths=widths))
 
     def loss(self, model, batch, rng):
         del rng
@@ -115,6 +128,27 @@ class OCRTask(Task):
 
     def to_result(self, info, outputs, prepared, options) -> Text:
         return Text(ids_to_text(outputs["ids"], info["alphabet"]))
+
+
+def bucket_widths(max_width: int, buckets: int) -> list[int]:
+    """The image widths of `buckets` equal steps up to `max_width`, in whole columns of
+    the model's stride (fewer when `max_width` is narrow)."""
+    steps = (-(-max_width * k // buckets // synthetic.STRIDE) * synthetic.STRIDE
+             for k in range(1, buckets + 1))
+    return sorted({min(step, max_width) for step in steps})
+
+
+def width_bucket(arrays: Mapping[str, np.ndarray], widths: Sequence[int]) -> np.ndarray:
+    """Each line's bucket: the first of `widths` it fits in."""
+    return np.searchsorted(np.asarray(widths), arrays["width"])
+
+
+def at_width(batch: dict[str, np.ndarray], bucket: int,
+             widths: Sequence[int]) -> dict[str, np.ndarray]:
+    """`batch` with its images cut (or zero-padded) to bucket `bucket`'s width."""
+    image, width = batch["image"], widths[bucket]
+    padding = ((0, 0), (0, 0), (0, max(width - image.shape[2], 0)), (0, 0))
+    return {**batch, "image": np.pad(image[:, :, :width], padding)}
 
 
 def decode(logits: jax.Array, frames: jax.Array, beam: int) -> jax.Array:

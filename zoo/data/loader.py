@@ -12,9 +12,14 @@ A training split smaller than one batch makes one batch per epoch, its examples
 repeated cyclically to the full size and marked by a float "mask" (1 for the first
 occurrence of each), so the step keeps one compiled shape and the loss can leave the
 repeats out (`zoo.task.row_mean`).
+
+A task may bucket its training examples (`Task.buckets`, e.g. text lines by width):
+each batch then draws its rows from one bucket (see `bucketed_batches`) and is cut to
+that bucket's shapes, so a batch of short lines skips the padding of the longest (one
+compiled program per bucket).
 """
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import numpy as np
 
@@ -33,16 +38,25 @@ def steps_per_epoch(split: Split, batch_size: int) -> int:
 class TrainOrder:
     """The rows of every training batch of one epoch: a function of (seed, epoch)."""
 
-    def __init__(self, n: int, batch_size: int, *, seed: int, epoch: int):
+    def __init__(self, n: int, batch_size: int, *, seed: int, epoch: int,
+                 buckets: np.ndarray | None = None):
+        """`buckets`: each example's bucket (ints), or None for one shuffle of all."""
         import grain  # here, not at the top: `zoo predict` reads split sizes, never batches
 
         self.n, self.batch_size, self.seed, self.epoch = n, batch_size, seed, epoch
-        order = grain.MapDataset.range(n).shuffle(seed=seed).repeat()[epoch * n:(epoch + 1) * n]
         self.partial = n < batch_size
+        if buckets is not None and not self.partial:
+            self._batches = bucketed_batches(buckets, batch_size, seed=seed, epoch=epoch)
+            return
+        order = grain.MapDataset.range(n).shuffle(seed=seed).repeat()[epoch * n:(epoch + 1) * n]
         self._batches = order.batch(min(n, batch_size), drop_remainder=True)
 
     def __len__(self) -> int:
         return len(self._batches)
+
+    def rows(self, i: int) -> np.ndarray:
+        """The examples of batch `i` (all processes' rows; repeats not added)."""
+        return np.asarray(self._batches[i])
 
     def request(self, split: str, i: int, rows: slice = slice(None), *, mask: bool = False,
                 augment: bool = False) -> Request:
@@ -65,6 +79,35 @@ class TrainOrder:
             seeds = np.stack([np.full(self.batch_size, self.seed), np.full(self.batch_size, step),
                               np.arange(self.batch_size)], axis=1)[rows]
         return Request(split, indices[rows], None if real is None else real[rows], seeds)
+
+
+def bucketed_batches(buckets: np.ndarray, batch_size: int, *, seed: int,
+                     epoch: int) -> np.ndarray:
+    """The rows [n // batch_size, batch_size] of one epoch's batches, each drawn from one
+    bucket: every bucket shuffled and cut into full batches, the remainders of all
+    buckets (fewer than a batch each) pooled, shuffled and cut too, then the batches
+    shuffled. As many batches as an unbucketed epoch, a function of (seed, epoch)."""
+    rng = np.random.default_rng([seed, epoch])
+    batches, rest = [], []
+    for bucket in np.unique(buckets):
+        rows = rng.permutation(np.flatnonzero(buckets == bucket))
+        full = len(rows) - len(rows) % batch_size
+        batches += list(rows[:full].reshape(-1, batch_size))
+        rest.append(rows[full:])
+    rest = rng.permutation(np.concatenate(rest))
+    full = len(rest) - len(rest) % batch_size
+    batches += list(rest[:full].reshape(-1, batch_size))
+    return np.stack(batches)[rng.permutation(len(batches))]
+
+
+def bucket_keys(split: Split, key: Callable[[Mapping[str, np.ndarray]], np.ndarray]) -> np.ndarray:
+    """Each example's bucket: `key` (`zoo.task.Buckets.key`) of the split's arrays, or
+    of each example in turn from a source not in memory."""
+    source = as_source(split)
+    if isinstance(source, ArraySource):
+        return np.asarray(key(source.arrays))
+    return np.concatenate([key({k: v[None] for k, v in source[i].items()})
+                           for i in range(len(source))])
 
 
 def eval_requests(split: str, n: int, batch_size: int, rows: slice = slice(None)) -> Iterator[Request]:

@@ -15,6 +15,7 @@ import concurrent.futures
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -41,12 +42,17 @@ class Inputs:
       augment: the task's host augmentation of training examples (`Task.host_augment`).
       workers: worker processes (`AUTO`: `default_workers()`; 0: read in this process).
       on_bad: an unreadable example stops the run ("raise") or is left out ("skip").
+      buckets: the task's `zoo.task.Buckets` (`Task.buckets`): each training batch
+        from one bucket, at its shapes.
     """
 
     def __init__(self, splits: Mapping[str, Split], *, seed: int, augment: Augment | None = None,
-                 workers: int = AUTO, on_bad: OnBad = "raise"):
-        self.seed, self.on_bad = seed, on_bad
+                 workers: int = AUTO, on_bad: OnBad = "raise",
+                 buckets: Any = None):
+        self.seed, self.on_bad, self.buckets = seed, on_bad, buckets
         self.splits: dict[str, Source] = {name: as_source(s) for name, s in splits.items()}
+        self.bucket_of = None if buckets is None else loader.bucket_keys(self.splits["train"],
+                                                                          buckets.key)
         if augment is not None:
             self.splits["train"] = self.splits["train"].with_augment(augment)
         self.streamed = sorted(name for name, s in self.splits.items() if not _in_memory(s))
@@ -73,11 +79,28 @@ class Inputs:
     def train(self, batch_size: int, *, epoch: int, start: int = 0,
               rows: slice = slice(None)) -> Iterator[dict[str, np.ndarray]]:
         """Training batches `start`.. of `epoch` (this process's `rows` of each)."""
-        order = loader.TrainOrder(self.size("train"), batch_size, seed=self.seed, epoch=epoch)
+        order = loader.TrainOrder(self.size("train"), batch_size, seed=self.seed, epoch=epoch,
+                                  buckets=self.bucket_of)
         augment = self.splits["train"].augment is not None
         requests = (order.request("train", i, rows, mask=self.mask, augment=augment)
                     for i in range(start, len(order)))
-        return self._read("train", requests)
+        batches = self._read("train", requests)
+        if self.buckets is None:
+            return batches
+        return (self.buckets.shape(batch, int(self.bucket_of[order.rows(i)].max()))
+                for i, batch in enumerate(batches, start))
+
+    @property
+    def train_programs(self) -> int:
+        """How many train-step programs a run compiles: one per training bucket."""
+        return 1 if self.bucket_of is None else len(np.unique(self.bucket_of))
+
+    def bucket_shapes(self, batch: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+        """`batch` at the shapes of every training bucket (just `batch` without buckets):
+        what the train step is compiled for."""
+        if self.buckets is None:
+            return [batch]
+        return [self.buckets.shape(batch, int(b)) for b in np.unique(self.bucket_of)]
 
     def evaluate(self, split: str, batch_size: int,
                  rows: slice = slice(None)) -> Iterator[dict[str, np.ndarray]]:

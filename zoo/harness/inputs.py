@@ -39,11 +39,12 @@ def load(task: Task, data: Dataset | None = None) -> Dataset:
 
 
 def open_inputs(task: Task, data: Dataset) -> Inputs:
-    """The pipeline over `data` with the task's host augmentation and the run's
-    worker and bad-example settings."""
+    """The pipeline over `data` with the task's host augmentation and training buckets,
+    and the run's worker and bad-example settings."""
     train = task.config.train
     return Inputs(data.splits, seed=train.seed, augment=task.host_augment(data.info),
-                  workers=train.workers, on_bad=train.on_bad_example)
+                  workers=train.workers, on_bad=train.on_bad_example,
+                  buckets=task.buckets(data.info))
 
 
 def partial_batch_note(inputs: Inputs, batch_size: int) -> str:

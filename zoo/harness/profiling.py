@@ -17,6 +17,7 @@ import numpy as np
 from flax import nnx
 
 from zoo.data import loader
+from zoo.harness.steps import ByShape
 from zoo.harness.trainer import Session, open_session
 from zoo.task import Task
 from zoo_hardware import catalogue, placement, roofline
@@ -48,9 +49,13 @@ def profile_task(task: Task, *, hardware: str | None = None, device: str = "auto
         "hardware": {spec.name: _spec_row(spec, dtype) for spec in [*specs, local]},
         "steps": {},
     }
+    batch = placement.put_batch(next(session.inputs.train(cfg.train.batch_size, epoch=0)),
+                                session.mesh)
+    train = session.steps.train  # a task with buckets: the program of the first batch's
+    train = train.program(batch) if isinstance(train, ByShape) else train
     timings = {"eval": (_time_eval(session, steps), cfg.train.eval_batch_size),
-               "train": (_time_train(session, steps), cfg.train.batch_size)}  # donates the state
-    for name, compiled in (("train", session.steps.train), ("eval", session.steps.evaluate)):
+               "train": (_time_train(session, batch, steps), cfg.train.batch_size)}  # donates
+    for name, compiled in (("train", train), ("eval", session.steps.evaluate)):
         seconds, batch = timings[name]
         cost = roofline.step_cost(compiled)
         achieved = cost.flops / seconds
@@ -68,14 +73,10 @@ def profile_task(task: Task, *, hardware: str | None = None, device: str = "auto
     return report
 
 
-def _time_train(session: Session, steps: int) -> float:
-    """Seconds per train step: the best of three windows of `steps`, after a warm-up.
-
-    The steps donate and so use up `session.state`.
+def _time_train(session: Session, batch: dict, steps: int) -> float:
+    """Seconds per train step on `batch`: the best of three windows of `steps`, after a
+    warm-up. The steps donate and so use up `session.state`.
     """
-    cfg = session.task.config.train
-    batch = placement.put_batch(next(loader.train_batches(
-        session.data.splits["train"], cfg.batch_size, seed=cfg.seed, epoch=0)), session.mesh)
     state = session.state
 
     def window(n: int) -> float:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,8 +119,11 @@ def eval_step(task: Task, model: nnx.Module) -> Callable[[State, dict], dict]:
     return jax.jit(functools.partial(_eval_step, graphdef=eval_graphdef, task=task))
 
 
-def compile_steps(steps: Steps, state: State, train_batch: dict | None, eval_batch: dict) -> Steps:
-    """Compiles ahead of time, timing compilation apart from stepping.
+def compile_steps(steps: Steps, state: State, train_batches: Sequence[dict],
+                  eval_batch: dict) -> Steps:
+    """Compiles ahead of time, timing compilation apart from stepping: the train step
+    for each shape of `train_batches` (one per bucket, `Task.buckets`; none when not
+    training), the eval step for `eval_batch`.
 
     The compiled objects also refuse (rather than silently recompile for) a batch of
     another shape. Under `jax_debug_nans` the train step stays a `jax.jit` function:
@@ -128,8 +131,32 @@ def compile_steps(steps: Steps, state: State, train_batch: dict | None, eval_bat
     """
     t0, hits = time.perf_counter(), compilation.cache_hits()
     train = steps.train
-    if train_batch is not None and not jax.config.jax_debug_nans:
-        train = steps.train.lower(state, train_batch, jnp.int32(0)).compile()
+    if train_batches and not jax.config.jax_debug_nans:
+        programs = {_shapes(b): steps.train.lower(state, b, jnp.int32(0)).compile()
+                    for b in train_batches}
+        train = next(iter(programs.values())) if len(programs) == 1 else ByShape(programs)
     evaluate = steps.evaluate.lower(state, eval_batch).compile()
     return Steps(train=train, evaluate=evaluate, compile_seconds=time.perf_counter() - t0,
                  cached_programs=compilation.cache_hits() - hits)
+
+
+def _shapes(batch: dict) -> tuple:
+    return tuple((k, v.shape) for k, v in sorted(batch.items()))
+
+
+@dataclass
+class ByShape:
+    """Compiled train steps by batch shape (a task's buckets): calls the batch's own."""
+
+    programs: dict[tuple, Callable]
+
+    def __call__(self, state: State, batch: dict, step: jax.Array) -> tuple[State, dict]:
+        return self.program(batch)(state, batch, step)
+
+    def program(self, batch: dict) -> Callable:
+        """The compiled program for `batch`'s shapes."""
+        program = self.programs.get(_shapes(batch))
+        if program is None:
+            raise ValueError(f"no train step compiled for batch shapes {_shapes(batch)}; "
+                             f"compiled: {list(self.programs)}")
+        return program

@@ -116,7 +116,8 @@ def open_session(task: Task, *, device: str = "auto", mesh: str | None = None,
     placement.check_batch_size(cfg.train.eval_batch_size, mesh)
     inputs = session_inputs.open_inputs(task, data)
     try:
-        with phase(f"building {cfg.model} and compiling {1 + training} program(s)"):
+        with phase(f"building {cfg.model} and compiling {1 + training * inputs.train_programs} "
+                   f"program(s)"):
             return _build_session(task, data, inputs, mesh, training, setup)
     except BaseException:
         inputs.close()
@@ -140,14 +141,14 @@ def _build_session(task: Task, data: Dataset, inputs: Inputs, mesh: jax.sharding
     steps = build_steps(task, model, optimizer, seed=cfg.train.seed,
                         state_sharding=jax.tree.map(lambda x: x.sharding, state),
                         scalar_sharding=placement.replicated(mesh))
-    train_batch = None
+    train_batches = []
     if training:
-        train_batch = placement.put_batch(next(inputs.train(
-            cfg.train.batch_size, epoch=0,
-            rows=placement.process_rows(mesh, cfg.train.batch_size))), mesh)
+        first = next(inputs.train(cfg.train.batch_size, epoch=0,
+                                  rows=placement.process_rows(mesh, cfg.train.batch_size)))
+        train_batches = [placement.put_batch(b, mesh) for b in inputs.bucket_shapes(first)]
     eval_batch = next(inputs.evaluate("val", cfg.train.eval_batch_size,
                                       placement.process_rows(mesh, cfg.train.eval_batch_size)))
-    steps = compile_steps(steps, state, train_batch, placement.put_batch(eval_batch, mesh))
+    steps = compile_steps(steps, state, train_batches, placement.put_batch(eval_batch, mesh))
     return Session(task, data, inputs, mesh, graphdef, state, steps, spe, loaded)
 
 

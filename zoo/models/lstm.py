@@ -1,4 +1,5 @@
-"""LSTM layers over padded batches: one `lax.scan` per layer and direction.
+"""LSTM layers over padded batches: one `lax.scan` per layer (both directions of a
+bidirectional layer in one scan, see `_both_directions`).
 
 Written out rather than taken from `nnx.RNN(nnx.OptimizedLSTMCell)` for two reasons:
 the input projection of every time step is one large matmul hoisted out of the scan
@@ -49,11 +50,7 @@ class LSTM(nnx.Module):
 
     def cell(self, carry: Carry, input_gates: jax.Array) -> Carry:
         """One step, given the already projected input (`self.input(x_t)`)."""
-        c, h = carry
-        gates = (input_gates + self.recurrent(h)).astype(jnp.float32)
-        i, f, g, o = jnp.split(gates, 4, axis=-1)
-        c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-        return c, jax.nn.sigmoid(o) * jnp.tanh(c)
+        return _gated(carry[0], input_gates + self.recurrent(carry[1]))
 
     def step(self, carry: Carry, x: jax.Array) -> Carry:
         """One step on raw input `x` [B, in_features] (for autoregressive decoders)."""
@@ -81,17 +78,30 @@ class LSTM(nnx.Module):
         gates = jnp.swapaxes(self.input(x), 0, 1)  # [T, B, 4H]: one matmul for all steps
         keep = jnp.swapaxes(mask, 0, 1)[..., None].astype(jnp.float32)  # [T, B, 1]
 
-        def scan_step(carry, inputs):
-            gates_t, keep_t = inputs
-            new = self.cell(carry, gates_t)
-            carry = jax.tree.map(lambda n, o: keep_t * n + (1 - keep_t) * o, new, carry)
-            return carry, new[1] * keep_t
-
         # A forward scan over flipped steps, not `scan(reverse=True)`: the same numbers,
         # and ONNX export (jax2onnx) has no reverse scan.
         order = (lambda a: jnp.flip(a, 0)) if reverse else (lambda a: a)
-        carry, outputs = jax.lax.scan(scan_step, carry, (order(gates), order(keep)))
+        outputs, carry = _masked_scan(self.cell, carry, order(gates), order(keep))
         return jnp.swapaxes(order(outputs), 0, 1), carry
+
+
+def _gated(c: jax.Array, gates: jax.Array) -> Carry:
+    """The new (c, h) from the summed input and recurrent gates (i, f, g, o)."""
+    i, f, g, o = jnp.split(gates.astype(jnp.float32), 4, axis=-1)
+    c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+    return c, jax.nn.sigmoid(o) * jnp.tanh(c)
+
+
+def _masked_scan(cell, carry, gates: jax.Array, keep: jax.Array) -> tuple[jax.Array, Carry]:
+    """`cell` over steps [T, ...]: padded steps (keep 0) keep the carry and output zeros."""
+    def scan_step(carry, inputs):
+        gates_t, keep_t = inputs
+        new = cell(carry, gates_t)
+        carry = jax.tree.map(lambda n, o: keep_t * n + (1 - keep_t) * o, new, carry)
+        return carry, new[1] * keep_t
+
+    carry, outputs = jax.lax.scan(scan_step, carry, (gates, keep))
+    return outputs, carry
 
 
 class BiLSTM(nnx.Module):
@@ -109,9 +119,37 @@ class BiLSTM(nnx.Module):
 
     def __call__(self, x: jax.Array,
                  mask: jax.Array | None = None) -> tuple[jax.Array, tuple[Carry, Carry]]:
+        if mask is None:
+            mask = jnp.ones(x.shape[:2], jnp.float32)
         finals = None
         for forward, backward in zip(self.forward, self.backward):
-            out_f, final_f = forward(x, mask)
-            out_b, final_b = backward(x, mask, reverse=True)
-            x, finals = jnp.concatenate([out_f, out_b], axis=-1), (final_f, final_b)
+            out_f, out_b, finals = _both_directions(forward, backward, x, mask)
+            x = jnp.concatenate([out_f, out_b], axis=-1)
         return x, finals
+
+
+def _both_directions(forward: LSTM, backward: LSTM, x: jax.Array,
+                     mask: jax.Array) -> tuple[jax.Array, jax.Array, tuple[Carry, Carry]]:
+    """One bidirectional layer as one scan over [2 directions, ...] (the backward one on
+    flipped steps): the same numbers as `forward(x, mask)` and `backward(x, mask,
+    reverse=True)`, but half the scan steps, each one batched matmul, which on a CPU
+    costs less than two (each step of a small LSTM is mostly per-operation overhead).
+
+    Returns the forward and backward outputs [B, T, hidden] and final carries.
+    """
+    flip = lambda a: jnp.flip(a, 0)  # noqa: E731
+    gates = jnp.stack([jnp.swapaxes(forward.input(x), 0, 1),
+                       flip(jnp.swapaxes(backward.input(x), 0, 1))], axis=1)  # [T, 2, B, 4H]
+    keep = jnp.swapaxes(mask, 0, 1)[..., None].astype(jnp.float32)  # [T, B, 1]
+    keep = jnp.stack([keep, flip(keep)], axis=1)
+    dtype = forward.recurrent.dtype or jnp.float32
+    kernel = jnp.stack([forward.recurrent.kernel[...], backward.recurrent.kernel[...]]).astype(dtype)
+
+    def cell(carry: Carry, input_gates: jax.Array) -> Carry:
+        recurrent = jnp.einsum("dbh,dhg->dbg", carry[1].astype(dtype), kernel)
+        return _gated(carry[0], input_gates + recurrent)
+
+    zeros = jnp.zeros((2, x.shape[0], forward.hidden), jnp.float32)
+    outputs, (c, h) = _masked_scan(cell, (zeros, zeros), gates, keep)  # [T, 2, B, H]
+    out_f, out_b = jnp.swapaxes(outputs[:, 0], 0, 1), jnp.swapaxes(flip(outputs[:, 1]), 0, 1)
+    return out_f, out_b, ((c[0], h[0]), (c[1], h[1]))
