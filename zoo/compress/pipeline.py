@@ -197,16 +197,19 @@ class _Tuner:
             early_stopping=dataclasses.replace(cfg.early_stopping, patience=0)))
 
     def prune(self, state: dict) -> dict:
-        """Gradual magnitude pruning while fine-tuning (or one-shot without epochs)."""
+        """Gradual magnitude pruning while fine-tuning (or one-shot without epochs).
+
+        The masks follow the schedule at every step of the ramp: cut in 16 larger steps
+        instead, one cut took LeNet at 92% from 98.0% to 83.4% validation accuracy, and
+        the compressed model ended with a higher test loss (README, Compression).
+        """
         plan = self.plan
         if not plan.finetune_epochs:
             return pruning.apply_masks(state, pruning.magnitude_masks(state, plan.prune, scope=plan.scope))
-        total = self._steps() * plan.finetune_epochs
-        end = max(1, int(total * PRUNE_RAMP))
-        every = max(1, end // 16)
-        schedule = pruning.gradual_schedule(plan.prune, end_step=end, every=every)
+        end = max(1, int(self._steps() * plan.finetune_epochs * PRUNE_RAMP))
+        schedule = pruning.gradual_schedule(plan.prune, end_step=end)
         return self._fit("prune", _setup(state, wrap_optimizer=lambda tx: pruning.masked(
-            tx, schedule=schedule, scope=plan.scope, every=every)))
+            tx, schedule=schedule, scope=plan.scope)))
 
     def quantize(self, state: dict, params: set, info: Mapping[str, Any]
                  ) -> tuple[dict, dict[tuple, Quantized], dict[str, ActRange]]:
