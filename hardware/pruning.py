@@ -10,7 +10,7 @@ follow it through resume, and are applied inside the one compiled train step.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Literal, NamedTuple
 
 import jax
@@ -26,7 +26,8 @@ def prunable(leaf: Any) -> bool:
     return getattr(leaf, "ndim", 0) >= 2
 
 
-def magnitude_masks(params: Any, sparsity: jax.Array | float, *, scope: Scope = "global") -> Any:
+def magnitude_masks(params: Any, sparsity: jax.Array | float, *, scope: Scope = "global",
+                    per_layer: Mapping[str, float] | None = None) -> Any:
     """Keeps the largest-magnitude weights: True where a weight survives.
 
     Args:
@@ -34,6 +35,8 @@ def magnitude_masks(params: Any, sparsity: jax.Array | float, *, scope: Scope = 
       sparsity: the fraction of prunable weights to remove, in [0, 1).
       scope: "global" ranks all prunable weights together (layers end up with different
         sparsities: large, redundant layers lose most); "layer" prunes each to `sparsity`.
+      per_layer: each layer's own target, by `leaf_names` name: a layer is then pruned to
+        `sparsity * target` (`sparsity` is the ramp's fraction, 1 at the end) alone.
 
     Returns:
       A tree of boolean masks with the structure of `params`. Jit-compatible.
@@ -43,8 +46,10 @@ def magnitude_masks(params: Any, sparsity: jax.Array | float, *, scope: Scope = 
         threshold = _threshold(jnp.concatenate([jnp.abs(x).ravel() for x in leaves]), sparsity)
         return jax.tree.map(lambda x: jnp.abs(x) > threshold if prunable(x) else jnp.array(True),
                             params)
-    return jax.tree.map(lambda x: jnp.abs(x) > _threshold(jnp.abs(x).ravel(), sparsity)
-                        if prunable(x) else jnp.array(True), params)
+    targets = jax.tree.unflatten(jax.tree.structure(params), [
+        1.0 if per_layer is None else per_layer.get(name, 0.0) for name in leaf_names(params)])
+    return jax.tree.map(lambda x, t: jnp.abs(x) > _threshold(jnp.abs(x).ravel(), sparsity * t)
+                        if prunable(x) else jnp.array(True), params, targets)
 
 
 def _threshold(magnitudes: jax.Array, sparsity: jax.Array | float) -> jax.Array:
@@ -52,6 +57,14 @@ def _threshold(magnitudes: jax.Array, sparsity: jax.Array | float) -> jax.Array:
     k = jnp.floor(sparsity * magnitudes.size).astype(jnp.int32)
     ranked = jnp.sort(magnitudes)
     return jnp.where(k > 0, ranked[jnp.maximum(k - 1, 0)], -1.0)
+
+
+def leaf_names(tree: Any) -> list[str]:
+    """Each leaf's path as "conv1/kernel" (dict keys and attribute names joined by "/")."""
+    def name(path) -> str:
+        keys = (getattr(k, "key", getattr(k, "name", None)) for k in path)
+        return "/".join(str(k) for k in keys if k is not None and str(k) != "value")
+    return [name(path) for path, _ in jax.tree_util.tree_leaves_with_path(tree)]
 
 
 def apply_masks(params: Any, masks: Any) -> Any:
@@ -92,12 +105,15 @@ class MaskedState(NamedTuple):
 
 def masked(inner: optax.GradientTransformation, *,
            schedule: Callable[[jax.Array], jax.Array] | None = None, scope: Scope = "global",
-           every: int = 1) -> optax.GradientTransformation:
+           every: int = 1, per_layer: Mapping[str, float] | None = None
+           ) -> optax.GradientTransformation:
     """Wraps an optimizer so pruned weights are zero after every update.
 
     The masks start as `params != 0` (the zeros of an already-pruned model stay zero).
     With a `schedule`, every `every` updates the masks are recomputed by magnitude at the
-    scheduled sparsity (monotonically: a pruned weight never returns). Gradients of
+    scheduled sparsity (monotonically: a pruned weight never returns); with `per_layer`
+    (a target per leaf, named by its path as in `leaf_names`) the schedule gives the
+    ramp's fraction and each leaf goes to its own target. Gradients of
     pruned weights are masked before `inner` sees them, so its moments stay clean, and
     the returned update sends each pruned weight exactly to zero.
 
@@ -115,9 +131,12 @@ def masked(inner: optax.GradientTransformation, *,
         leaves = jax.tree.leaves(params)
         masks = state.masks
         if schedule is not None:
+            names = leaf_names(params)
+
             def reprune(masks):
-                fresh = magnitude_masks(apply_masks(leaves, masks), schedule(state.count),
-                                        scope=scope)
+                fresh = magnitude_masks(dict(zip(names, apply_masks(leaves, masks))),
+                                        schedule(state.count), scope=scope, per_layer=per_layer)
+                fresh = [fresh[name] for name in names]
                 return jax.tree.map(jnp.logical_and, masks, fresh)
 
             masks = jax.lax.cond(state.count % every == 0, reprune, lambda m: m, masks)

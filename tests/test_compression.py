@@ -64,6 +64,33 @@ def test_global_scope_prunes_small_layers_harder_than_layer_scope():
     assert frac(overall, "small") > 0.9 and pruning.sparsity(overall) == pytest.approx(0.5, abs=0.01)
 
 
+def test_per_layer_targets_ramp_each_layer_to_its_own_sparsity():
+    """With `per_layer` the schedule is the ramp's fraction; each kernel ends at its own target."""
+    tx = pruning.masked(optax.adam(0.1), schedule=pruning.gradual_schedule(1.0, end_step=4),
+                        scope="layer", per_layer={"big/kernel": 0.8, "small/kernel": 0.25})
+    history = _run(tx, _params(), 6)
+    frac = lambda p, k: float(np.mean(np.asarray(p[k]["kernel"]) == 0))  # noqa: E731
+    assert frac(history[0], "big") == 0.0  # the ramp starts dense
+    assert frac(history[-1], "big") == pytest.approx(0.8) and frac(history[-1], "small") == 0.25
+    assert np.all(np.asarray(history[-1]["big"]["bias"]) != 0)
+
+
+def test_pinned_layers_leave_the_others_the_share_that_keeps_the_total():
+    from zoo.compress.pipeline import Plan, layer_targets
+
+    kernels = {"conv1/kernel": 500, "conv2/kernel": 25000, "fc1/kernel": 400000, "fc2/kernel": 5000}
+    pins = (("conv1", 0.25), ("conv2/kernel", 0.7), ("fc2", 0.75))
+    targets = layer_targets(Plan(prune=0.92, layers=pins), kernels)
+    assert [targets[k] for k in ("conv1/kernel", "conv2/kernel", "fc2/kernel")] == [0.25, 0.7, 0.75]
+    total = sum(kernels[k] * targets[k] for k in kernels) / sum(kernels.values())
+    assert total == pytest.approx(0.92) and targets["fc1/kernel"] == pytest.approx(0.9367125)
+    assert layer_targets(Plan(prune=0.92), kernels) is None
+    with pytest.raises(ZooError, match="conv3=0.5: give a fraction"):
+        layer_targets(Plan(prune=0.9, layers=(("conv3", 0.5),)), kernels)
+    with pytest.raises(ZooError, match="leaves the other layers"):
+        layer_targets(Plan(prune=0.1, layers=(("fc1", 0.9),)), kernels)
+
+
 @pytest.mark.parametrize("bits", [8, 4])
 def test_int_quantization_error_is_at_most_half_a_step(bits):
     w = jnp.array([[1.0, -0.02], [-0.5, 0.3], [0.26, 0.0], [0.001, -0.9]])  # channels = columns
@@ -265,6 +292,7 @@ def test_compress_misuse_is_a_one_line_error(trained_lenet, tmp_path, capsys):
 
     cases = [
         (["--prune", "1.5"], "in [0, 1)"),
+        (["--prune", "0.9", "--prune-layers", "conv9=0.5"], "one of the layers conv1/kernel"),
         ([], "nothing to do"),
         (["--quantize", "int3"], "choose int8, int4, binary or kmeans:N"),
         (["--quantize", "int8", "--out", str(trained_lenet)], "is inside the source"),
@@ -283,9 +311,9 @@ def test_lenet_beats_deep_compression_within_half_a_point(tmp_path):
     """The README's claims: >= 40x on disk with <= 0.5 point drop; int8 PTQ <= 0.3 point drop."""
     source = tmp_path / "cls"
     zoo_cli("run", "classification", "--workdir", str(source), "--quiet", check=True, timeout=1200)
-    zoo_cli("compress", "classification", "--workdir", str(source), "--prune", "0.92", "--quantize",
-            "kmeans:5", "--finetune-epochs", "8", "--out", str(tmp_path / "small"), check=True,
-            timeout=1200)
+    zoo_cli("compress", "classification", "--workdir", str(source), "--prune", "0.92",
+            "--prune-layers", "conv1=0.25,conv2=0.7,fc2=0.75", "--quantize", "kmeans:5",
+            "--finetune-epochs", "8", "--out", str(tmp_path / "small"), check=True, timeout=1200)
     report = _report(tmp_path / "small")
     assert report["total"]["ratio"] >= 40 and report["drop_points"] <= 0.5
     zoo_cli("compress", "classification", "--workdir", str(source), "--quantize", "int8",

@@ -10,7 +10,10 @@ from zoo.cli.common import (add_device, add_pretrained, add_workdir, check_outpu
 
 EXAMPLES = """examples:
   zoo compress classification --workdir runs/cls --prune 0.92 --quantize kmeans:5 \\
-      --finetune-epochs 3 --out runs/cls-small     Deep Compression: prune, share, encode
+      --prune-layers conv1=0.25,conv2=0.7,fc2=0.75 --finetune-epochs 8 \\
+      --out runs/cls-small     Deep Compression: prune, share, encode (README recipe)
+  python -m benchmarks.prune_sensitivity classification --workdir runs/cls
+                           which layers can lose how many weights (for --prune-layers)
   zoo compress classification --workdir runs/cls --quantize int8     post-training int8
   zoo compress classification --pretrained --quantize int8 --out runs/cls-int8   hub weights
   zoo compress classification --workdir runs/cls --quantize binary --finetune-epochs 3
@@ -34,6 +37,11 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
                      help="fraction of weights to remove by magnitude, e.g. 0.92")
     cmd.add_argument("--prune-scope", choices=("global", "layer"), default="global",
                      help="rank weights across all layers (default) or within each")
+    cmd.add_argument("--prune-layers", type=_pins, default=(), metavar="LAYER=FRACTION,...",
+                     help="pin layers' own sparsities, e.g. conv1=0.25,conv2=0.7: the other "
+                          "layers share the sparsity that keeps the total at --prune. Pin the "
+                          "layers a sensitivity scan (below) shows cannot lose as much as "
+                          "global ranking takes (README, Compression)")
     cmd.add_argument("--quantize", metavar="SCHEME",
                      help="int8 | int4 (weights and activations) | binary | kmeans:N (weights)")
     cmd.add_argument("--act-bits", type=int, choices=(0, 4, 8),
@@ -46,6 +54,16 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
     cmd.set_defaults(handler=_compress)
 
 
+def _pins(text: str) -> tuple[tuple[str, float], ...]:
+    """"conv1=0.25,conv2=0.7" -> (("conv1", 0.25), ("conv2", 0.7))."""
+    try:
+        return tuple((name.strip(), float(value)) for name, value in
+                     (pair.split("=") for pair in text.split(",") if pair.strip()))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give LAYER=FRACTION pairs separated by commas, e.g. conv1=0.25,conv2=0.7")
+
+
 def _compress(args, rest) -> int:
     from zoo.compress.pipeline import Plan, compress
     from zoo.compress.report import print_report
@@ -56,7 +74,7 @@ def _compress(args, rest) -> int:
     if args.finetune_epochs < 0:
         raise ZooError(f"--finetune-epochs {args.finetune_epochs}: must be 0 or more")
     scheme = parse_scheme(args.quantize, args.act_bits) if args.quantize else None
-    plan = Plan(prune=args.prune, scope=args.prune_scope, scheme=scheme,
+    plan = Plan(prune=args.prune, scope=args.prune_scope, layers=args.prune_layers, scheme=scheme,
                 finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr)
     out = args.out or workdir_of(args).with_name(workdir_of(args).name + "-compressed")
     check_output(out, "--out", None if args.pretrained is not None else workdir_of(args),

@@ -56,6 +56,9 @@ class Plan:
     Attributes:
       prune: fraction of the weights (kernels) to remove by magnitude (0: none).
       scope: rank weights "global"ly or per "layer".
+      layers: (layer, sparsity) pins, e.g. ("conv1", 0.25): each named layer is pruned
+        to its own sparsity and every other layer to the one sparsity that keeps the
+        total at `prune` (for layers that a sensitivity scan shows cannot lose as much).
       scheme: weight/activation quantization (None: float weights).
       finetune_epochs: epochs of fine-tuning per phase (0: one-shot / post-training).
       finetune_lr: peak learning rate of fine-tuning (0: half the task's).
@@ -64,6 +67,7 @@ class Plan:
 
     prune: float = 0.0
     scope: pruning.Scope = "global"
+    layers: tuple[tuple[str, float], ...] = ()
     scheme: Scheme | None = None
     finetune_epochs: int = 0
     finetune_lr: float = 0.0
@@ -94,6 +98,7 @@ def compress(source: Restored, out: Path, plan: Plan, *, device: str = "auto",
     task, info, model = source.task, source.info, source.inference_model()
     state = nnx.to_pure_dict(nnx.state(model))
     params = set(compression.flatten(nnx.to_pure_dict(nnx.state(model, nnx.Param))))
+    targets = layer_targets(plan, _named_kernels(state, params))
     work = out / f".finetune-{_digest(source.source, plan)}"
     tuner = _Tuner(task, plan, work, device)
     before = open_session(task, device=device, training=False, setup=_setup(state))
@@ -101,7 +106,7 @@ def compress(source: Restored, out: Path, plan: Plan, *, device: str = "auto",
     log(f"{task.name}: source {source.source} test {_fmt(acc_before)}")
 
     if plan.prune:
-        state = tuner.prune(state)
+        state = tuner.prune(state, targets)
         log(f"pruned to {pruning.sparsity(_kernels(state, params)):.1%} sparsity")
     quantized: dict[tuple, Quantized] = {}
     ranges: dict[str, ActRange] = {}
@@ -196,17 +201,23 @@ class _Tuner:
                                           warmup_epochs=0.0),
             early_stopping=dataclasses.replace(cfg.early_stopping, patience=0)))
 
-    def prune(self, state: dict) -> dict:
-        """Gradual magnitude pruning while fine-tuning (or one-shot without epochs)."""
+    def prune(self, state: dict, targets: dict[str, float] | None) -> dict:
+        """Gradual magnitude pruning while fine-tuning (or one-shot without epochs); with
+        `targets` (`layer_targets`) each layer ramps to its own sparsity.
+
+        The masks follow the schedule at every step of the ramp: cut in 16 larger steps
+        instead, one cut took LeNet at 92% from 98.0% to 83.4% validation accuracy, and
+        the compressed model ended with a higher test loss (README, Compression).
+        """
         plan = self.plan
+        target, scope = (1.0, "layer") if targets else (plan.prune, plan.scope)
         if not plan.finetune_epochs:
-            return pruning.apply_masks(state, pruning.magnitude_masks(state, plan.prune, scope=plan.scope))
-        total = self._steps() * plan.finetune_epochs
-        end = max(1, int(total * PRUNE_RAMP))
-        every = max(1, end // 16)
-        schedule = pruning.gradual_schedule(plan.prune, end_step=end, every=every)
+            return pruning.apply_masks(state, pruning.magnitude_masks(
+                state, target, scope=scope, per_layer=targets))
+        end = max(1, int(self._steps() * plan.finetune_epochs * PRUNE_RAMP))
+        schedule = pruning.gradual_schedule(target, end_step=end)
         return self._fit("prune", _setup(state, wrap_optimizer=lambda tx: pruning.masked(
-            tx, schedule=schedule, scope=plan.scope, every=every)))
+            tx, schedule=schedule, scope=scope, per_layer=targets)))
 
     def quantize(self, state: dict, params: set, info: Mapping[str, Any]
                  ) -> tuple[dict, dict[tuple, Quantized], dict[str, ActRange]]:
@@ -279,6 +290,38 @@ class _Tuner:
 def _setup(state: dict, **changes: Any) -> ModelSetup:
     """A setup starting from `state` (a pure-dict model state), with `changes`."""
     return ModelSetup(weights=by_path(state), **changes)
+
+
+def layer_targets(plan: Plan, kernels: Mapping[str, int]) -> dict[str, float] | None:
+    """Each kernel's sparsity under `plan.layers` pins (None without pins): a pin names a
+    layer ("conv1") or a kernel ("conv1/kernel"); the unpinned kernels share the sparsity
+    that keeps the total at `plan.prune`. `kernels` maps each kernel's name to its size.
+
+    Raises:
+      ZooError: for a pin that names no layer, or pins that leave the rest no valid share.
+    """
+    if not plan.layers:
+        return None
+    targets: dict[str, float] = {}
+    for layer, fraction in plan.layers:
+        hits = [k for k in kernels if k == layer or k.startswith(layer + "/")]
+        if not hits or not 0.0 <= fraction < 1.0:
+            raise ZooError(f"--prune-layers {layer}={fraction}: give a fraction in [0, 1) for "
+                           f"one of the layers {', '.join(kernels)}")
+        targets.update(dict.fromkeys(hits, fraction))
+    rest = [k for k in kernels if k not in targets]
+    left = plan.prune * sum(kernels.values()) - sum(kernels[k] * f for k, f in targets.items())
+    share = left / max(sum(kernels[k] for k in rest), 1)
+    if rest and not 0.0 <= share < 1.0:
+        raise ZooError(f"--prune {plan.prune} with --prune-layers leaves the other layers "
+                       f"{share:.1%} sparsity: lower the pins or change --prune")
+    return {**targets, **dict.fromkeys(rest, share)}
+
+
+def _named_kernels(state: dict, params: set) -> dict[str, int]:
+    """Each prunable parameter's `pruning.leaf_names` name and size."""
+    return {"/".join(map(str, p)): a.size for p, a in compression.flatten(state).items()
+            if p in params and pruning.prunable(a)}
 
 
 def _with_values(state: dict, quantized: Mapping[tuple, Quantized]) -> dict:

@@ -110,12 +110,18 @@ def _eval_call(session: Session, batch: Mapping) -> Callable[[], Any]:
     return lambda: step(session.state, placed)
 
 
+def _pins(plan: Mapping[str, Any]) -> str:
+    """ " (conv1 25%, conv2 70% pinned)" for a plan with `--prune-layers`, else "". """
+    pins = ", ".join(f"{name} {fraction:.0%}" for name, fraction in plan.get("layers") or ())
+    return f" ({pins} pinned)" if pins else ""
+
+
 def print_report(report: Mapping[str, Any], console: Console | None = None) -> None:
     """The report as a rich table on the terminal."""
     console = console or Console()
     table = Table("layer", "params", "sparsity", "bits/weight", "float32", "compressed", "ratio",
                   title=f"{report['task']} ({report['model']}): {report['plan']['scheme'] or 'float'}"
-                        f", prune {report['plan']['prune']:.0%}")
+                        f", prune {report['plan']['prune']:.0%}{_pins(report['plan'])}")
     for row in report["layers"]:
         table.add_row(row["layer"], f"{row['params']:,}", f"{row['sparsity']:.1%}",
                       f"{row['bits_per_weight']:.2f}", _kb(row["bytes_before"]),
