@@ -10,7 +10,8 @@ import scipy.linalg
 from flax import nnx
 from PIL import Image
 
-from zoo.cli.main import main
+from zoo.cli.common import build_config
+from zoo.cli.main import build_parser, main
 from zoo.config import apply_overrides
 from zoo.errors import ZooError
 from zoo.harness.optim import make_optimizer
@@ -19,7 +20,7 @@ from zoo.models import create_classifier
 from zoo.models.initialise import initialised
 from zoo.hub.index import EMBEDDED
 from zoo.io import weights
-from zoo_tasks.gan import GanTask, steps
+from zoo_tasks.gan import MODEL_EPOCHS, GanTask, steps
 from zoo_tasks.gan.model import GAN
 from zoo_tasks.gan.quality import classifier_score, frechet_distance
 
@@ -206,6 +207,19 @@ def test_predict_writes_the_requested_class(trained, tmp_path, capsys, monkeypat
         assert grid.size == (4 * 30 + 2, 4 * 30 + 2)
     assert main(["predict", "gan", "--workdir", str(trained), "--label", "10"]) == 2
     assert "from 0 to 9" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, model, epochs", [
+    ([], "cdcgan", GanTask.Config().train.epochs),
+    (["--model", "dcgan"], "dcgan", MODEL_EPOCHS["dcgan"]),
+    (["--set", "model=dcgan"], "dcgan", MODEL_EPOCHS["dcgan"]),
+    (["--model", "dcgan", "--epochs", "5"], "dcgan", 5),  # the command line wins
+    (["--model", "dcgan", "--smoke"], "dcgan", GanTask.Config.smoke().train.epochs),
+])
+def test_each_model_starts_from_its_own_training_defaults(args, model, epochs):
+    assert MODEL_EPOCHS["dcgan"] != GanTask.Config().train.epochs
+    config = build_config(GanTask, build_parser().parse_args(["run", "gan", *args]))
+    assert (config.model, config.train.epochs) == (model, epochs)
 
 
 def test_label_needs_a_conditional_model():
