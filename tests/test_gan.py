@@ -222,6 +222,11 @@ def test_each_model_starts_from_its_own_training_defaults(args, model, epochs):
     assert (config.model, config.train.epochs) == (model, epochs)
 
 
+def test_info_names_the_defaults_a_model_sets_apart(capsys):
+    assert main(["info", "gan"]) == 0
+    assert f"models: dcgan (train.epochs={MODEL_EPOCHS['dcgan']}), cdcgan\n" in capsys.readouterr().out
+
+
 def test_label_needs_a_conditional_model():
     task = _task("model=dcgan")
     options = task.PredictOptions(count=4, label=3)
