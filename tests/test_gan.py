@@ -235,7 +235,7 @@ def test_label_needs_a_conditional_model():
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(3600)  # dcgan: 60 epochs, 7 minutes on a quiet 2-core CPU; 15-35 on a busy one
+@pytest.mark.timeout(3600)  # dcgan: 60 epochs, 10 CPU-minutes; 15-35 minutes wall on a busy 2-core CPU
 @pytest.mark.parametrize("model", ["cdcgan", "dcgan"])
 def test_default_run_meets_the_targets(model, tmp_path):
     """The README's claims: FD at least 10x below the untrained generator's and, for the
