@@ -137,6 +137,13 @@ class TaskConfig:
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
 
     @classmethod
+    def for_model(cls, model: str) -> TaskConfig:
+        """The defaults a run of `model` starts from (`--model`; the command line's other
+        settings go on top). A task overrides this where a model needs other training
+        defaults than the task's default model, e.g. more epochs."""
+        return dataclasses.replace(cls(), model=model)
+
+    @classmethod
     def smoke(cls) -> TaskConfig:
         """A tiny variant that runs in seconds, for tests. Subclasses shrink further."""
         return cls(train=dataclasses.replace(cls().train, epochs=1, max_examples=256,

@@ -36,6 +36,7 @@ from zoo_tasks.gan.model import GAN
 from zoo_tasks.gan.quality import QualityMetrics
 
 CONDITIONAL = {"dcgan": False, "cdcgan": True}  # model name -> class-conditional
+MODEL_EPOCHS = {"dcgan": 60}  # models that train longer than GanConfig.train.epochs by default
 EVAL_NOISE_SEED = 7  # fixed noise for the val/test samples: comparable across runs and seeds
 GRID_SEED = 11  # fixed noise for the per-epoch sample grid: watch the same samples improve
 GRID_ROWS = 8
@@ -52,10 +53,18 @@ class GanConfig(TaskConfig):
     width: Positive = 32  # channels of the generator's last and the discriminator's first layer
     ema_decay: Annotated[float, Range(0, 1)] = 0.999  # generator weight averaging; samples and metrics use the average
     judge: str = "classification/lenet:mnist-sample"  # LeNet measuring samples: hub TASK/MODEL:TAG or a classification workdir
-    train: TrainConfig = TrainConfig(epochs=60, batch_size=64, log_every=20)
+    train: TrainConfig = TrainConfig(epochs=30, batch_size=64, log_every=20)
     optimizer: OptimizerConfig = OptimizerConfig(name="adam", lr=1e-3, momentum=0.5,
                                                  schedule="constant")
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig(patience=0)
+
+    @classmethod
+    def for_model(cls, model: str) -> GanConfig:
+        """`--model dcgan` trains for MODEL_EPOCHS: without labels it learns more slowly
+        (test FD 8.1x below the untrained generator's at 30 epochs, 14x at 60)."""
+        base = super().for_model(model)
+        epochs = MODEL_EPOCHS.get(model, base.train.epochs)
+        return dataclasses.replace(base, train=dataclasses.replace(base.train, epochs=epochs))
 
     @classmethod
     def smoke(cls) -> GanConfig:

@@ -58,7 +58,7 @@ def _info(args, rest) -> int:
     cls = get_task(args.task)
     out = console()
     out.print(f"[bold]{cls.name}[/bold]: {cls.description}")
-    out.print(f"models: {', '.join(cls.models) or '-'}")
+    out.print(Text(f"models: {_models(cls)}"))
     out.print(f"primary metric: {cls.metric} ({cls.metric_mode}); early stopping and the "
                   f"best checkpoint follow it")
     datasets = Table("data set (--data)", "description")
@@ -70,3 +70,17 @@ def _info(args, rest) -> int:
         fields.add_row(*map(Text, row))
     out.print(fields)
     return 0
+
+
+def _models(cls) -> str:
+    """The task's models, each with the defaults it sets apart from the task's own
+    (`Config.for_model`): `dcgan (train.epochs=60), cdcgan`."""
+    from zoo.config import fields_table
+
+    default = {key: value for key, _, value, _ in fields_table(cls.Config())}
+    labels = []
+    for model in cls.models:
+        own = [f"{key}={value}" for key, _, value, _ in fields_table(cls.Config.for_model(model))
+               if key != "model" and value != default[key]]
+        labels.append(f"{model} ({', '.join(own)})" if own else model)
+    return ", ".join(labels) or "-"

@@ -160,8 +160,10 @@ def build_config(task_cls, args: argparse.Namespace, base=None) -> object:
                   "train.workers": getattr(args, "workers", None),
                   "train.on_bad_example": getattr(args, "on_bad_example", None),
                   "optimizer.backbone_lr_scale": 0 if getattr(args, "freeze", None) else None}
-    overrides = [f"{k}={v}" for k, v in shorthands.items() if v is not None]
-    config = apply_overrides(config, overrides + args.overrides)
+    overrides = [f"{k}={v}" for k, v in shorthands.items() if v is not None] + args.overrides
+    config = apply_overrides(config, overrides)
+    if base is None and not args.smoke:  # the chosen model's own defaults, then the overrides
+        config = apply_overrides(task_cls.Config.for_model(config.model), overrides)
     if task_cls.models and config.model not in task_cls.models:
         raise unknown(f"model for {task_cls.name}:", config.model, task_cls.models)
     return config
