@@ -4,7 +4,9 @@ In-process CLI calls (`zoo.cli.main.main`) with the embedded hub: no training he
 """
 
 import dataclasses
+import io
 import json
+import logging
 import re
 import time
 import tomllib
@@ -283,9 +285,15 @@ def test_data_made_on_a_first_run_is_said_with_counts(capsys):
     seed = uuid.uuid4().int % 10**6  # a configuration the session's cache has not seen
     config = SceneConfig(canvas=32, max_digits=2, train=5, val=2, test=3, seed=seed)
     progress = EpochProgress(1, announce_after=0.0)
-    with progress.relaying(), progress.phase("loading data"):
-        time.sleep(0.1)  # announced: the notes follow the start line
-        load_scenes(config)
+    root = logging.StreamHandler(io.StringIO())  # as importing orbax adds one to stderr
+    logging.getLogger().addHandler(root)
+    try:
+        with progress.relaying(), progress.phase("loading data"):
+            time.sleep(0.1)  # announced: the notes follow the start line
+            load_scenes(config)
+    finally:
+        logging.getLogger().removeHandler(root)
+    assert root.stream.getvalue() == ""  # said once, by the relay, not twice
     lines = capsys.readouterr().err.splitlines()[1:-1]  # between the phase's two lines
     assert lines[0].startswith("making scenes-") and "(the first time only: cached in" in lines[0]
     assert lines[1:4] == ["generated train: 5 scenes (1 of 3 splits)",

@@ -136,8 +136,11 @@ class EpochProgress:
         zoo_log = logging.getLogger("zoo")
         storage_logs = [logging.getLogger(name) for name in ("absl", "asyncio")]
         level, propagate = zoo_log.level, [log.propagate for log in storage_logs]
+        zoo_propagates = zoo_log.propagate
         zoo_log.addHandler(relay)
         zoo_log.setLevel(logging.INFO)
+        zoo_log.propagate = False  # the relay says it: not again through a root handler
+        # (importing orbax gives the root logger one, so every line came out twice)
         for log in storage_logs:
             log.addHandler(to_file)
             log.propagate = False
@@ -161,6 +164,7 @@ class EpochProgress:
         finally:
             zoo_log.removeHandler(relay)
             zoo_log.setLevel(level)
+            zoo_log.propagate = zoo_propagates
 
     def note(self, message: str) -> None:
         """A line from a `zoo` logger: in the log file now; on the terminal now, or, inside
