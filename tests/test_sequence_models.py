@@ -146,6 +146,41 @@ def test_lstm_outputs_and_final_state_ignore_padding(reverse):
     np.testing.assert_allclose(c_p, c, atol=1e-6)
 
 
+@pytest.mark.parametrize("reverse", [False, True])
+def test_lstm_gradient_equals_differentiating_its_steps(reverse):
+    """The hand-written backward pass (one kernel matmul after the scan) against JAX's
+    gradient of the same masked steps written as a Python loop: weights, input and the
+    initial carry, with padding and a carry in (as a decoder gets the encoder's)."""
+    lstm = initialised(lambda rngs: LSTM(3, 4, rngs=rngs), nnx.Rngs(0))
+    keys = jax.random.split(jax.random.key(3), 4)
+    x = jax.random.normal(keys[0], (2, 5, 3))
+    mask = jnp.array([[1.0] * 5, [1.0] * 3 + [0.0] * 2])
+    carry = (jax.random.normal(keys[1], (2, 4)), jax.random.normal(keys[2], (2, 4)))
+    weights = jax.random.normal(keys[3], (2, 5, 4))
+
+    def looped(lstm, x, carry):
+        steps = range(x.shape[1])[::-1] if reverse else range(x.shape[1])
+        outputs = {}
+        for t in steps:
+            keep = mask[:, t, None]
+            new = lstm.step(carry, x[:, t])
+            carry = tuple(keep * n + (1 - keep) * o for n, o in zip(new, carry))
+            outputs[t] = new[1] * keep
+        return jnp.stack([outputs[t] for t in range(x.shape[1])], 1), carry
+
+    def loss(run):
+        def value(lstm, x, carry):
+            out, (c, h) = run(lstm, x, carry)
+            return (out * weights).sum() + jnp.sin(c).sum() + (h ** 2).sum()
+        return nnx.grad(value, argnums=(0, 1, 2))
+
+    scanned = lambda lstm, x, carry: lstm(x, mask, reverse=reverse, carry=carry)  # noqa: E731
+    got, want = loss(scanned)(lstm, x, carry), loss(looped)(lstm, x, carry)
+    assert jax.tree.structure(got) == jax.tree.structure(want)
+    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
+
+
 def test_bilstm_of_a_batch_equals_each_sequence_alone():
     rnn = initialised(lambda rngs: BiLSTM(3, 4, layers=2, rngs=rngs), nnx.Rngs(0))
     x = jax.random.normal(jax.random.key(1), (2, 6, 3))
