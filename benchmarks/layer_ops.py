@@ -2,7 +2,7 @@
 weight gradient and input gradient, timed on its own under `jax.jit`: XLA's own
 gradients, zoo's (`zoo.models.conv`), and PyTorch's.
 
-    python -m benchmarks.layer_ops [--model lenet|resnet|all] [--batch-size 128] [--repeats 30]
+    python -m benchmarks.layer_ops [--model lenet|resnet|crnn|all] [--batch-size 128] [--repeats 30]
 
 Each operation is a separately jitted function of fixed inputs (medians of `--repeats`
 calls after warm-up, wall time and this process's CPU time), so the table says which
@@ -52,6 +52,9 @@ LAYERS = {
                Layer("32->64 3x3 /2 on 16x16", (16, 16, 32), (3, 3, 32, 64), stride=2),
                Layer("32->64 1x1 /2 shortcut", (16, 16, 32), (1, 1, 32, 64), stride=2),
                Layer("64->64 3x3 on 8x8", (8, 8, 64), (3, 3, 64, 64), count=3)),
+    "crnn": (Layer("conv1 1->16 3x3 on 32x256", (32, 256, 1), (3, 3, 1, 16), first=True),
+             Layer("conv2 16->32 3x3 on 16x128", (16, 128, 16), (3, 3, 16, 32)),
+             Layer("conv3 32->64 3x3 on 8x64", (8, 64, 32), (3, 3, 32, 64))),
 }
 # Per layer: forward, weight gradient, input gradient; (wall ms, CPU ms) each.
 Times = dict[str, tuple[tuple[float, float], ...]]
