@@ -92,7 +92,7 @@ def write(path: str, sections: dict, args: dict, command: str | None = None) -> 
             note = (f"{r['flops_per_example'] / 1e6:.1f} MFLOP/example, "
                     f"{r['achieved_gflops']:.1f} GFLOP/s"
                     + (f" ({fraction:.1%} of the chip's peak)" if fraction is not None else "")
-                    + f" {note}").strip()
+                    + (f"; {note}" if note else ""))
         lines.append(f"| {r['model']} | {r['peer']} | {r.get('dtype', 'float32')} "
                      f"| {r.get('device', 'cpu')} | {r['batch_size']} | {r['median']:,.0f} | {ratio:.2f} | "
                      f"{min(r['windows']):,.0f}-{max(r['windows']):,.0f} | "

@@ -95,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
                         + ", ".join(f"{m} {b}" for m, b in workloads.BATCH_SIZES.items()) + ")")
     parser.add_argument("--steps", type=int, default=20, help="steps per timed window")
     parser.add_argument("--windows", type=int, default=5, help="timed windows (median reported)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="processes per peer, the peers alternating (the median process "
+                             "reported): one process's speed varies ~10%% from the next's")
     parser.add_argument("--out", help="write a markdown report here")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # PEER: run one peer, print JSON
     args = parser.parse_args(argv)
@@ -112,19 +115,24 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()[0]
     rows = []
     for model in models:
-        for peer in args.peers.split(","):
-            if not supports(peer, model):
-                rows.append({"peer": peer, "model": model, "error": f"no {peer} version of {model}"})
-                print(report.row_line(rows[-1], 0.0), flush=True)
-                continue
-            t0 = time.perf_counter()
-            row = spawn(["--child", peer, "--model", model, "--batch-size", str(_batch(args, model)),
-                         "--steps", str(args.steps), "--windows", str(args.windows),
-                         "--dtype", args.dtype])
-            row.setdefault("peer", peer)
-            row.setdefault("model", model)
-            rows.append(row)
-            print(report.row_line(row, time.perf_counter() - t0), flush=True)
+        runs: dict[str, list[dict]] = {}
+        for _ in range(args.rounds):
+            for peer in args.peers.split(","):
+                if not supports(peer, model):
+                    if peer not in runs:
+                        runs[peer] = [{"peer": peer, "model": model,
+                                       "error": f"no {peer} version of {model}"}]
+                        print(report.row_line(runs[peer][0], 0.0), flush=True)
+                    continue
+                t0 = time.perf_counter()
+                row = spawn(["--child", peer, "--model", model, "--batch-size",
+                             str(_batch(args, model)), "--steps", str(args.steps),
+                             "--windows", str(args.windows), "--dtype", args.dtype])
+                row.setdefault("peer", peer)
+                row.setdefault("model", model)
+                runs.setdefault(peer, []).append(row)
+                print(report.row_line(row, time.perf_counter() - t0), flush=True)
+        rows.extend(_median_process(peer_runs) for peer_runs in runs.values())
     sections = {"training": rows, "load": (load_before, os.getloadavg()[0])}
     if args.all:
         sections["extras"] = extras.measure_all(args.batch_size or workloads.BATCH_SIZES["lenet"])
@@ -133,6 +141,18 @@ def main(argv: list[str] | None = None) -> int:
         report.write(args.out, sections, vars(args))
         print(f"wrote {args.out}")
     return 0
+
+
+def _median_process(runs: list[dict]) -> dict:
+    """The run of median throughput among one peer's processes, noting their spread."""
+    measured = sorted((r for r in runs if "error" not in r), key=lambda r: r["median"])
+    if not measured:
+        return runs[0]
+    row = dict(measured[(len(measured) - 1) // 2])
+    if len(measured) > 1:
+        row["note"] = (f"median of {len(measured)} processes "
+                       f"({measured[0]['median']:,.0f}-{measured[-1]['median']:,.0f})")
+    return row
 
 
 def _batch(args, model: str) -> int:

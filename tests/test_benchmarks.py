@@ -25,6 +25,16 @@ def test_every_peer_runs_one_tiny_window_or_is_skipped_with_a_note(tmp_path, cap
     assert printed.count("lenet ") == len(train_throughput.DEFAULT_PEERS)
 
 
+def test_rounds_report_the_median_process_and_the_spread():
+    runs = [{"peer": "zoo harness", "model": "lenet", "median": m, "windows": [m]}
+            for m in (300.0, 100.0, 200.0)]
+    row = train_throughput._median_process(runs)
+    assert row["median"] == 200.0 and row["note"] == "median of 3 processes (100-300)"
+    assert "note" not in train_throughput._median_process(runs[:1])
+    skipped = [{"peer": "keras 3 (jax) fit", "model": "crnn", "error": "no keras version of crnn"}]
+    assert train_throughput._median_process(skipped) == skipped[0]
+
+
 def test_extras_measure_something_real():
     assert extras.matmul_peak(n=64, repeats=2) > 0
     latency = extras.inference_latency("lenet", requests=3)
