@@ -131,13 +131,11 @@ def masked(inner: optax.GradientTransformation, *,
         leaves = jax.tree.leaves(params)
         masks = state.masks
         if schedule is not None:
-            names = leaf_names(params)
-
             def reprune(masks):
-                fresh = magnitude_masks(dict(zip(names, apply_masks(leaves, masks))),
-                                        schedule(state.count), scope=scope, per_layer=per_layer)
-                fresh = [fresh[name] for name in names]
-                return jax.tree.map(jnp.logical_and, masks, fresh)
+                kept = jax.tree.unflatten(jax.tree.structure(params), apply_masks(leaves, masks))
+                fresh = magnitude_masks(kept, schedule(state.count), scope=scope,
+                                        per_layer=per_layer)
+                return jax.tree.map(jnp.logical_and, masks, jax.tree.leaves(fresh))
 
             masks = jax.lax.cond(state.count % every == 0, reprune, lambda m: m, masks)
         grads, treedef = jax.tree.flatten(updates)
