@@ -31,6 +31,7 @@ from PIL import Image
 
 from zoo import registry
 from zoo.cli.main import main
+from zoo.harness.checkpoints import CheckpointStore
 
 from helpers import EXAMPLE_PLUGIN
 
@@ -503,13 +504,17 @@ def test_checkpoints_folder_replaced_by_a_file_mid_run(spirals, trained, capsys,
     """The checkpoint folder vanishes during a run and a file takes its place: the next
     save fails at once with one line."""
     workdir = shutil.copytree(trained, tmp_path / "w")
+    save = CheckpointStore.save
+
+    def save_and_wait(self, *args):  # the epoch's save, and orbax's pruning of older steps,
+        save(self, *args)            # land before the folder goes: no race with them
+        self.wait()
 
     def vanish(self, *args):
-        while list((workdir / "checkpoints").glob("*/*orbax-checkpoint-tmp*")):
-            time.sleep(0.05)  # the epoch's save (asynchronous) lands first: no race with it
         shutil.rmtree(workdir / "checkpoints")
         (workdir / "checkpoints").write_text("in the way")
 
+    monkeypatch.setattr(CheckpointStore, "save", save_and_wait)
     monkeypatch.setattr(spirals, "on_epoch_end", vanish)
     code, err = run_zoo(capsys, ["run", "spirals", "--workdir", workdir, *SPIRALS, "--epochs", "4"])
     lines = err.strip().splitlines()

@@ -258,8 +258,15 @@ class Readers:
             self._read[request.split].append(arrays.name)
 
     def died(self) -> ZooError:
+        """The error for a broken pool, naming the exit codes of the processes that died.
+
+        The pool's own thread reaps a dead worker too; a `join` racing it can find the
+        process gone before its exit code is recorded, so this waits up to 2 s for them."""
+        deadline = time.monotonic() + 2
         for process in self._processes:
-            process.join(timeout=1)
+            process.join(timeout=max(0.0, deadline - time.monotonic()))
+            while process.exitcode is None and time.monotonic() < deadline:
+                time.sleep(0.01)
         codes = sorted({p.exitcode for p in self._processes if p.exitcode not in (None, 0)})
         how = f" (exit code {', '.join(map(str, codes))})" if codes else ""
         return ZooError(f"an input worker process died{how}, killed or out of memory; "
