@@ -8,8 +8,8 @@ Each operation is a separately jitted function of fixed inputs (medians of `--re
 calls after warm-up, wall time and this process's CPU time), so the table says which
 layer and which direction is slow, not how a whole step schedules them. "x N" counts
 the layer's uses in one step of the model; the last row sums count x time. zoo's input
-gradient is XLA's own (only the weight gradient is rewritten); a first layer's is never
-computed in training. The PyTorch columns time the same operations (NCHW, 2 threads;
+gradient is XLA's own except where `conv.input_by_matmul` picks the matmul form; a first
+layer's is never computed in training. The PyTorch columns time the same operations (NCHW, 2 threads;
 skipped when torch is not installed). malloc is tuned as the `zoo` command tunes it.
 """
 
@@ -135,22 +135,23 @@ def torch_times(layers: tuple[Layer, ...], batch: int, repeats: int) -> Times | 
 def table(layers: tuple[Layer, ...], xla: Times, zoo: Times, torch: Times | None,
           which: int) -> list[str]:
     """Markdown rows of wall (`which` 0) or CPU (1) ms: forward XLA / PyTorch, weight
-    gradient XLA / zoo / PyTorch, input gradient XLA (zoo's too) / PyTorch."""
+    and input gradients XLA / zoo / PyTorch."""
     def times(source, layer, direction):
         return [] if source is None else [source[layer.name][direction][which]]
 
     lines = ["| layer | x N | forward | weight gradient | input gradient |", "|---|---|---|---|---|"]
-    total = [np.zeros(2), np.zeros(3), np.zeros(2)]
+    total = [np.zeros(2), np.zeros(3), np.zeros(3)]
     for layer in layers:
         columns = [times(xla, layer, 0) + times(torch, layer, 0),
                    times(xla, layer, 1) + times(zoo, layer, 1) + times(torch, layer, 1),
-                   [] if layer.first else times(xla, layer, 2) + times(torch, layer, 2)]
+                   [] if layer.first else (times(xla, layer, 2) + times(zoo, layer, 2)
+                                           + times(torch, layer, 2))]
         for direction, values in enumerate(columns):
             if values:
                 total[direction][:len(values)] += layer.count * np.asarray(values)
         cells = [" / ".join(f"{v:.2f}" for v in values) or "not needed" for values in columns]
         lines.append(f"| {layer.name} | {layer.count} | " + " | ".join(cells) + " |")
-    width = (1, 2, 1) if torch is None else (2, 3, 2)
+    width = (1, 2, 2) if torch is None else (2, 3, 3)
     lines.append("| **one step** | | " + " | ".join(
         " / ".join(f"{v:.2f}" for v in t[:n]) for t, n in zip(total, width)) + " |")
     return lines

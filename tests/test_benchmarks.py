@@ -77,6 +77,7 @@ def test_layer_ops_times_every_layer_every_way(capsys):
     for row in rows:
         forward, weights, inputs = row.strip("|").split("|")[2:]
         assert len(weights.split("/")) == peers  # XLA, zoo (and PyTorch)
+        assert "not needed" in inputs or len(inputs.split("/")) == peers
         for cell in (forward, weights) + (() if "not needed" in inputs else (inputs,)):
             assert all(float(part) > 0 for part in cell.split("/")), row
     assert "conv1" in rows[0] and "not needed" in rows[0]  # a first layer's input gradient

@@ -53,10 +53,17 @@ def _loss(fn, strides, padding, dilation, groups):
     return loss
 
 
+@pytest.fixture(params=["xla input gradient", "matmul input gradient"])
+def input_path(request, monkeypatch):
+    """Each case through both input gradients, whichever `input_by_matmul` would pick."""
+    matmul = request.param == "matmul input gradient"
+    monkeypatch.setattr(conv, "input_by_matmul", lambda *shapes: matmul)
+
+
 @pytest.mark.parametrize("name,x_shape,k_shape,strides,padding,dilation,groups", CASES,
                          ids=[c[0] for c in CASES])
 def test_forward_is_xla_bit_for_bit_and_gradients_agree(name, x_shape, k_shape, strides, padding,
-                                                        dilation, groups):
+                                                        dilation, groups, input_path):
     x, k = _inputs(x_shape, k_shape)
     args = (strides, padding, dilation, groups)
     loss = _loss(conv.conv_general_dilated, *args)
@@ -71,7 +78,7 @@ def test_forward_is_xla_bit_for_bit_and_gradients_agree(name, x_shape, k_shape, 
 
 
 @pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
-def test_low_precision_gradients_are_as_close_to_float32_as_xlas(dtype):
+def test_low_precision_gradients_are_as_close_to_float32_as_xlas(dtype, input_path):
     """Under the --dtype policy the layer computes in bfloat16/float16: the weight
     gradient is accumulated in float32, so it errs no more than XLA's own."""
     args = ((2, 2), "SAME", (1, 1), 1)
@@ -91,6 +98,22 @@ def test_low_precision_gradients_are_as_close_to_float32_as_xlas(dtype):
         error = float(jnp.abs(grad.astype(jnp.float32) - truth).max()) / scale
         xla_error = float(jnp.abs(ref.astype(jnp.float32) - truth).max()) / scale
         assert error <= max(2 * xla_error, 1e-2), (error, xla_error)
+
+
+def _geometry(strides, groups=1):
+    return conv.Geometry(strides, ((1, 1), (1, 1)), (1, 1), groups, None)
+
+
+def test_the_input_gradient_is_a_matmul_where_that_is_faster():
+    """Many output channels: a matmul (LeNet's conv2, ResNet's 64-channel layers); few, or
+    a strided convolution of many taps, or columns too large to hold: XLA's own."""
+    by_matmul = conv.input_by_matmul
+    assert by_matmul(_geometry((1, 1)), (128, 8, 8, 50), (5, 5, 20, 50))
+    assert by_matmul(_geometry((2, 2)), (128, 8, 8, 64), (3, 3, 32, 64))
+    assert not by_matmul(_geometry((1, 1)), (128, 32, 32, 16), (3, 3, 16, 16))
+    assert not by_matmul(_geometry((2, 2)), (64, 7, 7, 64), (4, 4, 32, 64))
+    assert not by_matmul(_geometry((1, 1), groups=64), (8, 8, 8, 64), (3, 3, 1, 64))
+    assert not by_matmul(_geometry((1, 1)), (32, 112, 112, 64), (3, 3, 64, 64))  # 925 MB
 
 
 def test_the_unused_input_gradient_of_a_first_layer_is_never_computed():

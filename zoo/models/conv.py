@@ -5,9 +5,10 @@ weight gradient (a convolution whose window is the whole image) 3-10x slower tha
 oneDNN's (benchmarks/README.md). `conv_general_dilated` here is a drop-in for
 `lax.conv_general_dilated`: its forward pass *is* that call, so every trained weight
 evaluates bit for bit as before, and on the CPU its backward pass (a `jax.custom_vjp`)
-is written as matmuls over shifted views of the input, one per kernel tap, which XLA
-runs well. On GPU and TPU, and for layouts it does not cover, it is the plain
-convolution with XLA's own gradient.
+is written as matmuls, which XLA runs well: the weight gradient always (one per kernel
+row, over shifted views of the input), the input gradient where the layer has enough
+output channels (`input_by_matmul`). On GPU and TPU, and for layouts it does not
+cover, it is the plain convolution with XLA's own gradient.
 
 `Conv(...)` builds an `nnx.Conv` that uses it: the same class, parameters and
 checkpoints, so every model in zoo.models builds its convolutions with it.
@@ -16,6 +17,7 @@ checkpoints, so every model in zoo.models builds its convolutions with it.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -91,14 +93,66 @@ def _conv_forward(geometry, lhs, rhs):
 
 def _conv_backward(geometry, residuals, grad):
     lhs, rhs = residuals
-    # XLA's own input gradient (a transposed convolution) runs as fast as the forward
-    # pass on the CPU; only its weight gradient is slow. Under jit, XLA drops the input
-    # gradient where nothing uses it (a first layer's).
-    _, input_vjp = jax.vjp(lambda x: _plain(geometry, x, rhs), lhs)
-    return input_vjp(grad)[0], weight_gradient(geometry, lhs, grad, rhs.shape).astype(rhs.dtype)
+    # Under jit, XLA drops the input gradient where nothing uses it (a first layer's).
+    if input_by_matmul(geometry, grad.shape, rhs.shape):
+        d_input = input_gradient(geometry, grad, rhs, lhs.shape).astype(lhs.dtype)
+    else:
+        _, input_vjp = jax.vjp(lambda x: _plain(geometry, x, rhs), lhs)
+        d_input = input_vjp(grad)[0]
+    return d_input, weight_gradient(geometry, lhs, grad, rhs.shape).astype(rhs.dtype)
 
 
 _conv.defvjp(_conv_forward, _conv_backward)
+
+# The matmul input gradient materializes [pixels, KH * KW * Cin]; above this, XLA's own.
+MAX_COLUMNS_BYTES = 256 * 2**20
+
+
+def input_by_matmul(geometry: Geometry, grad_shape: Sequence[int],
+                    kernel_shape: Sequence[int]) -> bool:
+    """Whether `input_gradient` beats XLA's transposed convolution for this layer.
+
+    It does where its matmul contracts over at least 48 output channels per group
+    (LeNet's conv2 2.5x, ResNet's 64-channel layers, the GAN generator's 1.3-1.8x), unless
+    the convolution is strided with more than 9 taps (the DCGAN discriminator's 4x4 / 2:
+    each tap adds a sparse, full-size piece). Fewer channels make a narrow, slow matmul
+    (benchmarks/README.md has the layers and whole steps measured).
+    """
+    kh, kw, cin_group, cout = kernel_shape
+    columns = math.prod(grad_shape[:3]) * kh * kw * cin_group * geometry.groups * 4
+    return (cout // geometry.groups >= 48 and (geometry.strides == (1, 1) or kh * kw <= 9)
+            and columns <= MAX_COLUMNS_BYTES)
+
+
+def input_gradient(geometry: Geometry, grad: jax.Array, rhs: jax.Array,
+                   input_shape: Sequence[int]) -> jax.Array:
+    """d(loss)/d(input), in float32, as one matmul and a sum of shifted pieces.
+
+    The output gradient [pixels, Cout] times the kernel [Cout, KH * KW * Cin] gives, for
+    every output pixel, what each tap sends back to the input pixel it read; padding each
+    tap's share to where it read (strides as interior padding) and summing makes the
+    padded input's gradient, cropped to the input's.
+    """
+    (top, bottom), (left, right) = geometry.padding
+    n, h, w, cin = input_shape
+    height, width = h + top + bottom, w + left + right
+    _, oh, ow, cout = grad.shape
+    kh, kw, cin_group, _ = rhs.shape
+    groups, (sh, sw), (dh, dw) = geometry.groups, geometry.strides, geometry.dilation
+    product = functools.partial(jnp.einsum, precision=geometry.precision,
+                                preferred_element_type=jnp.float32)
+    if groups == 1:  # a group axis of one would make XLA copy both operands
+        columns = product("nyxo,tco->nyxtc", grad, rhs.reshape(kh * kw, cin, cout))
+    else:
+        columns = product("nyxgo,tcgo->nyxtgc", grad.reshape(n, oh, ow, groups, -1),
+                          rhs.reshape(kh * kw, cin_group, groups, -1))
+    columns = columns.reshape(n, oh, ow, kh, kw, cin)
+    zero = jnp.zeros((), columns.dtype)
+    total = sum(lax.pad(columns[:, :, :, i, j], zero,
+                        [(0, 0, 0), (i * dh, height - i * dh - (oh - 1) * sh - 1, sh - 1),
+                         (j * dw, width - j * dw - (ow - 1) * sw - 1, sw - 1), (0, 0, 0)])
+                for i in range(kh) for j in range(kw))
+    return lax.pad(total, zero, [(0, 0, 0), (-top, -bottom, 0), (-left, -right, 0), (0, 0, 0)])
 
 
 def weight_gradient(geometry: Geometry, lhs: jax.Array, grad: jax.Array,
