@@ -11,7 +11,8 @@ from zoo.models import ACTIVATIONS, CLASSIFIERS, IMAGENET, create_classifier, ge
 from zoo.models.copies import Average, Frozen, retyped_copy, update_average
 from zoo.models.dcgan import Discriminator, Generator, Upsample
 from zoo.models.initialise import initialised
-from zoo.models.layers import max_pool_2x2
+from zoo.models import layers
+from zoo.models.layers import max_pool, max_pool_2x2
 
 DECK_ACTIVATIONS = ["identity", "binary_step", "logistic", "tanh", "arctan", "softsign", "relu"]
 
@@ -37,6 +38,23 @@ def test_max_pool_matches_reduce_window_forward_and_backward():
     ref = lambda t: nnx.max_pool(t, (2, 2), (2, 2)).sum()  # noqa: E731
     np.testing.assert_allclose(max_pool_2x2(x).sum(), ref(x), rtol=1e-6)
     np.testing.assert_allclose(jax.grad(lambda t: max_pool_2x2(t).sum())(x), jax.grad(ref)(x))
+
+
+@pytest.mark.parametrize("window", [(2, 2), (2, 1)])
+def test_max_pool_gradient_is_jaxs_own_ties_included(window):
+    """Its own backward pass gives JAX's gradient of the window maximum bit for bit: tied
+    maxima (ReLU zeros, repeated values) share a window's gradient equally."""
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(np.maximum(rng.integers(-2, 3, (2, 7, 9, 3)), 0), jnp.float32)  # many ties
+    weights = jnp.asarray(rng.standard_normal((2, 3, 9 // window[1], 3)), jnp.float32)
+    ours = jax.grad(lambda t: (max_pool(t, window) * weights).sum())(x)
+    theirs = jax.grad(lambda t: (layers._window_max(t[:, :6, :9 // window[1] * window[1]],
+                                                    window) * weights).sum())(x)
+    assert ours.shape == x.shape and bool(jnp.all(ours == theirs))
+    ph, pw = window
+    shares = np.asarray(ours)[:, :6, :9 // pw * pw].reshape(2, 3, ph, 9 // pw, pw, 3)
+    np.testing.assert_allclose(shares.sum(axis=(2, 4)), weights, rtol=1e-6)  # all passed on
+    assert (np.count_nonzero(shares, axis=(2, 4)) > 1).any()  # and split among ties
 
 
 # The ImageNet families (seconds to minutes of CPU each to compile a gradient) run under
