@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()[0]
     rows = execute(runs, args.budget, args.steps, args.windows)
     sections = {"training": rows, "load": (load_before, os.getloadavg()[0])}
-    report.write(args.out, sections, {}, command=f"python -m benchmarks.device_benchmarks "
+    report.write(args.out, sections, f"python -m benchmarks.device_benchmarks "
                  f"--budget {args.budget:g} --steps {args.steps} --windows {args.windows}")
     with open(args.out, "a") as f:
         f.write(f"\nMeasured here: {measured_peak()}.\n")

@@ -54,8 +54,8 @@ def _cpu() -> str:
     return platform.processor() or "unknown"
 
 
-def write(path: str, sections: dict, args: dict, command: str | None = None) -> None:
-    """Writes the markdown report; `command` (default: train_throughput's, from `args`)."""
+def write(path: str, sections: dict, command: str) -> None:
+    """Writes the markdown report of `command` (the command line, as the user typed it)."""
     accelerators = sorted({r["device_kind"] for r in sections["training"]
                            if r.get("device") not in (None, "cpu") and r.get("device_kind")})
     lines = [
@@ -66,12 +66,7 @@ def write(path: str, sections: dict, args: dict, command: str | None = None) -> 
         f"- libraries: {_versions()}",
         "- load average (1 min): {:.2f} before, {:.2f} after (cores busy with other work slow "
         "every peer)".format(*sections["load"]) if "load" in sections else "- load average: not measured",
-        f"- command: `{command}`" if command else f"- command: `python -m benchmarks.train_throughput "
-        f"{'--all ' if args['all'] else ''}"
-        f"{'--task %s ' % args['task'] if args.get('task', 'classification') != 'classification' else ''}"
-        f"{'--batch-size %d ' % args['batch_size'] if args.get('batch_size') else ''}"
-        f"{'--dtype %s ' % args['dtype'] if args.get('dtype', 'float32') != 'float32' else ''}"
-        f"--steps {args['steps']} --windows {args['windows']}`", "",
+        f"- command: `{command}`", "",
         "## Training throughput (examples/s, median of windows after warm-up)", "",
         "| model | peer | dtype | device | batch | median ex/s | ratio to bare jax.jit "
         "| windows min-max | compile s | peak RSS MB | note |",

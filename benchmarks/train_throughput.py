@@ -17,6 +17,7 @@ import importlib
 import json
 import os
 import resource
+import shlex
 import subprocess
 import sys
 import time
@@ -138,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         sections["extras"] = extras.measure_all(args.batch_size or workloads.BATCH_SIZES["lenet"])
         print(json.dumps(sections["extras"], indent=1))
     if args.out:
-        report.write(args.out, sections, vars(args))
+        given = sys.argv[1:] if argv is None else argv
+        report.write(args.out, sections, "python -m benchmarks.train_throughput " + shlex.join(given))
         print(f"wrote {args.out}")
     return 0
 

@@ -49,8 +49,9 @@ def test_report_lists_extras(tmp_path):
         "matmul_peak_gflops": 100.0, "pipeline_examples_per_s": 5.0, "pipeline_batch_size": 128,
         "inference": [{"model": "lenet", "p50_ms": 1.0, "p99_ms": 2.0, "batch256_examples_per_s": 3.0}],
         "start": {"cold_s": 6.0, "warm_s": 2.0, "speedup": 3.0}}}
-    report.write(str(tmp_path / "r.md"), sections, {"all": True, "batch_size": 128, "steps": 1, "windows": 1})
+    report.write(str(tmp_path / "r.md"), sections, "python -m benchmarks.train_throughput --all")
     text = (tmp_path / "r.md").read_text()
+    assert "- command: `python -m benchmarks.train_throughput --all`" in text
     assert "| lenet | bare jax.jit | float32 | cpu | 128 | 10 | 1.00 |" in text and "cold 6.0 s, warm 2.0 s (3.0x)" in text
 
 
