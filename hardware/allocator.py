@@ -9,7 +9,9 @@ working memory back in, and the kernel zeroes every page: a ResNet-14 training s
 against 0.85 s of CPU time with the memory kept (benchmarks/README.md).
 
 `keep_freed_memory` makes every thread allocate from the main heap, never by mmap, and
-never trims the heap, so a block freed by one step is reused by the next. It must run
+never trims the heap, so a block freed by one step is reused by the next. (A threshold
+of 2 GB was not "never": a harness whose heap grew past it gave 0.6-3 GB back every few
+steps and faulted it in again, a third of its windows 20-60% slower.) It must run
 before JAX starts its backend (glibc gives each thread its arena at its first malloc),
 so the `zoo` command calls it first; a library user calls it before any JAX work. Its
 cost: freed memory is kept by the process rather than returned to the system.
@@ -35,5 +37,5 @@ def keep_freed_memory() -> bool:
         mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
     except (OSError, AttributeError):  # not glibc (macOS, musl, Windows)
         return False
-    settings = ((_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, 2**31 - 1))
+    settings = ((_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, -1))
     return all(mallopt(parameter, value) == 1 for parameter, value in settings)
