@@ -28,8 +28,9 @@ def _window_max(x: jax.Array, window: tuple[int, int]) -> jax.Array:
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
 def _max_pool(x: jax.Array, window: tuple[int, int]) -> jax.Array:
     """`_window_max`, whose gradient is JAX's own (each window's maxima share it equally)
-    with the maxima counted by adding strided views: XLA's CPU backend ran the counting
-    reduction over the window axes slowly (LeNet's whole train step 0.96x without it)."""
+    with the maxima counted by adding strided views: XLA's CPU backend runs JAX's
+    counting reduction over the window axes slowly (LeNet's train step is 0.93-0.96x the
+    time with this backward pass; the CRNN's 1.01-1.02x, benchmarks/README.md)."""
     return _window_max(x, window)
 
 
