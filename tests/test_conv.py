@@ -60,10 +60,18 @@ def input_path(request, monkeypatch):
     monkeypatch.setattr(conv, "input_by_matmul", lambda *shapes: matmul)
 
 
+@pytest.fixture(params=["weights per kernel row", "weights all taps at once"])
+def weight_path(request, monkeypatch):
+    """Each case through both weight-gradient forms, whichever the kernel's size picks."""
+    at_once = request.param == "weights all taps at once"
+    monkeypatch.setattr(conv, "MIN_TAPS_AT_ONCE", 1 if at_once else 10**9)
+
+
 @pytest.mark.parametrize("name,x_shape,k_shape,strides,padding,dilation,groups", CASES,
                          ids=[c[0] for c in CASES])
 def test_forward_is_xla_bit_for_bit_and_gradients_agree(name, x_shape, k_shape, strides, padding,
-                                                        dilation, groups, input_path):
+                                                        dilation, groups, input_path,
+                                                        weight_path):
     x, k = _inputs(x_shape, k_shape)
     args = (strides, padding, dilation, groups)
     loss = _loss(conv.conv_general_dilated, *args)
@@ -78,7 +86,8 @@ def test_forward_is_xla_bit_for_bit_and_gradients_agree(name, x_shape, k_shape, 
 
 
 @pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
-def test_low_precision_gradients_are_as_close_to_float32_as_xlas(dtype, input_path):
+def test_low_precision_gradients_are_as_close_to_float32_as_xlas(dtype, input_path,
+                                                                weight_path):
     """Under the --dtype policy the layer computes in bfloat16/float16: the weight
     gradient is accumulated in float32, so it errs no more than XLA's own."""
     args = ((2, 2), "SAME", (1, 1), 1)

@@ -155,16 +155,25 @@ def input_gradient(geometry: Geometry, grad: jax.Array, rhs: jax.Array,
     return lax.pad(total, zero, [(0, 0, 0), (-top, -bottom, 0), (-left, -right, 0), (0, 0, 0)])
 
 
+# The weight gradient takes all taps in one matmul where the kernel has this many or more
+# and their patches fit the bytes below (LeNet's 5x5 and the DCGAN's 4x4 layers: whole
+# steps 0.91-0.98x and 0.86-0.90x); per kernel row otherwise (ResNet-14's and the U-Net's
+# 3x3 layers made their steps 1.03-1.20x slower all at once: their patches are large).
+MIN_TAPS_AT_ONCE = 16
+MAX_PATCHES_BYTES = 24 * 2**20
+
+
 def weight_gradient(geometry: Geometry, lhs: jax.Array, grad: jax.Array,
                     kernel_shape: Sequence[int]) -> jax.Array:
-    """d(loss)/d(kernel) [KH, KW, Cin/G, Cout], in float32, as one matmul per kernel row.
+    """d(loss)/d(kernel) [KH, KW, Cin/G, Cout], in float32, as a matmul per kernel row, or
+    one for the whole kernel (`MIN_TAPS_AT_ONCE`).
 
-    Row i of the kernel sees, for each of its KW taps, a strided window of the padded
-    input; the KW windows stacked ([KW * Cin, pixels]) times the output gradient
-    ([pixels, Cout]) give the row's KW * Cin * Cout weights in one matmul. The windows
-    are cut from a channel-major copy of the input, so they come out in the layout the
-    matmul reads (cut from NHWC, XLA copied each row's patches to transpose them: 1.1-2.4x
-    slower, benchmarks/README.md).
+    Each tap sees a strided window of the padded input; the windows of a row's KW taps
+    (or of all taps) stacked ([taps * Cin, pixels]) times the output gradient ([pixels,
+    Cout]) give their taps * Cin * Cout weights in one matmul. The windows are cut from a
+    channel-major copy of the input, so they come out in the layout the matmul reads (cut
+    from NHWC, XLA copied each row's patches to transpose them: 1.1-2.4x slower,
+    benchmarks/README.md).
     """
     (top, bottom), (left, right) = geometry.padding
     padded = lax.pad(lhs, jnp.zeros((), lhs.dtype),
@@ -172,18 +181,23 @@ def weight_gradient(geometry: Geometry, lhs: jax.Array, grad: jax.Array,
     n, oh, ow, cout = grad.shape
     kh, kw, cin_group, _ = kernel_shape
     groups, (sh, sw), (dh, dw) = geometry.groups, geometry.strides, geometry.dilation
+    patches_bytes = n * oh * ow * kh * kw * cin_group * groups * 4
+    rows_at_once = (kh if kh * kw >= MIN_TAPS_AT_ONCE and patches_bytes <= MAX_PATCHES_BYTES
+                    else 1)
     channels = jnp.transpose(padded, (3, 0, 1, 2)).reshape(groups, cin_group, n,
                                                            *padded.shape[1:3])
     g = jnp.transpose(grad.reshape(-1, groups, cout // groups), (1, 0, 2))  # [G, pixels, Cout/G]
-    rows = []
-    for i in range(kh):
+    blocks = []
+    for first in range(0, kh, rows_at_once):
         windows = [lax.slice(channels, (0, 0, 0, i * dh, j * dw),
                              (groups, cin_group, n, i * dh + (oh - 1) * sh + 1,
                               j * dw + (ow - 1) * sw + 1), (1, 1, 1, sh, sw))
-                   for j in range(kw)]
-        patches = jnp.stack(windows, axis=1).reshape(groups, kw * cin_group, -1)
-        row = lax.dot_general(patches, g, (((2,), (1,)), ((0,), (0,))),  # [G, KW*Cin/G, Cout/G]
-                              precision=geometry.precision, preferred_element_type=jnp.float32)
-        rows.append(jnp.transpose(row.reshape(groups, kw, cin_group, cout // groups),
-                                  (1, 2, 0, 3)).reshape(kw, cin_group, cout))
-    return jnp.stack(rows)
+                   for i in range(first, first + rows_at_once) for j in range(kw)]
+        patches = jnp.stack(windows, axis=1).reshape(groups, len(windows) * cin_group, -1)
+        block = lax.dot_general(patches, g, (((2,), (1,)), ((0,), (0,))),  # [G, taps*Cin/G, Cout/G]
+                                precision=geometry.precision,
+                                preferred_element_type=jnp.float32)
+        block = block.reshape(groups, rows_at_once, kw, cin_group, cout // groups)
+        blocks.append(jnp.transpose(block, (1, 2, 3, 0, 4)).reshape(rows_at_once, kw,
+                                                                     cin_group, cout))
+    return jnp.concatenate(blocks)
