@@ -5,9 +5,9 @@ weight gradient (a convolution whose window is the whole image) 3-10x slower tha
 oneDNN's (benchmarks/README.md). `conv_general_dilated` here is a drop-in for
 `lax.conv_general_dilated`: its forward pass *is* that call, so every trained weight
 evaluates bit for bit as before, and on the CPU its backward pass (a `jax.custom_vjp`)
-is written as matmuls, which XLA runs well: the weight gradient always (one per kernel
-row, over shifted views of the input), the input gradient where the layer has enough
-output channels (`input_by_matmul`). On GPU and TPU, and for layouts it does not
+is written as matmuls, which XLA runs well: the weight gradient always (over shifted
+views of the input, one matmul per kernel row or per kernel), the input gradient where
+the layer has enough output channels (`input_by_matmul`). On GPU and TPU, and for layouts it does not
 cover, it is the plain convolution with XLA's own gradient.
 
 `Conv(...)` builds an `nnx.Conv` that uses it: the same class, parameters and
@@ -118,10 +118,17 @@ def input_by_matmul(geometry: Geometry, grad_shape: Sequence[int],
     each tap adds a sparse, full-size piece). Fewer channels make a narrow, slow matmul
     (benchmarks/README.md has the layers and whole steps measured).
     """
-    kh, kw, cin_group, cout = kernel_shape
-    columns = math.prod(grad_shape[:3]) * kh * kw * cin_group * geometry.groups * 4
+    kh, kw, _, cout = kernel_shape
     return (cout // geometry.groups >= 48 and (geometry.strides == (1, 1) or kh * kw <= 9)
-            and columns <= MAX_COLUMNS_BYTES)
+            and _all_taps_bytes(geometry, grad_shape, kernel_shape) <= MAX_COLUMNS_BYTES)
+
+
+def _all_taps_bytes(geometry: Geometry, grad_shape: Sequence[int],
+                    kernel_shape: Sequence[int]) -> int:
+    """Bytes of a float32 [pixels, KH * KW * Cin] matrix: every tap's input at every output
+    pixel, the columns of `input_gradient` and the patches of a one-matmul weight gradient."""
+    kh, kw, cin_group, _ = kernel_shape
+    return math.prod(grad_shape[:3]) * kh * kw * cin_group * geometry.groups * 4
 
 
 def input_gradient(geometry: Geometry, grad: jax.Array, rhs: jax.Array,
@@ -181,9 +188,9 @@ def weight_gradient(geometry: Geometry, lhs: jax.Array, grad: jax.Array,
     n, oh, ow, cout = grad.shape
     kh, kw, cin_group, _ = kernel_shape
     groups, (sh, sw), (dh, dw) = geometry.groups, geometry.strides, geometry.dilation
-    patches_bytes = n * oh * ow * kh * kw * cin_group * groups * 4
-    rows_at_once = (kh if kh * kw >= MIN_TAPS_AT_ONCE and patches_bytes <= MAX_PATCHES_BYTES
-                    else 1)
+    all_at_once = (kh * kw >= MIN_TAPS_AT_ONCE and _all_taps_bytes(geometry, grad.shape,
+                                                                   kernel_shape) <= MAX_PATCHES_BYTES)
+    rows_at_once = kh if all_at_once else 1
     channels = jnp.transpose(padded, (3, 0, 1, 2)).reshape(groups, cin_group, n,
                                                            *padded.shape[1:3])
     g = jnp.transpose(grad.reshape(-1, groups, cout // groups), (1, 0, 2))  # [G, pixels, Cout/G]
