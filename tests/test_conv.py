@@ -1,5 +1,6 @@
-"""The convolution of zoo.models.conv: XLA's forward pass bit for bit, and a matmul
-weight gradient on the CPU that agrees with XLA's own to float32 rounding."""
+"""The convolution of zoo.models.conv: evaluated, XLA's bit for bit; differentiated on
+the CPU, matmul gradients (and, for large kernels, a matmul forward pass) that agree with
+XLA's own to float32 rounding."""
 
 import jax
 import jax.numpy as jnp
@@ -67,22 +68,55 @@ def weight_path(request, monkeypatch):
     monkeypatch.setattr(conv, "MIN_TAPS_AT_ONCE", 1 if at_once else 10**9)
 
 
-@pytest.mark.parametrize("name,x_shape,k_shape,strides,padding,dilation,groups", CASES,
-                         ids=[c[0] for c in CASES])
-def test_forward_is_xla_bit_for_bit_and_gradients_agree(name, x_shape, k_shape, strides, padding,
-                                                        dilation, groups, input_path,
-                                                        weight_path):
-    x, k = _inputs(x_shape, k_shape)
-    args = (strides, padding, dilation, groups)
+def _force_forward(monkeypatch, matmul):
+    monkeypatch.setattr(conv, "forward_by_matmul", lambda *shapes: matmul)
+
+
+def _value_and_gradients(x, k, *args):
     loss = _loss(conv.conv_general_dilated, *args)
     assert "bwd=_conv_backward" in str(jax.make_jaxpr(loss)(x, k))  # the CPU path is tested
     ours = jax.jit(jax.value_and_grad(loss, (0, 1)))
     theirs = jax.jit(jax.value_and_grad(_loss(lax.conv_general_dilated, *args), (0, 1)))
-    (value, grads), (ref_value, ref_grads) = ours(x, k), theirs(x, k)
-    assert value == ref_value  # the same forward convolution, so the same loss exactly
+    return ours(x, k), theirs(x, k)
+
+
+def _assert_gradients_agree(grads, ref_grads):
     for grad, ref in zip(grads, ref_grads):
         assert grad.shape == ref.shape and grad.dtype == ref.dtype
         np.testing.assert_allclose(grad, ref, rtol=1e-5, atol=1e-5 * float(jnp.abs(ref).max()))
+
+
+@pytest.mark.parametrize("name,x_shape,k_shape,strides,padding,dilation,groups", CASES,
+                         ids=[c[0] for c in CASES])
+def test_gradients_agree_with_xlas(name, x_shape, k_shape, strides, padding, dilation, groups,
+                                   input_path, weight_path, monkeypatch):
+    _force_forward(monkeypatch, False)
+    x, k = _inputs(x_shape, k_shape)
+    (value, grads), (ref_value, ref_grads) = _value_and_gradients(
+        x, k, strides, padding, dilation, groups)
+    assert value == ref_value  # the same forward convolution, so the same loss exactly
+    _assert_gradients_agree(grads, ref_grads)
+
+
+@pytest.mark.parametrize("name,x_shape,k_shape,strides,padding,dilation,groups", CASES,
+                         ids=[c[0] for c in CASES])
+def test_the_matmul_forward_agrees_and_evaluation_stays_xlas(name, x_shape, k_shape, strides,
+                                                             padding, dilation, groups,
+                                                             monkeypatch):
+    """Every case through the training forward as a matmul, whichever layers
+    `forward_by_matmul` picks; undifferentiated, the layer is still XLA's bit for bit."""
+    _force_forward(monkeypatch, True)
+    x, k = _inputs(x_shape, k_shape)
+    args = (strides, padding, dilation, groups)
+    (value, grads), (ref_value, ref_grads) = _value_and_gradients(x, k, *args)
+    assert value == pytest.approx(float(ref_value), rel=1e-5)
+    _assert_gradients_agree(grads, ref_grads)
+    forward = jax.jit(lambda x, k: conv.conv_general_dilated(
+        x, k, strides, padding, rhs_dilation=dilation, dimension_numbers=NHWC,
+        feature_group_count=groups))
+    reference = lax.conv_general_dilated(x, k, strides, padding, rhs_dilation=dilation,
+                                         dimension_numbers=NHWC, feature_group_count=groups)
+    assert jnp.array_equal(forward(x, k), reference)
 
 
 @pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
@@ -123,6 +157,17 @@ def test_the_input_gradient_is_a_matmul_where_that_is_faster():
     assert not by_matmul(_geometry((2, 2)), (64, 7, 7, 64), (4, 4, 32, 64))
     assert not by_matmul(_geometry((1, 1), groups=64), (8, 8, 8, 64), (3, 3, 1, 64))
     assert not by_matmul(_geometry((1, 1)), (32, 112, 112, 64), (3, 3, 64, 64))  # 925 MB
+
+
+def test_the_forward_is_a_matmul_for_large_kernels_over_many_channels():
+    """LeNet's conv2 (5x5 over 20 channels); not its conv1 (one channel), ResNet's 3x3
+    layers, a strided layer, or one whose rows would not fit."""
+    by_matmul = conv.forward_by_matmul
+    assert by_matmul(_geometry((1, 1)), (128, 12, 12, 20), (5, 5, 20, 50))
+    assert not by_matmul(_geometry((1, 1)), (128, 28, 28, 1), (5, 5, 1, 20))
+    assert not by_matmul(_geometry((1, 1)), (128, 32, 32, 64), (3, 3, 64, 64))
+    assert not by_matmul(_geometry((2, 2)), (128, 32, 32, 64), (5, 5, 64, 64))
+    assert not by_matmul(_geometry((1, 1)), (64, 224, 224, 32), (5, 5, 32, 64))  # 4 GB
 
 
 def test_the_unused_input_gradient_of_a_first_layer_is_never_computed():

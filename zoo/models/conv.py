@@ -1,14 +1,16 @@
-"""A 2-D convolution whose gradient is fast on XLA's CPU backend.
+"""A 2-D convolution that trains fast on XLA's CPU backend.
 
 XLA's CPU backend runs the gradients of a convolution as convolutions too, and the
 weight gradient (a convolution whose window is the whole image) 3-10x slower than
 oneDNN's (benchmarks/README.md). `conv_general_dilated` here is a drop-in for
-`lax.conv_general_dilated`: its forward pass *is* that call, so every trained weight
-evaluates bit for bit as before, and on the CPU its backward pass (a `jax.custom_vjp`)
-is written as matmuls, which XLA runs well: the weight gradient always (over shifted
-views of the input, one matmul per kernel row or per kernel), the input gradient where
-the layer has enough output channels (`input_by_matmul`). On GPU and TPU, and for layouts it does not
-cover, it is the plain convolution with XLA's own gradient.
+`lax.conv_general_dilated`: evaluated, it *is* that call, so every trained weight
+evaluates (and exports) bit for bit as before; differentiated on the CPU (a
+`jax.custom_vjp`), it is written as matmuls, which XLA runs well: the weight gradient
+always (over shifted views of the input, one matmul per kernel row or per kernel), the
+input gradient where the layer has enough output channels (`input_by_matmul`), and the
+forward pass itself for large kernels over many channels (`forward_by_matmul`). On GPU
+and TPU, and for layouts it does not cover, it is the plain convolution with XLA's own
+gradient.
 
 `Conv(...)` builds an `nnx.Conv` that uses it: the same class, parameters and
 checkpoints, so every model in zoo.models builds its convolutions with it.
@@ -88,6 +90,9 @@ def _conv(geometry: Geometry, lhs: jax.Array, rhs: jax.Array) -> jax.Array:
 
 
 def _conv_forward(geometry, lhs, rhs):
+    # Only under differentiation: evaluation, export and serving run `_conv`, XLA's own.
+    if forward_by_matmul(geometry, lhs.shape, rhs.shape):
+        return matmul_forward(geometry, lhs, rhs), (lhs, rhs)
     return _plain(geometry, lhs, rhs), (lhs, rhs)
 
 
@@ -208,3 +213,56 @@ def weight_gradient(geometry: Geometry, lhs: jax.Array, grad: jax.Array,
         blocks.append(jnp.transpose(block, (1, 2, 3, 0, 4)).reshape(rows_at_once, kw,
                                                                      cin_group, cout))
     return jnp.concatenate(blocks)
+
+
+# The training forward takes a matmul over shifted views where the kernel has this many
+# input channels or more and `MIN_TAPS_AT_ONCE` taps (above).
+MIN_FORWARD_CHANNELS = 16
+
+
+def forward_by_matmul(geometry: Geometry, input_shape: Sequence[int],
+                      kernel_shape: Sequence[int]) -> bool:
+    """Whether `matmul_forward` beats XLA's convolution for this layer.
+
+    It does for a large kernel over many channels (LeNet's conv2, 5x5 over 20: whole
+    training steps 0.88-0.94x); with one input channel (LeNet's conv1) the matmul is too
+    narrow (1.2-1.3x slower), and ResNet's 3x3 layers were 1.04x slower. Strided layers
+    would waste the rows the stride skips.
+    """
+    kh, kw, cin_group, cout = kernel_shape
+    n, h, w, _ = input_shape
+    (top, bottom), (left, right) = geometry.padding
+    rows_bytes = n * (h + top + bottom) * (w + left + right) * kh * cout * 4  # [N, H, OW <= W, KH, Cout]
+    return (geometry.strides == (1, 1) and kh * kw >= MIN_TAPS_AT_ONCE
+            and cin_group >= MIN_FORWARD_CHANNELS and rows_bytes <= MAX_COLUMNS_BYTES)
+
+
+def matmul_forward(geometry: Geometry, lhs: jax.Array, rhs: jax.Array) -> jax.Array:
+    """The convolution as one matmul over the input's KW column-shifted views.
+
+    The views stacked ([N, H, OW, KW * Cin]) times the kernel ([KW * Cin, KH * Cout]) give,
+    for every input row, what it contributes through each kernel row; output row y sums
+    kernel row i's share of input row y + i (strides and dilation as slice steps). Its
+    result equals XLA's to float32 rounding, not bit for bit.
+    """
+    (top, bottom), (left, right) = geometry.padding
+    padded = lax.pad(lhs, jnp.zeros((), lhs.dtype),
+                     [(0, 0, 0), (top, bottom, 0), (left, right, 0), (0, 0, 0)])
+    n, height, width, cin = padded.shape
+    kh, kw, cin_group, cout = rhs.shape
+    groups, (sh, sw), (dh, dw) = geometry.groups, geometry.strides, geometry.dilation
+    oh, ow = (height - (kh - 1) * dh - 1) // sh + 1, (width - (kw - 1) * dw - 1) // sw + 1
+    views = jnp.stack([lax.slice(padded, (0, 0, j * dw, 0),
+                                 (n, height, j * dw + (ow - 1) * sw + 1, cin), (1, 1, sw, 1))
+                       for j in range(kw)], axis=3)  # [N, H, OW, KW, Cin]
+    product = functools.partial(jnp.einsum, precision=geometry.precision,
+                                preferred_element_type=jnp.float32)
+    if groups == 1:
+        rows = product("nyxjc,ijco->nyxio", views, rhs)
+    else:
+        rows = product("nyxjgc,ijcgo->nyxigo", views.reshape(n, height, ow, kw, groups, -1),
+                       rhs.reshape(kh, kw, cin_group, groups, -1))
+    rows = rows.reshape(n, height, ow, kh, cout)
+    out = sum(lax.slice(rows, (0, i * dh, 0, i, 0), (n, i * dh + (oh - 1) * sh + 1, ow, i + 1, cout),
+                        (1, sh, 1, 1, 1)) for i in range(kh))
+    return out.reshape(n, oh, ow, cout).astype(jnp.result_type(lhs, rhs))
