@@ -21,7 +21,7 @@ RESULTS=benchmarks/results-gpu.md
 LOGS=${TMPDIR:-/tmp}/zoo-device-check
 # zoo's dependencies that the GPU image lacks (or pins differently), at the versions the
 # CPU suite runs, with their own missing dependencies; jax with CUDA is the image's own.
-CARRIED=(grain==0.2.18 array-record==0.8.6 portpicker mlxtend==0.25.0 tensorboardx==2.6.5
+CARRIED=(array-record==0.8.6 mlxtend==0.25.0 tensorboardx==2.6.5
          pooch==1.9.0 platformdirs editdistance==0.8.1 num2words==0.5.14
          zstandard==0.25.0 pycocotools==2.0.11 flax==0.12.8 optax==0.2.8
          orbax-checkpoint==0.12.8 setuptools==84.2.1)  # setuptools: builds zoo itself there

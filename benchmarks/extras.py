@@ -60,7 +60,7 @@ def inference_latency(model: str = "lenet", requests: int = 200) -> dict:
 
 
 def pipeline_throughput(batch_size: int, epochs: int = 5) -> float:
-    """Examples/s of zoo's input pipeline alone (grain shuffle + batch gather), no model."""
+    """Examples/s of zoo's input pipeline alone (seeded shuffle + batch gather), no model."""
     from zoo.data import loader
     from zoo.data.mnist import mnist_sample
 

@@ -96,7 +96,7 @@ def write(path: str, sections: dict, command: str) -> None:
     if extras:
         lines += ["", "## Other figures", "",
                   f"- jitted 2048x2048 float32 matmul: {extras['matmul_peak_gflops']:.0f} GFLOP/s",
-                  f"- input pipeline alone (grain shuffle + batch gather, batch {extras['pipeline_batch_size']}): "
+                  f"- input pipeline alone (seeded shuffle + batch gather, batch {extras['pipeline_batch_size']}): "
                   f"{extras['pipeline_examples_per_s']:,.0f} examples/s"]
         for inf in extras["inference"]:
             lines.append(f"- inference {inf['model']}: batch 1 p50 {inf['p50_ms']:.2f} ms, "

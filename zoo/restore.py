@@ -31,8 +31,8 @@ from zoo.registry import failure, get_task
 from zoo.task import Dataset, Task
 from zoo_hardware import compression, distributed, quantization
 
-if TYPE_CHECKING:  # orbax and grain load only where a checkpoint or data set is read:
-    # `zoo predict --pretrained` starts faster without them
+if TYPE_CHECKING:  # orbax loads only where a checkpoint is read:
+    # `zoo predict --pretrained` starts faster without it
     from zoo.harness.trainer import Session
 
 

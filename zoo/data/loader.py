@@ -1,6 +1,6 @@
 """Which examples form each batch, and batches read from any split.
 
-Training order is a seeded grain shuffle that differs per epoch and is random-access, so
+Training order is a seeded shuffle that differs per epoch and is random-access, so
 a run resumed at global step `s` continues with exactly the batch it would have seen:
 the data position is derived from the step, never stored. So is every row's
 augmentation seed: (seed, step, row). In a multi-process run each process takes only its
@@ -41,22 +41,24 @@ class TrainOrder:
     def __init__(self, n: int, batch_size: int, *, seed: int, epoch: int,
                  buckets: np.ndarray | None = None):
         """`buckets`: each example's bucket (ints), or None for one shuffle of all."""
-        import grain  # here, not at the top: `zoo predict` reads split sizes, never batches
-
         self.n, self.batch_size, self.seed, self.epoch = n, batch_size, seed, epoch
         self.partial = n < batch_size
         if buckets is not None and not self.partial:
             self._batches = bucketed_batches(buckets, batch_size, seed=seed, epoch=epoch)
             return
-        order = grain.MapDataset.range(n).shuffle(seed=seed).repeat()[epoch * n:(epoch + 1) * n]
-        self._batches = order.batch(min(n, batch_size), drop_remainder=True)
+        # One permutation per epoch (8 bytes an example, 40 ms for a million), then a
+        # batch is a slice. grain's random-access shuffle cost 16 us of the main thread
+        # per example, 12% of a LeNet step (benchmarks/README.md).
+        size = min(n, batch_size)
+        rows = np.random.default_rng([seed, epoch]).permutation(n)
+        self._batches = rows[:n // size * size].reshape(-1, size)
 
     def __len__(self) -> int:
         return len(self._batches)
 
     def rows(self, i: int) -> np.ndarray:
         """The examples of batch `i` (all processes' rows; repeats not added)."""
-        return np.asarray(self._batches[i])
+        return self._batches[i]
 
     def request(self, split: str, i: int, rows: slice = slice(None), *, mask: bool = False,
                 augment: bool = False) -> Request:
@@ -66,8 +68,7 @@ class TrainOrder:
           mask: give the batch a "mask" even when all its rows are real.
           augment: give each row its generator's seed (seed, global step, row).
         """
-        indices = np.asarray(self._batches[i])  # by index: iterating would start grain's
-        real = None                             # prefetch threads, which contend with XLA's
+        indices, real = self._batches[i], None
         if self.partial:
             real = np.arange(self.batch_size) < len(indices)
             indices = np.resize(indices, self.batch_size)

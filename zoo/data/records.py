@@ -4,7 +4,7 @@ A record is one example, the task's own fields as they go into a batch: a 4-byte
 a JSON header of [field, dtype, shape] and the fields' raw bytes. Shards are ArrayRecord
 files (group size 1, each record zstd-compressed on its own), read by random access:
 `PackedSource` opens them lazily, in each worker. This module runs in the input
-workers, so it imports no JAX (nor grain, which does): `array_record`'s own reader.
+workers, so it imports no JAX: `array_record`'s own reader.
 """
 
 from __future__ import annotations
