@@ -77,6 +77,28 @@ def test_lenet_has_the_decks_layer_sizes():
     assert model.fc1.kernel.shape == (800, 500) and model.fc2.kernel.shape == (500, 10)
 
 
+@pytest.mark.parametrize("activation", ["relu", "gelu"])
+def test_lenet_pools_before_an_activation_that_commutes_with_it(activation):
+    """relu(max) is max(relu) bit for bit, so LeNet pools first; gelu does not commute."""
+    from zoo.models import LeNet
+
+    model = LeNet((16, 16, 1), 3, activation=activation, filters=(4, 6), hidden=8,
+                  rngs=nnx.Rngs(0))
+    assert model.pool_first == (activation == "relu")
+    x = jax.random.normal(jax.random.key(1), (2, 16, 16, 1))
+
+    def act_then_pool(m, x):
+        x = max_pool_2x2(m.act(m.conv1(x)))
+        x = max_pool_2x2(m.act(m.conv2(x)))
+        return m.act(m.fc1(x.reshape(x.shape[0], -1)))
+
+    assert jnp.array_equal(model.features(x), act_then_pool(model, x))
+    ours = nnx.grad(lambda m: jnp.sum(m.features(x) ** 2))(model)
+    theirs = nnx.grad(lambda m: jnp.sum(act_then_pool(m, x) ** 2))(model)
+    for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("num_classes", [0, 10])
 @pytest.mark.parametrize("shape", [(28, 28, 1), (32, 32, 3)])
 def test_dcgan_shapes_range_and_conditioning(num_classes, shape):
