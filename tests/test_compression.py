@@ -226,7 +226,7 @@ def _zoo(capsys, *args: str) -> str:
 def test_prune_and_share_keeps_accuracy_through_eval_and_predict(trained_lenet, tmp_path, capsys):
     out = tmp_path / "small"
     printed = _zoo(capsys, "compress", "classification", "--workdir", str(trained_lenet),
-                   "--prune", "0.75", "--quantize", "kmeans:4", "--finetune-epochs", "1",
+                   "--prune", "0.75", "--quantize", "kmeans:4", "--finetune-epochs", "2",
                    "--out", str(out))
     assert "file on disk" in printed
     report = _report(out)

@@ -7,6 +7,7 @@ reference is one uninterrupted run; interrupted runs must end bitwise equal to i
 import contextlib
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -104,7 +105,8 @@ def test_full_disk_while_saving_keeps_the_previous_checkpoint(tmp_path):
     assert (out / "rc1").read_text().strip() == "2", err
     assert err.startswith("zoo: error: disk full") and "intact" in err, err
     assert len(err.strip().splitlines()) == 1, err
-    intact = int(err.split("checkpoint latest/")[1].split()[0])
+    # "disk full while saving checkpoint latest/124 ...; checkpoint latest/62 is intact"
+    intact = int(re.search(r"checkpoint latest/(\d+) is intact", err).group(1))
     assert intact in checkpoint_steps(out / "after-full")
     verify(out / "after-full" / "checkpoints" / "latest" / str(intact))
     assert (out / "rc2").read_text().strip() == "0", (out / "err2").read_text()
