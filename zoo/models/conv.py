@@ -232,7 +232,8 @@ def forward_by_matmul(geometry: Geometry, input_shape: Sequence[int],
     kh, kw, cin_group, cout = kernel_shape
     n, h, w, _ = input_shape
     (top, bottom), (left, right) = geometry.padding
-    rows_bytes = n * (h + top + bottom) * (w + left + right) * kh * cout * 4  # [N, H, OW <= W, KH, Cout]
+    # The matmul's output [N, H, OW, KH, Cout], OW at most the padded width:
+    rows_bytes = n * (h + top + bottom) * (w + left + right) * kh * cout * 4
     return (geometry.strides == (1, 1) and kh * kw >= MIN_TAPS_AT_ONCE
             and cin_group >= MIN_FORWARD_CHANNELS and rows_bytes <= MAX_COLUMNS_BYTES)
 
@@ -263,6 +264,7 @@ def matmul_forward(geometry: Geometry, lhs: jax.Array, rhs: jax.Array) -> jax.Ar
         rows = product("nyxjgc,ijcgo->nyxigo", views.reshape(n, height, ow, kw, groups, -1),
                        rhs.reshape(kh, kw, cin_group, groups, -1))
     rows = rows.reshape(n, height, ow, kh, cout)
-    out = sum(lax.slice(rows, (0, i * dh, 0, i, 0), (n, i * dh + (oh - 1) * sh + 1, ow, i + 1, cout),
-                        (1, sh, 1, 1, 1)) for i in range(kh))
+    out = sum(lax.slice(rows, (0, i * dh, 0, i, 0),
+                        (n, i * dh + (oh - 1) * sh + 1, ow, i + 1, cout), (1, sh, 1, 1, 1))
+              for i in range(kh))
     return out.reshape(n, oh, ow, cout).astype(jnp.result_type(lhs, rhs))
