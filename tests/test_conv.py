@@ -44,11 +44,15 @@ def _inputs(x_shape, k_shape, dtype=jnp.float32):
             jnp.asarray(rng.standard_normal(k_shape), dtype))
 
 
+def _convolve(fn, x, k, strides, padding, dilation, groups):
+    return fn(x, k, strides, padding, rhs_dilation=dilation, dimension_numbers=NHWC,
+              feature_group_count=groups)
+
+
 def _loss(fn, strides, padding, dilation, groups):
     """A loss whose output gradient differs everywhere, so every weight is checked."""
     def loss(x, k):
-        y = fn(x, k, strides, padding, rhs_dilation=dilation, dimension_numbers=NHWC,
-               feature_group_count=groups).astype(jnp.float32)
+        y = _convolve(fn, x, k, strides, padding, dilation, groups).astype(jnp.float32)
         weights = jnp.sin(jnp.arange(y.size, dtype=jnp.float32)).reshape(y.shape)
         return jnp.sum(weights * y * y) / y.size
     return loss
@@ -111,12 +115,8 @@ def test_the_matmul_forward_agrees_and_evaluation_stays_xlas(name, x_shape, k_sh
     (value, grads), (ref_value, ref_grads) = _value_and_gradients(x, k, *args)
     assert value == pytest.approx(float(ref_value), rel=1e-5)
     _assert_gradients_agree(grads, ref_grads)
-    forward = jax.jit(lambda x, k: conv.conv_general_dilated(
-        x, k, strides, padding, rhs_dilation=dilation, dimension_numbers=NHWC,
-        feature_group_count=groups))
-    reference = lax.conv_general_dilated(x, k, strides, padding, rhs_dilation=dilation,
-                                         dimension_numbers=NHWC, feature_group_count=groups)
-    assert jnp.array_equal(forward(x, k), reference)
+    evaluated = jax.jit(lambda x, k: _convolve(conv.conv_general_dilated, x, k, *args))(x, k)
+    assert jnp.array_equal(evaluated, _convolve(lax.conv_general_dilated, x, k, *args))
 
 
 @pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])

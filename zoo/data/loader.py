@@ -41,7 +41,7 @@ class TrainOrder:
     def __init__(self, n: int, batch_size: int, *, seed: int, epoch: int,
                  buckets: np.ndarray | None = None):
         """`buckets`: each example's bucket (ints), or None for one shuffle of all."""
-        self.n, self.batch_size, self.seed, self.epoch = n, batch_size, seed, epoch
+        self.batch_size, self.seed, self.epoch = batch_size, seed, epoch
         self.partial = n < batch_size
         if buckets is not None and not self.partial:
             self._batches = bucketed_batches(buckets, batch_size, seed=seed, epoch=epoch)

@@ -84,6 +84,19 @@ def _plain(geometry: Geometry, lhs: jax.Array, rhs: jax.Array) -> jax.Array:
                                     precision=geometry.precision)
 
 
+def _pad_spatial(x: jax.Array, padding: Sequence[tuple[int, int]]) -> jax.Array:
+    """`x` (NHWC) with (low, high) zeros on its two spatial axes; negative crops."""
+    (top, bottom), (left, right) = padding
+    return lax.pad(x, jnp.zeros((), x.dtype),
+                   [(0, 0, 0), (top, bottom, 0), (left, right, 0), (0, 0, 0)])
+
+
+def _product(geometry: Geometry):
+    """`jnp.einsum` at the layer's precision, accumulating in float32."""
+    return functools.partial(jnp.einsum, precision=geometry.precision,
+                             preferred_element_type=jnp.float32)
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
 def _conv(geometry: Geometry, lhs: jax.Array, rhs: jax.Array) -> jax.Array:
     return _plain(geometry, lhs, rhs)
@@ -151,8 +164,7 @@ def input_gradient(geometry: Geometry, grad: jax.Array, rhs: jax.Array,
     _, oh, ow, cout = grad.shape
     kh, kw, cin_group, _ = rhs.shape
     groups, (sh, sw), (dh, dw) = geometry.groups, geometry.strides, geometry.dilation
-    product = functools.partial(jnp.einsum, precision=geometry.precision,
-                                preferred_element_type=jnp.float32)
+    product = _product(geometry)
     if groups == 1:  # a group axis of one would make XLA copy both operands
         columns = product("nyxo,tco->nyxtc", grad, rhs.reshape(kh * kw, cin, cout))
     else:
@@ -164,7 +176,7 @@ def input_gradient(geometry: Geometry, grad: jax.Array, rhs: jax.Array,
                         [(0, 0, 0), (i * dh, height - i * dh - (oh - 1) * sh - 1, sh - 1),
                          (j * dw, width - j * dw - (ow - 1) * sw - 1, sw - 1), (0, 0, 0)])
                 for i in range(kh) for j in range(kw))
-    return lax.pad(total, zero, [(0, 0, 0), (-top, -bottom, 0), (-left, -right, 0), (0, 0, 0)])
+    return _pad_spatial(total, [(-top, -bottom), (-left, -right)])
 
 
 # The weight gradient takes all taps in one matmul where the kernel has this many or more
@@ -187,9 +199,7 @@ def weight_gradient(geometry: Geometry, lhs: jax.Array, grad: jax.Array,
     from NHWC, XLA copied each row's patches to transpose them: 1.1-2.4x slower,
     benchmarks/README.md).
     """
-    (top, bottom), (left, right) = geometry.padding
-    padded = lax.pad(lhs, jnp.zeros((), lhs.dtype),
-                     [(0, 0, 0), (top, bottom, 0), (left, right, 0), (0, 0, 0)])
+    padded = _pad_spatial(lhs, geometry.padding)
     n, oh, ow, cout = grad.shape
     kh, kw, cin_group, _ = kernel_shape
     groups, (sh, sw), (dh, dw) = geometry.groups, geometry.strides, geometry.dilation
@@ -246,9 +256,7 @@ def matmul_forward(geometry: Geometry, lhs: jax.Array, rhs: jax.Array) -> jax.Ar
     kernel row i's share of input row y + i (strides and dilation as slice steps). Its
     result equals XLA's to float32 rounding, not bit for bit.
     """
-    (top, bottom), (left, right) = geometry.padding
-    padded = lax.pad(lhs, jnp.zeros((), lhs.dtype),
-                     [(0, 0, 0), (top, bottom, 0), (left, right, 0), (0, 0, 0)])
+    padded = _pad_spatial(lhs, geometry.padding)
     n, height, width, cin = padded.shape
     kh, kw, cin_group, cout = rhs.shape
     groups, (sh, sw), (dh, dw) = geometry.groups, geometry.strides, geometry.dilation
@@ -256,8 +264,7 @@ def matmul_forward(geometry: Geometry, lhs: jax.Array, rhs: jax.Array) -> jax.Ar
     views = jnp.stack([lax.slice(padded, (0, 0, j * dw, 0),
                                  (n, height, j * dw + (ow - 1) * sw + 1, cin), (1, 1, sw, 1))
                        for j in range(kw)], axis=3)  # [N, H, OW, KW, Cin]
-    product = functools.partial(jnp.einsum, precision=geometry.precision,
-                                preferred_element_type=jnp.float32)
+    product = _product(geometry)
     if groups == 1:
         rows = product("nyxjc,ijco->nyxio", views, rhs)
     else:
