@@ -203,8 +203,8 @@ def weight_gradient(geometry: Geometry, lhs: jax.Array, grad: jax.Array,
     n, oh, ow, cout = grad.shape
     kh, kw, cin_group, _ = kernel_shape
     groups, (sh, sw), (dh, dw) = geometry.groups, geometry.strides, geometry.dilation
-    all_at_once = (kh * kw >= MIN_TAPS_AT_ONCE and _all_taps_bytes(geometry, grad.shape,
-                                                                   kernel_shape) <= MAX_PATCHES_BYTES)
+    all_at_once = (kh * kw >= MIN_TAPS_AT_ONCE
+                   and _all_taps_bytes(geometry, grad.shape, kernel_shape) <= MAX_PATCHES_BYTES)
     rows_at_once = kh if all_at_once else 1
     channels = jnp.transpose(padded, (3, 0, 1, 2)).reshape(groups, cin_group, n,
                                                            *padded.shape[1:3])
