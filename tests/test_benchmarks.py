@@ -3,11 +3,14 @@
 import importlib.util
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
 
-from benchmarks import extras, int8_inference, layer_ops, nan_guard, report, train_throughput
+from benchmarks import (extras, int8_inference, layer_ops, nan_guard, report, step_costs,
+                        train_throughput)
+from zoo.models import conv
 
 
 @pytest.mark.slow  # ~40 CPU-s: compiles every peer; benchmarks run on demand
@@ -82,6 +85,31 @@ def test_layer_ops_times_every_layer_every_way(capsys):
         for cell in (forward, weights) + (() if "not needed" in inputs else (inputs,)):
             assert all(float(part) > 0 for part in cell.split("/")), row
     assert "conv1" in rows[0] and "not needed" in rows[0]  # a first layer's input gradient
+
+
+def test_step_costs_time_the_parts_the_model_has(capsys):
+    assert step_costs.main(["--model", "lenet", "--batch-size", "8", "--rounds", "1",
+                            "--steps", "1"]) == 0
+    rows = [line.split("|")[1:5] for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| ") and not line.startswith("| variant")]
+    # LeNet's two convolutions have more than 16 channels, no stride and no batch norm:
+    assert [(name.strip(), layers.strip()) for name, layers, _, _ in rows] == [
+        ("whole step", ""), ("conv weight gradients", "2"), ("conv input gradients", "2"),
+        ("whole step, compiled again", "")]
+    assert all(float(ms) > 0 for _, _, ms, _ in rows)
+
+
+def test_a_left_out_gradient_is_zero_only_while_left_out():
+    x, kernel = jnp.ones((2, 8, 8, 3)), jnp.ones((3, 3, 3, 4))
+
+    def loss(kernel):
+        return conv.conv_general_dilated(x, kernel, (1, 1), "SAME",
+                                         dimension_numbers=("NHWC", "HWIO", "NHWC")).sum()
+
+    replaced = []
+    with step_costs.without("conv weight gradients", replaced):
+        assert not jnp.any(jax.grad(loss)(kernel))
+    assert replaced == [1] and bool(jnp.all(jax.grad(loss)(kernel) > 0))
 
 
 def test_int8_inference_runs_on_integer_codes_and_agrees_with_fake_quant():

@@ -6,6 +6,7 @@ harness, no data pipeline beyond cycling through pre-made device batches.
 """
 
 import time
+from collections.abc import Callable
 
 import jax
 import optax
@@ -15,7 +16,9 @@ from benchmarks.timing import Throughput, measure
 from zoo.data import loader
 
 
-def train(workload, *, steps_per_window, windows) -> Throughput:
+def compile_step(workload) -> tuple[float, Callable[[int], None]]:
+    """The step compiled for `workload`'s model, and `run(k)`: k steps over its batches,
+    then wait for the state. Compile seconds first."""
     task, batch_size = workload.task, workload.task.config.train.batch_size
     net = task.build_model(workload.info, nnx.Rngs(0))
     optimizer = nnx.Optimizer(net, optax.adam(1e-3), wrt=nnx.Param)
@@ -43,5 +46,11 @@ def train(workload, *, steps_per_window, windows) -> Throughput:
             holder["i"] += 1
         jax.block_until_ready(holder["state"])
 
-    return measure("bare jax.jit", workload.model, batch_size, run, compile_seconds=compile_seconds,
-                   steps_per_window=steps_per_window, windows=windows)
+    return compile_seconds, run
+
+
+def train(workload, *, steps_per_window, windows) -> Throughput:
+    compile_seconds, run = compile_step(workload)
+    return measure("bare jax.jit", workload.model, workload.task.config.train.batch_size, run,
+                   compile_seconds=compile_seconds, steps_per_window=steps_per_window,
+                   windows=windows)
