@@ -18,6 +18,7 @@ import json
 import os
 import resource
 import shlex
+import statistics
 import subprocess
 import sys
 import time
@@ -134,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
                 runs.setdefault(peer, []).append(row)
                 print(report.row_line(row, time.perf_counter() - t0), flush=True)
         rows.extend(_median_process(peer_runs) for peer_runs in runs.values())
+        for line in _paired_ratios(list(runs.values())):
+            print(f"{model}  {line}", flush=True)
     sections = {"training": rows, "load": (load_before, os.getloadavg()[0])}
     if args.all:
         sections["extras"] = extras.measure_all(args.batch_size or workloads.BATCH_SIZES["lenet"])
@@ -155,6 +158,23 @@ def _median_process(runs: list[dict]) -> dict:
         row["note"] = (f"median of {len(measured)} processes "
                        f"({measured[0]['median']:,.0f}-{measured[-1]['median']:,.0f})")
     return row
+
+
+def _paired_ratios(runs: list[list[dict]]) -> list[str]:
+    """The first peer's throughput over each other peer's, by their median processes and
+    round by round: a round's processes run back to back and share the machine's state,
+    which drifts by 10-30% within minutes (benchmarks/README.md)."""
+    measured = [peer_runs for peer_runs in runs if all("error" not in r for r in peer_runs)]
+    if len(measured) < 2 or len(measured[0]) < 2:
+        return []
+    first, lines = measured[0], []
+    for other in measured[1:]:
+        rounds = [a["median"] / b["median"] for a, b in zip(first, other)]
+        overall = _median_process(first)["median"] / _median_process(other)["median"]
+        lines.append(f"{first[0]['peer']} / {other[0]['peer']}: {overall:.2f} by the median "
+                     f"processes; by rounds {', '.join(f'{r:.2f}' for r in rounds)} "
+                     f"(median {statistics.median(rounds):.2f})")
+    return lines
 
 
 def _batch(args, model: str) -> int:

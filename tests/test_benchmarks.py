@@ -38,6 +38,18 @@ def test_rounds_report_the_median_process_and_the_spread():
     assert train_throughput._median_process(skipped) == skipped[0]
 
 
+def test_peers_are_compared_round_by_round():
+    def runs(peer, medians):
+        return [{"peer": peer, "model": "lenet", "median": m, "windows": [m]} for m in medians]
+
+    zoo, torch = runs("zoo harness", (400.0, 600.0, 500.0)), runs("pytorch eager", (500.0, 500.0, 1000.0))
+    skipped = [{"peer": "keras 3 (jax) fit", "model": "lenet", "error": "not installed"}]
+    assert train_throughput._paired_ratios([zoo, skipped, torch]) == [
+        "zoo harness / pytorch eager: 1.00 by the median processes; by rounds 0.80, 1.20, 0.50 "
+        "(median 0.80)"]
+    assert train_throughput._paired_ratios([zoo[:1], torch[:1]]) == []  # one round: the row says it
+
+
 def test_extras_measure_something_real():
     assert extras.matmul_peak(n=64, repeats=2) > 0
     latency = extras.inference_latency("lenet", requests=3)
