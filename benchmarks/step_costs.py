@@ -51,20 +51,12 @@ PARTS = {
 def without(name: str, replaced: list[int]) -> Iterator[None]:
     """Steps traced inside leave out the part `name`; `replaced` counts the layers it hit."""
     part = PARTS[name]
-    if part is None:
-        original = nnx.BatchNorm.__call__
+    with _affine_batch_norm(replaced) if part is None else _left_out(part, replaced):
+        yield
 
-        def affine(self, x, use_running_average=None, *, mask=None):
-            replaced.append(1)
-            return x * self.scale[...] + self.bias[...]
 
-        nnx.BatchNorm.__call__ = affine
-        try:
-            yield
-        finally:
-            nnx.BatchNorm.__call__ = original
-        return
-
+@contextlib.contextmanager
+def _left_out(part: Part, replaced: list[int]) -> Iterator[None]:
     def backward(geometry, residuals, grad):
         lhs, rhs = residuals
         d_input, d_kernel = conv._conv_backward(geometry, residuals, grad)
@@ -81,6 +73,22 @@ def without(name: str, replaced: list[int]) -> Iterator[None]:
         yield
     finally:
         conv._conv.defvjp(conv._conv_forward, conv._conv_backward)
+
+
+@contextlib.contextmanager
+def _affine_batch_norm(replaced: list[int]) -> Iterator[None]:
+    original = nnx.BatchNorm.__call__
+
+    def affine(self, x, use_running_average=None, *, mask=None):
+        replaced.append(1)
+        features = (1,) * (x.ndim - 1) + (-1,)
+        return x * self.scale[...].reshape(features) + self.bias[...].reshape(features)
+
+    nnx.BatchNorm.__call__ = affine
+    try:
+        yield
+    finally:
+        nnx.BatchNorm.__call__ = original
 
 
 def step_costs(model: str, batch_size: int, rounds: int, steps: int) -> list[tuple[str, int | None, float]]:

@@ -122,6 +122,10 @@ def test_a_left_out_gradient_is_zero_only_while_left_out():
     with step_costs.without("conv weight gradients", replaced):
         assert not jnp.any(jax.grad(loss)(kernel))
     assert replaced == [1] and bool(jnp.all(jax.grad(loss)(kernel) > 0))
+    norm, x = nnx.BatchNorm(3, rngs=nnx.Rngs(0)), jnp.arange(24.0).reshape(2, 4, 3)
+    with step_costs.without("batch norm statistics", replaced):
+        np.testing.assert_array_equal(norm(x), x)  # scale 1, bias 0: no statistics taken
+    assert abs(float(norm(x).mean())) < 1e-5  # normalized again outside
 
 
 def test_int8_inference_runs_on_integer_codes_and_agrees_with_fake_quant():
