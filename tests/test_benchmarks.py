@@ -99,6 +99,7 @@ def test_layer_ops_times_every_layer_every_way(capsys):
     assert "conv1" in rows[0] and "not needed" in rows[0]  # a first layer's input gradient
 
 
+@pytest.mark.slow  # ~20 CPU-s: compiles LeNet's step four times; the stand-ins are tested below
 def test_step_costs_time_the_parts_the_model_has(capsys):
     assert step_costs.main(["--model", "lenet", "--batch-size", "8", "--rounds", "1",
                             "--steps", "1"]) == 0
