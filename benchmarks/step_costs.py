@@ -112,6 +112,7 @@ def step_costs(model: str, batch_size: int, rounds: int, steps: int) -> list[tup
 
 
 def table(rows: list[tuple[str, int | None, float]]) -> list[str]:
+    """Markdown rows: each variant's time, and what its part costs against the whole step."""
     whole = rows[0][2]
     lines = ["| variant | layers | ms per step | the part costs |", "|---|---|---|---|"]
     for name, count, ms in rows:

@@ -112,7 +112,7 @@ def test_step_costs_time_the_parts_the_model_has(capsys):
     assert all(float(ms) > 0 for _, _, ms, _ in rows)
 
 
-def test_a_left_out_gradient_is_zero_only_while_left_out():
+def test_a_left_out_part_is_gone_only_while_left_out():
     x, kernel = jnp.ones((2, 8, 8, 3)), jnp.ones((3, 3, 3, 4))
 
     def loss(kernel):
