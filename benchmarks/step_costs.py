@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import statistics
 import time
 from collections.abc import Callable, Iterator
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -31,38 +31,17 @@ from zoo.models import conv
 from zoo_hardware import allocator
 
 
-class Part(NamedTuple):
-    """A convolution gradient left out of the layers `applies` to (geometry, kernel shape)."""
-
-    gradient: str  # "weight" or "input"
-    applies: Callable[[conv.Geometry, tuple[int, ...]], bool]
-
-
-PARTS = {
-    "conv weight gradients": Part("weight", lambda g, k: True),
-    "conv weight gradients, <= 16 channels": Part("weight", lambda g, k: max(k[2:]) <= 16),
-    "conv input gradients": Part("input", lambda g, k: True),
-    "conv input gradients, strided": Part("input", lambda g, k: g.strides != (1, 1)),
-    "batch norm statistics": None,  # BatchNorm as its scale and bias alone
-}
-
-
 @contextlib.contextmanager
-def without(name: str, replaced: list[int]) -> Iterator[None]:
-    """Steps traced inside leave out the part `name`; `replaced` counts the layers it hit."""
-    part = PARTS[name]
-    with _affine_batch_norm(replaced) if part is None else _left_out(part, replaced):
-        yield
-
-
-@contextlib.contextmanager
-def _left_out(part: Part, replaced: list[int]) -> Iterator[None]:
+def _left_out(gradient: str, applies: Callable[[conv.Geometry, tuple[int, ...]], bool],
+              replaced: list[int]) -> Iterator[None]:
+    """The convolutions' `gradient` ("weight" or "input") left out of the layers `applies`
+    to (geometry, kernel shape)."""
     def backward(geometry, residuals, grad):
         lhs, rhs = residuals
         d_input, d_kernel = conv._conv_backward(geometry, residuals, grad)
-        if part.applies(geometry, rhs.shape):
+        if applies(geometry, rhs.shape):
             replaced.append(1)
-            if part.gradient == "weight":
+            if gradient == "weight":
                 d_kernel = jnp.zeros_like(d_kernel)
             else:  # still waits for the output gradient, as the real one does
                 d_input = lhs * (1e-6 * grad[0, 0, 0, 0])
@@ -91,15 +70,33 @@ def _affine_batch_norm(replaced: list[int]) -> Iterator[None]:
         nnx.BatchNorm.__call__ = original
 
 
+# Each part: a context manager factory taking the list that counts the layers it hits.
+PARTS = {
+    "conv weight gradients": functools.partial(_left_out, "weight", lambda g, k: True),
+    "conv weight gradients, <= 16 channels": functools.partial(
+        _left_out, "weight", lambda g, k: max(k[2:]) <= 16),
+    "conv input gradients": functools.partial(_left_out, "input", lambda g, k: True),
+    "conv input gradients, strided": functools.partial(
+        _left_out, "input", lambda g, k: g.strides != (1, 1)),
+    "batch norm statistics": _affine_batch_norm,  # BatchNorm as its scale and bias alone
+}
+WHOLE = ("whole step", "whole step, compiled again")
+
+
+def without(name: str, replaced: list[int]) -> contextlib.AbstractContextManager:
+    """Steps traced inside leave out the part `name`; `replaced` counts the layers it hit."""
+    return PARTS[name](replaced)
+
+
 def step_costs(model: str, batch_size: int, rounds: int, steps: int) -> list[tuple[str, int | None, float]]:
     """(variant, layers replaced, median ms per step) for the whole step twice and each part."""
     workload = workloads.load(model, batch_size)
     runs, layers = {}, {}
-    for name in ("whole step", *PARTS, "whole step, compiled again"):
+    for name in (WHOLE[0], *PARTS, WHOLE[1]):
         replaced: list[int] = []
-        with contextlib.nullcontext() if name.startswith("whole") else without(name, replaced):
+        with contextlib.nullcontext() if name in WHOLE else without(name, replaced):
             _, run = bare_jax.compile_step(workload)
-        if replaced or name.startswith("whole"):
+        if replaced or name in WHOLE:
             run(1)
             runs[name], layers[name] = run, (len(replaced) if replaced else None)
     times = {name: [] for name in runs}
@@ -116,7 +113,7 @@ def table(rows: list[tuple[str, int | None, float]]) -> list[str]:
     whole = rows[0][2]
     lines = ["| variant | layers | ms per step | the part costs |", "|---|---|---|---|"]
     for name, count, ms in rows:
-        cost = "" if name.startswith("whole") else f"{whole - ms:.1f} ms ({(whole - ms) / whole:.0%})"
+        cost = "" if name in WHOLE else f"{whole - ms:.1f} ms ({(whole - ms) / whole:.0%})"
         lines.append(f"| {name} | {count if count is not None else ''} | {ms:.1f} | {cost} |")
     return lines
 
