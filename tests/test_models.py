@@ -2,6 +2,7 @@
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 import numpy as np
 import pytest
 from flax import nnx
@@ -74,22 +75,30 @@ def test_every_classifier_maps_images_to_logits_with_finite_gradients(name, shap
 def test_lenet_has_the_decks_layer_sizes():
     model = nnx.eval_shape(lambda: create_classifier("lenet", (28, 28, 1), 10, rngs=nnx.Rngs(0)))
     assert model.conv1.kernel.shape == (5, 5, 1, 20) and model.conv2.kernel.shape == (5, 5, 20, 50)
+    assert model.conv1.bias.shape == (20,) and model.conv2.bias.shape == (50,)
     assert model.fc1.kernel.shape == (800, 500) and model.fc2.kernel.shape == (500, 10)
 
 
 @pytest.mark.parametrize("activation", ["relu", "gelu"])
 def test_lenet_pools_before_an_activation_that_commutes_with_it(activation):
-    """relu(max) is max(relu) bit for bit, so LeNet pools first; gelu does not commute."""
+    """relu(max(x) + b) is max(relu(x + b)) bit for bit, so LeNet pools before adding the
+    bias and activating; gelu does not commute."""
     from zoo.models import LeNet
 
     model = LeNet((16, 16, 1), 3, activation=activation, filters=(4, 6), hidden=8,
                   rngs=nnx.Rngs(0))
     assert model.pool_first == (activation == "relu")
+    for i, layer in enumerate((model.conv1, model.conv2)):  # initialised to zero
+        layer.bias.value = jax.random.normal(jax.random.key(2 + i), layer.bias.shape)
     x = jax.random.normal(jax.random.key(1), (2, 16, 16, 1))
 
+    def conv(layer, x):  # the textbook layer: convolution plus bias
+        return lax.conv_general_dilated(x, layer.kernel[...], (1, 1), "VALID",
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC")) + layer.bias[...].reshape(1, 1, 1, -1)
+
     def act_then_pool(m, x):
-        x = max_pool_2x2(m.act(m.conv1(x)))
-        x = max_pool_2x2(m.act(m.conv2(x)))
+        x = max_pool_2x2(m.act(conv(m.conv1, x)))
+        x = max_pool_2x2(m.act(conv(m.conv2, x)))
         return m.act(m.fc1(x.reshape(x.shape[0], -1)))
 
     assert jnp.array_equal(model.features(x), act_then_pool(model, x))
