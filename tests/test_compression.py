@@ -313,7 +313,8 @@ def test_lenet_beats_deep_compression_within_half_a_point(tmp_path):
     zoo_cli("run", "classification", "--workdir", str(source), "--quiet", check=True, timeout=1200)
     zoo_cli("compress", "classification", "--workdir", str(source), "--prune", "0.92",
             "--prune-layers", "conv1=0.25,conv2=0.7,fc2=0.75", "--quantize", "kmeans:5",
-            "--finetune-epochs", "8", "--out", str(tmp_path / "small"), check=True, timeout=1200)
+            "--finetune-epochs", "8", "--finetune-lr", "2e-3", "--out", str(tmp_path / "small"),
+            check=True, timeout=1200)
     report = _report(tmp_path / "small")
     assert report["total"]["ratio"] >= 40 and report["drop_points"] <= 0.5
     zoo_cli("compress", "classification", "--workdir", str(source), "--quantize", "int8",

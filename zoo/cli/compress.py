@@ -10,7 +10,7 @@ from zoo.cli.common import (add_device, add_pretrained, add_workdir, check_outpu
 
 EXAMPLES = """examples:
   zoo compress classification --workdir runs/cls --prune 0.92 --quantize kmeans:5 \\
-      --prune-layers conv1=0.25,conv2=0.7,fc2=0.75 --finetune-epochs 8 \\
+      --prune-layers conv1=0.25,conv2=0.7,fc2=0.75 --finetune-epochs 8 --finetune-lr 2e-3 \\
       --out runs/cls-small     Deep Compression: prune, share, encode (README recipe)
   python -m benchmarks.prune_sensitivity classification --workdir runs/cls
                            which layers can lose how many weights (for --prune-layers)
