@@ -93,8 +93,9 @@ def test_lenet_pools_before_an_activation_that_commutes_with_it(activation):
     x = jax.random.normal(jax.random.key(1), (2, 16, 16, 1))
 
     def conv(layer, x):  # the textbook layer: convolution plus bias
-        return lax.conv_general_dilated(x, layer.kernel[...], (1, 1), "VALID",
-                                        dimension_numbers=("NHWC", "HWIO", "NHWC")) + layer.bias[...].reshape(1, 1, 1, -1)
+        y = lax.conv_general_dilated(x, layer.kernel[...], (1, 1), "VALID",
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        return y + layer.bias[...].reshape(1, 1, 1, -1)
 
     def act_then_pool(m, x):
         x = max_pool_2x2(m.act(conv(m.conv1, x)))

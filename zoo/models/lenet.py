@@ -23,10 +23,10 @@ class LeNet(nnx.Module):
     min_input_size = 16  # two VALID 5x5 convolutions, each followed by a 2x2 pool
     # Piecewise linear and non-decreasing, so max pooling commutes with them bit for bit:
     # pooled first, the activation and its gradient run on a quarter of the pixels (the
-    # train step 0.93-0.955x, benchmarks/README.md). So does adding a channel's bias (a
-    # rounded sum is non-decreasing in each term): the convolutions then leave their bias
-    # to after the pool (0.95-0.97x), and it stays their parameter, where checkpoints
-    # and hub files have it.
+    # train step 0.93-0.955x, benchmarks/README.md). It commutes with adding a channel's
+    # bias too (a rounded sum is non-decreasing in each term), so the convolutions leave
+    # their bias to after the pool (0.95-0.97x); it stays their parameter, where
+    # checkpoints and hub files have it.
     POOL_FIRST = frozenset({"relu", "leaky_relu", "identity"})
 
     def __init__(self, input_shape: Sequence[int], num_classes: int, *,
