@@ -168,9 +168,10 @@ def _paired_ratios(runs: list[list[dict]]) -> list[str]:
     if len(measured) < 2 or len(measured[0]) < 2:
         return []
     first, lines = measured[0], []
+    first_median = _median_process(first)["median"]
     for other in measured[1:]:
         rounds = [a["median"] / b["median"] for a, b in zip(first, other)]
-        overall = _median_process(first)["median"] / _median_process(other)["median"]
+        overall = first_median / _median_process(other)["median"]
         lines.append(f"{first[0]['peer']} / {other[0]['peer']}: {overall:.2f} by the median "
                      f"processes; by rounds {', '.join(f'{r:.2f}' for r in rounds)} "
                      f"(median {statistics.median(rounds):.2f})")
