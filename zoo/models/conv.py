@@ -211,11 +211,15 @@ def weight_gradient(geometry: Geometry, lhs: jax.Array, grad: jax.Array,
     g = jnp.transpose(grad.reshape(-1, groups, cout // groups), (1, 0, 2))  # [G, pixels, Cout/G]
     blocks = []
     for first in range(0, kh, rows_at_once):
-        windows = [lax.slice(channels, (0, 0, 0, i * dh, j * dw),
-                             (groups, cin_group, n, i * dh + (oh - 1) * sh + 1,
-                              j * dw + (ow - 1) * sw + 1), (1, 1, 1, sh, sw))
-                   for i in range(first, first + rows_at_once) for j in range(kw)]
-        patches = jnp.stack(windows, axis=1).reshape(groups, len(windows) * cin_group, -1)
+        rows = [jnp.stack([lax.slice(channels, (0, 0, 0, i * dh, j * dw),
+                                     (groups, cin_group, n, i * dh + (oh - 1) * sh + 1,
+                                      j * dw + (ow - 1) * sw + 1), (1, 1, 1, sh, sw))
+                           for j in range(kw)], axis=1)  # [G, KW, Cin/G, N, OH, OW]
+                for i in range(first, first + rows_at_once)]
+        # Stacked row by row, then the rows on a new axis: XLA's CPU fusion takes no
+        # concatenation of more than 8 operands (and merges nested ones along one axis),
+        # so 25 windows stacked at once were 25 copies and a concatenation, not one pass.
+        patches = jnp.stack(rows, axis=1).reshape(groups, rows_at_once * kw * cin_group, -1)
         block = lax.dot_general(patches, g, (((2,), (1,)), ((0,), (0,))),  # [G, taps*Cin/G, Cout/G]
                                 precision=geometry.precision,
                                 preferred_element_type=jnp.float32)
