@@ -179,6 +179,23 @@ def test_the_unused_input_gradient_of_a_first_layer_is_never_computed():
     assert weight_only.count("convolution(") == 1 and both.count("convolution(") == 2
 
 
+@pytest.mark.parametrize("count", [1, 5, 9, 11, 16, 25, 49, 256])
+def test_stacks_in_one_pass_keep_jnp_stacks_order(count):
+    arrays = [jnp.arange(6, dtype=jnp.float32).reshape(2, 3) + 10 * i for i in range(count)]
+    for axis in (0, 1, 2):
+        np.testing.assert_array_equal(conv.stack_in_one_pass(arrays, axis),
+                                      jnp.stack(arrays, axis))
+
+
+def test_large_kernels_weight_patches_are_built_in_one_pass():
+    """25 windows in one stack would be 25 copies and a concatenation XLA leaves unfused."""
+    x, k = _inputs((2, 12, 12, 4), (5, 5, 4, 6))
+    loss = _loss(conv.conv_general_dilated, (1, 1), "VALID", (1, 1), 1)
+    hlo = jax.jit(jax.grad(loss, 1)).lower(x, k).compile().as_text()
+    entry = hlo[hlo.index("\nENTRY "):]
+    assert "concatenate(" in hlo and "concatenate(" not in entry
+
+
 def test_other_backends_get_xlas_own_gradient(monkeypatch):
     x, k = _inputs((2, 8, 8, 4), (3, 3, 4, 6))
     loss = _loss(conv.conv_general_dilated, (1, 1), "SAME", (1, 1), 1)

@@ -179,6 +179,30 @@ def input_gradient(geometry: Geometry, grad: jax.Array, rhs: jax.Array,
     return _pad_spatial(total, [(-top, -bottom), (-left, -right)])
 
 
+# XLA's CPU fusion takes no concatenation of more than this many operands.
+MAX_FUSED_OPERANDS = 8
+
+
+def stack_in_one_pass(arrays: Sequence[jax.Array], axis: int) -> jax.Array:
+    """`jnp.stack(arrays, axis)`, written so that XLA's CPU backend builds it in one pass.
+
+    A stack of more than `MAX_FUSED_OPERANDS` slices is left unfused: each slice copied,
+    then all of them copied again (and nested stacks along one axis are merged back into
+    one). Stacked in equal groups of at most that many, the groups on a new axis, and the
+    two axes merged, it is one loop fusion: LeNet's 25 weight-gradient windows made the
+    train step 1.08-1.09x faster (benchmarks/README.md). Counts with no such factor
+    (a prime above it) stay one stack.
+    """
+    count = len(arrays)
+    group = next((g for g in range(MAX_FUSED_OPERANDS, 1, -1) if count % g == 0), count)
+    if count <= MAX_FUSED_OPERANDS or group == count:
+        return jnp.stack(arrays, axis)
+    groups = stack_in_one_pass([jnp.stack(arrays[k:k + group], axis)
+                                for k in range(0, count, group)], axis)
+    shape = groups.shape
+    return groups.reshape(*shape[:axis], count, *shape[axis + 2:])
+
+
 # The weight gradient takes all taps in one matmul where the kernel has this many or more
 # and their patches fit the bytes below (LeNet's 5x5 and the DCGAN's 4x4 layers: whole
 # steps 0.91-0.98x and 0.86-0.90x); per kernel row otherwise (ResNet-14's and the U-Net's
@@ -211,15 +235,11 @@ def weight_gradient(geometry: Geometry, lhs: jax.Array, grad: jax.Array,
     g = jnp.transpose(grad.reshape(-1, groups, cout // groups), (1, 0, 2))  # [G, pixels, Cout/G]
     blocks = []
     for first in range(0, kh, rows_at_once):
-        rows = [jnp.stack([lax.slice(channels, (0, 0, 0, i * dh, j * dw),
-                                     (groups, cin_group, n, i * dh + (oh - 1) * sh + 1,
-                                      j * dw + (ow - 1) * sw + 1), (1, 1, 1, sh, sw))
-                           for j in range(kw)], axis=1)  # [G, KW, Cin/G, N, OH, OW]
-                for i in range(first, first + rows_at_once)]
-        # Stacked row by row, then the rows on a new axis: XLA's CPU fusion takes no
-        # concatenation of more than 8 operands (and merges nested ones along one axis),
-        # so 25 windows stacked at once were 25 copies and a concatenation, not one pass.
-        patches = jnp.stack(rows, axis=1).reshape(groups, rows_at_once * kw * cin_group, -1)
+        windows = [lax.slice(channels, (0, 0, 0, i * dh, j * dw),
+                             (groups, cin_group, n, i * dh + (oh - 1) * sh + 1,
+                              j * dw + (ow - 1) * sw + 1), (1, 1, 1, sh, sw))
+                   for i in range(first, first + rows_at_once) for j in range(kw)]
+        patches = stack_in_one_pass(windows, axis=1).reshape(groups, len(windows) * cin_group, -1)
         block = lax.dot_general(patches, g, (((2,), (1,)), ((0,), (0,))),  # [G, taps*Cin/G, Cout/G]
                                 precision=geometry.precision,
                                 preferred_element_type=jnp.float32)
@@ -265,9 +285,10 @@ def matmul_forward(geometry: Geometry, lhs: jax.Array, rhs: jax.Array) -> jax.Ar
     kh, kw, cin_group, cout = rhs.shape
     groups, (sh, sw), (dh, dw) = geometry.groups, geometry.strides, geometry.dilation
     oh, ow = (height - (kh - 1) * dh - 1) // sh + 1, (width - (kw - 1) * dw - 1) // sw + 1
-    views = jnp.stack([lax.slice(padded, (0, 0, j * dw, 0),
-                                 (n, height, j * dw + (ow - 1) * sw + 1, cin), (1, 1, sw, 1))
-                       for j in range(kw)], axis=3)  # [N, H, OW, KW, Cin]
+    views = stack_in_one_pass([lax.slice(padded, (0, 0, j * dw, 0),
+                                         (n, height, j * dw + (ow - 1) * sw + 1, cin),
+                                         (1, 1, sw, 1))
+                               for j in range(kw)], axis=3)  # [N, H, OW, KW, Cin]
     product = _product(geometry)
     if groups == 1:
         rows = product("nyxjc,ijco->nyxio", views, rhs)
