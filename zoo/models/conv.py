@@ -234,12 +234,16 @@ def weight_gradient(geometry: Geometry, lhs: jax.Array, grad: jax.Array,
                                                            *padded.shape[1:3])
     g = jnp.transpose(grad.reshape(-1, groups, cout // groups), (1, 0, 2))  # [G, pixels, Cout/G]
     blocks = []
+    # Strided windows stay separate copies: built in one pass, the DCGAN discriminator's
+    # 4x4 / 2 layer was faster alone but its train step 1.10-1.16x slower (README of
+    # benchmarks/).
+    stack = stack_in_one_pass if geometry.strides == (1, 1) else jnp.stack
     for first in range(0, kh, rows_at_once):
         windows = [lax.slice(channels, (0, 0, 0, i * dh, j * dw),
                              (groups, cin_group, n, i * dh + (oh - 1) * sh + 1,
                               j * dw + (ow - 1) * sw + 1), (1, 1, 1, sh, sw))
                    for i in range(first, first + rows_at_once) for j in range(kw)]
-        patches = stack_in_one_pass(windows, axis=1).reshape(groups, len(windows) * cin_group, -1)
+        patches = stack(windows, axis=1).reshape(groups, len(windows) * cin_group, -1)
         block = lax.dot_general(patches, g, (((2,), (1,)), ((0,), (0,))),  # [G, taps*Cin/G, Cout/G]
                                 precision=geometry.precision,
                                 preferred_element_type=jnp.float32)
