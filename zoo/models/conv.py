@@ -193,7 +193,7 @@ def stack_in_one_pass(arrays: Sequence[jax.Array], axis: int) -> jax.Array:
     then all of them copied again (and nested stacks along one axis are merged back into
     one). Stacked in equal groups of at most that many, the groups on a new axis, and the
     two axes merged, it is one loop fusion: LeNet's 25 weight-gradient windows made the
-    train step 1.08-1.09x faster (benchmarks/README.md). Counts with no such factor
+    train step 1.06-1.09x faster (benchmarks/README.md). Counts with no such factor
     (a prime above it) stay one stack.
     """
     count = len(arrays)
@@ -241,8 +241,8 @@ def weight_gradient(geometry: Geometry, lhs: jax.Array, grad: jax.Array,
     g = jnp.transpose(grad.reshape(-1, groups, cout // groups), (1, 0, 2))  # [G, pixels, Cout/G]
     blocks = []
     # Strided windows stay separate copies: built in one pass, the DCGAN discriminator's
-    # 4x4 / 2 layer was faster alone but its train step 1.10-1.16x slower (README of
-    # benchmarks/).
+    # 4x4 / 2 layer was faster alone but its train step 1.10-1.16x slower
+    # (benchmarks/README.md).
     stack = stack_in_one_pass if geometry.strides == (1, 1) else jnp.stack
     for first in range(0, kh, rows_at_once):
         windows = [lax.slice(channels, (0, 0, 0, i * dh, j * dw),
