@@ -2,10 +2,10 @@
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 import numpy as np
 import pytest
 from flax import nnx
+from jax import lax
 
 from zoo.errors import ZooError
 from zoo.models import ACTIVATIONS, CLASSIFIERS, IMAGENET, create_classifier, get_activation

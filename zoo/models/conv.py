@@ -197,8 +197,8 @@ def stack_in_one_pass(arrays: Sequence[jax.Array], axis: int) -> jax.Array:
     (a prime above it) stay one stack.
     """
     count = len(arrays)
-    group = next((g for g in range(MAX_FUSED_OPERANDS, 1, -1) if count % g == 0), count)
-    if count <= MAX_FUSED_OPERANDS or group == count:
+    group = next((g for g in range(MAX_FUSED_OPERANDS, 1, -1) if count % g == 0), None)
+    if count <= MAX_FUSED_OPERANDS or group is None:
         return jnp.stack(arrays, axis)
     groups = stack_in_one_pass([jnp.stack(arrays[k:k + group], axis)
                                 for k in range(0, count, group)], axis)
